@@ -1,0 +1,1 @@
+"""Commands other than the checks: each module has register(app)."""
