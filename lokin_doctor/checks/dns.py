@@ -1,0 +1,110 @@
+"""``dns``: every address of the target host, from the system resolver (so /etc/hosts counts)
+or from ``--dns-server``.
+
+Facts written: ``addresses`` (list of IP strings, resolver order), ``local`` (the host is this
+machine), ``cnames`` (with --dns-server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, fail, ok
+from lokin_doctor.sysinfo import is_local_address
+
+_GAI_CODES = {
+    socket.EAI_NONAME: "dns.unknown-host",
+    socket.EAI_AGAIN: "dns.temporary-failure",
+}
+_NODATA = getattr(socket, "EAI_NODATA", None)
+if _NODATA is not None:
+    _GAI_CODES[_NODATA] = "dns.no-address"
+
+
+async def _system(ctx: Context) -> list[str] | CheckResult:
+    host = ctx.target.host
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(ctx.deadline):
+            infos = await loop.getaddrinfo(host, ctx.target.port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        return fail(
+            "dns", "dns.timeout", f"the system resolver did not answer for {host} within {ctx.settings.timeout:g} s",
+            "check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server",
+        )
+    except socket.gaierror as exc:
+        code = _GAI_CODES.get(exc.errno, "dns.error")
+        if code == "dns.unknown-host":
+            summary = f"the system resolver does not know {host} ({exc.strerror})"
+            hint = (f"check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; "
+                    "for split-horizon DNS ask the right server with --dns-server")
+        elif code == "dns.temporary-failure":
+            summary = f"temporary failure resolving {host} ({exc.strerror})"
+            hint = "the DNS server did not answer: check the network and /etc/resolv.conf, then retry"
+        else:
+            summary = f"cannot resolve {host}: {exc.strerror}"
+            hint = "check the host's DNS records (A/AAAA) and /etc/hosts"
+        return fail("dns", code, summary, hint, errno=exc.errno)
+    addresses: list[str] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            addr = str(sockaddr[0])
+            if addr not in addresses:
+                addresses.append(addr)
+    return addresses
+
+
+async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
+    from lokin_doctor.dnsquery import query
+
+    assert ctx.settings.dns_server is not None
+    server = ctx.settings.dns_server
+    answer = await query(ctx.target.host, server, ctx.remaining())
+    where = f"{server[0]}:{server[1]}"
+    if answer.error is None:
+        return answer.addresses, answer.cnames
+    host = ctx.target.host
+    hints = {
+        "nxdomain": f"the name {host} does not exist at {where}: fix the client URL or add the record",
+        "no-answer": f"{host} exists at {where} but has no A or AAAA record: add one",
+        "refused": f"{where} refuses or fails to answer for {host}: ask the right DNS server (split horizon?)",
+        "timeout": f"nothing answered at {where}: check the --dns-server address and port",
+        "error": f"check the DNS server {where}",
+    }
+    assert answer.error is not None
+    return fail("dns", f"dns.{answer.error}", f"{answer.detail} (asked {where})", hints[answer.error],
+                server=where)
+
+
+async def check(ctx: Context) -> CheckResult:
+    target = ctx.target
+    if target.ip is not None:
+        addresses, cnames = [str(target.ip)], []
+        how = "an IP address, nothing to resolve"
+    elif ctx.settings.dns_server is not None:
+        got = await _server(ctx)
+        if isinstance(got, CheckResult):
+            return got
+        addresses, cnames = got
+        how = f"resolved by {ctx.settings.dns_server[0]}:{ctx.settings.dns_server[1]}"
+    else:
+        got_sys = await _system(ctx)
+        if isinstance(got_sys, CheckResult):
+            return got_sys
+        addresses, cnames = got_sys, []
+        how = "resolved by the system resolver"
+    local = await asyncio.to_thread(lambda: any(is_local_address(a) for a in addresses))
+    ctx.facts["addresses"] = addresses
+    ctx.facts["local"] = local
+    ctx.facts["cnames"] = cnames
+    if target.ip is not None:
+        summary = f"{target.host} is an IP address" + (" of this machine" if local else "")
+    else:
+        shown = ", ".join(addresses[:6]) + (f" and {len(addresses) - 6} more" if len(addresses) > 6 else "")
+        summary = f"{target.host} resolves to {shown}" + (" (this machine)" if local else "")
+    evidence: dict[str, object] = {"addresses": addresses, "how": how, "local": local}
+    if cnames:
+        evidence["cname_chain"] = cnames
+    return ok("dns", summary, **evidence)

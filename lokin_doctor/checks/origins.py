@@ -1,0 +1,10 @@
+"""``origins``: placeholder until the production-path checks land (issue 4)."""
+
+from __future__ import annotations
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, skip
+
+
+async def check(ctx: Context) -> CheckResult:
+    return skip("origins", "skipped: not implemented yet")

@@ -1,0 +1,98 @@
+"""``port``: who LISTENs on the target's port on this machine (psutil), and on which address.
+
+Facts written: ``listeners`` (all listening sockets), ``port_owners`` (ProcInfo of each owner pid).
+"""
+
+from __future__ import annotations
+
+import re
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, fail, ok, warn
+from lokin_doctor.sysinfo import Listener, ProcInfo, listeners, proc_info
+
+
+async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
+    """Every listening socket and the owners of the target port's sockets (once per run)."""
+
+    def work() -> tuple[list[Listener], dict[int, ProcInfo]]:
+        all_listeners = listeners()
+        owners: dict[int, ProcInfo] = {}
+        for li in all_listeners:
+            if li.port == ctx.target.port and li.pid is not None and li.pid not in owners:
+                info = proc_info(li.pid, all_listeners)
+                if info is not None:
+                    owners[li.pid] = info
+        return all_listeners, owners
+
+    return await ctx.blocking("listeners", work)
+
+
+def _is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"
+
+
+def looks_like_ws_server(info: ProcInfo, patterns: tuple[str, ...]) -> bool:
+    import os
+
+    argv = list(info.cmdline) or [info.name]
+    command = " ".join([os.path.basename(argv[0]), *argv[1:]])
+    return any(re.search(p, command) for p in patterns)
+
+
+async def check(ctx: Context) -> CheckResult:
+    port = ctx.target.port
+    all_listeners, owners = await scan(ctx)
+    on_port = [li for li in all_listeners if li.port == port]
+    ctx.facts["listeners"] = all_listeners
+    ctx.facts["port_owners"] = owners
+    if not on_port:
+        return fail(
+            "port", "port.not-listening", f"nothing listens on port {port} on this machine",
+            f"start the WebSocket server: node server.js (it listens on {port}) or lokin-doctor serve "
+            f"--port {port}; if it crashed at start, read its log",
+        )
+    bound = sorted({f"{li.address}:{li.port}" if ":" not in li.address else f"[{li.address}]:{li.port}"
+                    for li in on_port})
+    evidence: dict[str, object] = {"bound": bound}
+    if owners:
+        evidence["owners"] = [o.to_dict() for o in owners.values()]
+    addresses: list[str] = ctx.facts.get("addresses", [])
+    uncovered = [a for a in addresses if not any(li.covers(a) for li in on_port)]
+    if addresses and len(uncovered) == len(addresses):
+        if all(li.loopback_only for li in on_port) and not all(_is_loopback(a) for a in addresses):
+            return fail(
+                "port", "port.loopback-only",
+                f"the server listens on {', '.join(bound)} (loopback only), so {', '.join(uncovered)} "
+                "cannot reach it",
+                "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) "
+                "or put a reverse proxy on this machine in front of it",
+                **evidence,
+            )
+        return fail(
+            "port", "port.wrong-address",
+            f"the server listens on {', '.join(bound)}, not on {', '.join(uncovered)}",
+            "bind the server to the address the clients use (or to all interfaces: '0.0.0.0' / '::'), "
+            "or use one of the bound addresses in the client URL",
+            **evidence,
+        )
+    unknown = [li for li in on_port if li.pid is None]
+    if unknown and not owners:
+        return warn(
+            "port", "port.owner-unknown",
+            f"something listens on {', '.join(bound)} but its owner is hidden from this user",
+            "owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port",
+            **evidence,
+        )
+    names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
+    foreign = [o for o in owners.values() if not looks_like_ws_server(o, ctx.settings.process_patterns)]
+    if foreign and len(foreign) == len(owners):
+        evidence["expected"] = list(ctx.settings.process_patterns)
+        return warn(
+            "port", "port.unexpected-owner",
+            f"port {port} is held by {names}, which is not the expected WebSocket server",
+            "if the handshake fails, another program holds the port: stop it or move the WebSocket server "
+            "to a free port (and the client URL with it); if this is your server, pass --process to name it",
+            **evidence,
+        )
+    return ok("port", f"{names or 'a process'} listens on {', '.join(bound)}", **evidence)

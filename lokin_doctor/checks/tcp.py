@@ -1,0 +1,112 @@
+"""``tcp``: connect to each address separately; refused, dropped (timeout) and unreachable differ.
+
+Facts written: ``reachable`` (addresses that accepted, resolver order), ``tcp`` (address -> outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, fail, ok, warn
+
+
+def fmt(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+async def connect(address: str, port: int, deadline: float) -> tuple[str, float | None, str]:
+    """One TCP connect: ("ok"|"refused"|"timeout"|"unreachable"|"error", ms, detail)."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    t0 = loop.time()
+    try:
+        async with asyncio.timeout_at(deadline):
+            await loop.sock_connect(sock, (address, port))
+        return "ok", (loop.time() - t0) * 1000, "connected"
+    except TimeoutError:
+        return "timeout", None, "no answer (packets dropped?)"
+    except ConnectionRefusedError:
+        return "refused", (loop.time() - t0) * 1000, "connection refused"
+    except OSError as exc:
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return "unreachable", None, exc.strerror or str(exc)
+        return "error", None, exc.strerror or str(exc)
+    finally:
+        sock.close()
+
+
+async def check(ctx: Context) -> CheckResult:
+    port = ctx.target.port
+    addresses: list[str] = ctx.facts["addresses"]
+    outcomes = await asyncio.gather(*(connect(a, port, ctx.deadline) for a in addresses))
+    table = dict(zip(addresses, outcomes, strict=True))
+    ctx.facts["tcp"] = table
+    reachable = [a for a in addresses if table[a][0] == "ok"]
+    ctx.facts["reachable"] = reachable
+    evidence = {
+        fmt(a, port): (f"{o[2]} in {o[1]:.1f} ms" if o[1] is not None else o[2]) for a, o in table.items()
+    }
+    host = ctx.target.host
+    if reachable and len(reachable) == len(addresses):
+        best = min(o[1] or 0.0 for o in outcomes)
+        where = fmt(reachable[0], port) if len(reachable) == 1 else f"all {len(reachable)} addresses on port {port}"
+        return ok("tcp", f"TCP connect to {where} succeeded ({best:.1f} ms)", **evidence)
+    if reachable:
+        failed = [a for a in addresses if a not in reachable]
+        kinds = {table[a][0] for a in failed}
+        kind = kinds.pop() if len(kinds) == 1 else "fail"
+        if host == "localhost" or all(a in ("127.0.0.1", "::1") for a in addresses):
+            v6_failed = any(":" in a for a in failed)
+            family_now, family_other = ("::1 (IPv6)", "127.0.0.1 (IPv4)") if v6_failed else (
+                "127.0.0.1 (IPv4)", "::1 (IPv6)")
+            return warn(
+                "tcp", "tcp.localhost-family",
+                f"{host} resolves to both families and {family_now} is {kind} on port {port} while "
+                f"{family_other} answers",
+                f"clients that try {family_now.split()[0]} first (Node >= 17, some browsers) fail: bind the server "
+                f"to both (host '::' or both addresses), or use {family_other.split()[0]} in the client URL",
+                **evidence,
+            )
+        return warn(
+            "tcp", "tcp.some-addresses-fail",
+            f"{len(failed)} of {len(addresses)} addresses {'refuse' if kind == 'refused' else 'fail'} on port "
+            f"{port}: {', '.join(failed)}",
+            "clients given a failing address cannot connect: fix or remove those DNS records, or start the "
+            "server on those hosts",
+            **evidence,
+        )
+    kinds = {o[0] for o in outcomes}
+    where = ", ".join(fmt(a, port) for a in addresses)
+    if kinds == {"refused"}:
+        return fail(
+            "tcp", "tcp.refused", f"connection refused on {where}: nothing accepts connections there",
+            f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
+            "or fix the port in the client URL",
+            **evidence,
+        )
+    if "timeout" in kinds and kinds <= {"timeout", "unreachable", "error"}:
+        return fail(
+            "tcp", "tcp.timeout",
+            f"no answer from {where} within {ctx.settings.timeout:g} s: packets are dropped (firewall?) "
+            "or the host is down",
+            f"open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check "
+            "the host is up",
+            **evidence,
+        )
+    if kinds == {"unreachable"}:
+        return fail(
+            "tcp", "tcp.unreachable", f"{where}: {outcomes[0][2]}",
+            "no route to the host: check the address, the network, or a firewall that rejects with "
+            "host-unreachable",
+            **evidence,
+        )
+    return fail(
+        "tcp", "tcp.error", f"cannot connect to {where}: " + "; ".join(sorted({o[2] for o in outcomes})),
+        "check the address and port in the client URL and the network path",
+        **evidence,
+    )

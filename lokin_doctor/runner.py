@@ -1,0 +1,248 @@
+"""Run the checks in dependency order, concurrently, under one deadline; pick the root cause.
+
+A check whose prerequisite failed is skipped ("skipped: tcp failed") so the report shows one
+root cause, not a cascade. Independent checks (process, port, tcp...) run at the same time, so a
+silent host costs one timeout. Check modules are imported only when they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, Report, RootCause, Status, fail, skip
+from lokin_doctor.settings import Settings
+
+#: Extra time a check gets past the deadline to turn its own timeout into a diagnosis.
+GRACE_S = 0.25
+
+CheckFn = Callable[[Context], Awaitable[CheckResult]]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A check of the chain.
+
+    Attributes:
+        id: stable kebab-case id (``--only`` takes it; JSON ``checks[].id``).
+        title: what it checks, for ``--list-checks``.
+        func: ``module:function`` of the coroutine, imported only when the check runs.
+        requires: checks that must pass (ok/warn) first; otherwise this one is skipped.
+        after: checks that must have finished first, whatever their outcome.
+        local_only: needs the target to be this machine (psutil checks).
+        applies: returns a skip reason when the check does not apply to these settings.
+        extra_time: seconds the check may run past the run's deadline (``--hold``).
+    """
+
+    id: str
+    title: str
+    func: str
+    requires: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    local_only: bool = False
+    applies: Callable[[Settings], str | None] | None = None
+    extra_time: Callable[[Settings], float] | None = None
+
+
+def _secure_only(s: Settings) -> str | None:
+    return None if s.target.secure else "not a wss:// target"
+
+
+def _hold_only(s: Settings) -> str | None:
+    return None if s.hold else "no --hold given"
+
+
+def _page_only(s: Settings) -> str | None:
+    return None if s.page_url else "no --page-url given"
+
+
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec("dns", "name resolution: every IPv4/IPv6 address of the host (system resolver or --dns-server)",
+              "lokin_doctor.checks.dns:check"),
+    CheckSpec("dns-records", "DNS records with dnspython: A/AAAA, CNAME chain, agreement with the system resolver",
+              "lokin_doctor.checks.dnsrecords:check", after=("dns",)),
+    CheckSpec("process", "the server process: running, its pid, uptime, memory, CPU, listening ports",
+              "lokin_doctor.checks.process:check", requires=("dns",), local_only=True),
+    CheckSpec("port", "who listens on the port on this machine, and on which address",
+              "lokin_doctor.checks.port:check", requires=("dns",), local_only=True),
+    CheckSpec("tcp", "TCP connect to each address: refused, dropped (timeout) or unreachable",
+              "lokin_doctor.checks.tcp:check", requires=("dns",)),
+    CheckSpec("tls", "TLS: version, cipher, ALPN, certificate names, issuer, expiry, chain",
+              "lokin_doctor.checks.tls:check", requires=("tcp",), applies=_secure_only),
+    CheckSpec("handshake", "a complete RFC 6455 opening handshake, Sec-WebSocket-Accept validated",
+              "lokin_doctor.checks.handshake:check", requires=("tcp",), after=("tls", "port")),
+    CheckSpec("session", "after the upgrade: greeting, client id, ping round-trip, --send/--expect, clean close",
+              "lokin_doctor.checks.session:check", requires=("handshake",)),
+    CheckSpec("backends", "every address of the name: TCP, TLS and the handshake on each (load-balanced backends)",
+              "lokin_doctor.checks.backends:check", requires=("dns",), after=("handshake",)),
+    CheckSpec("proxy", "the reverse proxy: recognised by its headers, compared with the backend it fronts",
+              "lokin_doctor.checks.proxy:check", after=("handshake",)),
+    CheckSpec("variants", "when the target fails: nearby URLs (ws/wss, ports 443/80/8080, / vs /ws) that work",
+              "lokin_doctor.checks.variants:check", after=("tcp", "handshake")),
+    CheckSpec("page", "the page's view: derived URL, mixed content, Content-Security-Policy connect-src",
+              "lokin_doctor.checks.page:check", applies=_page_only),
+    CheckSpec("origins", "origin matrix: no Origin, the page's Origin, a foreign Origin",
+              "lokin_doctor.checks.origins:check", after=("handshake",)),
+    CheckSpec("hold", "an idle connection held for --hold seconds: when and how it died",
+              "lokin_doctor.checks.hold:check", requires=("handshake",), applies=_hold_only,
+              extra_time=lambda s: s.hold or 0.0),
+)
+BY_ID = {c.id: c for c in CHECKS}
+
+#: The local checklist (`all` against this machine) and the remote chain (probe-wss).
+LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "variants", "hold")
+REMOTE_CHECKS = ("dns", "dns-records", "tcp", "tls", "handshake", "session", "backends", "proxy", "variants",
+                 "page", "origins", "hold")
+
+#: Which failure is the root cause when several fail: the deepest link that explains the others.
+ROOT_CAUSE_ORDER = ("dns", "dns-records", "process", "port", "variants", "tcp", "tls", "proxy", "handshake",
+                    "page", "origins", "session", "backends", "hold")
+
+
+class UnknownCheckError(ValueError):
+    pass
+
+
+def _load(spec: CheckSpec) -> CheckFn:
+    module_name, _, func_name = spec.func.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)  # type: ignore[no-any-return]
+
+
+def select_checks(settings: Settings, only: Iterable[str] | None, remote: bool | None = None) -> list[CheckSpec]:
+    """The checks to run: ``only`` plus what they require, or the default checklist."""
+    if only:
+        wanted: set[str] = set()
+        for item in only:
+            for check_id in item.split(","):
+                check_id = check_id.strip()
+                if check_id not in BY_ID:
+                    raise UnknownCheckError(
+                        f"unknown check {check_id!r}; known checks: {', '.join(BY_ID)} (see all --list-checks)"
+                    )
+                wanted.add(check_id)
+        stack = list(wanted)
+        while stack:
+            spec = BY_ID[stack.pop()]
+            for dep in (*spec.requires, *spec.after):
+                if dep not in wanted:
+                    wanted.add(dep)
+                    stack.append(dep)
+        return [c for c in CHECKS if c.id in wanted]
+    ids = set(LOCAL_CHECKS)
+    if remote or settings.target.secure or settings.page_url or settings.dns_server or settings.backend:
+        ids |= set(REMOTE_CHECKS)
+    return [c for c in CHECKS if c.id in ids]
+
+
+def root_cause(results: dict[str, CheckResult]) -> RootCause | None:
+    for check_id in ROOT_CAUSE_ORDER:
+        r = results.get(check_id)
+        if r is not None and r.status is Status.FAIL and r.code and r.hint:
+            return RootCause(r.id, r.code, r.summary, r.hint)
+    for r in results.values():  # checks outside the order, if any
+        if r.status is Status.FAIL and r.code and r.hint:
+            return RootCause(r.id, r.code, r.summary, r.hint)
+    return None
+
+
+async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
+    loop = asyncio.get_running_loop()
+    selected = {s.id for s in specs}
+    done = {s.id: asyncio.Event() for s in specs}
+
+    async def run_one(spec: CheckSpec) -> None:
+        try:
+            for dep in (*spec.requires, *spec.after):
+                if dep in done:
+                    await done[dep].wait()
+            ctx.results[spec.id] = await _execute(spec)
+        finally:
+            done[spec.id].set()
+
+    async def _execute(spec: CheckSpec) -> CheckResult:
+        for dep in spec.requires:
+            if dep not in selected:
+                continue
+            dep_result = ctx.results[dep]
+            if dep_result.status is Status.FAIL:
+                return skip(spec.id, f"skipped: {dep} failed")
+            if dep_result.status is Status.SKIP:
+                return skip(spec.id, f"skipped: {dep} was skipped")
+        reason = spec.applies(ctx.settings) if spec.applies else None
+        if reason:
+            return skip(spec.id, f"skipped: {reason}")
+        if spec.local_only and not ctx.facts.get("local", False):
+            return skip(
+                spec.id,
+                f"skipped: {ctx.settings.target.host} is not this machine; "
+                "run lokin-doctor on the server to check its process and port",
+            )
+        t0 = loop.time()
+        extra = spec.extra_time(ctx.settings) if spec.extra_time else 0.0
+        try:
+            func = _load(spec)
+            async with asyncio.timeout_at(ctx.deadline + extra + GRACE_S):
+                result = await func(ctx)
+        except TimeoutError:
+            result = fail(
+                spec.id,
+                f"{spec.id}.timeout",
+                f"no result within the {ctx.settings.timeout:g} s deadline",
+                "the host or this machine is too slow to answer; raise --timeout or check the network path",
+            )
+        except Exception as exc:  # one check's bug must not hide the others' findings
+            if ctx.debug:
+                traceback.print_exc(file=sys.stderr)
+            result = fail(
+                spec.id,
+                "internal-error",
+                f"lokin-doctor's {spec.id} check crashed: {type(exc).__name__}: {exc}",
+                "re-run with --debug to see the traceback, and report it",
+            )
+        return replace(result, duration_ms=(loop.time() - t0) * 1000)
+
+    await asyncio.gather(*(run_one(s) for s in specs))
+    return [ctx.results[s.id] for s in specs]
+
+
+async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: bool, debug: bool) -> Report:
+    started = time.perf_counter()
+    if embedded:
+        from lokin_doctor.server import ServerConfig, running_server
+
+        async with running_server(ServerConfig(host="127.0.0.1", port=0, quiet=True)) as srv:
+            from lokin_doctor.target import parse_target
+
+            settings = replace(settings, target=parse_target(f"ws://127.0.0.1:{srv.port}/"))
+            return await _run_async(settings, only, embedded=False, debug=debug)
+    loop = asyncio.get_running_loop()
+    ctx = Context(settings=settings, deadline=loop.time() + settings.timeout, debug=debug)
+    specs = select_checks(settings, only)
+    try:
+        results = await run_checks(ctx, specs)
+    finally:
+        conn = ctx.facts.get("conn")
+        if conn is not None:
+            conn.abort()
+    by_id = {r.id: r for r in results}
+    return Report(
+        target=settings.target.url,
+        results=tuple(results),
+        root_cause=root_cause(by_id),
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def run_report(settings: Settings, only: Iterable[str] | None = None, embedded: bool = False,
+               debug: bool = False) -> Report:
+    """Run the checklist and return the report (blocking)."""
+    if only:
+        select_checks(settings, only)  # unknown ids are a usage error before any traffic
+    return asyncio.run(_run_async(settings, only, embedded, debug))

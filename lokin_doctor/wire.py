@@ -1,0 +1,384 @@
+"""The WebSocket client the checks share: one opening handshake, observed byte by byte.
+
+websockets' sans-I/O :class:`ClientProtocol` builds the request and validates the reply
+(status, Upgrade, Connection, Sec-WebSocket-Accept); this module only moves bytes, bounded by a
+deadline, and keeps what came back as evidence. A 101 leaves an open :class:`WsConn` for the
+session check; anything else is an :class:`Outcome` that :mod:`lokin_doctor.checks.handshake`
+turns into a diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHeaderValue, InvalidMessage, InvalidStatus, InvalidUpgrade
+from websockets.frames import Frame
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.typing import Origin, Subprotocol
+from websockets.uri import parse_uri
+
+from lokin_doctor.target import Target
+
+#: How much of the reply we keep as evidence.
+MAX_EVIDENCE = 64 * 1024
+#: Once a full non-101 header block arrived, how long to wait for a body with no length.
+BODY_GRACE_S = 0.3
+
+
+@dataclass
+class Outcome:
+    """What happened when we tried one opening handshake against one address.
+
+    ``kind`` is one of: ``upgraded`` (valid 101), ``status`` (an HTTP reply other than 101),
+    ``invalid-upgrade`` (101 with bad Upgrade/Connection headers), ``bad-accept`` (101 with a wrong
+    Sec-WebSocket-Accept), ``not-http`` (bytes that are not HTTP), ``closed`` (closed with no reply),
+    ``reset`` (connection reset), ``timeout`` (no complete reply in time), ``connect-refused``,
+    ``connect-timeout``, ``connect-error``, ``tls-error``.
+    """
+
+    kind: str
+    address: str
+    port: int
+    status: int | None = None
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    raw: bytes = b""
+    error: str | None = None
+    exc: BaseException | None = None
+    connect_ms: float | None = None
+    handshake_ms: float | None = None
+    conn: WsConn | None = None
+    tls: dict[str, Any] | None = None
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for k, v in self.headers:
+            if k.lower() == lname:
+                return v
+        return None
+
+    @property
+    def status_line(self) -> str | None:
+        if self.status is None:
+            return None
+        return f"HTTP/1.1 {self.status} {self.reason}".rstrip()
+
+    def body_text(self, limit: int = 300) -> str:
+        return self.body[:limit].decode("utf-8", "replace")
+
+    def evidence(self) -> dict[str, Any]:
+        ev: dict[str, Any] = {"address": f"{self.address}:{self.port}" if ":" not in self.address else f"[{self.address}]:{self.port}"}
+        if self.status_line:
+            ev["status_line"] = self.status_line
+        keep = ("server", "via", "content-type", "location", "upgrade", "connection", "sec-websocket-accept",
+                "sec-websocket-extensions", "sec-websocket-protocol", "x-powered-by", "cf-ray", "www-authenticate")
+        if self.headers:
+            ev["headers"] = {k: v for k, v in self.headers if k.lower() in keep}
+        if self.body:
+            ev["body"] = self.body_text(200)
+        elif self.raw and self.status is None:
+            ev["first_bytes"] = self.raw[:120].decode("latin-1")
+        if self.error:
+            ev["error"] = self.error
+        if self.connect_ms is not None:
+            ev["connect_ms"] = round(self.connect_ms, 2)
+        if self.handshake_ms is not None:
+            ev["handshake_ms"] = round(self.handshake_ms, 2)
+        return ev
+
+
+class WsConn:
+    """An open WebSocket connection driven through the sans-I/O protocol, every wait bounded."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: ClientProtocol):
+        self.reader = reader
+        self.writer = writer
+        self.proto = proto
+        self.pending: list[Frame] = []
+        self.eof = False
+
+    def _flush(self) -> None:
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.writer.write(chunk)
+            elif self.writer.can_write_eof():
+                try:
+                    self.writer.write_eof()
+                except OSError:
+                    pass
+
+    def send_text(self, text: str) -> None:
+        self.proto.send_text(text.encode())
+        self._flush()
+
+    def send_ping(self, data: bytes) -> None:
+        self.proto.send_ping(data)
+        self._flush()
+
+    async def next_frame(self, deadline: float) -> Frame | None:
+        """The next frame from the server, None on end of stream; TimeoutError past the deadline."""
+        while not self.pending:
+            if self.eof:
+                return None
+            async with asyncio.timeout_at(deadline):
+                try:
+                    data = await self.reader.read(65536)
+                except (ConnectionError, ssl.SSLError, OSError):
+                    data = b""
+            if data:
+                self.proto.receive_data(data)
+            else:
+                self.eof = True
+                self.proto.receive_eof()
+            self._flush()
+            self.pending.extend(e for e in self.proto.events_received() if isinstance(e, Frame))
+        return self.pending.pop(0)
+
+    async def close(self, deadline: float, code: int = 1000) -> tuple[int | None, str | None]:
+        """Closing handshake: send a close frame, wait for the server's, then the TCP close."""
+        try:
+            if self.proto.state is State.OPEN:
+                self.proto.send_close(code, "lokin-doctor done")
+                self._flush()
+            while self.proto.close_rcvd is None and not self.eof:
+                frame = await self.next_frame(deadline)
+                if frame is None:
+                    break
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            self.abort()
+        rcvd = self.proto.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd is not None else (None, None)
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except (OSError, RuntimeError):
+            pass
+
+
+def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """A client context like a browser's: system CAs (plus --ca-file), HTTP/1.1 in ALPN."""
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    if ca_file:
+        # Private CAs are added to, not substituted for, the system store.
+        try:
+            ctx.load_default_certs()
+        except ssl.SSLError:
+            pass
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _parse_head(raw: bytes) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
+    """Status, reason, headers and body start of an HTTP reply whose body never finished."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return None
+    headers = []
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.append((k.strip(), v.strip()))
+    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest
+
+
+def _from_response(out: Outcome, response: Response) -> None:
+    out.status = response.status_code
+    out.reason = response.reason_phrase
+    out.headers = list(response.headers.raw_items())
+    out.body = bytes(response.body[:MAX_EVIDENCE])
+
+
+def describe_tls(writer: asyncio.StreamWriter) -> dict[str, Any] | None:
+    sslobj = writer.get_extra_info("ssl_object")
+    if sslobj is None:
+        return None
+    cipher = sslobj.cipher()
+    return {"version": sslobj.version(), "cipher": cipher[0] if cipher else None, "alpn": sslobj.selected_alpn_protocol()}
+
+
+async def open_handshake(
+    target: Target,
+    address: str,
+    *,
+    deadline: float,
+    origin: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+    subprotocols: tuple[str, ...] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    compression: bool = True,
+    keep_open: bool = True,
+) -> Outcome:
+    """One opening handshake to ``address`` (with ``target.host`` as Host/SNI), bounded by ``deadline``.
+
+    Never raises for network trouble: every failure becomes an :class:`Outcome` kind.
+    ``compression`` offers permessage-deflate as browsers do.
+    """
+    loop = asyncio.get_running_loop()
+    out = Outcome("timeout", address, target.port)
+    extensions = None
+    if compression:
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+        extensions = [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
+    proto = ClientProtocol(
+        parse_uri(target.url),
+        origin=Origin(origin) if origin else None,
+        subprotocols=[Subprotocol(s) for s in subprotocols] or None,
+        extensions=extensions,
+        max_size=2**20,
+    )
+    request = proto.connect()
+    request.headers["User-Agent"] = f"lokin-doctor (websockets; pid {os.getpid()})"
+    for name, value in headers:
+        if name in request.headers:
+            del request.headers[name]
+        request.headers[name] = value
+    proto.send_request(request)
+
+    t0 = loop.time()
+    use_ssl = ssl_context if target.secure else None
+    try:
+        async with asyncio.timeout_at(deadline):
+            reader, writer = await asyncio.open_connection(
+                address,
+                target.port,
+                ssl=use_ssl,
+                server_hostname=(server_hostname or target.host) if use_ssl else None,
+                ssl_handshake_timeout=max(0.01, deadline - loop.time()) if use_ssl else None,
+            )
+    except TimeoutError:
+        out.kind, out.error = "connect-timeout", "no answer to the TCP connect (or the TLS handshake) in time"
+        return out
+    except ConnectionRefusedError as exc:
+        out.kind, out.error, out.exc = "connect-refused", str(exc), exc
+        return out
+    except ssl.SSLError as exc:
+        out.kind, out.error, out.exc = "tls-error", getattr(exc, "verify_message", None) or exc.reason or str(exc), exc
+        return out
+    except (ConnectionResetError, ConnectionAbortedError) as exc:
+        # A reset during the TLS handshake usually means the port does not speak TLS.
+        out.kind, out.error, out.exc = ("tls-error" if use_ssl else "reset"), str(exc) or "connection reset", exc
+        return out
+    except OSError as exc:
+        out.kind, out.error, out.exc = "connect-error", exc.strerror or str(exc), exc
+        return out
+    out.connect_ms = (loop.time() - t0) * 1000
+    out.tls = describe_tls(writer)
+
+    conn = WsConn(reader, writer, proto)
+    conn._flush()
+    raw = bytearray()
+    t1 = loop.time()
+    response: Response | None = None
+    body_deadline: float | None = None
+    try:
+        while response is None and proto.handshake_exc is None:
+            limit = deadline if body_deadline is None else min(deadline, body_deadline)
+            try:
+                async with asyncio.timeout_at(limit):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                parsed = _parse_head(bytes(raw)) if body_deadline is not None else None
+                if parsed is not None:
+                    out.kind = "status"
+                    out.status, out.reason, out.headers, body = parsed
+                    out.body = body[:MAX_EVIDENCE]
+                else:
+                    out.kind, out.error = "timeout", "no complete reply to the opening handshake in time"
+                out.raw = bytes(raw[:MAX_EVIDENCE])
+                conn.abort()
+                return out
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+                out.kind, out.error, out.exc = "reset", str(exc) or "connection reset by peer", exc
+                out.raw = bytes(raw[:MAX_EVIDENCE])
+                conn.abort()
+                if raw:
+                    parsed = _parse_head(bytes(raw))
+                    if parsed is not None:
+                        out.kind = "status"
+                        out.status, out.reason, out.headers, body = parsed
+                        out.body = body[:MAX_EVIDENCE]
+                return out
+            except ssl.SSLError as exc:
+                out.kind, out.error, out.exc = "tls-error", exc.reason or str(exc), exc
+                conn.abort()
+                return out
+            if not data:
+                proto.receive_eof()
+                if not raw:
+                    out.kind, out.error = "closed", "the server closed the connection without replying"
+                    conn.abort()
+                    return out
+            else:
+                if len(raw) < MAX_EVIDENCE:
+                    raw += data
+                proto.receive_data(data)
+                if body_deadline is None and b"\r\n\r\n" in raw and not raw.startswith(b"HTTP/1.1 101"):
+                    body_deadline = loop.time() + BODY_GRACE_S
+            for event in proto.events_received():
+                if isinstance(event, Response):
+                    response = event
+                elif isinstance(event, Frame):
+                    conn.pending.append(event)
+            if not data:
+                break
+    finally:
+        out.raw = bytes(raw[:MAX_EVIDENCE])
+    out.handshake_ms = (loop.time() - t1) * 1000
+    exc = proto.handshake_exc
+    if response is not None:
+        _from_response(out, response)
+    if exc is None and response is not None:
+        out.kind = "upgraded"
+        conn._flush()
+        if keep_open:
+            out.conn = conn
+        else:
+            await conn.close(min(deadline, loop.time() + 1.0))
+        return out
+    conn.abort()
+    out.exc = exc
+    if isinstance(exc, InvalidStatus):
+        out.kind = "status"
+        _from_response(out, exc.response)
+    elif isinstance(exc, InvalidHeaderValue) and "Accept" in str(exc):
+        out.kind, out.error = "bad-accept", str(exc)
+    elif isinstance(exc, InvalidUpgrade):
+        out.kind, out.error = "invalid-upgrade", str(exc)
+    elif isinstance(exc, InvalidMessage):
+        cause = exc.__cause__
+        if isinstance(cause, EOFError) and not raw:
+            out.kind, out.error = "closed", "the server closed the connection without replying"
+        elif isinstance(cause, EOFError) and raw.startswith(b"HTTP/"):
+            parsed = _parse_head(bytes(raw))
+            if parsed is not None:
+                out.kind = "status"
+                out.status, out.reason, out.headers, body = parsed
+                out.body = body[:MAX_EVIDENCE]
+            else:
+                out.kind, out.error = "closed", "the server closed the connection in the middle of its reply"
+        else:
+            out.kind, out.error = "not-http", str(cause) if cause else str(exc)
+    elif exc is not None:
+        out.kind, out.error = "invalid-upgrade", str(exc)
+    else:
+        out.kind, out.error = "closed", "the server closed the connection without a complete reply"
+    return out
+
