@@ -56,6 +56,8 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
     con.print(Text(f"lokin-doctor {__version__} — {report.target}", style="bold"))
     counts = {s: 0 for s in Status}
     for r in report.results:
+        if r.evidence.get("applicable") is False and not verbose:
+            continue  # e.g. tls on a ws:// target: noise unless asked for
         counts[r.status] += 1
         mark, style = MARKS[r.status]
         line = Text()

@@ -167,6 +167,9 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
             done[spec.id].set()
 
     async def _execute(spec: CheckSpec) -> CheckResult:
+        reason = spec.applies(ctx.settings) if spec.applies else None
+        if reason:
+            return skip(spec.id, f"not applicable: {reason}", applicable=False)
         for dep in spec.requires:
             if dep not in selected:
                 continue
@@ -175,9 +178,6 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
                 return skip(spec.id, f"skipped: {dep} failed")
             if dep_result.status is Status.SKIP:
                 return skip(spec.id, f"skipped: {dep} was skipped")
-        reason = spec.applies(ctx.settings) if spec.applies else None
-        if reason:
-            return skip(spec.id, f"skipped: {reason}")
         if spec.local_only and not ctx.facts.get("local", False):
             return skip(
                 spec.id,
