@@ -66,13 +66,20 @@ UrlArg = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", "-t", help="One deadline in seconds for the whole run (every network step).")
+    float,
+    typer.Option("--timeout", "-t", help="One deadline in seconds for the whole run (every network step)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout (schema 1), nothing else.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the JSON report on stdout (schema 1), nothing else.")
+]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show each check's evidence and passed checks' details.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show each check's evidence and passed checks' details.")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors on stderr.")]
-OriginOpt = Annotated[str | None, typer.Option("--origin", help="Origin header to send (as a browser page would).")]
+OriginOpt = Annotated[
+    str | None, typer.Option("--origin", help="Origin header to send (as a browser page would).")
+]
 HeaderOpt = Annotated[
     list[str] | None, typer.Option("--header", "-H", help="Extra request header 'Name: value' (repeatable).")
 ]
@@ -92,15 +99,23 @@ ExpectOpt = Annotated[
     str | None, typer.Option("--expect", help="Regular expression a reply to --send must match.")
 ]
 DnsServerOpt = Annotated[
-    str | None, typer.Option("--dns-server", help="Ask this DNS server (HOST[:PORT]) instead of the system resolver.")
+    str | None,
+    typer.Option("--dns-server", help="Ask this DNS server (HOST[:PORT]) instead of the system resolver."),
 ]
-CaFileOpt = Annotated[str | None, typer.Option("--ca-file", help="PEM file of CA certificates to trust (private CA).")]
+CaFileOpt = Annotated[
+    str | None, typer.Option("--ca-file", help="PEM file of CA certificates to trust (private CA).")
+]
 InsecureOpt = Annotated[
-    bool, typer.Option("--insecure", "-k", help="Go on past a bad certificate (still reported) to test the upgrade.")
+    bool,
+    typer.Option(
+        "--insecure", "-k", help="Go on past a bad certificate (still reported) to test the upgrade."
+    ),
 ]
 BackendOpt = Annotated[
     str | None,
-    typer.Option("--backend", help="The backend URL behind the proxy, to compare with (default: same host, port 8080)."),
+    typer.Option(
+        "--backend", help="The backend URL behind the proxy, to compare with (default: same host, port 8080)."
+    ),
 ]
 HoldOpt = Annotated[
     float | None,
@@ -108,10 +123,16 @@ HoldOpt = Annotated[
 ]
 PageUrlOpt = Annotated[
     str | None,
-    typer.Option("--page-url", help="The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin."),
+    typer.Option(
+        "--page-url",
+        help="The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin.",
+    ),
 ]
 VariantsOpt = Annotated[
-    bool, typer.Option("--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths).")
+    bool,
+    typer.Option(
+        "--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths)."
+    ),
 ]
 
 
@@ -157,8 +178,16 @@ def _settings(
         usage_error(str(exc))
 
 
-def _run(settings: object, only: list[str] | None, *, json_out: bool, strict: bool, verbose: bool,
-         debug: bool, embedded: bool = False) -> NoReturn:
+def _run(
+    settings: object,
+    only: list[str] | None,
+    *,
+    json_out: bool,
+    strict: bool,
+    verbose: bool,
+    debug: bool,
+    embedded: bool = False,
+) -> NoReturn:
     from lokin_doctor.runner import UnknownCheckError, run_report
     from lokin_doctor.settings import Settings
 
@@ -188,7 +217,8 @@ def all_command(
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run only these checks (and what they need); repeatable.")
+        list[str] | None,
+        typer.Option("--only", help="Run only these checks (and what they need); repeatable."),
     ] = None,
     list_checks: Annotated[bool, typer.Option("--list-checks", help="List the checks and exit.")] = False,
     embedded: Annotated[
@@ -219,9 +249,21 @@ def all_command(
     if embedded and url:
         usage_error("--embedded diagnoses the embedded server; give no URL with it")
     settings = _settings(
-        url, timeout=timeout, origin=origin, header=header, subprotocol=subprotocol, process=process,
-        send=send, expect=expect, dns_server=dns_server, ca_file=ca_file, insecure=insecure,
-        backend=backend, hold=hold, page_url=page_url, variants=variants,
+        url,
+        timeout=timeout,
+        origin=origin,
+        header=header,
+        subprotocol=subprotocol,
+        process=process,
+        send=send,
+        expect=expect,
+        dns_server=dns_server,
+        ca_file=ca_file,
+        insecure=insecure,
+        backend=backend,
+        hold=hold,
+        page_url=page_url,
+        variants=variants,
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -273,8 +315,15 @@ def handshake_command(
 ) -> None:
     """A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."""
     settings = _settings(
-        url, timeout=timeout, origin=origin, header=header, subprotocol=subprotocol, send=send,
-        expect=expect, ca_file=ca_file, insecure=insecure,
+        url,
+        timeout=timeout,
+        origin=origin,
+        header=header,
+        subprotocol=subprotocol,
+        send=send,
+        expect=expect,
+        ca_file=ca_file,
+        insecure=insecure,
     )
     _run(settings, ["handshake", "session"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
@@ -301,8 +350,17 @@ def probe_wss_command(
     from lokin_doctor.runner import REMOTE_CHECKS
 
     settings = _settings(
-        url, timeout=timeout, origin=origin, header=header, dns_server=dns_server, ca_file=ca_file,
-        insecure=insecure, backend=backend, hold=hold, page_url=page_url, variants=variants,
+        url,
+        timeout=timeout,
+        origin=origin,
+        header=header,
+        dns_server=dns_server,
+        ca_file=ca_file,
+        insecure=insecure,
+        backend=backend,
+        hold=hold,
+        page_url=page_url,
+        variants=variants,
     )
     _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 

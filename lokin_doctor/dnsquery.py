@@ -44,10 +44,17 @@ async def query(name: str, server: tuple[str, int], timeout: float) -> Answer:
             errors.append(("no-answer", f"{name} has no {rdtype} record"))
             return
         except dns.resolver.NoNameservers as exc:
-            errors.append(("refused", f"the DNS server refused or failed the query ({exc.msg if hasattr(exc, 'msg') else exc})"))
+            errors.append(
+                (
+                    "refused",
+                    f"the DNS server refused or failed the query ({exc.msg if hasattr(exc, 'msg') else exc})",
+                )
+            )
             return
         except dns.resolver.LifetimeTimeout:
-            errors.append(("timeout", f"no answer from the DNS server {server[0]}:{server[1]} within {timeout:.1f} s"))
+            errors.append(
+                ("timeout", f"no answer from the DNS server {server[0]}:{server[1]} within {timeout:.1f} s")
+            )
             return
         except dns.exception.DNSException as exc:
             errors.append(("error", str(exc)))

@@ -11,7 +11,12 @@ from lokin_doctor import __version__
 from lokin_doctor.model import Report, Status
 
 SCHEMA = 1
-MARKS = {Status.OK: ("✓", "green"), Status.WARN: ("!", "yellow"), Status.FAIL: ("✗", "red"), Status.SKIP: ("-", "dim")}
+MARKS = {
+    Status.OK: ("✓", "green"),
+    Status.WARN: ("!", "yellow"),
+    Status.FAIL: ("✗", "red"),
+    Status.SKIP: ("-", "dim"),
+}
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -77,7 +82,9 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
     ran = len(report.results) - counts[Status.SKIP]
     passed = counts[Status.OK] + counts[Status.WARN]
     con.print()
-    tally = f"{passed}/{ran} checks passed" + (f", {counts[Status.WARN]} warning(s)" if counts[Status.WARN] else "")
+    tally = f"{passed}/{ran} checks passed" + (
+        f", {counts[Status.WARN]} warning(s)" if counts[Status.WARN] else ""
+    )
     tally += f", {counts[Status.SKIP]} skipped" if counts[Status.SKIP] else ""
     tally += f" in {report.duration_ms:.0f} ms"
     if report.root_cause is not None:
@@ -89,7 +96,9 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
     elif report.status is Status.WARN:
         con.print(Text(f"! Reachable, with warnings: {tally}", style="bold yellow"))
     else:
-        con.print(Text(f"✓ All good: the WebSocket server at {report.target} answers. {tally}", style="bold green"))
+        con.print(
+            Text(f"✓ All good: the WebSocket server at {report.target} answers. {tally}", style="bold green")
+        )
 
 
 def print_check_list(checks: Iterable[Any], console: Any = None) -> None:

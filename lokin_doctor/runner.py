@@ -63,46 +63,133 @@ def _page_only(s: Settings) -> str | None:
 
 
 CHECKS: tuple[CheckSpec, ...] = (
-    CheckSpec("dns", "name resolution: every IPv4/IPv6 address of the host (system resolver or --dns-server)",
-              "lokin_doctor.checks.dns:check"),
-    CheckSpec("dns-records", "DNS records with dnspython: A/AAAA, CNAME chain, agreement with the system resolver",
-              "lokin_doctor.checks.dnsrecords:check", after=("dns",)),
-    CheckSpec("process", "the server process: running, its pid, uptime, memory, CPU, listening ports",
-              "lokin_doctor.checks.process:check", requires=("dns",), local_only=True),
-    CheckSpec("port", "who listens on the port on this machine, and on which address",
-              "lokin_doctor.checks.port:check", requires=("dns",), local_only=True),
-    CheckSpec("tcp", "TCP connect to each address: refused, dropped (timeout) or unreachable",
-              "lokin_doctor.checks.tcp:check", requires=("dns",)),
-    CheckSpec("tls", "TLS: version, cipher, ALPN, certificate names, issuer, expiry, chain",
-              "lokin_doctor.checks.tls:check", requires=("tcp",), applies=_secure_only),
-    CheckSpec("handshake", "a complete RFC 6455 opening handshake, Sec-WebSocket-Accept validated",
-              "lokin_doctor.checks.handshake:check", requires=("tcp",), after=("tls", "port")),
-    CheckSpec("session", "after the upgrade: greeting, client id, ping round-trip, --send/--expect, clean close",
-              "lokin_doctor.checks.session:check", requires=("handshake",)),
-    CheckSpec("backends", "every address of the name: TCP, TLS and the handshake on each (load-balanced backends)",
-              "lokin_doctor.checks.backends:check", requires=("dns",), after=("handshake",)),
-    CheckSpec("proxy", "the reverse proxy: recognised by its headers, compared with the backend it fronts",
-              "lokin_doctor.checks.proxy:check", after=("handshake",)),
-    CheckSpec("variants", "when the target fails: nearby URLs (ws/wss, ports 443/80/8080, / vs /ws) that work",
-              "lokin_doctor.checks.variants:check", after=("tcp", "handshake")),
-    CheckSpec("page", "the page's view: derived URL, mixed content, Content-Security-Policy connect-src",
-              "lokin_doctor.checks.page:check", applies=_page_only),
-    CheckSpec("origins", "origin matrix: no Origin, the page's Origin, a foreign Origin",
-              "lokin_doctor.checks.origins:check", after=("handshake",)),
-    CheckSpec("hold", "an idle connection held for --hold seconds: when and how it died",
-              "lokin_doctor.checks.hold:check", requires=("handshake",), applies=_hold_only,
-              extra_time=lambda s: s.hold or 0.0),
+    CheckSpec(
+        "dns",
+        "name resolution: every IPv4/IPv6 address of the host (system resolver or --dns-server)",
+        "lokin_doctor.checks.dns:check",
+    ),
+    CheckSpec(
+        "dns-records",
+        "DNS records with dnspython: A/AAAA, CNAME chain, agreement with the system resolver",
+        "lokin_doctor.checks.dnsrecords:check",
+        after=("dns",),
+    ),
+    CheckSpec(
+        "process",
+        "the server process: running, its pid, uptime, memory, CPU, listening ports",
+        "lokin_doctor.checks.process:check",
+        requires=("dns",),
+        local_only=True,
+    ),
+    CheckSpec(
+        "port",
+        "who listens on the port on this machine, and on which address",
+        "lokin_doctor.checks.port:check",
+        requires=("dns",),
+        local_only=True,
+    ),
+    CheckSpec(
+        "tcp",
+        "TCP connect to each address: refused, dropped (timeout) or unreachable",
+        "lokin_doctor.checks.tcp:check",
+        requires=("dns",),
+    ),
+    CheckSpec(
+        "tls",
+        "TLS: version, cipher, ALPN, certificate names, issuer, expiry, chain",
+        "lokin_doctor.checks.tls:check",
+        requires=("tcp",),
+        applies=_secure_only,
+    ),
+    CheckSpec(
+        "handshake",
+        "a complete RFC 6455 opening handshake, Sec-WebSocket-Accept validated",
+        "lokin_doctor.checks.handshake:check",
+        requires=("tcp",),
+        after=("tls", "port"),
+    ),
+    CheckSpec(
+        "session",
+        "after the upgrade: greeting, client id, ping round-trip, --send/--expect, clean close",
+        "lokin_doctor.checks.session:check",
+        requires=("handshake",),
+    ),
+    CheckSpec(
+        "backends",
+        "every address of the name: TCP, TLS and the handshake on each (load-balanced backends)",
+        "lokin_doctor.checks.backends:check",
+        requires=("dns",),
+        after=("handshake",),
+    ),
+    CheckSpec(
+        "proxy",
+        "the reverse proxy: recognised by its headers, compared with the backend it fronts",
+        "lokin_doctor.checks.proxy:check",
+        after=("handshake",),
+    ),
+    CheckSpec(
+        "variants",
+        "when the target fails: nearby URLs (ws/wss, ports 443/80/8080, / vs /ws) that work",
+        "lokin_doctor.checks.variants:check",
+        after=("tcp", "handshake"),
+    ),
+    CheckSpec(
+        "page",
+        "the page's view: derived URL, mixed content, Content-Security-Policy connect-src",
+        "lokin_doctor.checks.page:check",
+        applies=_page_only,
+    ),
+    CheckSpec(
+        "origins",
+        "origin matrix: no Origin, the page's Origin, a foreign Origin",
+        "lokin_doctor.checks.origins:check",
+        after=("handshake",),
+    ),
+    CheckSpec(
+        "hold",
+        "an idle connection held for --hold seconds: when and how it died",
+        "lokin_doctor.checks.hold:check",
+        requires=("handshake",),
+        applies=_hold_only,
+        extra_time=lambda s: s.hold or 0.0,
+    ),
 )
 BY_ID = {c.id: c for c in CHECKS}
 
 #: The local checklist (`all` against this machine) and the remote chain (probe-wss).
 LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "variants", "hold")
-REMOTE_CHECKS = ("dns", "dns-records", "tcp", "tls", "handshake", "session", "backends", "proxy", "variants",
-                 "page", "origins", "hold")
+REMOTE_CHECKS = (
+    "dns",
+    "dns-records",
+    "tcp",
+    "tls",
+    "handshake",
+    "session",
+    "backends",
+    "proxy",
+    "variants",
+    "page",
+    "origins",
+    "hold",
+)
 
 #: Which failure is the root cause when several fail: the deepest link that explains the others.
-ROOT_CAUSE_ORDER = ("dns", "dns-records", "process", "port", "variants", "tcp", "tls", "proxy", "handshake",
-                    "page", "origins", "session", "backends", "hold")
+ROOT_CAUSE_ORDER = (
+    "dns",
+    "dns-records",
+    "process",
+    "port",
+    "variants",
+    "tcp",
+    "tls",
+    "proxy",
+    "handshake",
+    "page",
+    "origins",
+    "session",
+    "backends",
+    "hold",
+)
 
 
 class UnknownCheckError(ValueError):
@@ -115,7 +202,9 @@ def _load(spec: CheckSpec) -> CheckFn:
     return getattr(module, func_name)  # type: ignore[no-any-return]
 
 
-def select_checks(settings: Settings, only: Iterable[str] | None, remote: bool | None = None) -> list[CheckSpec]:
+def select_checks(
+    settings: Settings, only: Iterable[str] | None, remote: bool | None = None
+) -> list[CheckSpec]:
     """The checks to run: ``only`` plus what they require, or the default checklist."""
     if only:
         wanted: set[str] = set()
@@ -240,8 +329,9 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
     )
 
 
-def run_report(settings: Settings, only: Iterable[str] | None = None, embedded: bool = False,
-               debug: bool = False) -> Report:
+def run_report(
+    settings: Settings, only: Iterable[str] | None = None, embedded: bool = False, debug: bool = False
+) -> Report:
     """Run the checklist and return the report (blocking)."""
     if only:
         select_checks(settings, only)  # unknown ids are a usage error before any traffic

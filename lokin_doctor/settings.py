@@ -47,7 +47,9 @@ def _parse_dns_server(text: str) -> tuple[str, int]:
         if rest.startswith(":"):
             port_text = rest[1:]
             if not port_text.isdigit():
-                raise SettingsError(f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353")
+                raise SettingsError(
+                    f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353"
+                )
             port = int(port_text)
     elif value.count(":") == 1:
         host, _, port_text = value.partition(":")
@@ -55,7 +57,9 @@ def _parse_dns_server(text: str) -> tuple[str, int]:
             raise SettingsError(f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353")
         port = int(port_text)
     if not host or not 1 <= port <= 65535:
-        raise SettingsError(f"invalid --dns-server {text!r}; use HOST or HOST:PORT with a port from 1 to 65535")
+        raise SettingsError(
+            f"invalid --dns-server {text!r}; use HOST or HOST:PORT with a port from 1 to 65535"
+        )
     return host, port
 
 
@@ -96,7 +100,9 @@ def build_settings(
     for h in headers:
         name, sep, value = h.partition(":")
         if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name.strip()):
-            raise SettingsError(f"invalid --header {h!r}; write it as 'Name: value', e.g. 'Authorization: Bearer x'")
+            raise SettingsError(
+                f"invalid --header {h!r}; write it as 'Name: value', e.g. 'Authorization: Bearer x'"
+            )
         parsed_headers.append((name.strip(), value.strip()))
     patterns = tuple(process_patterns) or DEFAULT_PROCESS_PATTERNS
     for p in (*patterns, *([expect] if expect is not None else [])):
@@ -107,11 +113,15 @@ def build_settings(
     if expect is not None and send is None:
         raise SettingsError("--expect needs --send: say what to send, then what the reply must match")
     if ca_file is not None and not os.path.isfile(ca_file):
-        raise SettingsError(f"--ca-file {ca_file!r} does not exist or is not a file; give a PEM file of CA certificates")
+        raise SettingsError(
+            f"--ca-file {ca_file!r} does not exist or is not a file; give a PEM file of CA certificates"
+        )
     if hold is not None and (not math.isfinite(hold) or not 0 < hold <= 86400):
         raise SettingsError(f"--hold must be a number of seconds above 0 and at most 86400, not {hold}")
     if origin is not None and not re.fullmatch(r"(null|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+)", origin):
-        raise SettingsError(f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)")
+        raise SettingsError(
+            f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)"
+        )
     return Settings(
         target=target,
         timeout=timeout,

@@ -200,5 +200,7 @@ def describe_holder(port: int) -> str | None:
         if info is not None:
             parts.append(f"pid {info.pid} ({info.command}) on {li.address}:{li.port}")
         else:
-            parts.append(f"an unknown process on {li.address}:{li.port} (owner unknown, run as root to see it)")
+            parts.append(
+                f"an unknown process on {li.address}:{li.port} (owner unknown, run as root to see it)"
+            )
     return "; ".join(dict.fromkeys(parts))

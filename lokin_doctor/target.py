@@ -119,7 +119,9 @@ def parse_target(raw: str) -> Target:
     scheme, _, rest = text.partition("://")
     scheme = scheme.lower()
     if scheme not in _SCHEMES:
-        raise TargetError(f"unsupported scheme {scheme + '://'!r} in {raw!r}; use ws://, wss://, http:// or https://")
+        raise TargetError(
+            f"unsupported scheme {scheme + '://'!r} in {raw!r}; use ws://, wss://, http:// or https://"
+        )
     if not rest or rest.startswith("/"):
         raise TargetError(f"no host in {raw!r}; a valid target looks like {EXAMPLES}")
     try:

@@ -74,11 +74,27 @@ class Outcome:
         return self.body[:limit].decode("utf-8", "replace")
 
     def evidence(self) -> dict[str, Any]:
-        ev: dict[str, Any] = {"address": f"{self.address}:{self.port}" if ":" not in self.address else f"[{self.address}]:{self.port}"}
+        ev: dict[str, Any] = {
+            "address": f"{self.address}:{self.port}"
+            if ":" not in self.address
+            else f"[{self.address}]:{self.port}"
+        }
         if self.status_line:
             ev["status_line"] = self.status_line
-        keep = ("server", "via", "content-type", "location", "upgrade", "connection", "sec-websocket-accept",
-                "sec-websocket-extensions", "sec-websocket-protocol", "x-powered-by", "cf-ray", "www-authenticate")
+        keep = (
+            "server",
+            "via",
+            "content-type",
+            "location",
+            "upgrade",
+            "connection",
+            "sec-websocket-accept",
+            "sec-websocket-extensions",
+            "sec-websocket-protocol",
+            "x-powered-by",
+            "cf-ray",
+            "www-authenticate",
+        )
         if self.headers:
             ev["headers"] = {k: v for k, v in self.headers if k.lower() in keep}
         if self.body:
@@ -181,10 +197,11 @@ def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.
     return ctx
 
 
-def _parse_head(raw: bytes) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
-    """Status, reason, headers and body start of an HTTP reply whose body never finished."""
+def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
+    """Status, reason, headers and body start of an HTTP reply websockets could not take whole:
+    a body that never finished, an HTTP/1.0 reply, or (``partial``) a header block cut short."""
     head, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep:
+    if not sep and not partial:
         return None
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
@@ -209,7 +226,11 @@ def describe_tls(writer: asyncio.StreamWriter) -> dict[str, Any] | None:
     if sslobj is None:
         return None
     cipher = sslobj.cipher()
-    return {"version": sslobj.version(), "cipher": cipher[0] if cipher else None, "alpn": sslobj.selected_alpn_protocol()}
+    return {
+        "version": sslobj.version(),
+        "cipher": cipher[0] if cipher else None,
+        "alpn": sslobj.selected_alpn_protocol(),
+    }
 
 
 async def open_handshake(
@@ -270,11 +291,19 @@ async def open_handshake(
         out.kind, out.error, out.exc = "connect-refused", str(exc), exc
         return out
     except ssl.SSLError as exc:
-        out.kind, out.error, out.exc = "tls-error", getattr(exc, "verify_message", None) or exc.reason or str(exc), exc
+        out.kind, out.error, out.exc = (
+            "tls-error",
+            getattr(exc, "verify_message", None) or exc.reason or str(exc),
+            exc,
+        )
         return out
     except (ConnectionResetError, ConnectionAbortedError) as exc:
         # A reset during the TLS handshake usually means the port does not speak TLS.
-        out.kind, out.error, out.exc = ("tls-error" if use_ssl else "reset"), str(exc) or "connection reset", exc
+        out.kind, out.error, out.exc = (
+            ("tls-error" if use_ssl else "reset"),
+            str(exc) or "connection reset",
+            exc,
+        )
         return out
     except OSError as exc:
         out.kind, out.error, out.exc = "connect-error", exc.strerror or str(exc), exc
@@ -364,8 +393,14 @@ async def open_handshake(
         out.kind, out.error = "invalid-upgrade", str(exc)
     elif isinstance(exc, InvalidMessage):
         cause = exc.__cause__
+        parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None
         if isinstance(cause, EOFError) and not raw:
             out.kind, out.error = "closed", "the server closed the connection without replying"
+        elif parsed is not None and not isinstance(cause, EOFError):
+            # websockets only takes HTTP/1.1; an HTTP/1.0 server (python -m http.server) still said something.
+            out.kind = "status"
+            out.status, out.reason, out.headers, body = parsed
+            out.body = body[:MAX_EVIDENCE]
         elif isinstance(cause, EOFError) and raw.startswith(b"HTTP/"):
             parsed = _parse_head(bytes(raw))
             if parsed is not None:
@@ -381,4 +416,3 @@ async def open_handshake(
     else:
         out.kind, out.error = "closed", "the server closed the connection without a complete reply"
     return out
-

@@ -31,15 +31,19 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
             infos = await loop.getaddrinfo(host, ctx.target.port, type=socket.SOCK_STREAM)
     except TimeoutError:
         return fail(
-            "dns", "dns.timeout", f"the system resolver did not answer for {host} within {ctx.settings.timeout:g} s",
+            "dns",
+            "dns.timeout",
+            f"the system resolver did not answer for {host} within {ctx.settings.timeout:g} s",
             "check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server",
         )
     except socket.gaierror as exc:
         code = _GAI_CODES.get(exc.errno, "dns.error")
         if code == "dns.unknown-host":
             summary = f"the system resolver does not know {host} ({exc.strerror})"
-            hint = (f"check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; "
-                    "for split-horizon DNS ask the right server with --dns-server")
+            hint = (
+                f"check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; "
+                "for split-horizon DNS ask the right server with --dns-server"
+            )
         elif code == "dns.temporary-failure":
             summary = f"temporary failure resolving {host} ({exc.strerror})"
             hint = "the DNS server did not answer: check the network and /etc/resolv.conf, then retry"
@@ -74,8 +78,9 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
         "error": f"check the DNS server {where}",
     }
     assert answer.error is not None
-    return fail("dns", f"dns.{answer.error}", f"{answer.detail} (asked {where})", hints[answer.error],
-                server=where)
+    return fail(
+        "dns", f"dns.{answer.error}", f"{answer.detail} (asked {where})", hints[answer.error], server=where
+    )
 
 
 async def check(ctx: Context) -> CheckResult:

@@ -17,11 +17,11 @@ from lokin_doctor.target import Target
 from lokin_doctor.wire import Outcome, open_handshake
 
 NGINX_UPGRADE_LINES = (
-    "proxy_http_version 1.1;\n"
-    "proxy_set_header Upgrade $http_upgrade;\n"
-    'proxy_set_header Connection "upgrade";'
+    'proxy_http_version 1.1;\nproxy_set_header Upgrade $http_upgrade;\nproxy_set_header Connection "upgrade";'
 )
-_PROXY_SERVERS = re.compile(r"nginx|apache|envoy|haproxy|traefik|caddy|cloudflare|awselb|openresty|iis|varnish", re.I)
+_PROXY_SERVERS = re.compile(
+    r"nginx|apache|envoy|haproxy|traefik|caddy|cloudflare|awselb|openresty|iis|varnish", re.I
+)
 
 
 def proxy_name(out: Outcome) -> str | None:
@@ -42,105 +42,184 @@ def _is_tls_record(data: bytes) -> bool:
     return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03
 
 
-def classify(out: Outcome, target: Target, *, check_id: str = "handshake", origin: str | None = None) -> CheckResult:
+def classify(
+    out: Outcome, target: Target, *, check_id: str = "handshake", origin: str | None = None
+) -> CheckResult:
     """Turn one handshake outcome into a result with a stable cause code and a fix."""
     ev = out.evidence()
     where = ev["address"]
-    url = target.url
     if out.kind == "upgraded":
         ext = out.header("sec-websocket-extensions")
         proto = out.header("sec-websocket-protocol")
         extra = "".join([f", extensions: {ext}" if ext else "", f", subprotocol: {proto}" if proto else ""])
         ms = f" in {out.handshake_ms:.1f} ms" if out.handshake_ms is not None else ""
-        return ok(check_id, f"HTTP 101 Switching Protocols from {where}{ms}, Sec-WebSocket-Accept valid{extra}", **ev)
+        return ok(
+            check_id,
+            f"HTTP 101 Switching Protocols from {where}{ms}, Sec-WebSocket-Accept valid{extra}",
+            **ev,
+        )
     if out.kind == "connect-refused":
-        return fail(check_id, "handshake.refused", f"connection refused on {where} at the handshake",
-                    "the server stopped accepting between checks (crashed or restarting?): read its log", **ev)
+        return fail(
+            check_id,
+            "handshake.refused",
+            f"connection refused on {where} at the handshake",
+            "the server stopped accepting between checks (crashed or restarting?): read its log",
+            **ev,
+        )
     if out.kind == "connect-timeout":
-        return fail(check_id, "handshake.connect-timeout", f"no answer to the connect on {where} in time",
-                    "the host drops packets or is overloaded: check the firewall and the server's load", **ev)
+        return fail(
+            check_id,
+            "handshake.connect-timeout",
+            f"no answer to the connect on {where} in time",
+            "the host drops packets or is overloaded: check the firewall and the server's load",
+            **ev,
+        )
     if out.kind == "tls-error":
-        return fail(check_id, "handshake.tls-error", f"TLS failed with {where}: {out.error}",
-                    "see the tls check; if the port does not speak TLS, use ws:// instead of wss://", **ev)
+        return fail(
+            check_id,
+            "handshake.tls-error",
+            f"TLS failed with {where}: {out.error}",
+            "see the tls check; if the port does not speak TLS, use ws:// instead of wss://",
+            **ev,
+        )
     if out.kind == "closed":
-        return fail(check_id, "handshake.closed", f"{where} accepted the connection, then closed it without a reply",
-                    "the program on this port does not speak HTTP, or the server crashed on the request: "
-                    "read the server's log; if it expects TLS, use wss://", **ev)
+        return fail(
+            check_id,
+            "handshake.closed",
+            f"{where} accepted the connection, then closed it without a reply",
+            "the program on this port does not speak HTTP, or the server crashed on the request: "
+            "read the server's log; if it expects TLS, use wss://",
+            **ev,
+        )
     if out.kind == "reset":
-        return fail(check_id, "handshake.reset", f"{where} reset the connection during the handshake",
-                    "the server or a firewall resets connections: read the server's log, check limits "
-                    "(max connections, per-IP caps) and firewall rules", **ev)
+        return fail(
+            check_id,
+            "handshake.reset",
+            f"{where} reset the connection during the handshake",
+            "the server or a firewall resets connections: read the server's log, check limits "
+            "(max connections, per-IP caps) and firewall rules",
+            **ev,
+        )
     if out.kind == "timeout":
         if out.raw:
-            return fail(check_id, "handshake.incomplete-reply",
-                        f"{where} sent {len(out.raw)} bytes but no complete HTTP reply in time",
-                        "the program on this port is not a WebSocket server, or is stuck: check what holds "
-                        "the port", **ev)
-        return fail(check_id, "handshake.no-response",
-                    f"{where} accepted the TCP connection but sent nothing back to the opening handshake "
-                    "within the deadline",
-                    "the program on this port does not speak HTTP or is stuck (CPU, deadlock); a TLS-only port "
-                    "waits silently for wss://; check what holds the port and restart the server", **ev)
+            return fail(
+                check_id,
+                "handshake.incomplete-reply",
+                f"{where} sent {len(out.raw)} bytes but no complete HTTP reply in time",
+                "the program on this port is not a WebSocket server, or is stuck: check what holds the port",
+                **ev,
+            )
+        return fail(
+            check_id,
+            "handshake.no-response",
+            f"{where} accepted the TCP connection but sent nothing back to the opening handshake "
+            "within the deadline",
+            "the program on this port does not speak HTTP or is stuck (CPU, deadlock); a TLS-only port "
+            "waits silently for wss://; check what holds the port and restart the server",
+            **ev,
+        )
     if out.kind == "not-http":
         if _is_tls_record(out.raw):
-            return fail(check_id, "handshake.tls-expected",
-                        f"{where} answered with TLS bytes: the port expects wss://, not ws://",
-                        f"use wss://{target.host_for_url}:{target.port}{target.resource} in the client URL", **ev)
+            return fail(
+                check_id,
+                "handshake.tls-expected",
+                f"{where} answered with TLS bytes: the port expects wss://, not ws://",
+                f"use wss://{target.host_for_url}:{target.port}{target.resource} in the client URL",
+                **ev,
+            )
         first = out.raw[:40].decode("latin-1").strip()
-        return fail(check_id, "handshake.not-http",
-                    f"{where} answered with something that is not HTTP: {first!r}",
-                    "this port belongs to another protocol (SSH, a database, a mail server...): fix the port in "
-                    "the client URL", **ev)
+        return fail(
+            check_id,
+            "handshake.not-http",
+            f"{where} answered with something that is not HTTP: {first!r}",
+            "this port belongs to another protocol (SSH, a database, a mail server...): fix the port in "
+            "the client URL",
+            **ev,
+        )
     if out.kind == "bad-accept":
-        return fail(check_id, "handshake.bad-accept",
-                    f"{where} answered 101 with a wrong Sec-WebSocket-Accept ({out.header('sec-websocket-accept')})",
-                    "something rewrites the handshake (a proxy or a broken server library): compare with the "
-                    "backend directly and fix or upgrade the server's WebSocket library", **ev)
+        return fail(
+            check_id,
+            "handshake.bad-accept",
+            f"{where} answered 101 with a wrong Sec-WebSocket-Accept ({out.header('sec-websocket-accept')})",
+            "something rewrites the handshake (a proxy or a broken server library): compare with the "
+            "backend directly and fix or upgrade the server's WebSocket library",
+            **ev,
+        )
     if out.kind == "invalid-upgrade":
-        return fail(check_id, "handshake.invalid-upgrade", f"{where} answered 101 but {out.error}",
-                    "a proxy mangles the Upgrade/Connection headers: set them as in the nginx lines:\n"
-                    + NGINX_UPGRADE_LINES, **ev)
+        return fail(
+            check_id,
+            "handshake.invalid-upgrade",
+            f"{where} answered 101 but {out.error}",
+            "a proxy mangles the Upgrade/Connection headers: set them as in the nginx lines:\n"
+            + NGINX_UPGRADE_LINES,
+            **ev,
+        )
     return _classify_status(out, target, check_id, origin, ev)
 
 
-def _classify_status(out: Outcome, target: Target, check_id: str, origin: str | None,
-                     ev: dict[str, object]) -> CheckResult:
+def _classify_status(
+    out: Outcome, target: Target, check_id: str, origin: str | None, ev: dict[str, object]
+) -> CheckResult:
     status = out.status or 0
-    where = ev["address"]
     proxy = proxy_name(out)
     via = f" (through {proxy})" if proxy else ""
     body = out.body_text(500)
     ctype = (out.header("content-type") or "").lower()
     line = f"HTTP {status} {out.reason}".rstrip()
     if status == 400 and "plain http request was sent to https port" in body.lower():
-        return fail(check_id, "handshake.plain-to-tls",
-                    f"{line}: plain HTTP was sent to a TLS port{via}",
-                    f"use wss://{target.host_for_url}:{target.port}{target.resource} (this port speaks TLS)", **ev)
+        return fail(
+            check_id,
+            "handshake.plain-to-tls",
+            f"{line}: plain HTTP was sent to a TLS port{via}",
+            f"use wss://{target.host_for_url}:{target.port}{target.resource} (this port speaks TLS)",
+            **ev,
+        )
     if status == 426 or (status == 400 and proxy and re.search(r"upgrade|connection", body, re.I)):
         who = proxy or "a proxy between the client and the server"
-        return fail(check_id, "handshake.upgrade-dropped",
-                    f"{line}{via}: the WebSocket server got the request without its Upgrade header; "
-                    f"{who} does not forward the upgrade",
-                    f"forward the upgrade in {who}'s location block for this path (nginx):\n" + NGINX_UPGRADE_LINES,
-                    **ev)
+        return fail(
+            check_id,
+            "handshake.upgrade-dropped",
+            f"{line}{via}: the WebSocket server got the request without its Upgrade header; "
+            f"{who} does not forward the upgrade",
+            f"forward the upgrade in {who}'s location block for this path (nginx):\n" + NGINX_UPGRADE_LINES,
+            **ev,
+        )
     if status == 505:
-        return fail(check_id, "handshake.http10-upstream",
-                    f"{line}{via}: the backend received HTTP/1.0, which cannot upgrade",
-                    "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n"
-                    + NGINX_UPGRADE_LINES, **ev)
+        return fail(
+            check_id,
+            "handshake.http10-upstream",
+            f"{line}{via}: the backend received HTTP/1.0, which cannot upgrade",
+            "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n"
+            + NGINX_UPGRADE_LINES,
+            **ev,
+        )
     if status in (401, 403):
         if origin:
-            hint = (f"the server rejects Origin {origin} or needs credentials: add the page's origin to the server's "
-                    "allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token")
+            hint = (
+                f"the server rejects Origin {origin} or needs credentials: add the page's origin to the server's "
+                "allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
+            )
         else:
-            hint = ("the server needs credentials or an allowed Origin: retry with --origin https://your-site "
-                    "or --header 'Authorization: ...'; check the server's origin allow-list")
-        cdn = " by a CDN/WAF" if out.header("cf-ray") or "cloudflare" in (out.header("server") or "").lower() else ""
-        return fail(check_id, "handshake.forbidden", f"{line}{via}: the server refused the upgrade{cdn}", hint, **ev)
+            hint = (
+                "the server needs credentials or an allowed Origin: retry with --origin https://your-site "
+                "or --header 'Authorization: ...'; check the server's origin allow-list"
+            )
+        cdn = (
+            " by a CDN/WAF"
+            if out.header("cf-ray") or "cloudflare" in (out.header("server") or "").lower()
+            else ""
+        )
+        return fail(
+            check_id, "handshake.forbidden", f"{line}{via}: the server refused the upgrade{cdn}", hint, **ev
+        )
     if status == 404:
-        return fail(check_id, "handshake.not-found",
-                    f"{line}{via}: no WebSocket endpoint at path {target.resource}",
-                    "fix the path in the client URL (/ vs /ws) or the proxy's location block", **ev)
+        return fail(
+            check_id,
+            "handshake.not-found",
+            f"{line}{via}: no WebSocket endpoint at path {target.resource}",
+            "fix the path in the client URL (/ vs /ws) or the proxy's location block",
+            **ev,
+        )
     if 300 <= status < 400:
         location = out.header("location") or "(no Location header)"
         hint = f"WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
@@ -148,42 +227,82 @@ def _classify_status(out: Outcome, target: Target, check_id: str, origin: str | 
             hint += "; the site redirects to https, so the client must use wss://"
         return fail(check_id, "handshake.redirect", f"{line}{via}: redirected to {location}", hint, **ev)
     if status == 502:
-        return fail(check_id, "handshake.bad-gateway",
-                    f"{line}{via}: the proxy is up but its backend does not answer",
-                    "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check "
-                    "the proxy_pass address and port", **ev)
+        return fail(
+            check_id,
+            "handshake.bad-gateway",
+            f"{line}{via}: the proxy is up but its backend does not answer",
+            "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check "
+            "the proxy_pass address and port",
+            **ev,
+        )
     if status == 504:
-        return fail(check_id, "handshake.gateway-timeout", f"{line}{via}: the backend did not answer the proxy in time",
-                    "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the "
-                    "proxy_pass address", **ev)
+        return fail(
+            check_id,
+            "handshake.gateway-timeout",
+            f"{line}{via}: the backend did not answer the proxy in time",
+            "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the "
+            "proxy_pass address",
+            **ev,
+        )
     if status == 503:
-        return fail(check_id, "handshake.unavailable", f"{line}{via}: the server is unavailable (overloaded or at "
-                    "its connection limit)", "check the server's connection count and limits (/health), then "
-                    "raise --max-connections or add capacity", **ev)
+        return fail(
+            check_id,
+            "handshake.unavailable",
+            f"{line}{via}: the server is unavailable (overloaded or at its connection limit)",
+            "check the server's connection count and limits (/health), then "
+            "raise --max-connections or add capacity",
+            **ev,
+        )
     if status == 429:
-        return fail(check_id, "handshake.rate-limited", f"{line}{via}: too many connections from this address",
-                    "close idle connections from this client or raise the server's per-IP cap (--max-per-ip)", **ev)
+        return fail(
+            check_id,
+            "handshake.rate-limited",
+            f"{line}{via}: too many connections from this address",
+            "close idle connections from this client or raise the server's per-IP cap (--max-per-ip)",
+            **ev,
+        )
     if 200 <= status < 300:
         if "html" in ctype or body.lstrip().lower().startswith(("<!doctype", "<html")):
-            return fail(check_id, "handshake.web-page",
-                        f"{line} text/html{via}: a web page answered at {target.url}, not a WebSocket server",
-                        "the URL points at the web site (static server or SPA fallback): use the WebSocket server's "
-                        "port or path, or proxy that path to it with the upgrade lines", **ev)
-        return fail(check_id, "handshake.not-websocket",
-                    f"{line}{via}: an HTTP server answered without upgrading",
-                    "this URL is served by a plain HTTP application: point the client at the WebSocket endpoint",
-                    **ev)
+            return fail(
+                check_id,
+                "handshake.web-page",
+                f"{line} text/html{via}: a web page answered at {target.url}, not a WebSocket server",
+                "the URL points at the web site (static server or SPA fallback): use the WebSocket server's "
+                "port or path, or proxy that path to it with the upgrade lines",
+                **ev,
+            )
+        return fail(
+            check_id,
+            "handshake.not-websocket",
+            f"{line}{via}: an HTTP server answered without upgrading",
+            "this URL is served by a plain HTTP application: point the client at the WebSocket endpoint",
+            **ev,
+        )
     if status == 400:
-        return fail(check_id, "handshake.bad-request",
-                    f"{line}{via}: the server rejected the handshake request"
-                    + (f" ({body.strip()[:80]})" if body.strip() else ""),
-                    "the server or a proxy mangled the handshake headers (Sec-WebSocket-Key/Version, Upgrade): "
-                    "compare with the backend directly; check the proxy's upgrade lines", **ev)
+        return fail(
+            check_id,
+            "handshake.bad-request",
+            f"{line}{via}: the server rejected the handshake request"
+            + (f" ({body.strip()[:80]})" if body.strip() else ""),
+            "the server or a proxy mangled the handshake headers (Sec-WebSocket-Key/Version, Upgrade): "
+            "compare with the backend directly; check the proxy's upgrade lines",
+            **ev,
+        )
     if status >= 500:
-        return fail(check_id, "handshake.server-error", f"{line}{via}: the server failed on the handshake",
-                    "read the server's log for the error", **ev)
-    return fail(check_id, "handshake.unexpected-status", f"{line}{via}: not a WebSocket upgrade",
-                "check that the URL points at the WebSocket server", **ev)
+        return fail(
+            check_id,
+            "handshake.server-error",
+            f"{line}{via}: the server failed on the handshake",
+            "read the server's log for the error",
+            **ev,
+        )
+    return fail(
+        check_id,
+        "handshake.unexpected-status",
+        f"{line}{via}: not a WebSocket upgrade",
+        "check that the URL points at the WebSocket server",
+        **ev,
+    )
 
 
 async def check(ctx: Context) -> CheckResult:
@@ -209,14 +328,22 @@ async def check(ctx: Context) -> CheckResult:
     owners = ctx.facts.get("port_owners") or {}
     port_result = ctx.results.get("port")
     foreign_owner = port_result is not None and port_result.code == "port.unexpected-owner"
-    if foreign_owner and result.code in ("handshake.web-page", "handshake.not-http", "handshake.no-response",
-                       "handshake.not-websocket", "handshake.closed"):
+    if foreign_owner and result.code in (
+        "handshake.web-page",
+        "handshake.not-http",
+        "handshake.no-response",
+        "handshake.not-websocket",
+        "handshake.closed",
+    ):
         from lokin_doctor.model import fail as make_fail
 
         names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
         return make_fail(
-            "handshake", result.code, f"{result.summary}; port {target.port} is held by {names}",
+            "handshake",
+            result.code,
+            f"{result.summary}; port {target.port} is held by {names}",
             f"{names} holds port {target.port} instead of the WebSocket server: stop it or move one of the two "
-            f"to another port (and the client URL with it)", **result.evidence,
+            f"to another port (and the client URL with it)",
+            **result.evidence,
         )
     return result

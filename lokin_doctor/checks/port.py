@@ -48,12 +48,18 @@ async def check(ctx: Context) -> CheckResult:
     ctx.facts["port_owners"] = owners
     if not on_port:
         return fail(
-            "port", "port.not-listening", f"nothing listens on port {port} on this machine",
+            "port",
+            "port.not-listening",
+            f"nothing listens on port {port} on this machine",
             f"start the WebSocket server: node server.js (it listens on {port}) or lokin-doctor serve "
             f"--port {port}; if it crashed at start, read its log",
         )
-    bound = sorted({f"{li.address}:{li.port}" if ":" not in li.address else f"[{li.address}]:{li.port}"
-                    for li in on_port})
+    bound = sorted(
+        {
+            f"{li.address}:{li.port}" if ":" not in li.address else f"[{li.address}]:{li.port}"
+            for li in on_port
+        }
+    )
     evidence: dict[str, object] = {"bound": bound}
     if owners:
         evidence["owners"] = [o.to_dict() for o in owners.values()]
@@ -62,7 +68,8 @@ async def check(ctx: Context) -> CheckResult:
     if addresses and len(uncovered) == len(addresses):
         if all(li.loopback_only for li in on_port) and not all(_is_loopback(a) for a in addresses):
             return fail(
-                "port", "port.loopback-only",
+                "port",
+                "port.loopback-only",
                 f"the server listens on {', '.join(bound)} (loopback only), so {', '.join(uncovered)} "
                 "cannot reach it",
                 "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) "
@@ -70,7 +77,8 @@ async def check(ctx: Context) -> CheckResult:
                 **evidence,
             )
         return fail(
-            "port", "port.wrong-address",
+            "port",
+            "port.wrong-address",
             f"the server listens on {', '.join(bound)}, not on {', '.join(uncovered)}",
             "bind the server to the address the clients use (or to all interfaces: '0.0.0.0' / '::'), "
             "or use one of the bound addresses in the client URL",
@@ -79,7 +87,8 @@ async def check(ctx: Context) -> CheckResult:
     unknown = [li for li in on_port if li.pid is None]
     if unknown and not owners:
         return warn(
-            "port", "port.owner-unknown",
+            "port",
+            "port.owner-unknown",
             f"something listens on {', '.join(bound)} but its owner is hidden from this user",
             "owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port",
             **evidence,
@@ -89,7 +98,8 @@ async def check(ctx: Context) -> CheckResult:
     if foreign and len(foreign) == len(owners):
         evidence["expected"] = list(ctx.settings.process_patterns)
         return warn(
-            "port", "port.unexpected-owner",
+            "port",
+            "port.unexpected-owner",
             f"port {port} is held by {names}, which is not the expected WebSocket server",
             "if the handshake fails, another program holds the port: stop it or move the WebSocket server "
             "to a free port (and the client URL with it); if this is your server, pass --process to name it",

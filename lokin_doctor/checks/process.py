@@ -57,10 +57,18 @@ async def check(ctx: Context) -> CheckResult:
         if others:
             evidence["other_instances"] = [p.to_dict() for p in others]
             return warn(
-                "process", "process.multiple",
+                "process",
+                "process.multiple",
                 f"{_describe(main)} holds port {port}, and {len(others)} more matching process(es) run: "
-                + ", ".join(_describe(o) + (f" on port(s) {', '.join(map(str, o.listening_ports))}"
-                                            if o.listening_ports else " listening nowhere") for o in others),
+                + ", ".join(
+                    _describe(o)
+                    + (
+                        f" on port(s) {', '.join(map(str, o.listening_ports))}"
+                        if o.listening_ports
+                        else " listening nowhere"
+                    )
+                    for o in others
+                ),
                 "stop the extra instances (kill PID), or check they are meant to serve other ports; a second "
                 "server started on a taken port dies with EADDRINUSE",
                 **evidence,
@@ -72,10 +80,15 @@ async def check(ctx: Context) -> CheckResult:
         if matches:
             evidence["processes"] = [p.to_dict() for p in matches]
             ctx.facts["server_processes"] = matches
-            return ok("process", f"{_describe(matches[0])} is running; {_vitals(matches[0])} "
-                      "(the port's owner is hidden from this user)", **evidence)
+            return ok(
+                "process",
+                f"{_describe(matches[0])} is running; {_vitals(matches[0])} "
+                "(the port's owner is hidden from this user)",
+                **evidence,
+            )
         return warn(
-            "process", "process.owner-unknown",
+            "process",
+            "process.owner-unknown",
             f"something listens on port {port}, but no process matching {looked_for} is visible",
             "owner unknown, run as root to see it (sudo lokin-doctor check-process), or pass --process to "
             "name your server's command line",
@@ -83,7 +96,8 @@ async def check(ctx: Context) -> CheckResult:
         )
     if not matches:
         return fail(
-            "process", "process.not-running",
+            "process",
+            "process.not-running",
             f"the WebSocket server is not running: no process matches {looked_for} and nothing listens on "
             f"port {port}",
             f"start it: node server.js (listens on {port}), or lokin-doctor serve --port {port}; keep it running "
@@ -94,17 +108,21 @@ async def check(ctx: Context) -> CheckResult:
     ctx.facts["server_processes"] = matches
     listening = [m for m in matches if m.listening_ports]
     if listening:
-        where = "; ".join(f"{_describe(m)} listens on {', '.join(map(str, m.listening_ports))}" for m in listening)
+        where = "; ".join(
+            f"{_describe(m)} listens on {', '.join(map(str, m.listening_ports))}" for m in listening
+        )
         other = listening[0].listening_ports[0]
         return fail(
-            "process", "process.wrong-port",
+            "process",
+            "process.wrong-port",
             f"the server runs but not on port {port}: {where}",
             f"point the client at port {other} (ws://{ctx.target.host_for_url}:{other}{ctx.target.resource}), or "
             f"restart the server on port {port}",
             **evidence,
         )
     return fail(
-        "process", "process.not-listening",
+        "process",
+        "process.not-listening",
         f"{_describe(matches[0])} runs but listens on no port"
         + (f" ({len(matches)} instances)" if len(matches) > 1 else ""),
         "it may still be starting, or failed to listen (EADDRINUSE, permission): read its log, then "

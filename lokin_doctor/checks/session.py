@@ -67,17 +67,23 @@ async def check(ctx: Context) -> CheckResult:
         if code is not None:
             what = f"close code {code}" + (f" ({reason})" if reason else "")
             return fail(
-                "session", "session.closed-at-once",
+                "session",
+                "session.closed-at-once",
                 f"the server closed the connection {stage} with {what}",
                 "the server accepts the upgrade, then drops the client: read its log for the error at "
                 f"close code {code} (1008 policy/auth, 1011 server error, 1002/1006 protocol or compression "
-                "mismatch)", close_code=code, close_reason=reason, **evidence,
+                "mismatch)",
+                close_code=code,
+                close_reason=reason,
+                **evidence,
             )
         return fail(
-            "session", "session.dropped",
+            "session",
+            "session.dropped",
             f"the server dropped the TCP connection {stage} without a close frame (1006)",
             "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's "
-            "log; with nginx check proxy_read_timeout", **evidence,
+            "log; with nginx check proxy_read_timeout",
+            **evidence,
         )
 
     try:
@@ -91,10 +97,12 @@ async def check(ctx: Context) -> CheckResult:
     except TimeoutError:
         evidence["messages"] = messages[:5]
         return fail(
-            "session", "session.no-pong",
+            "session",
+            "session.no-pong",
             f"the server never answered a ping within the {ctx.settings.timeout:g} s deadline",
             "the server's event loop is blocked, or a proxy swallows control frames: check the server's CPU "
-            "and log", **evidence,
+            "and log",
+            **evidence,
         )
     greeting = messages[0] if messages else None
     client_id = None
@@ -131,9 +139,13 @@ async def check(ctx: Context) -> CheckResult:
                 summary = f"no reply to {settings.send!r} within the deadline"
             else:
                 summary = f"no reply matching {settings.expect!r} to {settings.send!r} within the deadline"
-            return fail("session", "session.expect-mismatch", summary,
-                        "check the server's protocol for this message (does it echo? what does it answer?)",
-                        **evidence)
+            return fail(
+                "session",
+                "session.expect-mismatch",
+                summary,
+                "check the server's protocol for this message (does it echo? what does it answer?)",
+                **evidence,
+            )
         if not alive:
             return closed_result(f"after {settings.send!r} was sent")
         evidence["reply"] = messages[before:][-1][:300]
@@ -148,6 +160,8 @@ async def check(ctx: Context) -> CheckResult:
         parts.append("no greeting")
     parts.append(f"ping {rtt_ms:.1f} ms")
     if settings.send is not None:
-        parts.append(f"reply to {settings.send!r} matched" if settings.expect else f"reply to {settings.send!r}")
+        parts.append(
+            f"reply to {settings.send!r} matched" if settings.expect else f"reply to {settings.send!r}"
+        )
     parts.append(f"closed cleanly ({code})" if code is not None else "closed without a close frame")
     return ok("session", "; ".join(parts), **evidence)

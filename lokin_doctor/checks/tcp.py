@@ -54,7 +54,11 @@ async def check(ctx: Context) -> CheckResult:
     host = ctx.target.host
     if reachable and len(reachable) == len(addresses):
         best = min(o[1] or 0.0 for o in outcomes)
-        where = fmt(reachable[0], port) if len(reachable) == 1 else f"all {len(reachable)} addresses on port {port}"
+        where = (
+            fmt(reachable[0], port)
+            if len(reachable) == 1
+            else f"all {len(reachable)} addresses on port {port}"
+        )
         return ok("tcp", f"TCP connect to {where} succeeded ({best:.1f} ms)", **evidence)
     if reachable:
         failed = [a for a in addresses if a not in reachable]
@@ -62,10 +66,12 @@ async def check(ctx: Context) -> CheckResult:
         kind = kinds.pop() if len(kinds) == 1 else "fail"
         if host == "localhost" or all(a in ("127.0.0.1", "::1") for a in addresses):
             v6_failed = any(":" in a for a in failed)
-            family_now, family_other = ("::1 (IPv6)", "127.0.0.1 (IPv4)") if v6_failed else (
-                "127.0.0.1 (IPv4)", "::1 (IPv6)")
+            family_now, family_other = (
+                ("::1 (IPv6)", "127.0.0.1 (IPv4)") if v6_failed else ("127.0.0.1 (IPv4)", "::1 (IPv6)")
+            )
             return warn(
-                "tcp", "tcp.localhost-family",
+                "tcp",
+                "tcp.localhost-family",
                 f"{host} resolves to both families and {family_now} is {kind} on port {port} while "
                 f"{family_other} answers",
                 f"clients that try {family_now.split()[0]} first (Node >= 17, some browsers) fail: bind the server "
@@ -73,7 +79,8 @@ async def check(ctx: Context) -> CheckResult:
                 **evidence,
             )
         return warn(
-            "tcp", "tcp.some-addresses-fail",
+            "tcp",
+            "tcp.some-addresses-fail",
             f"{len(failed)} of {len(addresses)} addresses {'refuse' if kind == 'refused' else 'fail'} on port "
             f"{port}: {', '.join(failed)}",
             "clients given a failing address cannot connect: fix or remove those DNS records, or start the "
@@ -84,14 +91,17 @@ async def check(ctx: Context) -> CheckResult:
     where = ", ".join(fmt(a, port) for a in addresses)
     if kinds == {"refused"}:
         return fail(
-            "tcp", "tcp.refused", f"connection refused on {where}: nothing accepts connections there",
+            "tcp",
+            "tcp.refused",
+            f"connection refused on {where}: nothing accepts connections there",
             f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
             "or fix the port in the client URL",
             **evidence,
         )
     if "timeout" in kinds and kinds <= {"timeout", "unreachable", "error"}:
         return fail(
-            "tcp", "tcp.timeout",
+            "tcp",
+            "tcp.timeout",
             f"no answer from {where} within {ctx.settings.timeout:g} s: packets are dropped (firewall?) "
             "or the host is down",
             f"open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check "
@@ -100,13 +110,17 @@ async def check(ctx: Context) -> CheckResult:
         )
     if kinds == {"unreachable"}:
         return fail(
-            "tcp", "tcp.unreachable", f"{where}: {outcomes[0][2]}",
+            "tcp",
+            "tcp.unreachable",
+            f"{where}: {outcomes[0][2]}",
             "no route to the host: check the address, the network, or a firewall that rejects with "
             "host-unreachable",
             **evidence,
         )
     return fail(
-        "tcp", "tcp.error", f"cannot connect to {where}: " + "; ".join(sorted({o[2] for o in outcomes})),
+        "tcp",
+        "tcp.error",
+        f"cannot connect to {where}: " + "; ".join(sorted({o[2] for o in outcomes})),
         "check the address and port in the client URL and the network path",
         **evidence,
     )

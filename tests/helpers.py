@@ -1,0 +1,53 @@
+"""Run the real CLI in a subprocess, as a user would, and read its JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.stdout)  # type: ignore[no-any-return]
+
+    def check(self, check_id: str) -> dict[str, Any]:
+        for c in self.report["checks"]:
+            if c["id"] == check_id:
+                return c  # type: ignore[no-any-return]
+        raise AssertionError(f"no {check_id} check in {self.stdout}")
+
+    @property
+    def root_code(self) -> str | None:
+        rc = self.report["root_cause"]
+        return rc["code"] if rc else None
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> CliRun:
+    """``python -m lokin_doctor ARGS``; fails the test on a traceback, whatever the exit code."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env.pop("LOKIN_URL", None) if env is None or "LOKIN_URL" not in env else None
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+    run = CliRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout, proc.stdout
+    return run
