@@ -148,11 +148,14 @@ def proc_info(pid: int, all_listeners: list[Listener] | None = None) -> ProcInfo
     return ProcInfo(pid, name, cmdline, username, create_time, rss, cpu, ports)
 
 
-def find_processes(patterns: tuple[str, ...] | list[str]) -> list[ProcInfo]:
+def find_processes(
+    patterns: tuple[str, ...] | list[str], all_listeners: list[Listener] | None = None
+) -> list[ProcInfo]:
     """Processes whose command line matches one of the regular expressions (never this process)."""
     regexes = [re.compile(p) for p in patterns]
     me = os.getpid()
-    all_listeners = listeners()
+    if all_listeners is None:
+        all_listeners = listeners()
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmdline = p.info.get("cmdline") or []

@@ -44,7 +44,7 @@ async def check(ctx: Context) -> CheckResult:
     port = ctx.target.port
     patterns = ctx.settings.process_patterns
     all_listeners, owners = await scan(ctx)
-    matches = await ctx.blocking("processes", lambda: find_processes(patterns))
+    matches = await ctx.blocking("processes", lambda: find_processes(patterns, all_listeners))
     on_port = [li for li in all_listeners if li.port == port]
     looked_for = describe_patterns(patterns)
     evidence: dict[str, object] = {"patterns": list(patterns)}
