@@ -79,7 +79,7 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
         if verbose and r.evidence:
             for key, value in r.evidence.items():
                 con.print(f"       [dim]{escape(key)}:[/dim] {escape(_fmt_value(value))}")
-    ran = len(report.results) - counts[Status.SKIP]
+    ran = counts[Status.OK] + counts[Status.WARN] + counts[Status.FAIL]
     passed = counts[Status.OK] + counts[Status.WARN]
     con.print()
     tally = f"{passed}/{ran} checks passed" + (

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 #: Command lines that look like a LOK IN WebSocket server (default for ``--process``).
-DEFAULT_PROCESS_PATTERNS = (r"\bnode(js)?\b.*\bserver\.js\b", r"lokin[-_]doctor\b.*\bserve\b")
+DEFAULT_PROCESS_PATTERNS = (r"\bnode(js)?\b.*\bserver\.js\b", r"lokin[-_]doctor\b.*(\bserve\b|--embedded)")
 
 
 @dataclass(frozen=True)

@@ -54,25 +54,19 @@ async def check(ctx: Context) -> CheckResult:
         main = servers[0]
         evidence["processes"] = [p.to_dict() for p in servers]
         others = [m for m in matches if m.pid not in owners]
-        if others:
+        idle = [o for o in others if not o.listening_ports]
+        if idle:
             evidence["other_instances"] = [p.to_dict() for p in others]
             return warn(
-                "process",
-                "process.multiple",
-                f"{_describe(main)} holds port {port}, and {len(others)} more matching process(es) run: "
-                + ", ".join(
-                    _describe(o)
-                    + (
-                        f" on port(s) {', '.join(map(str, o.listening_ports))}"
-                        if o.listening_ports
-                        else " listening nowhere"
-                    )
-                    for o in others
-                ),
-                "stop the extra instances (kill PID), or check they are meant to serve other ports; a second "
-                "server started on a taken port dies with EADDRINUSE",
+                "process", "process.multiple",
+                f"{_describe(main)} holds port {port}, and {len(idle)} more matching process(es) run without "
+                "listening anywhere: " + ", ".join(_describe(o) for o in idle),
+                "stop the extra instances (kill PID): a second server started on a taken port dies with "
+                "EADDRINUSE or hangs; check how the server is started (pm2, systemd, nohup) so it runs once",
                 **evidence,
             )
+        if others:
+            evidence["other_instances"] = [p.to_dict() for p in others]
         ports = ", ".join(map(str, main.listening_ports)) or str(port)
         return ok("process", f"{_describe(main)} serves port(s) {ports}; {_vitals(main)}", **evidence)
     if on_port:
