@@ -340,3 +340,13 @@ def test_unprivileged_user_sees_owner_unknown(node_server: Any) -> None:
     assert "run as root" in port["hint"]
     process = next(c for c in report["checks"] if c["id"] == "process")
     assert process["status"] in ("ok", "warn")  # never a crash, never a false "not running"
+
+
+def test_embedded_server_all_green() -> None:
+    run = run_cli("all", "--embedded", "--json")
+    assert run.code == 0, run.stdout
+    assert run.report["status"] == "ok", run.stdout
+    assert run.check("session")["evidence"]["client_id"].startswith("user_")
+    assert run.check("process")["status"] == "ok"
+    human = run_cli("all", "--embedded")
+    assert human.code == 0 and "All good" in human.stdout
