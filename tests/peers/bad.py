@@ -314,7 +314,7 @@ def start_bad_server(kind: str, *, delay: float = 1.5, host: str = LOOPBACK, por
         srv.writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
-            srv.tasks.add(task)  # type: ignore[arg-type]
+            srv.tasks.add(task)
         try:
             async with asyncio.timeout(scaled(CONNECTION_LIFETIME)):
                 await handle(reader, writer, srv)
@@ -326,7 +326,7 @@ def start_bad_server(kind: str, *, delay: float = 1.5, host: str = LOOPBACK, por
         finally:
             srv.writers.discard(writer)
             if task is not None:
-                srv.tasks.discard(task)  # type: ignore[arg-type]
+                srv.tasks.discard(task)
             if not writer.transport.is_closing():
                 writer.close()
 

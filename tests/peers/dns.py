@@ -8,6 +8,7 @@ import os
 import pwd
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ def start_dnsmasq(
         ]
         proc = ManagedProcess(argv, log=directory / f"dnsmasq-{attempt}.log", cwd=directory, name="dnsmasq")
         proc.start()
-        if proc.wait_ready(lambda p=port: port_accepts(LOOPBACK, p), timeout=10):
+        if proc.wait_ready(partial(port_accepts, LOOPBACK, port), timeout=10):
             break
         if not proc.alive() and log_says_address_in_use(proc.log) and attempt < 2:
             proc.stop()

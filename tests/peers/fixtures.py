@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,7 @@ def node_server_factory(_peer_stack: _Stack, tmp_path_factory: pytest.TempPathFa
                 name="node server.js",
             ).start()
             _peer_stack.push(proc.stop)
-            if proc.wait_ready(lambda p=chosen: port_accepts(host, p), timeout=10):
+            if proc.wait_ready(partial(port_accepts, host, chosen), timeout=10):
                 break
             if not proc.alive() and log_says_address_in_use(proc.log) and port is None and attempt < 2:
                 continue
@@ -241,7 +242,8 @@ def static_server_factory(
     """Start ``python3 -m http.server PORT --bind 127.0.0.1``: ``static_server_factory(files=None) -> Peer``.
 
     ``files`` maps relative paths to text to write in the served directory (an ``index.html`` replaces the
-    directory listing). ``url`` is ``http://127.0.0.1:PORT/``; ``extra["root"]`` is the directory.
+    directory listing). ``url`` is ``ws://127.0.0.1:PORT/`` (what a misconfigured page would dial; ``http_url``
+    for the site); ``extra["root"]`` is the directory.
     """
 
     def start(files: Mapping[str, str] | None = None) -> Peer:
@@ -265,7 +267,7 @@ def static_server_factory(
                 name="python -m http.server",
             ).start()
             _peer_stack.push(proc.stop)
-            if proc.wait_ready(lambda p=port: port_accepts(LOOPBACK, p), timeout=10):
+            if proc.wait_ready(partial(port_accepts, LOOPBACK, port), timeout=10):
                 break
             if not proc.alive() and log_says_address_in_use(proc.log) and attempt < 2:
                 continue
@@ -274,7 +276,7 @@ def static_server_factory(
         return Peer(
             host=LOOPBACK,
             port=port,
-            url=f"http://{LOOPBACK}:{port}/",
+            url=f"ws://{LOOPBACK}:{port}/",
             pid=proc.pid,
             kind="static",
             log=proc.log,

@@ -10,6 +10,7 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tests.peers._common import (
@@ -171,7 +172,7 @@ def start_nginx(
             cwd=directory,
             name=f"nginx ({variant})",
         ).start()
-        if proc.wait_ready(lambda p=port: port_accepts(LOOPBACK, p), timeout=10):
+        if proc.wait_ready(partial(port_accepts, LOOPBACK, port), timeout=10):
             break
         if not proc.alive() and log_says_address_in_use(proc.log) and attempt < 2:
             proc.stop()

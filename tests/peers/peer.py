@@ -27,7 +27,7 @@ class Peer:
         host: address it listens on ("127.0.0.1", or "::1" when asked).
         port: its TCP port.
         url: the URL a client should use: ``ws://127.0.0.1:PORT/``, ``wss://localhost:PORT/`` for TLS,
-            ``ws://127.0.0.1:PORT/ws`` through nginx, ``http://127.0.0.1:PORT/`` for the static site.
+            ``ws://127.0.0.1:PORT/ws`` through nginx (the static site too: ``http_url`` for http://).
         pid: PID of the subprocess, None when the peer runs in-process.
         kind: what it is ("ws", "tls-ws", "node", "static", "bad:<kind>", "nginx:<variant>").
         log: file holding the subprocess's stdout+stderr (None in-process).
@@ -45,7 +45,7 @@ class Peer:
     backend_port: int | None = None
     requests: list[SeenRequest] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
-    _stop: Callable[[], None] | None = field(default=None, repr=False)
+    _stop: Callable[[], object] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import time
@@ -24,6 +25,7 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.typing import Origin
 
 from tests.peers.bad import accept_key
 from tests.peers.fixtures import Certs, DnsPeer, Peer, free_port, wait_port
@@ -115,12 +117,12 @@ async def test_ws_server_factory_options(ws_server_factory: Callable[..., Peer])
         paths=["/ws"], origins=["https://lokin.test"], greeting=False, ping_interval=None
     )
     with pytest.raises(InvalidStatus) as exc:
-        await connect(f"ws://127.0.0.1:{peer.port}/", origin="https://lokin.test")
+        await connect(f"ws://127.0.0.1:{peer.port}/", origin=Origin("https://lokin.test"))
     assert exc.value.response.status_code == 404
     with pytest.raises(InvalidStatus) as exc:
-        await connect(f"ws://127.0.0.1:{peer.port}/ws", origin="https://evil.example")
+        await connect(f"ws://127.0.0.1:{peer.port}/ws", origin=Origin("https://evil.example"))
     assert exc.value.response.status_code == 403
-    async with connect(f"ws://127.0.0.1:{peer.port}/ws", origin="https://lokin.test") as ws:
+    async with connect(f"ws://127.0.0.1:{peer.port}/ws", origin=Origin("https://lokin.test")) as ws:
         await ws.send("first")  # no welcome: the first thing back is the echo
         assert await ws.recv() == "first"
     peer.stop()
@@ -179,7 +181,7 @@ async def test_node_server(node_server: Peer) -> None:
 
     assert psutil.Process(node_server.pid).cmdline() == ["node", "server.js", str(node_server.port)]
     async with (
-        connect(node_server.url, origin="https://lokin.test") as a,
+        connect(node_server.url, origin=Origin("https://lokin.test")) as a,
         connect(node_server.url) as b,
     ):
         welcome = json.loads(await a.recv())
@@ -203,7 +205,8 @@ async def test_node_server(node_server: Peer) -> None:
 async def test_node_server_sigterm_closes_clients(node_server: Peer) -> None:
     async with connect(node_server.url) as ws:
         await ws.recv()
-        os.kill(node_server.pid, 15)  # the fixture's own subprocess
+        assert node_server.pid is not None
+        os.kill(node_server.pid, signal.SIGTERM)  # the fixture's own subprocess
         with pytest.raises(ConnectionClosedOK):  # 1001 going away counts as a normal close
             await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == 1001 and ws.close_reason == "Server shutting down"
@@ -211,11 +214,24 @@ async def test_node_server_sigterm_closes_clients(node_server: Peer) -> None:
     assert "arrêté proprement" in node_server.log_text()
 
 
+async def test_ipv6_only_peers(
+    node_server_factory: Callable[..., Peer], ws_server_factory: Callable[..., Peer]
+) -> None:
+    for peer in (node_server_factory(host="::1"), ws_server_factory(host="::1")):
+        assert peer.url == f"ws://[::1]:{peer.port}/"
+        async with connect(peer.url) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", peer.port), timeout=1).close()
+
+
 # --------------------------------------------------------------------------- static site
 
 
 def test_static_server(static_server: Peer) -> None:
     assert static_server.pid is not None
+    assert static_server.url == f"ws://127.0.0.1:{static_server.port}/"
+    assert static_server.http_url == f"http://127.0.0.1:{static_server.port}/"
     reply = raw_exchange(static_server.port)
     assert status_of(reply) == 200
     assert b"text/html" in reply and b"Directory listing" in reply
