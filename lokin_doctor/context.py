@@ -61,4 +61,4 @@ class Context:
 
             ctx = make_ssl_context(self.settings.ca_file, self.settings.insecure)
             self.facts["_ssl_context"] = ctx
-        return ctx  # type: ignore[no-any-return]
+        return ctx

@@ -371,10 +371,10 @@ async def open_handshake(
     finally:
         out.raw = bytes(raw[:MAX_EVIDENCE])
     out.handshake_ms = (loop.time() - t1) * 1000
-    exc = proto.handshake_exc
+    failure = proto.handshake_exc
     if response is not None:
         _from_response(out, response)
-    if exc is None and response is not None:
+    if failure is None and response is not None:
         out.kind = "upgraded"
         conn._flush()
         if keep_open:
@@ -383,16 +383,16 @@ async def open_handshake(
             await conn.close(min(deadline, loop.time() + 1.0))
         return out
     conn.abort()
-    out.exc = exc
-    if isinstance(exc, InvalidStatus):
+    out.exc = failure
+    if isinstance(failure, InvalidStatus):
         out.kind = "status"
-        _from_response(out, exc.response)
-    elif isinstance(exc, InvalidHeaderValue) and "Accept" in str(exc):
-        out.kind, out.error = "bad-accept", str(exc)
-    elif isinstance(exc, InvalidUpgrade):
-        out.kind, out.error = "invalid-upgrade", str(exc)
-    elif isinstance(exc, InvalidMessage):
-        cause = exc.__cause__
+        _from_response(out, failure.response)
+    elif isinstance(failure, InvalidHeaderValue) and "Accept" in str(failure):
+        out.kind, out.error = "bad-accept", str(failure)
+    elif isinstance(failure, InvalidUpgrade):
+        out.kind, out.error = "invalid-upgrade", str(failure)
+    elif isinstance(failure, InvalidMessage):
+        cause = failure.__cause__
         parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None
         if isinstance(cause, EOFError) and not raw:
             out.kind, out.error = "closed", "the server closed the connection without replying"
@@ -410,9 +410,9 @@ async def open_handshake(
             else:
                 out.kind, out.error = "closed", "the server closed the connection in the middle of its reply"
         else:
-            out.kind, out.error = "not-http", str(cause) if cause else str(exc)
-    elif exc is not None:
-        out.kind, out.error = "invalid-upgrade", str(exc)
+            out.kind, out.error = "not-http", str(cause) if cause else str(failure)
+    elif failure is not None:
+        out.kind, out.error = "invalid-upgrade", str(failure)
     else:
         out.kind, out.error = "closed", "the server closed the connection without a complete reply"
     return out

@@ -37,7 +37,7 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
             "check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server",
         )
     except socket.gaierror as exc:
-        code = _GAI_CODES.get(exc.errno, "dns.error")
+        code = _GAI_CODES.get(exc.errno or 0, "dns.error")
         if code == "dns.unknown-host":
             summary = f"the system resolver does not know {host} ({exc.strerror})"
             hint = (
@@ -86,7 +86,7 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
 async def check(ctx: Context) -> CheckResult:
     target = ctx.target
     if target.ip is not None:
-        addresses, cnames = [str(target.ip)], []
+        addresses, cnames = [str(target.ip)], list[str]()
         how = "an IP address, nothing to resolve"
     elif ctx.settings.dns_server is not None:
         got = await _server(ctx)

@@ -58,7 +58,8 @@ async def check(ctx: Context) -> CheckResult:
         if idle:
             evidence["other_instances"] = [p.to_dict() for p in others]
             return warn(
-                "process", "process.multiple",
+                "process",
+                "process.multiple",
                 f"{_describe(main)} holds port {port}, and {len(idle)} more matching process(es) run without "
                 "listening anywhere: " + ", ".join(_describe(o) for o in idle),
                 "stop the extra instances (kill PID): a second server started on a taken port dies with "
@@ -105,13 +106,17 @@ async def check(ctx: Context) -> CheckResult:
         where = "; ".join(
             f"{_describe(m)} listens on {', '.join(map(str, m.listening_ports))}" for m in listening
         )
-        other = listening[0].listening_ports[0]
+        t = ctx.target
+        urls = ", ".join(
+            f"ws{'s' if t.secure else ''}://{t.host_for_url}:{p}{t.resource}"
+            for m in listening
+            for p in m.listening_ports
+        )
         return fail(
             "process",
             "process.wrong-port",
             f"the server runs but not on port {port}: {where}",
-            f"point the client at port {other} (ws://{ctx.target.host_for_url}:{other}{ctx.target.resource}), or "
-            f"restart the server on port {port}",
+            f"point the client at the port the server uses ({urls}), or restart the server on port {port}",
             **evidence,
         )
     return fail(
