@@ -473,3 +473,17 @@ def test_dnsmasq_custom_records(dnsmasq: Callable[..., DnsPeer]) -> None:
     assert _answers(peer, "a.example.test", "A") == ["127.0.0.7"]
     assert _answers(peer, "a.example.test", "AAAA") == ["::1"]
     assert _answers(peer, "b.example.test", "A") == "NXDOMAIN"
+
+
+# --------------------------------------------------------------------------- missing tools
+
+
+def test_missing_binary_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.peers._common import require_binary
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-peer-binary is not installed"):
+        require_binary("no-such-peer-binary", "apt-get install -y it")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y it"):
+        require_binary("no-such-peer-binary", "apt-get install -y it")
