@@ -1,0 +1,111 @@
+"""``lokin-doctor load URL``: open N WebSocket connections, hold them, echo, report percentiles and failures.
+
+Only typer and the standard library are imported here; the engine loads inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("load")(load_command)
+
+
+def load_command(
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            envvar="LOKIN_URL",
+            show_default="ws://localhost:8080/",
+            help="WebSocket URL to load (ws://, loopback unless --allow-remote).",
+        ),
+    ] = None,
+    connections: Annotated[
+        int, typer.Option("--connections", "-n", help="Concurrent connections to open.")
+    ] = 100,
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate", help="Handshakes per second while ramping up (0: as fast as --concurrency allows)."
+        ),
+    ] = 500.0,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Handshakes in flight at most while ramping up.")
+    ] = 100,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds to hold the connections open, idle.")
+    ] = 5.0,
+    messages: Annotated[
+        int, typer.Option("--messages", help="Echo round trips per connection, after the hold.")
+    ] = 10,
+    message_size: Annotated[int, typer.Option("--message-size", help="Bytes per echo message (text).")] = 32,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", "-t", help="Seconds each handshake+greeting, and each echo, may take."),
+    ] = 10.0,
+    origin: Annotated[str | None, typer.Option("--origin", help="Origin header to send.")] = None,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a target that is not this machine (loopback).")
+    ] = False,
+    max_errors: Annotated[
+        int, typer.Option("--max-errors", help="Exit 1 when more connections than this fail (default 0).")
+    ] = 0,
+    max_p99_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-p99-ms", help="Exit 1 when the handshake or echo round-trip p99 exceeds this (ms)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the JSON report on stdout, nothing else.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="Client engine: sansio (light) or websockets (asyncio client).", hidden=True
+        ),
+    ] = "sansio",
+    use_uvloop: Annotated[
+        bool, typer.Option("--uvloop/--no-uvloop", help="Use uvloop when installed.", hidden=True)
+    ] = True,
+) -> None:
+    """Load-test a WebSocket server: N connections, hold, echo; latency percentiles, failures by cause code.
+
+    Exit 0 within the thresholds, 1 when --max-errors or --max-p99-ms is broken, 2 usage, 130 interrupted.
+    """
+    from lokin_doctor.tools.common import ToolError
+    from lokin_doctor.tools.loadui import main
+
+    try:
+        code = main(
+            url or "ws://localhost:8080/",
+            connections=connections,
+            rate=rate,
+            concurrency=concurrency,
+            duration=duration,
+            messages=messages,
+            message_size=message_size,
+            timeout=timeout,
+            origin=origin,
+            allow_remote=allow_remote,
+            max_errors=max_errors,
+            max_p99_ms=max_p99_ms,
+            json_out=json_out,
+            progress=progress,
+            engine=engine,
+            use_uvloop=use_uvloop,
+        )
+    except ToolError as exc:
+        sys.stderr.write(f"lokin-doctor: error: {exc}\n")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

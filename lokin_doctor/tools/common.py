@@ -1,0 +1,312 @@
+"""Helpers shared by ``load``, ``watch`` and ``monitor``: cause codes, percentiles, safety checks,
+the event loop.
+
+Cause codes are the checklist's (``lokin-doctor all``), so a CI script matches the same strings
+whatever command found the problem:
+
+* TCP connect failed: ``tcp.refused``, ``tcp.timeout``, ``tcp.unreachable``, ``tcp.error``
+  (what the ``tcp`` check reports for the same errno);
+* TCP connected, no valid 101: the code :func:`lokin_doctor.checks.handshake.classify` gives for
+  what came back (``handshake.not-found``, ``handshake.unavailable``, ``handshake.no-response``...);
+* after the 101: ``session.closed-at-once`` (close frame before the greeting), ``session.dropped``
+  (TCP lost without a close frame), ``session.expect-mismatch`` (no echo of a sent message in
+  time: what ``all --send X --expect X`` reports); two codes only the tools use:
+  ``session.no-greeting`` (no first message within --timeout) and ``session.closed`` (a close
+  frame after the greeting, e.g. while held);
+* the load client's own limits: ``load.client-limit`` (EMFILE, ENFILE, EADDRNOTAVAIL: this
+  machine ran out of file descriptors or ephemeral ports, not the server's fault).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import math
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lokin_doctor.target import Target
+    from lokin_doctor.wire import Outcome
+
+
+class ToolError(Exception):
+    """A usage problem the command reports in one line and exits 2 for."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A failure's stable code, one sentence of fact and the next thing to do."""
+
+    code: str
+    summary: str
+    hint: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "summary": self.summary, "hint": self.hint}
+
+
+def _where(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+#: Hints mirror the ``tcp`` check's.
+def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
+    where = _where(address, port)
+    if kind == "refused":
+        return Cause(
+            "tcp.refused",
+            f"connection refused on {where}: nothing accepts connections there",
+            f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
+            "or fix the port in the client URL",
+        )
+    if kind == "timeout":
+        return Cause(
+            "tcp.timeout",
+            f"no answer to the TCP connect on {where} in time: packets are dropped (firewall? full accept "
+            "backlog?) or the host is down",
+            f"open port {port} in the firewall or check the host is up; under load, raise the server's listen "
+            "backlog (net.core.somaxconn)",
+        )
+    if kind == "unreachable":
+        return Cause(
+            "tcp.unreachable",
+            f"{where}: {detail or 'no route to host'}",
+            "no route to the host: check the address, the network, or a firewall that rejects",
+        )
+    if kind == "client-limit":
+        return Cause(
+            "load.client-limit",
+            f"this machine could not open another connection to {where}: {detail}",
+            "the load client ran out of file descriptors or ephemeral ports: use fewer --connections, "
+            "raise ulimit -n, widen net.ipv4.ip_local_port_range",
+        )
+    return Cause(
+        "tcp.error",
+        f"cannot connect to {where}: {detail or kind}",
+        "check the address and port in the client URL and the network path",
+    )
+
+
+def connect_exception_cause(exc: BaseException, address: str, port: int) -> Cause:
+    """The cause code of an exception raised by a TCP connect (``loop.create_connection``)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return tcp_cause("refused", address, port)
+    if isinstance(exc, TimeoutError):
+        return tcp_cause("timeout", address, port)
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc)
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return tcp_cause("unreachable", address, port, detail)
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS):
+            return tcp_cause("client-limit", address, port, detail)
+        return tcp_cause("error", address, port, detail)
+    return tcp_cause("error", address, port, f"{type(exc).__name__}: {exc}")
+
+
+def outcome_cause(out: Outcome, target: Target) -> Cause:
+    """The cause of a :func:`lokin_doctor.wire.open_handshake` outcome that is not ``upgraded``.
+
+    Connect-stage kinds map to the ``tcp`` check's codes (what ``all`` reports when the port does not
+    accept); everything after the TCP connect goes through the checklist's ``classify``.
+    """
+    if out.kind == "connect-refused":
+        return tcp_cause("refused", out.address, out.port)
+    if out.kind == "connect-timeout":
+        return tcp_cause("timeout", out.address, out.port)
+    if out.kind == "connect-error":
+        exc = out.exc
+        if isinstance(exc, OSError):
+            return connect_exception_cause(exc, out.address, out.port)
+        return tcp_cause("error", out.address, out.port, out.error or "")
+    from lokin_doctor.checks.handshake import classify
+
+    result = classify(out, target)
+    return Cause(result.code or "handshake.unexpected-status", result.summary, result.hint or "")
+
+
+def session_cause(stage: str, close_code: int | None, close_reason: str = "") -> Cause:
+    """A connection that got its 101 and then ended: ``stage`` is greeting, held or echo."""
+    if close_code is None:
+        return Cause(
+            "session.dropped",
+            f"the server dropped the TCP connection {_STAGES.get(stage, stage)} without a close frame (1006)",
+            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the "
+            "server's log; check its memory and connection limits",
+        )
+    what = f"close code {close_code}" + (f" ({close_reason})" if close_reason else "")
+    if stage == "greeting":
+        return Cause(
+            "session.closed-at-once",
+            f"the server closed the connection right after the upgrade with {what}",
+            f"the server accepts the upgrade, then drops the client: read its log at close code {close_code} "
+            "(1008 policy/auth, 1011 server error, 1013 try again later / overloaded)",
+        )
+    return Cause(
+        "session.closed",
+        f"the server closed the connection {_STAGES.get(stage, stage)} with {what}",
+        "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1011 error, "
+        "1013 overloaded)",
+    )
+
+
+_STAGES = {
+    "greeting": "before its greeting",
+    "held": "while it was held open",
+    "echo": "during the echo round trips",
+    "open": "while it was open",
+}
+
+
+def no_greeting_cause(timeout: float) -> Cause:
+    return Cause(
+        "session.no-greeting",
+        f"no first message (greeting) from the server within {timeout:g} s of the upgrade",
+        'a LOK IN server sends {"type":"welcome",...} at once; a slow greeting means an overloaded '
+        "event loop: check the server's CPU",
+    )
+
+
+def no_echo_cause(timeout: float) -> Cause:
+    return Cause(
+        "session.expect-mismatch",
+        f"no echo of a sent message within {timeout:g} s",
+        "the server did not echo the message in time: check its CPU and log (does it echo?)",
+    )
+
+
+def percentiles(values: Sequence[float] | Iterable[float]) -> dict[str, float | int | None]:
+    """count, min, mean, p50, p95, p99, max (nearest-rank, so each is an observed value)."""
+    data = sorted(values)
+    n = len(data)
+    if not n:
+        return {"count": 0, "min": None, "mean": None, "p50": None, "p95": None, "p99": None, "max": None}
+
+    def rank(p: float) -> float:
+        return data[max(0, min(n - 1, math.ceil(p / 100 * n) - 1))]
+
+    return {
+        "count": n,
+        "min": round(data[0], 3),
+        "mean": round(sum(data) / n, 3),
+        "p50": round(rank(50), 3),
+        "p95": round(rank(95), 3),
+        "p99": round(rank(99), 3),
+        "max": round(data[-1], 3),
+    }
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The target's addresses in resolver order (IPv4 and IPv6), without duplicates."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ToolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def require_loopback(host: str, addresses: list[str], allow_remote: bool, what: str) -> None:
+    """Refuse a non-loopback target unless the user said --allow-remote."""
+    if allow_remote:
+        return
+    remote = [a for a in addresses if not is_loopback(a)]
+    if remote:
+        raise ToolError(
+            f"{host} is not a loopback address ({', '.join(remote)}): {what} only targets this machine unless "
+            "you add --allow-remote (never point it at a production host by accident)"
+        )
+
+
+def pick_address(addresses: list[str], port: int, timeout: float = 1.0) -> str:
+    """The first address that accepts a TCP connect (localhost may resolve to ::1 first while the server
+    listens on 127.0.0.1 only); the first address when none does, so the failures say why."""
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect((address, port))
+                return address
+        except OSError:
+            continue
+    return addresses[0]
+
+
+#: File descriptors kept for everything but the connections (stdio, the loop, logs, progress).
+FD_RESERVE = 64
+
+
+def raise_fd_limit(connections: int) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit up to the hard one; ToolError if ``connections`` cannot fit.
+
+    Returns (soft, hard) after the change.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX: nothing to raise
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + FD_RESERVE
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise ToolError(
+            f"{connections} connections need about {needed} file descriptors but this process may open at most "
+            f"{hard} (hard limit): raise it (ulimit -Hn as root, LimitNOFILE= in systemd, "
+            f"/etc/security/limits.conf) or use --connections {max(1, hard - FD_RESERVE)} or fewer"
+        )
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        new_soft = hard if hard != resource.RLIM_INFINITY else max(needed, soft)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        except (ValueError, OSError) as exc:
+            raise ToolError(f"cannot raise the open-file limit from {soft} to {new_soft}: {exc}") from None
+        soft = new_soft
+    return soft, hard
+
+
+def ephemeral_ports() -> int | None:
+    """How many local ports one destination can use (Linux), None when unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split()[:2])
+        return high - low + 1
+    except (OSError, ValueError):
+        return None
+
+
+def check_ephemeral_ports(connections: int) -> None:
+    ports = ephemeral_ports()
+    if ports is not None and connections > ports:
+        raise ToolError(
+            f"{connections} connections to one address need {connections} local ports but "
+            f"net.ipv4.ip_local_port_range has {ports}: use fewer --connections or widen the range"
+        )
+
+
+def uvloop_factory(enabled: bool = True) -> Any:
+    """``uvloop.new_event_loop`` when uvloop is installed and wanted, else None (asyncio's default)."""
+    if not enabled or os.environ.get("LOKIN_NO_UVLOOP"):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name(loop: Any) -> str:
+    mod = type(loop).__module__
+    return "uvloop" if mod.startswith("uvloop") else "asyncio"

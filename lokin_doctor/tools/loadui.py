@@ -1,0 +1,280 @@
+"""``lokin-doctor load`` around the engine: safety checks, the progress bar, the report, the thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from lokin_doctor.tools.common import (
+    ToolError,
+    check_ephemeral_ports,
+    pick_address,
+    raise_fd_limit,
+    require_loopback,
+    resolve,
+    uvloop_factory,
+)
+from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load
+
+SCHEMA = 1
+#: How often the progress bar is redrawn (it reads counters; the connections never touch it).
+PROGRESS_S = 0.2
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_errors: int = 0
+    max_p99_ms: float | None = None
+
+    def check(self, figures: dict[str, Any]) -> list[str]:
+        """Every threshold the figures break, one sentence each."""
+        broken = []
+        errors = figures["failures"]["total"]
+        if errors > self.max_errors:
+            codes = ", ".join(f"{c} x{n}" for c, n in figures["failures"]["by_code"].items())
+            broken.append(f"{errors} failed connections > --max-errors {self.max_errors} ({codes})")
+        if self.max_p99_ms is not None:
+            for name, key in (("handshake", "handshake_ms"), ("echo round-trip", "rtt_ms")):
+                stats = figures[key] if key == "handshake_ms" else figures["echo"][key]
+                p99 = stats.get("p99")
+                if p99 is not None and p99 > self.max_p99_ms:
+                    broken.append(f"{name} p99 {p99:.1f} ms > --max-p99-ms {self.max_p99_ms:g}")
+        return broken
+
+
+def prepare(
+    url: str, *, connections: int, allow_remote: bool, timeout: float
+) -> tuple[Any, str, tuple[int, int]]:
+    """Parse and resolve the target, refuse what is unsafe or cannot fit: (target, address, fd limits)."""
+    from lokin_doctor.target import TargetError, parse_target
+
+    try:
+        target = parse_target(url)
+    except TargetError as exc:
+        raise ToolError(str(exc)) from None
+    if target.secure:
+        raise ToolError(
+            "load speaks ws:// only (test the server behind its TLS proxy, or its own ws:// port)"
+        )
+    addresses = resolve(target.host, target.port)
+    require_loopback(target.host, addresses, allow_remote, "a load test")
+    limits = raise_fd_limit(connections)
+    check_ephemeral_ports(connections)
+    address = (
+        pick_address(addresses, target.port, timeout=min(timeout, 1.0))
+        if len(addresses) > 1
+        else addresses[0]
+    )
+    return target, address, limits
+
+
+class _Progress:
+    """A rich progress bar on stderr, redrawn from the counters every PROGRESS_S."""
+
+    def __init__(self, run: LoadRun) -> None:
+        from rich.console import Console  # noqa: TID251 - the load progress is a live view
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: TID251
+
+        self.run = run
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            auto_refresh=False,
+            transient=True,
+        )
+        cfg = run.config
+        self.task = self.progress.add_task("connecting", total=cfg.connections, info="")
+        self.phase = "ramp"
+        self.hold_start = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self) -> None:
+        run, cfg = self.run, self.run.config
+        loop = asyncio.get_running_loop()
+        if run.phase != self.phase:
+            self.phase = run.phase
+            if run.phase == "hold":
+                self.hold_start = loop.time()
+                self.progress.update(
+                    self.task, description="holding", total=max(cfg.duration, 0.001), completed=0
+                )
+            elif run.phase == "echo":
+                self.progress.update(
+                    self.task, description="echo", total=max(1, run.opened * cfg.messages), completed=0
+                )
+            elif run.phase == "close":
+                self.progress.update(self.task, description="closing")
+        info = f"open {run.open_now}  failed {run.failed}"
+        if self.phase == "ramp":
+            self.progress.update(self.task, completed=run.settled, info=info)
+        elif self.phase == "hold":
+            self.progress.update(
+                self.task, completed=round(min(cfg.duration, loop.time() - self.hold_start), 1), info=info
+            )
+        elif self.phase == "echo":
+            self.progress.update(self.task, completed=run.echo_received, info=info)
+        self.progress.refresh()
+
+
+async def _drive(config: LoadConfig, run: LoadRun, show_progress: bool) -> LoadRun:
+    if not show_progress:
+        return await run_load(config, run=run)
+    with _Progress(run) as bar:
+        main = asyncio.ensure_future(run_load(config, run=run))
+        try:
+            while not main.done():
+                bar.update()
+                await asyncio.wait({main}, timeout=PROGRESS_S)
+        except asyncio.CancelledError:
+            main.cancel()
+            await asyncio.wait({main}, timeout=config.timeout + 5.0)
+            raise
+        return main.result()
+
+
+def figures_dict(run: LoadRun, thresholds: Thresholds) -> dict[str, Any]:
+    from lokin_doctor import __version__
+
+    figures = run.to_dict()
+    broken = thresholds.check(figures)
+    return {
+        "schema": SCHEMA,
+        "tool": "lokin-doctor load",
+        "version": __version__,
+        **figures,
+        "thresholds": {
+            "max_errors": thresholds.max_errors,
+            "max_p99_ms": thresholds.max_p99_ms,
+            "passed": not broken,
+            "broken": broken,
+        },
+    }
+
+
+def _ms(stats: dict[str, Any]) -> str:
+    if not stats.get("count"):
+        return "-"
+    return "  ".join(f"{k} {stats[k]:.1f}" for k in ("p50", "p95", "p99", "max")) + " ms"
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    conns, cfg = doc["connections"], doc["config"]
+    ramp, echo, dropped = doc["ramp"], doc["echo"], doc["dropped"]
+    lines = [
+        f"load test of {doc['target']} ({doc['address']}), engine {cfg['engine']} on {cfg['loop']}",
+        f"  connections   {conns['opened']}/{conns['requested']} opened, {conns['failed']} failed"
+        + (
+            f", ramp {ramp['seconds']:.2f} s = {ramp['handshakes_per_s']:.0f} handshakes/s"
+            if ramp["handshakes_per_s"]
+            else ""
+        ),
+        f"  handshake     {_ms(doc['handshake_ms'])}",
+        f"  greeting      {_ms(doc['greeting_ms'])}",
+        f"  held          {doc['hold']['seconds']:.1f} s, dropped by the server while held: {dropped['while_held']}"
+        + (
+            f" (close codes: {', '.join(f'{k} x{v}' for k, v in dropped['by_close_code'].items())})"
+            if dropped["by_close_code"]
+            else ""
+        ),
+    ]
+    if cfg["messages"]:
+        rate = f"{echo['messages_per_s']:.0f} msg/s" if echo["messages_per_s"] else "-"
+        lines.append(
+            f"  echo          {echo['received']}/{echo['expected']} round trips in {echo['seconds']:.2f} s"
+            f" = {rate}, dropped during echo: {dropped['during_echo']}"
+        )
+        lines.append(f"  round trip    {_ms(echo['rtt_ms'])}")
+        if echo["other_messages"]:
+            lines.append(
+                f"  other msgs    {echo['other_messages']} messages that were not echoes (broadcasts?)"
+            )
+    failures = doc["failures"]
+    if failures["total"]:
+        lines.append(f"  failures      {failures['total']}")
+        for code, n in failures["by_code"].items():
+            ex = failures["examples"][code]
+            lines.append(f"    {code} x{n}: {ex['summary']}")
+            lines.append(f"      fix: {ex['hint']}")
+    th = doc["thresholds"]
+    if doc.get("interrupted"):
+        lines.append("  result        interrupted")
+    elif th["passed"]:
+        lines.append("  result        PASS")
+    else:
+        lines.append("  result        FAIL: " + "; ".join(th["broken"]))
+    return "\n".join(lines)
+
+
+def main(
+    url: str,
+    *,
+    connections: int,
+    rate: float,
+    concurrency: int,
+    duration: float,
+    messages: int,
+    message_size: int,
+    timeout: float,
+    origin: str | None,
+    allow_remote: bool,
+    max_errors: int,
+    max_p99_ms: float | None,
+    json_out: bool,
+    progress: bool | None,
+    engine: str,
+    use_uvloop: bool,
+) -> int:
+    """Run the load test; the exit code (0 pass, 1 thresholds broken, 2 usage, 130 interrupted)."""
+    if max_errors < 0:
+        raise ToolError("--max-errors must be >= 0")
+    target, address, _limits = prepare(
+        url, connections=connections, allow_remote=allow_remote, timeout=timeout
+    )
+    try:
+        config = LoadConfig(
+            target=target,
+            address=address,
+            connections=connections,
+            rate=rate,
+            concurrency=concurrency,
+            duration=duration,
+            messages=messages,
+            message_size=message_size,
+            timeout=timeout,
+            origin=origin,
+            engine=engine,
+        )
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    thresholds = Thresholds(max_errors=max_errors, max_p99_ms=max_p99_ms)
+    show = (not json_out and sys.stderr.isatty()) if progress is None else (progress and not json_out)
+    run = LoadRun(config)
+    interrupted = False
+    with asyncio.Runner(loop_factory=uvloop_factory(use_uvloop)) as runner:
+        try:
+            runner.run(_drive(config, run, show))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            interrupted = True
+            run.interrupted = True
+    doc = figures_dict(run, thresholds)
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(doc) + "\n")
+    sys.stdout.flush()
+    if interrupted:
+        return 130
+    return 0 if doc["thresholds"]["passed"] else 1
