@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lokin_doctor.server.app import LokinServer
@@ -125,7 +125,7 @@ class RunningServer:
         """WebSocket connections currently open."""
         return self._app.open_connections
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         """The same document ``GET /health`` returns."""
         return self._app.health()
 

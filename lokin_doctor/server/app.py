@@ -113,6 +113,13 @@ def _is_handshake(headers: Headers) -> bool:
     return "Upgrade" in headers or "Sec-WebSocket-Key" in headers
 
 
+def _eof_before_request(exc: BaseException | None) -> bool:
+    """True when a connection ended before any HTTP request (probe, half-open, open timeout)."""
+    # websockets records the end of stream while parsing the request line as an InvalidMessage
+    # caused by EOFError; an abort by the open timeout can leave no exception at all.
+    return exc is None or isinstance(exc.__cause__, EOFError)
+
+
 def _ip_of(address: Any) -> str:
     if not address:
         return "?"
@@ -722,7 +729,7 @@ class LokinServer:
             response.headers["Retry-After"] = "5"
         return response
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         """The /health document: status, version, uptime, connections, limits and counters."""
         cfg = self.config
         serving = self._server is not None and self._server.is_serving()
@@ -834,7 +841,7 @@ class LokinServer:
             )
         elif conn.tls_probe:
             pass  # counted and logged when the ClientHello arrived
-        elif conn.request is None and conn.protocol.handshake_exc is None:
+        elif conn.request is None and _eof_before_request(conn.protocol.handshake_exc):
             self.stats.handshakes_incomplete += 1
             self._incomplete_unlogged += 1
             now = time.monotonic()
@@ -850,7 +857,7 @@ class LokinServer:
                 self._incomplete_logged_at = now
         elif conn.request is None and conn.protocol.handshake_exc is not None:
             exc = conn.protocol.handshake_exc
-            cause = exc.__cause__ or exc
+            cause = exc.__cause__ or exc  # websockets wraps the parser's error in InvalidMessage
             self.stats.reject("bad_handshake")
             self.log.emit(
                 "reject",

@@ -121,8 +121,8 @@ class ServeProcess:
     def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Block until a stderr line matches ``pattern`` (fails the test on timeout or exit)."""
         regex = re.compile(pattern)
-        for line in self.lines:
-            if m := regex.search(line):
+        for seen in self.lines:
+            if m := regex.search(seen):
                 return m
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
