@@ -6,9 +6,11 @@ import asyncio
 import errno
 import json
 import os
+import resource
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,26 @@ async def test_oversized_message_closes_with_1009(make_server: Any) -> None:
 # -- half-open connections -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def enough_file_descriptors() -> Iterator[None]:
+    """Both ends of 1,000 sockets live in this process: raise the soft RLIMIT_NOFILE if needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if soft >= wanted:
+        yield
+        return
+    if hard != resource.RLIM_INFINITY and hard < 2500:
+        pytest.skip(f"the hard open-files limit ({hard}) is too low for 1,000 half-open connections")
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+    )
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("enough_file_descriptors")
 async def test_half_open_connections_do_not_block_real_clients(make_server: Any) -> None:
     count = 1000
     async with make_server(open_timeout=1.5) as srv:
