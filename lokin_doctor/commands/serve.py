@@ -6,7 +6,6 @@ every start); the server itself is imported inside the command.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import sys
 from typing import Annotated
@@ -184,6 +183,8 @@ def register(app: typer.Typer) -> None:
             shutdown_timeout=shutdown_timeout,
             quiet=quiet,
         )
+        import asyncio
+
         factory = _loop_factory()
         try:
             with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
