@@ -62,6 +62,25 @@ def _page_only(s: Settings) -> str | None:
     return None if s.page_url else "no --page-url given"
 
 
+def _named_host(s: Settings) -> str | None:
+    if s.target.ip is not None:
+        return "an IP address, no DNS records"
+    if s.target.host == "localhost" or s.target.host.endswith(".localhost"):
+        return "localhost is not resolved through DNS"
+    return None
+
+
+def _is_this_machine(host: str) -> bool:
+    """Whether the URL's host obviously means this machine, decided by name before any DNS look-up."""
+    import socket
+
+    from lokin_doctor.sysinfo import is_local_address
+
+    if host == "localhost" or host.endswith(".localhost") or is_local_address(host):
+        return True
+    return host.lower() == socket.gethostname().lower()
+
+
 CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "dns",
@@ -72,7 +91,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "dns-records",
         "DNS records with dnspython: A/AAAA, CNAME chain, agreement with the system resolver",
         "lokin_doctor.checks.dnsrecords:check",
-        after=("dns",),
+        applies=_named_host,
     ),
     CheckSpec(
         "process",
@@ -119,7 +138,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "every address of the name: TCP, TLS and the handshake on each (load-balanced backends)",
         "lokin_doctor.checks.backends:check",
         requires=("dns",),
-        after=("handshake",),
+        after=("tcp",),
     ),
     CheckSpec(
         "proxy",
@@ -131,7 +150,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "variants",
         "when the target fails: nearby URLs (ws/wss, ports 443/80/8080, / vs /ws) that work",
         "lokin_doctor.checks.variants:check",
-        after=("tcp", "handshake"),
+        requires=("dns",),
     ),
     CheckSpec(
         "page",
@@ -179,17 +198,22 @@ ROOT_CAUSE_ORDER = (
     "dns-records",
     "process",
     "port",
+    "page",
+    "proxy",
     "variants",
     "tcp",
     "tls",
-    "proxy",
     "handshake",
-    "page",
     "origins",
     "session",
     "backends",
     "hold",
 )
+
+
+#: Checks a check watches without waiting for them: ``variants`` reads their verdict as soon as it is
+#: known and starts its own probes early when it is slow to come. ``--only`` selects them with it.
+WATCHES = {"variants": ("tcp", "handshake")}
 
 
 class UnknownCheckError(ValueError):
@@ -219,13 +243,23 @@ def select_checks(
         stack = list(wanted)
         while stack:
             spec = BY_ID[stack.pop()]
-            for dep in (*spec.requires, *spec.after):
+            for dep in (*spec.requires, *spec.after, *WATCHES.get(spec.id, ())):
                 if dep not in wanted:
                     wanted.add(dep)
                     stack.append(dep)
         return [c for c in CHECKS if c.id in wanted]
     ids = set(LOCAL_CHECKS)
-    if remote or settings.target.secure or settings.page_url or settings.dns_server or settings.backend:
+    target = settings.target
+    if (
+        remote
+        or target.secure
+        or settings.page_url
+        or settings.dns_server
+        or settings.backend
+        or not _is_this_machine(target.host)
+    ):
+        # A name that is not obviously this machine is the production path (its DNS records, proxy,
+        # origins...), even when DNS later says it points here: decided by name, before any traffic.
         ids |= set(REMOTE_CHECKS)
     return [c for c in CHECKS if c.id in ids]
 

@@ -1,10 +1,354 @@
-"""``tls``: placeholder until the TLS diagnosis lands; the handshake reports TLS failures meanwhile."""
+"""``tls`` (wss:// only): protocol version, cipher, ALPN, the certificate's names, issuer and expiry, and
+a distinct cause when the TLS handshake fails.
+
+How it probes, all bounded by the run's deadline:
+
+1. One TLS handshake that verifies like a browser (system CAs plus ``--ca-file``, the host name as
+   SNI and as the name to match, ALPN ``http/1.1`` as a WebSocket client offers). ``--insecure``
+   does not change this check: a bad certificate is always reported (``--insecure`` only lets the
+   handshake check go on past it).
+2. If the certificate is rejected, a second, non-verifying handshake reads the certificate chain the
+   server sends, so the report can say what is wrong with it (names, dates, issuer).
+3. If the server rejects ALPN ``http/1.1`` (a no_application_protocol alert), a handshake offering
+   ``h2, http/1.1`` tells whether it only speaks HTTP/2 (``tls.h2-only``).
+4. If the reply is not TLS, the connection closes or resets, or no answer has come by half the
+   remaining time, a plain WebSocket handshake to the same port (ws://) tells whether the port speaks
+   plain HTTP (``tls.not-tls``).
+
+Incomplete chain vs unknown CA: OpenSSL says "unable to get local issuer certificate" for both.
+We walk the chain the server sent from the leaf. If the server sent intermediates and the top one's
+issuer is not trusted, the CA is unknown. If it sent its leaf alone and the leaf's issuer is not
+trusted, the missing certificate is an intermediate when (a) the leaf has an AIA caIssuers URL
+(public CAs always put one; it is what lets browsers fetch the missing intermediate, which is why a
+browser may work where Node/Python fail), or (b) ``--ca-file`` was given (you trust a CA for this
+server) and the issuer is not in it: a leaf directly issued by a private root would verify, so the
+link in between is missing. Otherwise the CA is unknown (a private CA: pass ``--ca-file``).
+
+Facts written: ``tls_info`` (version, cipher, ALPN and the leaf's facts).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
+from lokin_doctor import tlsinfo
 from lokin_doctor.context import Context
-from lokin_doctor.model import CheckResult, skip
+from lokin_doctor.model import CheckResult, fail, ok, warn
+from lokin_doctor.tlsinfo import TlsProbe
+from lokin_doctor.wire import Outcome, open_handshake
+
+#: Warn when the certificate expires within this many days.
+EXPIRY_WARN_DAYS = 14
+
+
+def _where(host: str, address: str, port: int) -> str:
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return where if host == address else f"{host} ({where})"
+
+
+def _leaf_notes(info: dict[str, Any], host: str) -> list[str]:
+    notes = []
+    if info.get("days_left", 0) < 0:
+        notes.append(f"it expired {abs(info['days_left']):g} days ago ({info['not_after']})")
+    if info.get("matches_host") is False:
+        notes.append(f"its names ({', '.join(info['sans']) or 'none'}) do not include {host}")
+    return notes
+
+
+def _served_summary(chain: list[bytes]) -> list[str]:
+    out = []
+    for der in chain:
+        try:
+            cert = tlsinfo.load(der)
+        except ValueError:
+            continue
+        out.append(f"{tlsinfo.short_name(cert.subject)} (issuer {tlsinfo.short_name(cert.issuer)})")
+    return out
+
+
+async def _plain_probe(ctx: Context, address: str) -> Outcome:
+    target = ctx.target.with_(scheme="ws")
+    return await open_handshake(target, address, deadline=ctx.deadline, keep_open=False)
+
+
+def _verify_failure(
+    ctx: Context, main: TlsProbe, raw: TlsProbe | None, trusted: set[bytes], where: str
+) -> CheckResult:
+    host = ctx.target.host
+    code_num = main.verify_code
+    msg = main.verify_message or main.error or "certificate verify failed"
+    chain = raw.chain if raw is not None else []
+    ev: dict[str, Any] = {"address": where, "verify_code": code_num, "verify_message": msg}
+    info: dict[str, Any] = {}
+    if chain:
+        info = tlsinfo.describe(chain[0], host)
+        ev["certificate"] = info
+        ev["served_chain"] = _served_summary(chain)
+    notes = _leaf_notes(info, host) if info else []
+    subject = info.get("subject_cn", "the certificate")
+    ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else "this machine's CA store"
+
+    def extra(skip: str) -> str:
+        others = [n for n in notes if not (skip and n.startswith(skip))]
+        return ("; also " + "; ".join(others)) if others else ""
+
+    if code_num in (tlsinfo.V_CERT_HAS_EXPIRED,):
+        return fail(
+            "tls",
+            "tls.expired",
+            f"the certificate of {where} expired on {info.get('not_after', '?')}{extra('it expired')}",
+            "renew the certificate (certbot renew, or your CA) and reload the server/proxy; check the "
+            "renewal timer",
+            **ev,
+        )
+    if code_num == tlsinfo.V_CERT_NOT_YET_VALID:
+        return fail(
+            "tls",
+            "tls.not-yet-valid",
+            f"the certificate of {where} is not valid before {info.get('not_before', '?')}",
+            "check the clock of the server and of this machine (timedatectl), or install a certificate "
+            "valid now",
+            **ev,
+        )
+    if code_num in (tlsinfo.V_HOSTNAME_MISMATCH, tlsinfo.V_IP_ADDRESS_MISMATCH):
+        names = ", ".join(info.get("sans") or []) or "none"
+        return fail(
+            "tls",
+            "tls.hostname-mismatch",
+            f"the certificate of {where} is for {names}, not {host}{extra('its names')}",
+            f"issue a certificate that includes {host} (subjectAltName), or use a URL with one of its names",
+            **ev,
+        )
+    if code_num == tlsinfo.V_DEPTH_ZERO_SELF_SIGNED_CERT:
+        return fail(
+            "tls",
+            "tls.self-signed",
+            f"the certificate of {where} is self-signed ({subject}){extra('')}",
+            "browsers reject it: install a certificate from a CA (e.g. Let's Encrypt); for a private "
+            "setup make a CA and pass it with --ca-file (and install it on the clients)",
+            **ev,
+        )
+    if code_num in (
+        tlsinfo.V_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+        tlsinfo.V_UNABLE_TO_GET_ISSUER_CERT,
+        tlsinfo.V_UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+        tlsinfo.V_SELF_SIGNED_CERT_IN_CHAIN,
+    ):
+        path = tlsinfo.served_path(chain) if chain else []
+        if path:
+            top = path[-1]
+            missing = tlsinfo.short_name(top.issuer)
+            leaf = path[0]
+            aia = tlsinfo.aia_ca_issuers(leaf)
+            in_ca_file = False
+            if ctx.settings.ca_file:
+                in_ca_file = top.issuer in tlsinfo.file_subjects(ctx.settings.ca_file)
+            issuer_known = top.issuer.public_bytes() in trusted or in_ca_file
+            leaf_only = len(path) == 1 and top.issuer != top.subject
+            if (
+                code_num != tlsinfo.V_SELF_SIGNED_CERT_IN_CHAIN
+                and leaf_only
+                and not issuer_known
+                and (aia or ctx.settings.ca_file)
+            ):
+                ev["missing_issuer"] = top.issuer.rfc4514_string()
+                if aia:
+                    ev["aia_ca_issuers"] = aia
+                why = (
+                    f"browsers may still work by fetching it from {aia[0]}, Node and Python fail"
+                    if aia
+                    else f"it is not in {ca_hint} either, so clients cannot build the chain"
+                )
+                return fail(
+                    "tls",
+                    "tls.incomplete-chain",
+                    f"{where} sends only its own certificate; its issuer {missing} (an intermediate "
+                    f"CA) is missing from the chain: {why}{extra('')}",
+                    "configure the full chain on the server: leaf then intermediate(s) in one file "
+                    "(nginx ssl_certificate fullchain.pem, not cert.pem); if the intermediate really "
+                    "is your root, pass it with --ca-file",
+                    **ev,
+                )
+            return fail(
+                "tls",
+                "tls.unknown-ca",
+                f"the certificate of {where} chains to {missing}, which {ca_hint} does not trust{extra('')}",
+                "use a certificate from a public CA, or pass the private CA's certificate with "
+                "--ca-file (and install it on every client)",
+                **ev,
+            )
+        return fail(
+            "tls",
+            "tls.unknown-ca",
+            f"the certificate of {where} is issued by a CA that {ca_hint} does not trust ({msg})",
+            "use a certificate from a public CA, or pass the private CA with --ca-file",
+            **ev,
+        )
+    return fail(
+        "tls",
+        "tls.handshake-failed",
+        f"the certificate of {where} was rejected: {msg}{extra('')}",
+        "fix the certificate named in the evidence, or pass --ca-file for a private CA",
+        **ev,
+    )
 
 
 async def check(ctx: Context) -> CheckResult:
-    return skip("tls", "skipped: TLS details not implemented yet; the handshake reports TLS failures")
+    target = ctx.target
+    host, port = target.host, target.port
+    address: str = ctx.facts["reachable"][0]
+    where = _where(host, address, port)
+    loop = asyncio.get_running_loop()
+    ca_file = ctx.settings.ca_file
+    verify_ctx = tlsinfo.client_context(ca_file, verify=True)
+
+    main_task = asyncio.ensure_future(
+        tlsinfo.probe(address, port, server_hostname=host, ssl_context=verify_ctx, deadline=ctx.deadline)
+    )
+    plain_task: asyncio.Future[Outcome] | None = None
+    try:
+        halfway = max(0.0, (ctx.deadline - loop.time()) / 2)
+        done, _ = await asyncio.wait({main_task}, timeout=halfway)
+        if not done:
+            # No TLS answer yet: find out in parallel whether the port speaks plain HTTP.
+            plain_task = asyncio.ensure_future(_plain_probe(ctx, address))
+        main = await main_task
+
+        if main.ok:
+            return _success(ctx, main, where, verify_ctx)
+
+        if main.kind == "verify":
+            raw_ctx = tlsinfo.client_context(None, verify=False)
+            raw, trusted = await asyncio.gather(
+                tlsinfo.probe(
+                    address, port, server_hostname=host, ssl_context=raw_ctx, deadline=ctx.deadline
+                ),
+                ctx.blocking(f"tls-trusted:{ca_file}", lambda: tlsinfo.trusted_subjects(verify_ctx)),
+            )
+            result = _verify_failure(ctx, main, raw if raw.ok else None, trusted, where)
+            if raw.ok:
+                ctx.facts["tls_info"] = {
+                    "version": raw.version,
+                    "cipher": raw.cipher,
+                    "alpn": raw.alpn,
+                    **(tlsinfo.describe(raw.chain[0], host) if raw.chain else {}),
+                }
+            return result
+
+        if main.kind == "alpn":
+            h2_ctx = tlsinfo.client_context(None, verify=False, alpn=["h2", "http/1.1"])
+            h2 = await tlsinfo.probe(
+                address, port, server_hostname=host, ssl_context=h2_ctx, deadline=ctx.deadline
+            )
+            ev = {
+                "address": where,
+                "alpn_offered": ["http/1.1"],
+                "error": main.error,
+                "alpn_with_h2_offered": h2.alpn if h2.ok else h2.error,
+            }
+            if h2.ok and h2.alpn == "h2":
+                return fail(
+                    "tls",
+                    "tls.h2-only",
+                    f"{where} accepts only HTTP/2 (ALPN h2) and refuses http/1.1, which WebSocket "
+                    "clients need (browsers can use WebSocket over HTTP/2 only with RFC 8441)",
+                    "enable http/1.1 in the server's or edge's ALPN list (e.g. nginx listen ... ssl "
+                    "http2 keeps http/1.1; on a CDN disable 'HTTP/2 only' for this host)",
+                    **ev,
+                )
+            return fail(
+                "tls",
+                "tls.handshake-failed",
+                f"{where} refused the TLS handshake: {main.error}",
+                "check the server's TLS settings (ALPN, protocols, ciphers)",
+                **ev,
+            )
+
+        # Not TLS-looking failure: does the port speak plain HTTP?
+        if main.kind in ("wrong-version", "eof", "reset", "timeout"):
+            if plain_task is None and ctx.remaining() > 0:
+                plain_task = asyncio.ensure_future(_plain_probe(ctx, address))
+            plain = await plain_task if plain_task is not None else None
+            if plain is not None and plain.kind in ("upgraded", "status"):
+                ws_url = target.with_(scheme="ws").url
+                what = (
+                    "a WebSocket server (101 on ws://)"
+                    if plain.kind == "upgraded"
+                    else (f"plain HTTP ({plain.status_line})")
+                )
+                return fail(
+                    "tls",
+                    "tls.not-tls",
+                    f"{where} does not speak TLS: it answers {what}; this port speaks plain HTTP",
+                    f"use ws:// for this port ({ws_url}), or put TLS in front of it (an nginx "
+                    "listen 443 ssl with proxy_pass to this port) and use wss:// on 443",
+                    address=where,
+                    tls_error=main.error,
+                    plain_reply=plain.evidence(),
+                )
+            if plain is not None and plain.kind == "not-http":
+                return fail(
+                    "tls",
+                    "tls.not-tls",
+                    f"{where} does not speak TLS nor HTTP: it answers {plain.raw[:40]!r}",
+                    "this port belongs to another protocol: fix the port in the client URL",
+                    address=where,
+                    tls_error=main.error,
+                    plain_reply=plain.evidence(),
+                )
+            if main.kind == "timeout":
+                return fail(
+                    "tls",
+                    "tls.timeout",
+                    f"{where} accepts TCP but sent no TLS answer within the {ctx.settings.timeout:g} s "
+                    "deadline",
+                    "the program on this port waits for something else or is stuck: check what listens "
+                    "there; if it speaks plain ws://, drop the s",
+                    address=where,
+                )
+        return fail(
+            "tls",
+            "tls.handshake-failed",
+            f"the TLS handshake with {where} failed: {main.error}",
+            "check the server's TLS configuration (protocols, ciphers, certificate and key) and its log",
+            address=where,
+            kind=main.kind,
+        )
+    finally:
+        for task in (main_task, plain_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> CheckResult:
+    host = ctx.target.host
+    info: dict[str, Any] = {"version": probe.version, "cipher": probe.cipher, "alpn": probe.alpn}
+    if probe.chain:
+        leaf = tlsinfo.describe(probe.chain[0], host)
+        info.update(leaf)
+        info["served_chain"] = _served_summary(probe.chain)
+    ctx.facts["tls_info"] = info
+    ev = {"address": where, **info}
+    if ctx.settings.ca_file:
+        ev["trusted_via"] = f"system CAs + --ca-file {ctx.settings.ca_file}"
+    subject = info.get("subject_cn", "?")
+    issuer = info.get("issuer_cn", "?")
+    days = info.get("days_left")
+    alpn = probe.alpn or "none"
+    desc = f"{probe.version}, {probe.cipher}, ALPN {alpn}; certificate valid for {host}"
+    if days is not None:
+        desc += f", expires in {days:g} days ({str(info.get('not_after', ''))[:10]})"
+    desc += f"; issued by {issuer}"
+    if days is not None and days < EXPIRY_WARN_DAYS:
+        return warn(
+            "tls",
+            "tls.expires-soon",
+            f"the certificate of {where} ({subject}) expires in {days:g} days",
+            "renew it now and check the renewal job (certbot renew --dry-run, systemctl list-timers)",
+            **ev,
+        )
+    return ok("tls", desc, **ev)
