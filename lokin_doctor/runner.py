@@ -176,7 +176,8 @@ CHECKS: tuple[CheckSpec, ...] = (
 BY_ID = {c.id: c for c in CHECKS}
 
 #: The local checklist (`all` against this machine) and the remote chain (probe-wss).
-LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "variants", "hold")
+#: ``proxy`` is local too: nginx on this machine in front of the server on 8080 is the LOK IN layout.
+LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "proxy", "variants", "hold")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",

@@ -1,10 +1,117 @@
-"""``backends``: placeholder until the production-path checks land (issue 4)."""
+"""``backends``: when the name has several addresses (DNS round robin, several load balancers), a
+browser may get any of them. Run TCP, TLS and the opening handshake against each address at once,
+with the name as SNI and Host, and say which ones fail: "1 of 3 addresses refuses: 127.0.0.3".
+
+Certificates are always verified here (system CAs plus ``--ca-file``), even with ``--insecure``: a
+browser verifies every backend, and one stale certificate behind a balancer is a classic. When every
+address fails the same way, the tcp/tls/handshake checks already say it, so this one skips.
+
+Facts written: ``backends`` (address -> cause code, "ok" for a 101).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from lokin_doctor import tlsinfo
+from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
-from lokin_doctor.model import CheckResult, skip
+from lokin_doctor.model import CheckResult, Status, fail, ok, skip
+from lokin_doctor.wire import Outcome, open_handshake
+
+#: How an outcome reads after "1 of 3 addresses ..." (singular, plural).
+_VERBS = {
+    "connect-refused": ("refuses", "refuse"),
+    "connect-timeout": ("does not answer", "do not answer"),
+    "connect-error": ("is unreachable", "are unreachable"),
+    "tls-error": ("fails TLS", "fail TLS"),
+    "timeout": ("does not answer the handshake", "do not answer the handshake"),
+    "reset": ("resets the connection", "reset the connection"),
+    "closed": ("closes without a reply", "close without a reply"),
+}
+
+
+def _verb(out: Outcome, plural: bool) -> str:
+    if out.kind == "status":
+        return f"answer{'' if plural else 's'} HTTP {out.status}"
+    pair = _VERBS.get(out.kind)
+    if pair is None:
+        return "fail the handshake" if plural else "fails the handshake"
+    return pair[1] if plural else pair[0]
+
+
+def _detail(out: Outcome) -> str:
+    if out.kind == "status":
+        return f"HTTP {out.status}"
+    if out.kind == "tls-error":
+        return f"TLS: {out.error}"
+    return _verb(out, False)
 
 
 async def check(ctx: Context) -> CheckResult:
-    return skip("backends", "skipped: not implemented yet")
+    target = ctx.target
+    addresses: list[str] = ctx.facts["addresses"]
+    if len(addresses) < 2:
+        return skip("backends", f"not applicable: {target.host} has a single address", applicable=False)
+    tcp = ctx.results.get("tcp")
+    if tcp is not None and tcp.status is Status.FAIL:
+        return skip("backends", "skipped: tcp failed on every address")
+    settings = ctx.settings
+    ssl_context = tlsinfo.client_context(settings.ca_file, verify=True) if target.secure else None
+    outcomes = await asyncio.gather(
+        *(
+            open_handshake(
+                target,
+                address,
+                deadline=ctx.deadline,
+                origin=settings.origin,
+                headers=settings.headers,
+                subprotocols=settings.subprotocols,
+                ssl_context=ssl_context,
+                server_hostname=target.host,
+                keep_open=False,
+            )
+            for address in addresses
+        )
+    )
+    results = [classify(o, target, check_id="backends", origin=settings.origin) for o in outcomes]
+    table: dict[str, str] = {}
+    evidence: dict[str, Any] = {}
+    for address, out, res in zip(addresses, outcomes, results, strict=True):
+        table[address] = "ok" if res.status is Status.OK else str(res.code)
+        evidence[address] = "101" if res.status is Status.OK else f"{res.code}: {_detail(out)}"
+    ctx.facts["backends"] = table
+    bad = [
+        (a, o, r) for a, o, r in zip(addresses, outcomes, results, strict=True) if r.status is not Status.OK
+    ]
+    n, m = len(bad), len(addresses)
+    if not bad:
+        return ok("backends", f"all {m} addresses of {target.host} answer 101", addresses=evidence)
+    if n == m:
+        codes = {r.code for _, _, r in bad}
+        if len(codes) == 1:
+            return skip(
+                "backends",
+                f"every address of {target.host} fails the same way ({codes.pop()}); the tcp, tls and "
+                "handshake checks say why",
+                addresses=evidence,
+            )
+    kinds = {(o.kind, o.status) for _, o, _ in bad}
+    names = [a for a, _, _ in bad]
+    if len(kinds) == 1:
+        summary = f"{n} of {m} addresses {_verb(bad[0][1], n > 1)}: {', '.join(names)}"
+    else:
+        summary = f"{n} of {m} addresses fail: " + ", ".join(f"{a} ({_detail(o)})" for a, o, _ in bad)
+    code = "backends.all-fail" if n == m else "backends.some-fail"
+    if n < m:
+        summary += "; browsers given those addresses cannot connect"
+    return fail(
+        "backends",
+        code,
+        summary,
+        f"fix or start the server on {', '.join(names)} (see the evidence for each), or remove "
+        f"{'that address' if n == 1 else 'those addresses'} from the DNS records of {target.host}",
+        addresses=evidence,
+        causes={a: r.code for a, _, r in bad},
+    )
