@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.peers.fixtures import free_port
 from tests.remote._util import doctor
 
 
-def test_records_and_cname_chain(dns_server, ws_server):
+def test_records_and_cname_chain(dns_server: Any, ws_server: Any) -> None:
     run = doctor(
         f"ws://alias.lokin.test:{ws_server.port}/", only=["dns-records"], dns_server=dns_server.server
     )
@@ -18,33 +20,33 @@ def test_records_and_cname_chain(dns_server, ws_server):
     assert "does not resolve" in r.summary
 
 
-def test_several_addresses(dns_server):
+def test_several_addresses(dns_server: Any) -> None:
     run = doctor("ws://multi.lokin.test:9/", only=["dns-records"], dns_server=dns_server.server)
     r = run["dns-records"]
     assert sorted(r.evidence["records"]["A"].split(", ")) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 
 
-def test_nxdomain(dns_server):
+def test_nxdomain(dns_server: Any) -> None:
     run = doctor("ws://www.nx.test/", only=["dns-records"], dns_server=dns_server.server)
     assert run["dns-records"].code == "dns.nxdomain", run.explain()
     assert run.root == "dns.nxdomain"
 
 
-def test_no_answer(dnsmasq):
+def test_no_answer(dnsmasq: Any) -> None:
     # The name exists (it has a TXT record) but has neither A nor AAAA.
     peer = dnsmasq(["--local=/lokin.test/", '--txt-record=txt.lokin.test,"hello"'])
     run = doctor("ws://txt.lokin.test/", only=["dns-records"], dns_server=peer.server)
     assert run["dns-records"].code == "dns.no-answer", run.explain()
 
 
-def test_refused(dns_server):
+def test_refused(dns_server: Any) -> None:
     run = doctor("ws://lokin.example/", only=["dns-records"], dns_server=dns_server.server)
     r = run["dns-records"]
     assert r.code == "dns.refused", run.explain()
     assert "REFUSED" in r.summary
 
 
-def test_timeout_costs_one_deadline():
+def test_timeout_costs_one_deadline() -> None:
     port = free_port(udp=True)
     run = doctor("ws://lokin.test/", only=["dns", "dns-records"], dns_server=f"127.0.0.1:{port}", timeout=1.0)
     assert run["dns-records"].code == "dns.timeout", run.explain()
@@ -52,14 +54,14 @@ def test_timeout_costs_one_deadline():
     assert run.seconds < 1.0 + 1.5
 
 
-def test_not_applicable_to_ip_and_localhost():
+def test_not_applicable_to_ip_and_localhost() -> None:
     for url in ("ws://127.0.0.1:9/", "ws://localhost:9/"):
         run = doctor(url, only=["dns-records"])
         assert run["dns-records"].status.value == "skip"
         assert run["dns-records"].evidence.get("applicable") is False
 
 
-def test_hosts_file_entry_reported(tmp_path):
+def test_hosts_file_entry_reported(tmp_path: Any) -> None:
     from lokin_doctor.checks.dnsrecords import hosts_entries
 
     hosts = tmp_path / "hosts"

@@ -15,7 +15,7 @@ def test_upgrade_not_forwarded(nginx_proxy: Any, ws_server: Any) -> None:
     r = run["proxy"]
     assert r.code == "proxy.upgrade-not-forwarded", run.explain()
     assert "backend" in r.summary and "101" in r.summary and "426" in r.summary
-    assert NGINX_UPGRADE_LINES in r.hint
+    assert NGINX_UPGRADE_LINES in str(r.hint)
     assert r.evidence["backend"]["url"] == ws_server.url
     # The proxy is the root cause, not the generic handshake failure.
     assert run["handshake"].code == "handshake.upgrade-dropped"
@@ -27,7 +27,7 @@ def test_http10_upstream(nginx_proxy: Any, ws_server: Any) -> None:
     proxy = nginx_proxy("http10", ws_server.port)
     run = doctor(proxy.url, backend=ws_server.url)
     assert run["proxy"].code == "proxy.http10-upstream", run.explain()
-    assert "proxy_http_version 1.1;" in run["proxy"].hint
+    assert "proxy_http_version 1.1;" in str(run["proxy"].hint)
     assert run.root == "proxy.http10-upstream"
 
 
@@ -45,7 +45,7 @@ def test_backend_answers_but_proxy_points_elsewhere(nginx_proxy: Any, ws_server:
     run = doctor(proxy.url, backend=ws_server.url)
     r = run["proxy"]
     assert r.code == "proxy.backend-down", run.explain()
-    assert "proxy_pass" in r.summary and ws_server.url in r.hint
+    assert "proxy_pass" in r.summary and ws_server.url in str(r.hint)
 
 
 def test_path_mismatch(nginx_proxy: Any, ws_server_factory: Any) -> None:
@@ -55,7 +55,7 @@ def test_path_mismatch(nginx_proxy: Any, ws_server_factory: Any) -> None:
     run = doctor(proxy.url, backend=f"ws://127.0.0.1:{backend.port}/ws")
     r = run["proxy"]
     assert r.code == "proxy.path-mismatch", run.explain()
-    assert "/ws" in r.hint
+    assert "/ws" in str(r.hint)
     assert run.root == "proxy.path-mismatch"
 
 
@@ -77,7 +77,7 @@ def test_plain_http_to_nginx_tls_port(nginx_proxy: Any, ws_server: Any, certs: A
     plain = proxy.url.replace("wss://", "ws://")
     run = doctor(plain, only=["handshake"])
     assert run["handshake"].code == "handshake.plain-to-tls", run.explain()
-    assert "wss://" in run["handshake"].hint
+    assert "wss://" in str(run["handshake"].hint)
     # And through TLS with the CA, nginx forwards the upgrade.
     ok_run = doctor(proxy.url, only=["tls", "proxy", "session"], ca_file=certs.ca_file)
     assert ok_run["tls"].status.value == "ok", ok_run.explain()

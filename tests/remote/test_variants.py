@@ -15,7 +15,7 @@ def test_ws_to_a_tls_server_finds_wss(tls_ws_server: Any, certs: Any) -> None:
     r = run["variants"]
     assert r.code == "variants.url-mismatch", run.explain()
     assert r.evidence["works"] == f"wss://127.0.0.1:{peer.port}/"
-    assert f"use wss://127.0.0.1:{peer.port}/ in the client" in r.hint
+    assert f"use wss://127.0.0.1:{peer.port}/ in the client" in str(r.hint)
     assert run.root == "variants.url-mismatch"
 
 
