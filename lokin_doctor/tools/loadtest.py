@@ -24,6 +24,7 @@ and goes through :func:`lokin_doctor.checks.handshake.classify`, exactly as ``lo
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections import Counter
@@ -56,6 +57,8 @@ PHASES = ("ramp", "hold", "echo", "close", "done")
 RAW_KEEP = 8192
 #: How often the echo phase looks for round trips past their deadline.
 SWEEP_S = 0.25
+#: Generation-0 GC threshold while a load test runs (Python's default is 700).
+GC_THRESHOLD0 = 50_000
 
 # Connection states.
 #: Latencies use perf_counter: uvloop's loop.time() only has millisecond resolution.
@@ -136,6 +139,7 @@ class LoadRun:
     loop_kind: str = "asyncio"
     interrupted: bool = False
     cpu_s: float = 0.0
+    phase_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -202,6 +206,11 @@ class LoadRun:
                 "other_messages": self.other_messages,
             },
             "client_cpu_s": round(self.cpu_s, 3),
+            "client_busy": {
+                name: round(self.phase_cpu_s[name] / self.phase_s[name], 2)
+                for name in ("ramp", "echo")
+                if self.phase_s.get(name) and name in self.phase_cpu_s
+            },
             "interrupted": self.interrupted,
         }
 
@@ -875,11 +884,17 @@ async def run_load(
     driver_cls = _SansIODriver if config.engine == "sansio" else _AsyncioDriver
     drv = driver_cls(config, run, on_phase)
     cpu0 = time.process_time()
+    # Thousands of long-lived connection objects make every cyclic-GC pass walk them all: collect
+    # rarely while the test runs (the connections are released at the end), as bench/RESULTS.md
+    # recommends for the server.
+    gc_threshold = gc.get_threshold()
+    gc.set_threshold(max(gc_threshold[0], GC_THRESHOLD0), *gc_threshold[1:])
     try:
         for name, phase in (("ramp", drv.ramp), ("hold", drv.hold), ("echo", drv.echo)):
-            t = _now()
+            t, c = _now(), time.process_time()
             await phase()
             run.phase_s[name] = _now() - t
+            run.phase_cpu_s[name] = time.process_time() - c
     except asyncio.CancelledError:
         run.interrupted = True
         raise
@@ -888,5 +903,6 @@ async def run_load(
         await asyncio.shield(drv.close())
         run.phase_s["close"] = _now() - t
         run.cpu_s = time.process_time() - cpu0
+        gc.set_threshold(*gc_threshold)
         drv._phase("done")
     return run

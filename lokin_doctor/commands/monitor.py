@@ -1,0 +1,51 @@
+"""``lokin-doctor monitor``: a live view of the server process, its connections and its /health.
+
+Only typer and the standard library are imported here; psutil and rich load inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monitor")(monitor_command)
+
+
+def monitor_command(
+    port: Annotated[int, typer.Option("--port", "-p", help="The WebSocket server's port.")] = 8080,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Stop after this many refreshes (default: until Ctrl-C).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One snapshot, then exit (1 if nothing listens).")
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="JSON on stdout (one document with --once, else one line per refresh)."),
+    ] = False,
+    health: Annotated[
+        bool,
+        typer.Option("--health/--no-health", help="GET http://127.0.0.1:PORT/health when the port listens."),
+    ] = True,
+) -> None:
+    """Live view: server process (pid, uptime, RSS, CPU), ESTABLISHED connections, listening sockets, /health.
+
+    What the write-up did with netstat, lsof and pm2 monit. Exit 0; with --once, 1 when nothing listens
+    on the port; 130 on Ctrl-C.
+    """
+    from lokin_doctor.tools.monitorui import main
+
+    if not 1 <= port <= 65535:
+        sys.stderr.write(f"lokin-doctor: error: --port must be 1-65535, not {port}\n")
+        raise typer.Exit(2)
+    if interval <= 0 or (count is not None and count < 1):
+        sys.stderr.write("lokin-doctor: error: --interval must be > 0 and --count at least 1\n")
+        raise typer.Exit(2)
+    raise typer.Exit(
+        main(port=port, interval=interval, count=count, once=once, json_out=json_out, health=health)
+    )

@@ -1,0 +1,279 @@
+"""The engine of ``lokin-doctor monitor``: what the write-up watched with ``netstat -an | grep :8080 | grep
+ESTABLISHED``, ``lsof -i :8080`` and ``pm2 monit``, in one snapshot.
+
+A snapshot is one ``psutil.net_connections`` pass (listening sockets and connections on the port), the
+server process(es) holding the port (pid, uptime, RSS, CPU, open files, threads) and, when the server
+answers HTTP on loopback, its ``/health`` document (a ``lokin-doctor serve`` has one; Node ``ws`` answers
+426). Blocking calls only: the command runs them in its own thread, no event loop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import socket
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+#: Seconds the /health request may take (the server is local; a slow answer is itself news).
+HEALTH_TIMEOUT_S = 0.5
+TOP_REMOTES = 5
+
+
+def _norm(ip: str) -> str:
+    """``::ffff:127.0.0.1`` -> ``127.0.0.1``."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+class Monitor:
+    """Keeps psutil.Process objects between snapshots so CPU % is measured over the refresh interval."""
+
+    def __init__(self, port: int, *, health: bool = True, health_path: str = "/health") -> None:
+        self.port = port
+        self.health = health
+        self.health_path = health_path
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        proc = self._procs.get(pid)
+        if proc is None or not proc.is_running():
+            try:
+                proc = psutil.Process(pid)
+                proc.cpu_percent(None)  # starts the measurement interval
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return None
+            self._procs[pid] = proc
+        return proc
+
+    def prime(self, pids: list[int]) -> None:
+        for pid in pids:
+            self._process(pid)
+
+    def _proc_info(self, pid: int) -> dict[str, Any] | None:
+        proc = self._process(pid)
+        if proc is None:
+            return None
+        info: dict[str, Any] = {"pid": pid}
+        try:
+            with proc.oneshot():
+                info["name"] = proc.name()
+                try:
+                    info["cmdline"] = " ".join(proc.cmdline()) or info["name"]
+                except (psutil.AccessDenied, psutil.ZombieProcess):
+                    info["cmdline"] = info["name"]
+                created = proc.create_time()
+                info["uptime_s"] = round(max(0.0, time.time() - created), 1)
+                info["started"] = datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds")
+                for key, getter in (
+                    ("rss_bytes", lambda: proc.memory_info().rss),
+                    ("cpu_percent", lambda: round(proc.cpu_percent(None), 1)),
+                    ("num_fds", proc.num_fds if hasattr(proc, "num_fds") else lambda: None),
+                    ("num_threads", proc.num_threads),
+                    ("user", proc.username),
+                ):
+                    try:
+                        info[key] = getter()
+                    except (psutil.AccessDenied, KeyError):
+                        info[key] = None
+                try:
+                    times = proc.cpu_times()
+                    elapsed = max(time.time() - created, 1e-3)
+                    info["cpu_percent_avg"] = round(100.0 * (times.user + times.system) / elapsed, 1)
+                except psutil.AccessDenied:
+                    info["cpu_percent_avg"] = None
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            self._procs.pop(pid, None)
+            return None
+        return info
+
+    def sockets(self) -> tuple[list[dict[str, Any]], list[tuple[str, int, int | None]], Counter[str]]:
+        """(listeners on the port, established (remote ip, remote port, pid), other states count)."""
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except (psutil.AccessDenied, PermissionError):
+            conns = []
+        listeners: list[dict[str, Any]] = []
+        seen = set()
+        established: list[tuple[str, int, int | None]] = []
+        states: Counter[str] = Counter()
+        port = self.port
+        for c in conns:
+            if not c.laddr or c.laddr.port != port:
+                continue
+            if c.status == psutil.CONN_LISTEN:
+                family = "ipv6" if c.family == socket.AF_INET6 else "ipv4"
+                key = (c.laddr.ip, c.pid, family)
+                if key not in seen:
+                    seen.add(key)
+                    listeners.append({"address": c.laddr.ip, "port": port, "pid": c.pid, "family": family})
+            elif c.status == psutil.CONN_ESTABLISHED and c.raddr:
+                established.append((_norm(c.raddr.ip), c.raddr.port, c.pid))
+            else:
+                states[c.status] += 1
+        return listeners, established, states
+
+    def _health(self, listeners: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not self.health or not listeners:
+            return None
+        addresses = [li["address"] for li in listeners]
+        if any(a in ("0.0.0.0", "127.0.0.1", "") for a in addresses):
+            host = "127.0.0.1"
+        elif any(a in ("::", "::1") for a in addresses):
+            host = "::1"
+        else:
+            host = addresses[0]
+        url_host = f"[{host}]" if ":" in host else host
+        url = f"http://{url_host}:{self.port}{self.health_path}"
+        doc: dict[str, Any] = {"url": url}
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection(host, self.port, timeout=HEALTH_TIMEOUT_S)
+        try:
+            conn.request("GET", self.health_path, headers={"User-Agent": "lokin-doctor monitor"})
+            resp = conn.getresponse()
+            body = resp.read(65536)
+            doc["status"] = resp.status
+            doc["ms"] = round((time.perf_counter() - t0) * 1000, 2)
+            ctype = resp.getheader("content-type") or ""
+            if resp.status == 200 and "json" in ctype:
+                try:
+                    doc["body"] = json.loads(body)
+                except ValueError:
+                    doc["error"] = "not JSON"
+            else:
+                doc["error"] = f"HTTP {resp.status} {resp.reason}: no /health (not a lokin-doctor server?)"
+        except (OSError, http.client.HTTPException) as exc:
+            doc["error"] = str(exc) or type(exc).__name__
+        finally:
+            conn.close()
+        return doc
+
+    def snapshot(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        listeners, established, states = self.sockets()
+        pids = sorted({li["pid"] for li in listeners if li["pid"] is not None})
+        processes = [p for p in (self._proc_info(pid) for pid in pids) if p is not None]
+        note = None
+        if listeners and not pids:
+            note = "the owner of the port is not visible to this user: run as root to see the server process"
+            from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, find_processes
+
+            for cand in find_processes(DEFAULT_PROCESS_PATTERNS):
+                info = self._proc_info(cand.pid)
+                if info is not None:
+                    info["matched_by"] = "command line"
+                    processes.append(info)
+        remotes = Counter(ip for ip, _, _ in established)
+        doc = {
+            "port": self.port,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "listening": bool(listeners),
+            "listeners": listeners,
+            "processes": processes,
+            "server": processes[0] if processes else None,
+            "established": {
+                "count": len(established),
+                "remote_addresses": len(remotes),
+                "top_remotes": [{"address": a, "count": n} for a, n in remotes.most_common(TOP_REMOTES)],
+                "other_states": dict(states.most_common()),
+            },
+            "health": self._health(listeners),
+            "note": note,
+        }
+        doc["snapshot_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return doc
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def render(doc: dict[str, Any]) -> Any:
+    """A rich renderable for one snapshot (used by the live view and by --once)."""
+    from rich.console import Group  # noqa: TID251 - monitor is a live view
+    from rich.table import Table  # noqa: TID251
+    from rich.text import Text  # noqa: TID251
+
+    port = doc["port"]
+    parts: list[Any] = []
+    head = Text(f"lokin-doctor monitor  port {port}  {doc['time'][11:19]} UTC", style="bold")
+    parts.append(head)
+    if not doc["listening"]:
+        parts.append(
+            Text(f"nothing listens on port {port}: the server is not running (tcp.refused)", style="red")
+        )
+    procs = Table(title="server process", title_justify="left", expand=False)
+    for col in ("pid", "command", "uptime", "RSS", "CPU %", "avg CPU %", "fds", "threads"):
+        if col == "command":
+            procs.add_column(col, overflow="ellipsis", no_wrap=True, min_width=12, max_width=48)
+        else:
+            procs.add_column(col, no_wrap=True)
+    for p in doc["processes"]:
+        procs.add_row(
+            str(p["pid"]),
+            p.get("cmdline", "")[:60],
+            _duration(p.get("uptime_s")),
+            _bytes(p.get("rss_bytes")),
+            "?" if p.get("cpu_percent") is None else f"{p['cpu_percent']:.1f}",
+            "?" if p.get("cpu_percent_avg") is None else f"{p['cpu_percent_avg']:.1f}",
+            "?" if p.get("num_fds") is None else str(p["num_fds"]),
+            "?" if p.get("num_threads") is None else str(p["num_threads"]),
+        )
+    if doc["processes"]:
+        parts.append(procs)
+    if doc.get("note"):
+        parts.append(Text(doc["note"], style="yellow"))
+    est = doc["established"]
+    conns = Table(title=f"ESTABLISHED connections to :{port}: {est['count']}", title_justify="left")
+    conns.add_column("remote address")
+    conns.add_column("connections", justify="right")
+    for r in est["top_remotes"]:
+        conns.add_row(r["address"], str(r["count"]))
+    if est["remote_addresses"] > len(est["top_remotes"]):
+        conns.add_row(f"... {est['remote_addresses'] - len(est['top_remotes'])} more addresses", "")
+    parts.append(conns)
+    if est["other_states"]:
+        parts.append(Text("other states: " + ", ".join(f"{k} {v}" for k, v in est["other_states"].items())))
+    lis = Table(title="listening sockets", title_justify="left")
+    for col in ("address", "family", "pid"):
+        lis.add_column(col)
+    for li in doc["listeners"]:
+        addr = f"[{li['address']}]:{port}" if ":" in li["address"] else f"{li['address']}:{port}"
+        lis.add_row(addr, li["family"], "?" if li["pid"] is None else str(li["pid"]))
+    if doc["listeners"]:
+        parts.append(lis)
+    health = doc.get("health")
+    if health is not None:
+        if "body" in health:
+            body = health["body"]
+            text = ", ".join(f"{k}: {v}" for k, v in body.items() if not isinstance(v, (dict, list)))
+            parts.append(Text(f"/health ({health['ms']:.1f} ms): {text}", style="green"))
+        else:
+            parts.append(Text(f"/health: {health.get('error')}", style="dim"))
+    return Group(*parts)

@@ -1,0 +1,400 @@
+"""The engine of ``lokin-doctor watch``: a terminal client that behaves like the fixed LOK IN browser client.
+
+The browser client (CORRECTIONS_WEBSOCKET.md, script.js) connects at once; when a connection fails or
+closes it retries after ``WS_RETRY_DELAY * 1.5 ** (wsRetryCount - 1)`` (2 s, 3 s, 4.5 s, 6.75 s, 10.125 s),
+at most ``WS_MAX_RETRIES = 5`` retries after the first attempt, and a successful connection resets the
+counter. ``watch`` does the same (``--retries``, ``--delay``, ``--factor``; ``--forever`` never gives up,
+each wait capped by ``--max-delay``), and says *why* each attempt failed with the checklist's cause code.
+
+Every step is an event (a dict with ``event``, ``t`` = seconds since the start on the monotonic clock,
+``time`` = wall clock); the command prints them as text or JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lokin_doctor.target import Target
+from lokin_doctor.tools.common import Cause, outcome_cause, session_cause
+
+#: After the 101, how long the greeting may take before "connected" is reported without it.
+GREETING_WAIT_S = 2.0
+#: After a close frame from the server, how long we wait for its TCP close.
+CLOSE_WAIT_S = 1.0
+
+_GAI = {
+    getattr(socket, "EAI_NONAME", -2): "dns.unknown-host",
+    getattr(socket, "EAI_AGAIN", -3): "dns.temporary-failure",
+}
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    target: Target
+    retries: int = 5
+    delay: float = 2.0
+    factor: float = 1.5
+    forever: bool = False
+    max_delay: float = 30.0
+    max_time: float | None = None
+    timeout: float = 5.0
+    origin: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.retries < 0:
+            problems.append("--retries must be >= 0")
+        if self.delay < 0:
+            problems.append("--delay must be >= 0")
+        if self.factor < 1:
+            problems.append("--factor must be >= 1")
+        if self.max_delay <= 0:
+            problems.append("--max-delay must be > 0")
+        if self.max_time is not None and self.max_time <= 0:
+            problems.append("--max-time must be > 0")
+        if self.timeout <= 0:
+            problems.append("--timeout must be > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def retry_delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based): delay * factor ** (retry - 1)."""
+        return min(self.max_delay, self.delay * self.factor ** (retry - 1))
+
+
+@dataclass
+class WatchState:
+    attempts: int = 0
+    connections: int = 0
+    connected_s: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)
+    disconnects: Counter[str] = field(default_factory=Counter)
+    messages: int = 0
+    result: str = "running"
+    connected: bool = False
+    connected_since: float | None = None
+
+
+class Watcher:
+    """Runs the connect / hold / retry loop and emits events; :meth:`run` returns the summary event."""
+
+    def __init__(self, config: WatchConfig, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.cfg = config
+        self.emit_cb = emit
+        self.state = WatchState()
+        self.start = time.monotonic()
+        self.end = self.start + config.max_time if config.max_time else None
+        self._ssl: ssl.SSLContext | None = None
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        doc = {
+            "event": event,
+            "t": round(self.now(), 4),
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            **fields,
+        }
+        self.emit_cb(doc)
+        return doc
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.cfg.target.secure:
+            return None
+        if self._ssl is None:
+            from lokin_doctor.wire import make_ssl_context
+
+            self._ssl = make_ssl_context(self.cfg.ca_file, self.cfg.insecure)
+        return self._ssl
+
+    # -- one attempt ---------------------------------------------------------------------------------
+    async def _addresses(self) -> list[str] | Cause:
+        target = self.cfg.target
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.cfg.timeout):
+                infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            return Cause(
+                "dns.timeout",
+                f"the system resolver did not answer for {target.host} in time",
+                "check /etc/resolv.conf and that the DNS server is reachable",
+            )
+        except socket.gaierror as exc:
+            code = _GAI.get(exc.errno or 0, "dns.error")
+            return Cause(
+                code,
+                f"cannot resolve {target.host}: {exc.strerror}",
+                f"check the spelling of {target.host!r} in the URL, its DNS records or /etc/hosts",
+            )
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def attempt(self) -> tuple[Any, Any] | Cause:
+        """Try every address in resolver order: (outcome, conn) of the first upgrade, or the best cause."""
+        from lokin_doctor.wire import open_handshake
+
+        addresses = await self._addresses()
+        if isinstance(addresses, Cause):
+            return addresses
+        loop = asyncio.get_running_loop()
+        causes: list[Cause] = []
+        for address in addresses:
+            deadline = loop.time() + self.cfg.timeout
+            out = await open_handshake(
+                self.cfg.target,
+                address,
+                deadline=deadline,
+                origin=self.cfg.origin,
+                ssl_context=self.ssl_context(),
+                compression=False,
+            )
+            if out.kind == "upgraded" and out.conn is not None:
+                return out, out.conn
+            causes.append(outcome_cause(out, self.cfg.target))
+        # A refusal on one family says less than what the other one answered.
+        for cause in causes:
+            if cause.code != "tcp.refused":
+                return cause
+        return causes[0]
+
+    async def _greeting(self, conn: Any) -> str | None:
+        from websockets.frames import Opcode
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(GREETING_WAIT_S, self.cfg.timeout)
+        rem = self.remaining()
+        if rem is not None:
+            deadline = min(deadline, loop.time() + max(0.0, rem))
+        try:
+            while True:
+                frame = await conn.next_frame(deadline)
+                if frame is None:
+                    return None
+                if frame.opcode is Opcode.CLOSE:
+                    conn.pending.insert(0, frame)  # hold() reports it
+                    return None
+                if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                    self.state.messages += 1
+                    return bytes(frame.data).decode("utf-8", "replace")
+        except TimeoutError:
+            return None
+
+    async def hold(self, conn: Any) -> tuple[str, int | None, str]:
+        """Until the server ends the connection or --max-time: ("closed"|"max-time", code, reason)."""
+        from websockets.frames import Opcode
+
+        loop = asyncio.get_running_loop()
+        while True:
+            rem = self.remaining()
+            if rem is not None and rem <= 0:
+                return "max-time", None, ""
+            # Without --max-time, wake up hourly (a bounded wait; the loop simply goes on).
+            deadline = loop.time() + (rem if rem is not None else 3600.0)
+            try:
+                frame = await conn.next_frame(deadline)
+            except TimeoutError:
+                continue
+            if frame is None:
+                rcvd = conn.proto.close_rcvd
+                return "closed", (int(rcvd.code) if rcvd is not None else None), (rcvd.reason if rcvd else "")
+            if frame.opcode is Opcode.CLOSE:
+                rcvd = conn.proto.close_rcvd
+                code = int(rcvd.code) if rcvd is not None else 1005
+                reason = rcvd.reason if rcvd is not None else ""
+                # Our close reply went out with the frame; wait briefly for the server's TCP close.
+                try:
+                    end = loop.time() + CLOSE_WAIT_S
+                    while await conn.next_frame(end) is not None:
+                        pass
+                except TimeoutError:
+                    pass
+                conn.abort()
+                return "closed", code, reason
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                self.state.messages += 1
+
+    # -- the loop --------------------------------------------------------------------------------------
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, bounded by --max-time; False when --max-time ended the wait."""
+        rem = self.remaining()
+        if rem is not None and rem < seconds:
+            await asyncio.sleep(max(0.0, rem))
+            return False
+        await asyncio.sleep(seconds)
+        return True
+
+    async def run(self) -> dict[str, Any]:
+        st, cfg = self.state, self.cfg
+        conn: Any = None
+        self.emit(
+            "start",
+            url=cfg.target.url,
+            retries=cfg.retries,
+            delay=cfg.delay,
+            factor=cfg.factor,
+            forever=cfg.forever,
+            max_time=cfg.max_time,
+        )
+        try:
+            retry = 0
+            while True:
+                rem = self.remaining()
+                if rem is not None and rem <= 0:
+                    st.result = "max-time"
+                    break
+                st.attempts += 1
+                self.emit("attempt", attempt=st.attempts, retry=retry)
+                got = await self.attempt()
+                if isinstance(got, Cause):
+                    st.failures[got.code] += 1
+                    self.emit("failed", attempt=st.attempts, retry=retry, **got.to_dict())
+                else:
+                    out, conn = got
+                    greeting = await self._greeting(conn)
+                    client_id = _client_id(greeting)
+                    st.connections += 1
+                    st.connected = True
+                    st.connected_since = time.monotonic()
+                    retry = 0  # a successful connection resets the counter, as script.js does
+                    self.emit(
+                        "connected",
+                        attempt=st.attempts,
+                        address=out.evidence()["address"],
+                        handshake_ms=round(out.handshake_ms or 0.0, 2),
+                        connect_ms=round(out.connect_ms or 0.0, 2),
+                        greeting=greeting,
+                        client_id=client_id,
+                    )
+                    how, code, reason = await self.hold(conn)
+                    lived = time.monotonic() - st.connected_since
+                    if how == "max-time":
+                        st.result = "connected"
+                        break
+                    st.connected_s += lived
+                    st.connected, st.connected_since = False, None
+                    conn = None
+                    key = str(code) if code is not None else "1006"
+                    st.disconnects[key] += 1
+                    cause = session_cause("open", code, reason)
+                    self.emit(
+                        "disconnected",
+                        close_code=code if code is not None else 1006,
+                        close_reason=reason,
+                        lived_s=round(lived, 3),
+                        code=cause.code,
+                        summary=cause.summary,
+                    )
+                if not cfg.forever and retry >= cfg.retries:
+                    st.result = "gave-up"
+                    self.emit("gave-up", attempts=st.attempts, retries=retry)
+                    break
+                retry += 1
+                wait = cfg.retry_delay(retry)
+                self.emit("retry", retry=retry, of=None if cfg.forever else cfg.retries, in_s=round(wait, 3))
+                if not await self._sleep(wait):
+                    st.result = "max-time"
+                    break
+        except asyncio.CancelledError:
+            st.result = "interrupted"
+        finally:
+            if st.connected and st.connected_since is not None:
+                st.connected_s += time.monotonic() - st.connected_since
+            if conn is not None:
+                try:
+                    loop = asyncio.get_running_loop()
+                    await asyncio.shield(conn.close(loop.time() + 1.0, 1000))
+                except (asyncio.CancelledError, OSError, RuntimeError):
+                    conn.abort()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        st = self.state
+        total = self.now()
+        ratio = (st.connected_s / total) if total > 0 else 0.0
+        return self.emit(
+            "summary",
+            result=st.result,
+            healthy=st.result == "connected" or (st.result == "interrupted" and st.connected),
+            duration_s=round(total, 3),
+            connected_s=round(st.connected_s, 3),
+            uptime_ratio=round(min(1.0, ratio), 4),
+            attempts=st.attempts,
+            connections=st.connections,
+            failures=dict(st.failures.most_common()),
+            disconnects=dict(st.disconnects.most_common()),
+            messages=st.messages,
+        )
+
+
+def _client_id(greeting: str | None) -> str | None:
+    if not greeting:
+        return None
+    try:
+        data = json.loads(greeting)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        value = data.get("clientId") or data.get("client_id") or data.get("id")
+        return str(value) if value is not None else None
+    return None
+
+
+def format_event(ev: dict[str, Any]) -> list[str]:
+    """Human lines for one event (the text output of ``watch``)."""
+    clock = ev["time"][11:23]
+    kind = ev["event"]
+    if kind == "start":
+        mode = "forever" if ev["forever"] else f"{ev['retries']} retries"
+        return [
+            f"{clock}  watching {ev['url']} ({mode}, delay {ev['delay']:g} s x {ev['factor']:g}^(n-1)); Ctrl-C stops"
+        ]
+    if kind == "attempt":
+        suffix = f" (retry {ev['retry']})" if ev["retry"] else ""
+        return [f"{clock}  attempt {ev['attempt']}{suffix}"]
+    if kind == "failed":
+        return [f"{clock}  x {ev['code']}: {ev['summary']}", f"{' ' * 14}fix: {ev['hint']}"]
+    if kind == "connected":
+        parts = [f"{clock}  connected to {ev['address']} (handshake {ev['handshake_ms']:.1f} ms)"]
+        if ev["greeting"] is not None:
+            cid = f" (clientId {ev['client_id']})" if ev["client_id"] else ""
+            parts.append(f"{' ' * 14}greeting: {ev['greeting'][:200]}{cid}")
+        else:
+            parts.append(f"{' ' * 14}no greeting within {GREETING_WAIT_S:g} s")
+        return parts
+    if kind == "disconnected":
+        reason = f" ({ev['close_reason']})" if ev["close_reason"] else ""
+        return [
+            f"{clock}  disconnected: close code {ev['close_code']}{reason} after {ev['lived_s']:.1f} s "
+            f"connected [{ev['code']}]"
+        ]
+    if kind == "retry":
+        of = f"/{ev['of']}" if ev["of"] is not None else ""
+        return [f"{' ' * 14}retry {ev['retry']}{of} in {ev['in_s']:g} s"]
+    if kind == "gave-up":
+        return [f"{clock}  gave up after {ev['attempts']} attempts ({ev['retries']} retries)"]
+    if kind == "summary":
+        fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or "none"
+        discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or "none"
+        return [
+            f"summary: {ev['result']}; {ev['attempts']} attempts, {ev['connections']} connections, "
+            f"connected {ev['connected_s']:.1f} s of {ev['duration_s']:.1f} s "
+            f"({100 * ev['uptime_ratio']:.1f} % uptime)",
+            f"         disconnects by close code: {discs}; failures: {fails}; messages received: {ev['messages']}",
+        ]
+    return [json.dumps(ev)]
