@@ -117,8 +117,8 @@ async def check(ctx: Context) -> CheckResult:
             "dns-records",
             "dns.resolvers-disagree",
             f"{summary}, but this machine's system resolver does not resolve {host} ({system})",
-            f"this machine (and others configured like it) cannot reach {host}: point /etc/resolv.conf at "
-            f"{asked}, or fix the split-horizon DNS so every resolver serves the same records",
+            f"this machine (and others configured like it) cannot reach {host}: make its resolver use "
+            f"{asked} (or serve the same records), or fix the split-horizon DNS",
             **evidence,
         )
     if set(system) != dns_set:

@@ -136,7 +136,13 @@ async def check(ctx: Context) -> CheckResult:
     evidence["close_code"] = 1006
     if not pings:
         who = culprit(idle)
-        what = f"matches {who}" if who else f"a fixed idle timeout of about {idle:.0f} s"
+        what = (
+            f"matches {who}"
+            if who
+            else f"after about {idle:.1f} s"
+            if idle < 10
+            else f"after about {idle:.0f} s"
+        )
         interval = max(1, int(idle / 2))
         return fail(
             "hold",

@@ -51,14 +51,14 @@ def _backend_targets(ctx: Context) -> list[Target]:
     return out
 
 
-async def _address(ctx: Context, host: str) -> str | None:
+async def _addresses(ctx: Context, host: str) -> list[str]:
+    """Where to reach the backend: the target's own addresses, else the system resolver's (one per family)."""
     if host == ctx.target.host:
-        addresses = ctx.facts.get("reachable") or ctx.facts.get("addresses") or []
-        return addresses[0] if addresses else None
+        return list(ctx.facts.get("reachable") or ctx.facts.get("addresses") or [])[:2]
     try:
         import ipaddress
 
-        return str(ipaddress.ip_address(host))
+        return [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
@@ -66,8 +66,31 @@ async def _address(ctx: Context, host: str) -> str | None:
         async with asyncio.timeout_at(ctx.deadline):
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
-        return None
-    return str(infos[0][4][0]) if infos else None
+        return []
+    out: list[str] = []
+    for *_, sockaddr in infos:
+        a = str(sockaddr[0])
+        if not any((":" in a) == (":" in b) for b in out):
+            out.append(a)
+    return out
+
+
+async def _handshake(ctx: Context, candidate: Target, addresses: list[str]) -> Outcome:
+    out: Outcome | None = None
+    for address in addresses:
+        out = await open_handshake(
+            candidate,
+            address,
+            deadline=ctx.deadline,
+            origin=ctx.settings.origin,
+            headers=ctx.settings.headers,
+            ssl_context=ctx.ssl_context() if candidate.secure else None,
+            keep_open=False,
+        )
+        if out.kind not in ("connect-refused", "connect-error"):
+            break
+    assert out is not None
+    return out
 
 
 async def _probe_backend(ctx: Context) -> tuple[Target, Outcome] | None:
@@ -75,24 +98,10 @@ async def _probe_backend(ctx: Context) -> tuple[Target, Outcome] | None:
     candidates = _backend_targets(ctx)
     if not candidates:
         return None
-    address = await _address(ctx, candidates[0].host)
-    if address is None:
+    addresses = await _addresses(ctx, candidates[0].host)
+    if not addresses:
         return None
-    ssl_ctx = ctx.ssl_context() if candidates[0].secure else None
-    outs = await asyncio.gather(
-        *(
-            open_handshake(
-                c,
-                address,
-                deadline=ctx.deadline,
-                origin=ctx.settings.origin,
-                headers=ctx.settings.headers,
-                ssl_context=ssl_ctx,
-                keep_open=False,
-            )
-            for c in candidates
-        )
-    )
+    outs = await asyncio.gather(*(_handshake(ctx, c, addresses) for c in candidates))
     for c, o in zip(candidates, outs, strict=True):
         if o.kind == "upgraded":
             return c, o

@@ -333,6 +333,9 @@ def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> Chec
         info["served_chain"] = _served_summary(probe.chain)
     ctx.facts["tls_info"] = info
     ev = {"address": where, **info}
+    for short, full in (("subject_cn", "subject"), ("issuer_cn", "issuer")):
+        if ev.get(short) == ev.get(full):
+            ev.pop(short, None)
     if ctx.settings.ca_file:
         ev["trusted_via"] = f"system CAs + --ca-file {ctx.settings.ca_file}"
     subject = info.get("subject_cn", "?")

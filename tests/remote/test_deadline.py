@@ -6,10 +6,12 @@ from typing import Any
 
 from lokin_doctor.runner import REMOTE_CHECKS
 from tests.helpers import run_cli
+from tests.peers._common import scaled
 from tests.remote._util import doctor
 
 TIMEOUT = 1.0
-BOUND = TIMEOUT + 1.5
+#: One timeout plus a margin for the loop's own work; LOKIN_TEST_TIMEOUT_FACTOR widens the margin on slow machines.
+BOUND = TIMEOUT + scaled(1.5)
 
 
 def test_silent_ws_remote_costs_one_timeout(bad_server: Any) -> None:
@@ -46,5 +48,5 @@ def test_probe_wss_cli_silent_remote(bad_server: Any) -> None:
     cli = run_cli("probe-wss", f"ws://127.0.0.1:{peer.port}/ws", "--json", "--timeout", str(TIMEOUT))
     assert cli.code == 1
     assert cli.root_code == "handshake.no-response"
-    # The process start-up (~0.3 s) is in this figure too.
-    assert cli.seconds < BOUND + 0.5, cli.seconds
+    # The interpreter's start-up (~0.3 s, more on a busy machine) is in this figure too.
+    assert cli.seconds < BOUND + scaled(1.0), cli.seconds
