@@ -8,11 +8,14 @@ whatever command found the problem:
   (what the ``tcp`` check reports for the same errno);
 * TCP connected, no valid 101: the code :func:`lokin_doctor.checks.handshake.classify` gives for
   what came back (``handshake.not-found``, ``handshake.unavailable``, ``handshake.no-response``...);
-* after the 101: ``session.closed-at-once`` (close frame before the greeting), ``session.dropped``
-  (TCP lost without a close frame), ``session.expect-mismatch`` (no echo of a sent message in
-  time: what ``all --send X --expect X`` reports); two codes only the tools use:
-  ``session.no-greeting`` (no first message within --timeout) and ``session.closed`` (a close
-  frame after the greeting, e.g. while held);
+* after the 101, before the greeting (the ``session`` check's codes): ``session.closed-at-once``
+  (close frame), ``session.dropped`` (TCP lost without a close frame);
+* open and idle (the ``hold`` check's codes, ``all --hold``): ``hold.closed-by-server`` (close frame),
+  ``hold.dropped`` (1006), ``hold.idle-timeout`` (1006 after a known proxy idle time, watch only);
+* while echoing: ``session.dropped`` (1006), ``session.expect-mismatch`` (no echo of a sent message in
+  time: what ``all --send X --expect X`` reports);
+* two codes only the tools use: ``session.no-greeting`` (no first message within --timeout) and
+  ``session.closed`` (a close frame while messages were exchanged);
 * the load client's own limits: ``load.client-limit`` (EMFILE, ENFILE, EADDRNOTAVAIL: this
   machine ran out of file descriptors or ephemeral ports, not the server's fault).
 """
@@ -128,12 +131,47 @@ def outcome_cause(out: Outcome, target: Target) -> Cause:
     return Cause(result.code or "handshake.unexpected-status", result.summary, result.hint or "")
 
 
-def session_cause(stage: str, close_code: int | None, close_reason: str = "") -> Cause:
-    """A connection that got its 101 and then ended: ``stage`` is greeting, held or echo."""
+def session_cause(
+    stage: str, close_code: int | None, close_reason: str = "", idle_s: float | None = None
+) -> Cause:
+    """A connection that got its 101 and then ended.
+
+    ``stage``: ``greeting`` (before the first message: the ``session`` check's codes), ``held`` (open and
+    idle: the ``hold`` check's codes), ``echo`` (while messages went back and forth). ``idle_s``, for a
+    held connection, is how long it was silent before it died: a 1006 at a known proxy idle timeout is
+    ``hold.idle-timeout``, as ``all --hold`` reports it.
+    """
+    where = _STAGES.get(stage, stage)
+    if stage == "held":
+        if close_code is None:
+            from lokin_doctor.checks.hold import culprit
+
+            who = culprit(idle_s) if idle_s is not None else None
+            if who:
+                return Cause(
+                    "hold.idle-timeout",
+                    f"the connection was dropped without a close frame (1006) after {idle_s:.0f} s idle: "
+                    f"matches {who}",
+                    "raise the proxy's idle timeout (nginx: proxy_read_timeout 86400s;) or make the server "
+                    "ping more often than that",
+                )
+            return Cause(
+                "hold.dropped",
+                f"the server dropped the TCP connection {where} without a close frame (1006)",
+                "the server crashed, restarted or killed connections (memory, connection limits), or a "
+                "proxy/NAT cut them: read the server's log at that time",
+            )
+        return Cause(
+            "hold.closed-by-server",
+            f"the server closed the connection {where} with close code {close_code}"
+            + (f" ({close_reason})" if close_reason else ""),
+            "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1011 error, "
+            "1013 overloaded)",
+        )
     if close_code is None:
         return Cause(
             "session.dropped",
-            f"the server dropped the TCP connection {_STAGES.get(stage, stage)} without a close frame (1006)",
+            f"the server dropped the TCP connection {where} without a close frame (1006)",
             "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the "
             "server's log; check its memory and connection limits",
         )
@@ -147,9 +185,9 @@ def session_cause(stage: str, close_code: int | None, close_reason: str = "") ->
         )
     return Cause(
         "session.closed",
-        f"the server closed the connection {_STAGES.get(stage, stage)} with {what}",
-        "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1011 error, "
-        "1013 overloaded)",
+        f"the server closed the connection {where} with {what}",
+        "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1009 message too "
+        "big, 1011 error, 1013 overloaded)",
     )
 
 

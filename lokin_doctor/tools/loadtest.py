@@ -561,7 +561,7 @@ class _Conn(asyncio.Protocol):
             drv.settled(False)
         elif state == OPEN:
             self._abort(graceful)
-            drv.lost_open("held" if drv.run.phase != "echo" else "open", code, reason)
+            drv.lost_open("held", code, reason)
         elif state == ECHO:
             self._abort(graceful)
             drv.lost_open("echo", code, reason)
@@ -589,6 +589,17 @@ class _Conn(asyncio.Protocol):
         raw = bytes(self.raw or b"")
         out = Outcome("closed", cfg.address, cfg.target.port, raw=raw[:MAX_EVIDENCE])
         proto = self.proto
+        if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) and (
+            proto.handshake_exc is None
+        ):
+            out.exc = exc
+            out.kind, out.error = "reset", str(exc) or "connection reset by peer"
+            parsed = _parse_head(raw) if raw else None
+            if parsed is not None:
+                out.kind = "status"
+                out.status, out.reason, out.headers, body = parsed
+                out.body = body[:MAX_EVIDENCE]
+            return out
         if eof and proto.handshake_exc is None:
             proto.receive_eof()
             proto.events_received()
@@ -629,13 +640,6 @@ class _Conn(asyncio.Protocol):
                 out.error = str(hexc.__cause__ or hexc)
         elif hexc is not None:
             out.kind, out.error = "invalid-upgrade", str(hexc)
-        elif isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-            out.kind, out.error = "reset", str(exc) or "connection reset by peer"
-            parsed = _parse_head(raw) if raw else None
-            if parsed is not None:
-                out.kind = "status"
-                out.status, out.reason, out.headers, body = parsed
-                out.body = body[:MAX_EVIDENCE]
         else:
             out.kind, out.error = "closed", "the server closed the connection without replying"
         return out

@@ -96,6 +96,7 @@ class Watcher:
         self.start = time.monotonic()
         self.end = self.start + config.max_time if config.max_time else None
         self._ssl: ssl.SSLContext | None = None
+        self.last_rx = self.start
 
     # -- helpers -------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -210,6 +211,8 @@ class Watcher:
                 frame = await conn.next_frame(deadline)
             except TimeoutError:
                 continue
+            if frame is not None:
+                self.last_rx = time.monotonic()
             if frame is None:
                 rcvd = conn.proto.close_rcvd
                 return "closed", (int(rcvd.code) if rcvd is not None else None), (rcvd.reason if rcvd else "")
@@ -272,6 +275,7 @@ class Watcher:
                     st.connected = True
                     st.connected_since = time.monotonic()
                     retry = 0  # a successful connection resets the counter, as script.js does
+                    self.last_rx = time.monotonic()
                     self.emit(
                         "connected",
                         attempt=st.attempts,
@@ -291,7 +295,7 @@ class Watcher:
                     conn = None
                     key = str(code) if code is not None else "1006"
                     st.disconnects[key] += 1
-                    cause = session_cause("open", code, reason)
+                    cause = session_cause("held", code, reason, idle_s=time.monotonic() - self.last_rx)
                     self.emit(
                         "disconnected",
                         close_code=code if code is not None else 1006,
