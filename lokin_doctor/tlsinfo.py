@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +136,7 @@ async def probe(
             return TlsProbe("wrong-version", f"the reply is not TLS ({exc.reason or text})")
         if isinstance(exc, ssl.SSLEOFError) or "eof" in low:
             return TlsProbe("eof", "the server closed the connection during the TLS handshake")
-        return TlsProbe("error", exc.reason or text)
+        return TlsProbe("error", re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or str(exc.reason))
     except ConnectionRefusedError as exc:
         return TlsProbe("refused", str(exc) or "connection refused")
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:

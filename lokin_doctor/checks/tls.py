@@ -308,11 +308,26 @@ async def check(ctx: Context) -> CheckResult:
                     "there; if it speaks plain ws://, drop the s",
                     address=where,
                 )
+        error = (main.error or "").lower()
+        if "protocol version" in error or "unsupported protocol" in error:
+            hint = (
+                "the server offers only TLS versions browsers and Python refuse (1.0/1.1): enable TLS 1.2 and "
+                "1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
+            )
+        elif "handshake failure" in error or "no shared cipher" in error:
+            hint = (
+                "the server and clients share no cipher suite (or the server lacks a usable certificate/key): "
+                "use a modern cipher list (nginx: ssl_ciphers HIGH:!aNULL:!MD5;) and check ssl_certificate_key"
+            )
+        else:
+            hint = (
+                "check the server's TLS configuration (protocols, ciphers, certificate and key) and its log"
+            )
         return fail(
             "tls",
             "tls.handshake-failed",
             f"the TLS handshake with {where} failed: {main.error}",
-            "check the server's TLS configuration (protocols, ciphers, certificate and key) and its log",
+            hint,
             address=where,
             kind=main.kind,
         )

@@ -45,3 +45,17 @@ def test_single_address_is_not_applicable(ws_server: Any) -> None:
     run = doctor(ws_server.url, only=["backends"])
     assert run["backends"].status.value == "skip"
     assert run["backends"].evidence["applicable"] is False
+
+
+def test_every_address_failing_differently(dnsmasq: Any, tls_ws_server: Any, certs: Any) -> None:
+    expired = tls_ws_server(certs.expired)  # 127.0.0.1; 127.0.0.2 has nothing on the port
+    dns = dnsmasq({"lb.lokin.test": ["127.0.0.1", "127.0.0.2"]})
+    run = doctor(
+        f"wss://lb.lokin.test:{expired.port}/",
+        only=["backends"],
+        dns_server=dns.server,
+        ca_file=certs.ca_file,
+    )
+    r = run["backends"]
+    assert r.code == "backends.all-fail", run.explain()
+    assert r.evidence["causes"] == {"127.0.0.1": "handshake.tls-error", "127.0.0.2": "handshake.refused"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from tests.peers._common import scaled
@@ -52,3 +53,17 @@ def test_culprit_by_idle_time() -> None:
     assert culprit(60.2) is not None and "nginx" in culprit(60.2)  # type: ignore[operator]
     assert culprit(101) is not None and "Cloudflare" in culprit(101)  # type: ignore[operator]
     assert culprit(2.0) is None
+
+
+def test_dropped_despite_server_pings(nginx_proxy: Any, ws_server_factory: Any) -> None:
+    backend = ws_server_factory(ping_interval=0.3, ping_timeout=5)
+    proxy = nginx_proxy("correct", backend.port)
+    stopper = threading.Timer(1.2, proxy.stop)  # the proxy goes away under the idle connection
+    stopper.start()
+    try:
+        run = doctor(proxy.url, only=["hold"], hold=4.0, timeout=2.0)
+    finally:
+        stopper.cancel()
+    r = run["hold"]
+    assert r.code == "hold.dropped", run.explain()
+    assert len(r.evidence["server_pings_at_s"]) >= 2

@@ -107,3 +107,11 @@ def test_insecure_goes_on_past_a_bad_certificate(tls_ws_server: Any, certs: Any)
     assert run["tls"].code == "tls.self-signed", run.explain()
     assert run["session"].status.value == "ok"
     assert run.root == "tls.self-signed"
+
+
+def test_old_protocol_only_server(openssl_server: Any, certs: Any) -> None:
+    port = openssl_server(certs.good, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    run = doctor(f"wss://localhost:{port}/ws", only=["tls"], ca_file=certs.ca_file)
+    r = run["tls"]
+    assert r.code == "tls.handshake-failed", run.explain()
+    assert "TLSv1.2" in str(r.hint)
