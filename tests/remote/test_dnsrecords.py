@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.peers.fixtures import free_port
 from tests.remote._util import doctor
 
@@ -68,3 +70,34 @@ def test_hosts_file_entry_reported(tmp_path: Any) -> None:
     hosts.write_text("127.0.0.1 localhost\n10.0.0.9 lokin.example www.lokin.example # staging\n")
     assert hosts_entries("lokin.example", str(hosts)) == ["10.0.0.9 lokin.example www.lokin.example"]
     assert hosts_entries("other.example", str(hosts)) == []
+
+
+def _this_host() -> tuple[str, list[str]]:
+    import socket
+
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve here")
+    return name, sorted({str(i[4][0]) for i in infos})
+
+
+def test_system_resolver_agrees(dnsmasq: Any) -> None:
+    name, addresses = _this_host()
+    dns = dnsmasq({name: addresses})
+    run = doctor(f"ws://{name}:9/", only=["dns-records"], dns_server=dns.server)
+    r = run["dns-records"]
+    assert r.status.value == "ok", run.explain()
+    assert "agrees" in r.summary
+
+
+def test_hosts_file_override_disagrees(dnsmasq: Any) -> None:
+    name, addresses = _this_host()
+    dns = dnsmasq({name: "127.0.0.7"})  # DNS says .7, this machine says otherwise
+    run = doctor(f"ws://{name}:9/", only=["dns-records"], dns_server=dns.server)
+    r = run["dns-records"]
+    assert r.code == "dns.resolvers-disagree", run.explain()
+    assert r.evidence["system_resolver"] == addresses or sorted(r.evidence["system_resolver"]) == addresses
+    if r.evidence.get("hosts_file"):
+        assert "/etc/hosts" in r.summary
