@@ -65,6 +65,36 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "serve-tuned", "proto")
 
 
+def revision() -> str:
+    """The commit of the server code measured (and whether the working tree differs from it)."""
+    try:
+        head = subprocess.run(
+            [
+                "git",
+                "log",
+                "-1",
+                "--format=%h %cI",
+                "--",
+                "lokin_doctor/server",
+                "lokin_doctor/commands/serve.py",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lokin_doctor/server", "lokin_doctor/commands/serve.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,6 +120,24 @@ def can_pin() -> bool:
     return CAN_PIN
 
 
+def node_version() -> str:
+    node = shutil.which("node")
+    if node is None:
+        return "missing"
+    try:
+        ws = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        ws = "?"
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    return f"{out}, ws {ws}"
+
+
+def websockets_version() -> str:
+    import websockets
+
+    return str(websockets.__version__)
+
+
 def ensure_node() -> str:
     node = shutil.which("node")
     if node is None:
@@ -112,10 +160,12 @@ def lokin_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, kind: str, n: int, logdir: Path, serve_args: list[str], tuned_args: list[str]) -> None:
+    def __init__(
+        self, kind: str, n: int, logdir: Path, serve_args: list[str], tuned_args: list[str], label: str
+    ) -> None:
         self.kind = kind
         self.port = free_port()
-        self.log = logdir / f"{kind}-{n}.log"
+        self.log = logdir / f"{label}-{n}-{self.port}.log"
         max_conns = str(2 * n + 2000)
         env = {**os.environ, "HOST": "127.0.0.1"}
         if kind == "serve":
@@ -166,6 +216,7 @@ class Server:
                 "--max-connections",
                 max_conns,
                 *tuned_args,
+                *serve_args,
             ]
         elif kind == "node":
             cmd = [ensure_node(), str(ROOT / "bench" / "node" / "echo_server.js"), str(self.port)]
@@ -207,14 +258,33 @@ class Server:
         self.logf.close()
 
 
-async def one(kind: str, n: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def parse_servers(text: str) -> list[tuple[str, str, list[str]]]:
+    """``serve,node`` or ``label=kind:extra args;...`` (``;``-separated when labels carry arguments)."""
+    entries = text.split(";") if ";" in text else text.split(",")
+    out = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        label, _, spec = entry.partition("=") if "=" in entry else (entry, "", entry)
+        kind, _, extra = spec.partition(":")
+        if kind not in ALL_SERVERS:
+            raise SystemExit(f"unknown server {kind!r} in {entry!r}; choose from {', '.join(ALL_SERVERS)}")
+        out.append((label, kind, shlex.split(extra)))
+    return out
+
+
+async def one(
+    spec: tuple[str, str, list[str]], n: int, args: argparse.Namespace, logdir: Path
+) -> dict[str, Any]:
+    label, kind, extra = spec
     messages = 0 if kind == "node-serverjs" else args.messages
     server = Server(
         kind,
         n,
         logdir,
-        shlex.split(args.serve_args) if kind.startswith("serve") else [],
+        [*(shlex.split(args.serve_args) if kind.startswith("serve") else []), *extra],
         shlex.split(args.tuned_args),
+        label,
     )
     try:
         target = parse_target(f"ws://127.0.0.1:{server.port}/")
@@ -223,6 +293,7 @@ async def one(kind: str, n: int, args: argparse.Namespace, logdir: Path) -> dict
             return LoadConfig(
                 target=target,
                 address="127.0.0.1",
+                compression=args.client_compression,
                 connections=connections,
                 rate=args.rate,
                 concurrency=args.concurrency,
@@ -259,7 +330,7 @@ async def one(kind: str, n: int, args: argparse.Namespace, logdir: Path) -> dict
         echo_cpu = cpu_marks.get("close", 0) - cpu_marks.get("echo", 0)
         received = doc["echo"]["received"]
         return {
-            "server": kind,
+            "server": label,
             "connections": n,
             "opened": opened,
             "failed": doc["failures"]["total"],
@@ -402,17 +473,22 @@ def main() -> int:
     ap.add_argument(
         "--tuned-args", default="", help="arguments for bench/serve_tuned.py (default: its defaults)"
     )
+    ap.add_argument(
+        "--client-compression", action="store_true", help="offer permessage-deflate (browsers do)"
+    )
+    ap.add_argument("--pairs", default="", help="extra ratio tables: a/b,c/d (labels)")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--max-time", type=float, default=1800.0, help="give up after this many seconds")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    servers = [s for s in args.servers.split(",") if s]
+    specs = parse_servers(args.servers)
+    servers = [label for label, _, _ in specs]
     raise_fd_limit(max(sizes) + 1000)  # the servers inherit it
     if can_pin():
         os.sched_setaffinity(0, {CLIENT_CORE})
     else:
         print("fewer than 2 cores: server and client share the CPU; figures are pessimistic", file=sys.stderr)
-    if any(s.startswith("node") for s in servers):
+    if any(kind.startswith("node") for _, kind, _ in specs):
         ensure_node()
     deadline = time.monotonic() + args.max_time
     rows: list[dict[str, Any]] = []
@@ -420,16 +496,17 @@ def main() -> int:
     runner = asyncio.Runner(loop_factory=uvloop_factory())
     try:
         for n in sizes:
-            results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
+            results: dict[str, list[dict[str, Any]]] = {label: [] for label in servers}
             # Interleaved (A B A B ...) so that background load on the machine hits every server alike.
             for _ in range(args.repeat):
-                for kind in servers:
+                for spec in specs:
+                    label = spec[0]
                     if time.monotonic() > deadline:
                         print("--max-time reached: stopping", file=sys.stderr)
                         break
-                    r = runner.run(one(kind, n, args, logdir))
+                    r = runner.run(one(spec, n, args, logdir))
                     print(
-                        f"{kind:>13} N={n:>6}: {r['kb_per_conn']:6.1f} KB/conn, "
+                        f"{label:>13} N={n:>6}: {r['kb_per_conn']:6.1f} KB/conn, "
                         f"{fmt(r['handshakes_per_s'], '.0f'):>6} hs/s, {fmt(r['echo_msgs_per_s'], '.0f'):>6} msg/s, "
                         f"hs p99 {fmt(r['handshake_p99_ms'], '.1f')} ms, rtt p99 {fmt(r['rtt_p99_ms'], '.1f')} ms, "
                         f"srv {fmt(r['server_cpu_us_per_handshake'], '.0f')} us/hs "
@@ -437,19 +514,21 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-                    results[kind].append(r)
-            for kind in servers:
-                if results[kind]:
-                    rows.append(median_row(results[kind]))
+                    results[label].append(r)
+            for label in servers:
+                if results[label]:
+                    rows.append(median_row(results[label]))
     finally:
         runner.close()
+    print(f"\nserve code: {revision()}; node {node_version()}; websockets {websockets_version()}")
     print(
-        f"\nserver on core {SERVER_CORE}, client on core {CLIENT_CORE}; python {sys.version.split()[0]}; "
+        f"server on core {SERVER_CORE}, client on core {CLIENT_CORE}; python {sys.version.split()[0]}; "
         f"hold {args.duration:g} s, {args.messages} echo x {args.message_size} B per connection, "
         f"concurrency {args.concurrency}; logs in {logdir}\n"
     )
     print(table(rows))
     pairs = [("serve", "node"), ("serve-logs", "node-serverjs"), ("serve-tuned", "node"), ("proto", "node")]
+    pairs += [tuple(p.split("/", 1)) for p in args.pairs.split(",") if "/" in p]  # type: ignore[misc]
     for a, b in pairs:
         if a in servers and b in servers:
             print(f"\nratios {a} / {b}:\n")

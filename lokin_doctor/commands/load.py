@@ -48,6 +48,10 @@ def load_command(
         typer.Option("--timeout", "-t", help="Seconds each handshake+greeting, and each echo, may take."),
     ] = 10.0,
     origin: Annotated[str | None, typer.Option("--origin", help="Origin header to send.")] = None,
+    compression: Annotated[
+        bool,
+        typer.Option("--compression", help="Offer permessage-deflate, as browsers do (the server decides)."),
+    ] = False,
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow a target that is not this machine (loopback).")
     ] = False,
@@ -104,6 +108,7 @@ def load_command(
             progress=progress,
             engine=engine,
             use_uvloop=use_uvloop,
+            compression=compression,
         )
     except ToolError as exc:
         sys.stderr.write(f"lokin-doctor: error: {exc}\n")

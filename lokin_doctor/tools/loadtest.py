@@ -83,6 +83,7 @@ class LoadConfig:
     timeout: float = 10.0
     origin: str | None = None
     engine: str = "sansio"
+    compression: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,6 +168,7 @@ class LoadRun:
                 "message_size": cfg.message_size,
                 "timeout_s": cfg.timeout,
                 "engine": cfg.engine,
+                "compression_offered": cfg.compression,
                 "loop": self.loop_kind,
             },
             "connections": {
@@ -359,7 +361,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self, drv: _SansIODriver, idx: int) -> None:
         self.drv = drv
         self.idx = idx
-        proto = ClientProtocol(drv.wsuri, origin=drv.origin, max_size=2**20)
+        proto = ClientProtocol(drv.wsuri, origin=drv.origin, extensions=drv.extensions, max_size=2**20)
         request = proto.connect()
         request.headers["User-Agent"] = drv.user_agent
         proto.send_request(request)
@@ -649,6 +651,12 @@ class _SansIODriver(_Driver):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.origin = Origin(self.cfg.origin) if self.cfg.origin else None
+        self.extensions: list[Any] | None = None
+        if self.cfg.compression:
+            from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+            # What browsers offer; the server decides (serve's default is no compression).
+            self.extensions = [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
 
     def start(self, idx: int) -> None:
         conn = _Conn(self, idx)
@@ -754,7 +762,7 @@ class _AsyncioDriver(_Driver):
                         cfg.target.url,
                         host=cfg.address,
                         port=cfg.target.port,
-                        compression=None,
+                        compression="deflate" if cfg.compression else None,
                         ping_interval=None,
                         open_timeout=None,
                         proxy=None,

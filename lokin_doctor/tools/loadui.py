@@ -76,13 +76,13 @@ class _Progress:
 
     def __init__(self, run: LoadRun) -> None:
         from rich.console import Console  # noqa: TID251 - the load progress is a live view
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: TID251
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: TID251
 
         self.run = run
         self.progress = Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.completed:>7g}/{task.total:g}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
@@ -236,6 +236,7 @@ def main(
     progress: bool | None,
     engine: str,
     use_uvloop: bool,
+    compression: bool = False,
 ) -> int:
     """Run the load test; the exit code (0 pass, 1 thresholds broken, 2 usage, 130 interrupted)."""
     if max_errors < 0:
@@ -256,6 +257,7 @@ def main(
             timeout=timeout,
             origin=origin,
             engine=engine,
+            compression=compression,
         )
     except ValueError as exc:
         raise ToolError(str(exc)) from None

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""How fast does ``lokin-doctor all`` give its verdict? Median wall time of N runs of the installed CLI.
+
+    python bench/doctor_speed.py [-n 15] [--json out.json]
+
+Scenarios (targets from the brief):
+
+* ``healthy``: a ``lokin-doctor serve`` on a free loopback port -> exit 0, target <= 300 ms;
+* ``refused``: a free port nobody listens on -> exit 1 (tcp.refused), target <= 300 ms;
+* ``silent``: an asyncio server (started here, in a thread) that accepts TCP and never answers, run with
+  ``--timeout 1`` -> exit 1 (handshake.no-response), target <= timeout + 0.5 s.
+
+Baselines for context: ``python -c pass`` (interpreter start) and ``lokin-doctor --version`` (CLI import).
+The command is the console script's real path (next to this interpreter, not a pyenv shim, which adds a
+bash start-up), else ``python -m lokin_doctor``. The first run of each scenario is a warm-up (page cache)
+and is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lokin_command() -> list[str]:
+    script = Path(sys.executable).with_name("lokin-doctor")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("lokin-doctor")
+    if found and "shims" not in found:
+        return [os.path.realpath(found)]
+    return [sys.executable, "-m", "lokin_doctor"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class SilentServer:
+    """Accepts TCP connections and never sends a byte (a stuck server, a TLS-only port...)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.writers: list[asyncio.StreamWriter] = []
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+            try:
+                while await reader.read(65536):
+                    pass
+            except ConnectionError:
+                pass
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(on_conn, "127.0.0.1", self.port)
+            self.ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def __enter__(self) -> SilentServer:
+        self.thread.start()
+        self.ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        def stop() -> None:
+            self.server.close()
+            for w in self.writers:
+                w.transport.abort()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(5)
+
+
+def timed(cmd: list[str], runs: int, expect: int | None) -> dict[str, Any]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    times = []
+    codes = set()
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=60)
+        dt = time.perf_counter() - t0
+        codes.add(proc.returncode)
+        if i:  # the first run warms the page cache
+            times.append(dt * 1000)
+    times.sort()
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "min_ms": round(times[0], 1),
+        "p90_ms": round(times[min(len(times) - 1, int(len(times) * 0.9))], 1),
+        "exit_codes": sorted(codes),
+        "expected_exit": expect,
+        "exit_ok": expect is None or codes == {expect},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--runs", type=int, default=15)
+    ap.add_argument("--json", help="write the results to this file")
+    args = ap.parse_args()
+    lokin = lokin_command()
+    rows: list[dict[str, Any]] = []
+
+    rows.append(
+        {
+            "scenario": "python -c pass",
+            **timed([sys.executable, "-c", "pass"], args.runs, 0),
+            "target_ms": None,
+        }
+    )
+    rows.append(
+        {
+            "scenario": "lokin-doctor --version",
+            **timed([*lokin, "--version"], args.runs, 0),
+            "target_ms": None,
+        }
+    )
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*lokin, "serve", "--port", str(port), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if not wait_port(port):
+            raise SystemExit("lokin-doctor serve did not start")
+        rows.append(
+            {
+                "scenario": "all: healthy local server",
+                **timed([*lokin, "all", f"ws://127.0.0.1:{port}/"], args.runs, 0),
+                "target_ms": 300,
+            }
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    refused = free_port()
+    rows.append(
+        {
+            "scenario": "all: refused port",
+            **timed([*lokin, "all", f"ws://127.0.0.1:{refused}/"], args.runs, 1),
+            "target_ms": 300,
+        }
+    )
+
+    with SilentServer() as silent:
+        rows.append(
+            {
+                "scenario": "all: silent server, --timeout 1",
+                **timed(
+                    [*lokin, "all", f"ws://127.0.0.1:{silent.port}/", "--timeout", "1"],
+                    max(3, args.runs // 3),
+                    1,
+                ),
+                "target_ms": 1500,
+            }
+        )
+
+    print(
+        f"command: {' '.join(lokin)}; {args.runs} runs after one warm-up (silent: {max(3, args.runs // 3)})\n"
+    )
+    print("| scenario | median ms | min ms | p90 ms | exit | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        target = r["target_ms"]
+        met = "-" if target is None else ("yes" if r["median_ms"] <= target and r["exit_ok"] else "no")
+        print(
+            f"| {r['scenario']} | {r['median_ms']:.0f} | {r['min_ms']:.0f} | {r['p90_ms']:.0f} | "
+            f"{','.join(map(str, r['exit_codes']))} | {'-' if target is None else f'<= {target} ms'} | {met} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": lokin, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
