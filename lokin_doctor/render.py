@@ -67,7 +67,7 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
         mark, style = MARKS[r.status]
         line = Text()
         line.append(f" {mark} ", style=f"bold {style}")
-        line.append(f"{r.id:<11}", style="bold")
+        line.append(f"{r.id:<12}", style="bold")
         line.append(r.summary, style="dim" if r.status is Status.SKIP else "")
         if r.code:
             line.append(f"  [{r.code}]", style=style)
@@ -108,7 +108,7 @@ def print_check_list(checks: Iterable[Any], console: Any = None) -> None:
     for spec in checks:
         needs = ", ".join((*spec.requires, *spec.after)) or "-"
         line = Text()
-        line.append(f"{spec.id:<12}", style="bold")
+        line.append(f"{spec.id:<13}", style="bold")
         line.append(spec.title)
         line.append(f"  (after: {needs}{'; this machine only' if spec.local_only else ''})", style="dim")
         con.print(line)

@@ -125,7 +125,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "a complete RFC 6455 opening handshake, Sec-WebSocket-Accept validated",
         "lokin_doctor.checks.handshake:check",
         requires=("tcp",),
-        after=("tls", "port"),
+        after=("tls",),
     ),
     CheckSpec(
         "session",
@@ -333,6 +333,15 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
         return replace(result, duration_ms=(loop.time() - t0) * 1000)
 
     await asyncio.gather(*(run_one(s) for s in specs))
+    # A check module may define finalize(ctx, result): a second look once every result is known
+    # (e.g. the handshake naming the port's owner), so no check waits on another just for a hint.
+    for spec in specs:
+        result = ctx.results[spec.id]
+        if result.status is Status.SKIP:
+            continue
+        finalize = getattr(importlib.import_module(spec.func.partition(":")[0]), "finalize", None)
+        if finalize is not None:
+            ctx.results[spec.id] = replace(finalize(ctx, result), duration_ms=result.duration_ms)
     return [ctx.results[s.id] for s in specs]
 
 

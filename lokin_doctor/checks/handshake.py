@@ -10,6 +10,7 @@ Facts written: ``outcome`` (the Outcome), ``conn`` (the open WsConn after a 101)
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, fail, ok, skip
@@ -324,26 +325,32 @@ async def check(ctx: Context) -> CheckResult:
     ctx.facts["outcome"] = out
     if out.conn is not None:
         ctx.facts["conn"] = out.conn
-    result = classify(out, target, origin=settings.origin)
-    owners = ctx.facts.get("port_owners") or {}
-    port_result = ctx.results.get("port")
-    foreign_owner = port_result is not None and port_result.code == "port.unexpected-owner"
-    if foreign_owner and result.code in (
-        "handshake.web-page",
-        "handshake.not-http",
-        "handshake.no-response",
-        "handshake.not-websocket",
-        "handshake.closed",
-    ):
-        from lokin_doctor.model import fail as make_fail
+    return classify(out, target, origin=settings.origin)
 
-        names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
-        return make_fail(
-            "handshake",
-            result.code,
-            f"{result.summary}; port {target.port} is held by {names}",
-            f"{names} holds port {target.port} instead of the WebSocket server: stop it or move one of the two "
-            f"to another port (and the client URL with it)",
-            **result.evidence,
-        )
-    return result
+
+_OWNER_EXPLAINS = (
+    "handshake.web-page",
+    "handshake.not-http",
+    "handshake.no-response",
+    "handshake.not-websocket",
+    "handshake.closed",
+)
+
+
+def finalize(ctx: Context, result: CheckResult) -> CheckResult:
+    """Once every check is done: when another program holds the port, the handshake's fix names it.
+
+    Done after the run rather than by waiting for the port scan, so the handshake never waits on psutil.
+    """
+    port_result = ctx.results.get("port")
+    if result.code not in _OWNER_EXPLAINS or port_result is None or port_result.code != "port.unexpected-owner":
+        return result
+    owners = ctx.facts.get("port_owners") or {}
+    names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
+    port = ctx.target.port
+    return replace(
+        result,
+        summary=f"{result.summary}; port {port} is held by {names}",
+        hint=f"{names} holds port {port} instead of the WebSocket server: stop it or move one of the two "
+        "to another port (and the client URL with it)",
+    )
