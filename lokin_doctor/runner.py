@@ -353,7 +353,12 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
         async with running_server(ServerConfig(host="127.0.0.1", port=0, quiet=True)) as srv:
             from lokin_doctor.target import parse_target
 
-            settings = replace(settings, target=parse_target(f"ws://127.0.0.1:{srv.port}/"))
+            # The server under test is this process: other servers on the machine are not its concern.
+            settings = replace(
+                settings,
+                target=parse_target(f"ws://127.0.0.1:{srv.port}/"),
+                process_patterns=(r"lokin[-_]doctor\b.*--embedded",),
+            )
             return await _run_async(settings, only, embedded=False, debug=debug)
     loop = asyncio.get_running_loop()
     ctx = Context(settings=settings, deadline=loop.time() + settings.timeout, debug=debug)
