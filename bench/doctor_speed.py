@@ -35,6 +35,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def tcp_sockets() -> dict[str, int]:
+    """Linux /proc/net/sockstat TCP line: the port and process checks read every socket of the machine."""
+    try:
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                parts = line.split()[1:]
+                return {parts[i]: int(parts[i + 1]) for i in range(0, len(parts) - 1, 2)}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def settle(limit_s: float = 90.0, below: int = 1000) -> None:
+    """Wait (bounded) for TIME_WAIT sockets left by earlier benchmarks to expire."""
+    end = time.monotonic() + limit_s
+    while tcp_sockets().get("tw", 0) > below and time.monotonic() < end:
+        time.sleep(2)
+
+
 def lokin_command() -> list[str]:
     script = Path(sys.executable).with_name("lokin-doctor")
     if script.exists():
@@ -132,8 +151,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--runs", type=int, default=15)
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--no-settle", action="store_true", help="do not wait for TIME_WAIT sockets to expire")
     args = ap.parse_args()
     lokin = lokin_command()
+    if not args.no_settle:
+        settle()
+    sockets_before = tcp_sockets()
     rows: list[dict[str, Any]] = []
 
     rows.append(
@@ -192,7 +215,9 @@ def main() -> int:
         )
 
     print(
-        f"command: {' '.join(lokin)}; {args.runs} runs after one warm-up (silent: {max(3, args.runs // 3)})\n"
+        f"command: {' '.join(lokin)}; {args.runs} runs after one warm-up (silent: {max(3, args.runs // 3)}); "
+        f"TCP sockets on the machine: {sockets_before.get('inuse', '?')} in use, "
+        f"{sockets_before.get('tw', '?')} TIME_WAIT\n"
     )
     print("| scenario | median ms | min ms | p90 ms | exit | target | met |")
     print("|---|---|---|---|---|---|---|")
@@ -204,7 +229,9 @@ def main() -> int:
             f"{','.join(map(str, r['exit_codes']))} | {'-' if target is None else f'<= {target} ms'} | {met} |"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": lokin, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"command": lokin, "tcp_sockets": sockets_before, "rows": rows}, indent=2)
+        )
     return 0
 
 

@@ -3,10 +3,11 @@
 editing lokin_doctor/server (another engineer's code).
 
     python bench/serve_tuned.py [--gc-threshold 50000,20,100] [--gc-freeze] [--max-queue N]
-                                [--write-limit BYTES] [--no-uvloop] -- SERVE-ARGS...
+                                [--write-limit BYTES] [--no-uvloop] [--drop-headers] -- SERVE-ARGS...
 
 Unknown arguments go to ``lokin-doctor serve`` unchanged (``--port``, ``-q``, ``--ping-interval 0``...).
-Defaults apply the set recommended in bench/RESULTS.md: ``--gc-threshold 50000,20,100 --gc-freeze``.
+Defaults apply the set recommended in bench/RESULTS.md (R1, R2): ``--gc-threshold 50000,20,100 --gc-freeze
+--drop-headers``.
 ``--plain`` applies nothing (same as ``lokin-doctor serve``).
 
 * ``--gc-threshold``: ``gc.set_threshold``; the default (700, 10, 10) runs a generation-0 collection every
@@ -15,6 +16,8 @@ Defaults apply the set recommended in bench/RESULTS.md: ``--gc-threshold 50000,2
 * ``--gc-freeze``: ``gc.freeze()`` once the server listens: everything allocated at start-up (modules,
   classes, the app) moves to the permanent generation and is never traversed again.
 * ``--max-queue`` / ``--write-limit``: passed to ``websockets.asyncio.server.serve``.
+* ``--drop-headers``: once a connection is open, forget the handshake's request headers and response
+  (websockets keeps both on the connection for its whole life).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> None:
     ap.add_argument("--max-queue", type=int, default=None)
     ap.add_argument("--write-limit", type=int, default=None)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--drop-headers", action=argparse.BooleanOptionalAction, default=True)
     ns, rest = ap.parse_known_args()
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -58,6 +62,22 @@ def main() -> None:
                 return original_serve(*args, **kwargs)
 
             app_mod.serve = serve  # type: ignore[assignment]
+        if ns.drop_headers:
+            from websockets.datastructures import Headers
+
+            _NO_HEADERS = Headers()
+
+            original_handler = app_mod.LokinServer._handler
+
+            async def _handler(self: Any, connection: Any) -> None:
+                # The handshake is over: its headers (~2.5 KB) are not needed. The same Request object
+                # is also held by the suspended frame of ServerProtocol.parse(), so drop its headers
+                # rather than the reference.
+                connection.request.headers = _NO_HEADERS
+                connection.response = None
+                await original_handler(self, connection)
+
+            app_mod.LokinServer._handler = _handler  # type: ignore[method-assign]
         if ns.gc_freeze:
             original_start = app_mod.LokinServer.start
 
