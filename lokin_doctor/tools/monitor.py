@@ -36,6 +36,68 @@ def _norm(ip: str) -> str:
     return str(addr)
 
 
+#: /proc/net/tcp state codes (include/net/tcp_states.h), named as psutil names them.
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def _hex_ip(text: str) -> str:
+    """/proc/net/tcp address (host byte order, 32-bit words) -> textual IP."""
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return _norm(str(ipaddress.IPv6Address(words)))
+
+
+def _proc_net_tcp(
+    port: int,
+) -> tuple[list[dict[str, Any]], list[tuple[str, int]], Counter[str]] | None:
+    """The port's sockets from /proc/net/tcp and tcp6: (listeners with inode, established remotes, states)."""
+    needle = f":{port:04X} "
+    listeners: list[dict[str, Any]] = []
+    established: list[tuple[str, int]] = []
+    states: Counter[str] = Counter()
+    found_any_file = False
+    for path, family in (("/proc/net/tcp", "ipv4"), ("/proc/net/tcp6", "ipv6")):
+        try:
+            f = open(path)  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        found_any_file = True
+        with f:
+            next(f, None)
+            for line in f:
+                if needle not in line:
+                    continue
+                fields = line.split()
+                local, remote, st = fields[1], fields[2], fields[3]
+                if not local.endswith(needle[:-1]):
+                    continue  # the port matched on the remote side
+                state = _TCP_STATES.get(st, st)
+                if state == "LISTEN":
+                    listeners.append(
+                        {"address": _hex_ip(local[:-5]), "port": port, "family": family, "inode": fields[9]}
+                    )
+                elif state == "ESTABLISHED":
+                    rip, _, rport = remote.rpartition(":")
+                    established.append((_hex_ip(rip), int(rport, 16)))
+                else:
+                    states[state] += 1
+    return (listeners, established, states) if found_any_file else None
+
+
 class Monitor:
     """Keeps psutil.Process objects between snapshots so CPU % is measured over the refresh interval."""
 
@@ -44,6 +106,7 @@ class Monitor:
         self.health = health
         self.health_path = health_path
         self._procs: dict[int, psutil.Process] = {}
+        self._inode_pid: dict[str, int | None] = {}
 
     def _process(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)
@@ -98,7 +161,30 @@ class Monitor:
         return info
 
     def sockets(self) -> tuple[list[dict[str, Any]], list[tuple[str, int, int | None]], Counter[str]]:
-        """(listeners on the port, established (remote ip, remote port, pid), other states count)."""
+        """(listeners on the port, established (remote ip, remote port, pid), other states count).
+
+        On Linux /proc/net/tcp{,6} is read directly, keeping only the port's lines: psutil.net_connections
+        maps every socket of the machine to its process by reading every /proc/PID/fd, which took 350 ms
+        per refresh with a 10,000-client server on the box. psutil is still asked, once, for the pid of
+        a listening socket not seen before.
+        """
+        parsed = _proc_net_tcp(self.port)
+        if parsed is None:
+            return self._sockets_psutil()
+        listeners, established, states = parsed
+        unknown = [li for li in listeners if li["inode"] not in self._inode_pid]
+        if unknown:
+            found, _, _ = self._sockets_psutil()
+            by_key = {(li["address"], li["family"]): li["pid"] for li in found}
+            for li in unknown:
+                self._inode_pid[li["inode"]] = by_key.get((li["address"], li["family"]))
+        out = []
+        for li in listeners:
+            pid = self._inode_pid.get(li.pop("inode"))
+            out.append({**li, "pid": pid})
+        return out, [(ip, rport, None) for ip, rport in established], states
+
+    def _sockets_psutil(self) -> tuple[list[dict[str, Any]], list[tuple[str, int, int | None]], Counter[str]]:
         try:
             conns = psutil.net_connections(kind="tcp")
         except (psutil.AccessDenied, PermissionError):
