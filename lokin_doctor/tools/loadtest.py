@@ -382,7 +382,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] # uvloop's transports are not asyncio's classes
         if self.state != CONNECTING:  # timed out while connecting
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]
             return
         self.state = HANDSHAKE
         self._flush()
@@ -397,7 +397,8 @@ class _Conn(asyncio.Protocol):
         if state == HANDSHAKE and self.raw is not None and len(self.raw) < RAW_KEEP:
             self.raw += data
         proto.receive_data(data)
-        for event in proto.events_received():
+        events: list[Any] = proto.events_received()  # Frames once open; no isinstance per frame
+        for event in events:
             if self.state == HANDSHAKE:
                 if isinstance(event, Response) and proto.handshake_exc is None:
                     self._upgraded()
@@ -764,7 +765,7 @@ class _AsyncioDriver(_Driver):
                         ping_interval=None,
                         open_timeout=None,
                         proxy=None,
-                        origin=cfg.origin,
+                        origin=Origin(cfg.origin) if cfg.origin else None,
                         user_agent_header=self.user_agent,
                     )
                     t_up = _now()
@@ -817,7 +818,7 @@ class _AsyncioDriver(_Driver):
             await asyncio.wait({closed_task, go}, return_when=asyncio.FIRST_COMPLETED)
             go.cancel()
             if closed_task.done():
-                rcvd = ws.close_rcvd
+                rcvd = ws.protocol.close_rcvd
                 self.lost_open("held", rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
                 if self.go_echo.is_set() and cfg.messages:
                     self.echo_finished()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 from lokin_doctor.tools.monitor import Monitor, render
 
@@ -42,7 +43,7 @@ def main(*, port: int, interval: float, count: int | None, once: bool, json_out:
         return 130
 
 
-def _console() -> object:
+def _console() -> Any:
     from rich.console import Console  # noqa: TID251 - monitor is a live view
 
     return Console(highlight=False)
@@ -52,16 +53,16 @@ def _live(mon: Monitor, interval: float, count: int | None) -> int:
     from rich.live import Live  # noqa: TID251 - monitor is a live view
 
     console = _console()
-    if not console.is_terminal:  # type: ignore[attr-defined]
+    if not console.is_terminal:
         n = 0
         while count is None or n < count:
             t0 = time.monotonic()
-            console.print(render(mon.snapshot()))  # type: ignore[attr-defined]
+            console.print(render(mon.snapshot()))
             n += 1
             if count is None or n < count:
                 time.sleep(max(0.0, interval - (time.monotonic() - t0)))
         return 0
-    with Live(console=console, auto_refresh=False, transient=False) as live:  # type: ignore[arg-type]
+    with Live(console=console, auto_refresh=False, transient=False) as live:
         n = 0
         while count is None or n < count:
             t0 = time.monotonic()

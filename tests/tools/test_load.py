@@ -134,11 +134,19 @@ async def test_load_usage_errors_exit_2() -> None:
     assert "--connections" in run.stderr
 
 
-async def test_drops_while_held_are_counted_by_close_code() -> None:
+@pytest.mark.parametrize("engine", ["sansio", "websockets"])
+async def test_drops_while_held_are_counted_by_close_code(engine: str) -> None:
     async with running_server(lokin_config()) as server:
         target = parse_target(server.url)
         config = LoadConfig(
-            target=target, address="127.0.0.1", connections=20, rate=0, duration=3.0, messages=0, timeout=5.0
+            target=target,
+            address="127.0.0.1",
+            connections=20,
+            rate=0,
+            duration=3.0,
+            messages=0,
+            timeout=5.0,
+            engine=engine,
         )
         closing: list[asyncio.Task[None]] = []
 
