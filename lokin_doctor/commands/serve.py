@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(problem, param_hint="--allow-origin")
 
         from lokin_doctor.server import ServerConfig
-        from lokin_doctor.server.run import serve_until_signal
+        from lokin_doctor.server.run import serve_until_signal, tune_gc_for_serving
 
         config = ServerConfig(
             host=host.strip(),
@@ -186,9 +186,10 @@ def register(app: typer.Typer) -> None:
         import asyncio
 
         factory = _loop_factory()
+        tune_gc_for_serving()
         try:
             with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
-                code = runner.run(serve_until_signal(config))
+                code = runner.run(serve_until_signal(config, tune_gc=True))
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers are in place
             sys.stderr.write("lokin-doctor: interrupted\n")
             raise typer.Exit(130) from None
