@@ -82,8 +82,74 @@ class ProcInfo:
         }
 
 
+def hex_ip(text: str) -> str:
+    """A /proc/net/tcp address (host byte order, 32-bit words) as text; IPv4-mapped IPv6 stays IPv6."""
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    return str(ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))))
+
+
+def _proc_listeners(port: int | None) -> list[tuple[str, int, str, str]] | None:
+    """LISTEN sockets read from /proc/net/tcp{,6}: (address, port, family, inode); None off Linux.
+
+    psutil.net_connections() maps every socket of the machine to its process (every /proc/PID/fd):
+    ~330 ms with 30,000 sockets on the box, a busy server's case. Here only listening sockets are kept.
+    """
+    found = []
+    any_file = False
+    for path, family in (("/proc/net/tcp", "ipv4"), ("/proc/net/tcp6", "ipv6")):
+        try:
+            with open(path) as f:
+                any_file = True
+                next(f, None)
+                for line in f:
+                    fields = line.split(None, 10)
+                    if len(fields) < 10 or fields[3] != "0A":
+                        continue
+                    address, _, port_hex = fields[1].rpartition(":")
+                    lport = int(port_hex, 16)
+                    if port is None or lport == port:
+                        found.append((hex_ip(address), lport, family, fields[9]))
+        except (OSError, ValueError):
+            continue
+    return found if any_file else None
+
+
+def _inode_owners(inodes: set[str]) -> dict[str, int]:
+    """Which pid holds each socket inode, stopping as soon as all are found (unreadable fds are skipped)."""
+    wanted = {f"socket:[{i}]": i for i in inodes if i != "0"}
+    owners: dict[str, int] = {}
+    try:
+        pids = sorted((int(d) for d in os.listdir("/proc") if d.isdigit()), reverse=True)
+    except OSError:
+        return owners
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue  # gone, or another user's process without root: owner unknown
+        for fd in fds:
+            try:
+                link = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            inode = wanted.pop(link, None)
+            if inode is not None:
+                owners[inode] = pid
+                if not wanted:
+                    return owners
+    return owners
+
+
 def listeners(port: int | None = None) -> list[Listener]:
     """Every listening TCP socket (on ``port`` if given). Never raises for permission problems."""
+    fast = _proc_listeners(port)
+    if fast is not None:
+        owners = _inode_owners({inode for *_, inode in fast})
+        unique = dict.fromkeys(Listener(a, p, owners.get(inode), fam) for a, p, fam, inode in fast)
+        return list(unique)
     try:
         conns = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, PermissionError):
@@ -102,19 +168,6 @@ def listeners(port: int | None = None) -> list[Listener]:
         seen.add(key)
         found.append(Listener(c.laddr.ip, c.laddr.port, c.pid, family))
     return found
-
-
-def established(port: int) -> list[tuple[str, int, int | None]]:
-    """ESTABLISHED connections whose local port is ``port``: (remote ip, remote port, pid)."""
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, PermissionError):
-        return []
-    return [
-        (c.raddr.ip, c.raddr.port, c.pid)
-        for c in conns
-        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.raddr and c.laddr.port == port
-    ]
 
 
 def proc_info(pid: int, all_listeners: list[Listener] | None = None) -> ProcInfo | None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from lokin_doctor.sysinfo import hex_ip
+
 #: Seconds the /health request may take (the server is local; a slow answer is itself news).
 HEALTH_TIMEOUT_S = 0.5
 TOP_REMOTES = 5
@@ -53,12 +55,8 @@ _TCP_STATES = {
 
 
 def _hex_ip(text: str) -> str:
-    """/proc/net/tcp address (host byte order, 32-bit words) -> textual IP."""
-    raw = bytes.fromhex(text)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return _norm(str(ipaddress.IPv6Address(words)))
+    """/proc/net/tcp address -> textual IP, IPv4-mapped addresses shown as IPv4."""
+    return _norm(hex_ip(text))
 
 
 def _proc_net_tcp(
