@@ -350,3 +350,23 @@ def test_embedded_server_all_green() -> None:
     assert run.check("process")["status"] == "ok"
     human = run_cli("all", "--embedded")
     assert human.code == 0 and "All good" in human.stdout
+
+
+def test_dropped_syns_read_as_a_firewall() -> None:
+    # A listen(0) socket whose one backlog slot is taken drops further SYNs, as a firewall's DROP does.
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        run = run_cli("all", f"ws://127.0.0.1:{port}/", "--json", "--timeout", "1")
+    finally:
+        filler.close()
+        srv.close()
+    assert run.code == 1
+    assert run.root_code == "tcp.timeout"
+    assert "firewall" in run.report["root_cause"]["hint"]
+    assert run.seconds < 1 + 2.5  # one timeout for the whole run
