@@ -1,19 +1,29 @@
-"""The LOK IN WebSocket server on websockets 17: protocol, limits, HTTP routes, graceful stop.
+"""The LOK IN WebSocket server: websockets' sans-I/O protocol driven by one asyncio.Protocol per connection.
 
-One :class:`LokinServer` per running server. Per-connection state is deliberately tiny (a
-later benchmark compares memory per connection with Node ``ws``): three attributes on the
-websockets connection object (client id, peer IP, open time), membership in two sets, and no
-task besides the ones websockets itself runs.
+One :class:`LokinServer` per running server; one :class:`LokinConnection` (an ``asyncio.Protocol``
+with ``__slots__``) per TCP connection, driving a websockets :class:`~websockets.server.ServerProtocol`
+(the sans-I/O state machine: HTTP parsing, handshake validation, frames, close handshake).
+There is no task, queue or future per connection: messages are answered from ``data_received``;
+the open timeout is one timer handle per connection while it handshakes; keepalive pings are sent
+by ONE periodic timer for all connections. bench/RESULTS.md measured this design (R5) against
+``websockets.asyncio.server.serve`` and Node ``ws``.
 
 Order of events for one TCP connection:
 
-1. ``connection_made`` -> tracked in ``_conns`` (so shutdown can cut half-open ones).
-2. ``_process_request``: a request without ``Upgrade``/``Sec-WebSocket-Key`` is plain HTTP
-   (page, /health, /metrics, 426 elsewhere); a handshake continues on any path.
-3. websockets validates the handshake; ``_process_response`` applies our policy to a valid
-   one (Origin 403, max-connections 503, per-IP 429) and reserves a slot before the 101.
-4. ``_handler`` speaks the LOK IN protocol (welcome, ping/pong, broadcast, echo).
-5. ``connection_lost`` releases the slot and logs the close (code, who, duration).
+1. ``connection_made`` -> tracked in ``_conns``, open-timeout timer armed.
+2. The request is parsed by the ServerProtocol. A request without ``Upgrade`` /
+   ``Sec-WebSocket-Key`` is plain HTTP (page, /health, /metrics, 426 elsewhere): answered, then
+   closed. A handshake on any path is validated by websockets (``accept``); a valid one then goes
+   through our policy (Origin 403, max-connections 503, per-IP 429), which reserves a slot
+   before the 101.
+3. Open: welcome, then the LOK IN protocol (ping/pong, broadcast, echo) from ``data_received``.
+4. ``connection_lost`` releases the slot and logs the close (code, who, duration).
+
+Backpressure: when a connection's transport buffer goes over ``WRITE_HIGH`` (asyncio calls
+``pause_writing``), the server stops reading from that client until the buffer drains below
+``WRITE_LOW``, so a client that sends without reading cannot grow the server's memory. Broadcasts
+are not paced by the receivers: a target whose buffer already holds more than
+``BROADCAST_DROP_LIMIT`` bytes is closed with 1008 instead of being sent more.
 """
 
 from __future__ import annotations
@@ -34,15 +44,18 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, ClassVar, cast
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers, MultipleValuesError
-from websockets.exceptions import ConnectionClosed
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, Protocol
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 from websockets.version import version as websockets_version
 
 from lokin_doctor import __version__
@@ -58,6 +71,9 @@ from lokin_doctor.server.metrics import (
 from lokin_doctor.server.origins import OriginPolicy
 
 _NO_HEADERS = Headers()  # shared, never mutated: replaces each open connection's request headers
+_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_Bytes = bytes | bytearray | memoryview  # what a Frame carries
 
 #: Paths that serve the test page (the last one is the write-up's file name).
 PAGE_PATHS = frozenset({"/", "/test", "/test.html", "/test-websocket.html"})
@@ -69,42 +85,191 @@ BACKLOG = 2048
 # Throttle for the "connections without a handshake" summary line (port probes, half-open).
 INCOMPLETE_LOG_INTERVAL = 10.0
 
+#: Transport write-buffer marks: over WRITE_HIGH the server stops reading from that client until
+#: its buffer drains below WRITE_LOW (asyncio's pause_writing / resume_writing callbacks).
+WRITE_HIGH = 64 * 1024
+WRITE_LOW = 16 * 1024
 
-class LokinConnection(ServerConnection):
-    """A websockets server connection with the few fields this server needs.
+#: A broadcast target whose write buffer holds more than this is closed (1008) rather than sent
+#: more: broadcasts are not paced by the slowest receiver.
+BROADCAST_DROP_LIMIT = 1 << 20
 
-    They live in ``__slots__``: added to the instance ``__dict__`` (already ~30 entries from
-    websockets) they would make it resize, which measured ~1.5 KiB more per connection.
-    ``app`` is bound on a subclass made per :class:`LokinServer` so callbacks reach their server.
+
+class LokinConnection(asyncio.Protocol):
+    """One TCP connection: the asyncio side of a websockets sans-I/O ``ServerProtocol``.
+
+    Every field is in ``__slots__`` (no instance ``__dict__``). Nothing from the handshake is kept
+    once the connection is open but the client id and the peer IP (for the close log line).
     """
 
-    __slots__ = ("client_id", "opened_at", "peer_ip", "tls_probe")
-    app: ClassVar[LokinServer]
+    __slots__ = (
+        "app",
+        "client_id",
+        "closing",
+        "frags",
+        "frag_text",
+        "got_request",
+        "opened_at",
+        "peer_ip",
+        "pinged",
+        "protocol",
+        "reading_paused",
+        "rx",
+        "timer",
+        "tls_probe",
+        "transport",
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, app: LokinServer) -> None:
+        self.app = app
+        self.protocol = ServerProtocol(
+            extensions=app.extensions, max_size=app.config.max_message_size, logger=app.ws_logger
+        )
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.client_id = ""
         self.peer_ip = ""  # set when a slot is reserved (accepted upgrade); "" otherwise
         self.opened_at = 0.0  # monotonic time of the reservation
         self.tls_probe = False  # a TLS ClientHello arrived on the plain port (already logged)
+        self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
+        self.timer: asyncio.TimerHandle | None = None  # open timeout, then close timeout
+        self.frags: list[_Bytes] | None = None  # fragments of a message being received
+        self.frag_text = False
+        self.rx = True  # data received since the last keepalive round
+        self.pinged = 0.0  # monotonic time of the unanswered keepalive ping, 0.0 if none
+        self.reading_paused = False
+        self.closing = False  # the close timer is armed (the protocol expects the TCP close)
+
+    # -- asyncio.Protocol callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.app._conns.add(self)
+        self.transport = transport  # type: ignore[assignment]
+        app = self.app
+        app._conns.add(self)
+        self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self.timer = app.loop.call_later(app.config.open_timeout, self._open_timeout)
 
     def data_received(self, data: bytes) -> None:
         # 0x16 is a TLS handshake record: a wss:// client (an https page) talking to this plain
         # ws:// port. Without this check it would wait for the open timeout and leave no trace.
-        if self.request is None and data[:1] == b"\x16" and not self.app.config.tls:
+        if not self.got_request and data[:1] == b"\x16" and not self.app.config.tls:
             self.tls_probe = True
             self.app._tls_on_plain_port(self)
             self.transport.abort()
             return
-        super().data_received(data)
+        self.rx = True
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        try:
+            for event in events:
+                if type(event) is Frame:
+                    opcode = event.opcode
+                    if opcode is _TEXT or opcode is _BINARY:
+                        if event.fin:
+                            self._message(opcode is _TEXT, event.data)
+                        else:
+                            self.frags = [event.data]
+                            self.frag_text = opcode is _TEXT
+                    elif opcode is _CONT and self.frags is not None:
+                        self.frags.append(event.data)
+                        if event.fin:
+                            whole, self.frags = b"".join(self.frags), None
+                            self._message(self.frag_text, whole)
+                    # PING (answered by the protocol), PONG and CLOSE (answered) need nothing here.
+                elif isinstance(event, Request):
+                    self.app._on_request(self, event)
+        except Exception as exc:  # a bug must cost one connection (1011), never the server
+            self.app.log.emit(
+                "error", f"connection handler failed: {one_line(exc)}", level="error", client=self.client_id
+            )
+            if protocol.state is _OPEN:
+                protocol.fail(1011, "internal error")
+            elif protocol.state is _CONNECTING:
+                self.transport.abort()
+                return
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self.protocol.events_received()
+        self.flush()
+        return None  # close the transport: nothing is ever written after the peer's EOF
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+        # Idempotent; makes the state CLOSED (and records an EOF before the request, if so).
+        self.protocol.receive_eof()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.app._connection_lost(self)
+
+    def pause_writing(self) -> None:
+        # The client does not read what we write: stop reading what it sends until it does.
+        self.reading_paused = True
+        try:
+            self.transport.pause_reading()
+        except RuntimeError:  # closing
+            pass
+
+    def resume_writing(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:  # closing
+                pass
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the protocol produced; half-close (or close) when it asks for an EOF."""
+        transport = self.transport
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                try:
+                    transport.write_eof()
+                except (OSError, RuntimeError):  # already closing; uvloop raises RuntimeError
+                    transport.close()
+            else:  # TLS: no half-close
+                transport.close()
+        if not self.closing and self.protocol.close_expected():
+            # The peer has close_timeout to finish the closing handshake, then the TCP connection
+            # is cut. This replaces the open timeout of a connection refused or answered over HTTP.
+            self.closing = True
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.app.loop.call_later(self.app.close_timeout, transport.abort)
+
+    def _open_timeout(self) -> None:
+        self.timer = None
+        if self.protocol.state is _CONNECTING:
+            self.transport.abort()
+
+    def _message(self, is_text: bool, data: _Bytes) -> None:
+        """One complete message from the client: pong, broadcast or echo."""
+        app = self.app
+        protocol = self.protocol
+        app.stats.msgs_in += 1
+        if protocol.state is not _OPEN:
+            return  # closing: nothing more is sent
+        if is_text:
+            try:
+                text = str(data, "utf-8")
+            except UnicodeDecodeError:
+                protocol.fail(1007, "invalid UTF-8")
+                return
+            if text.startswith("{") and '"type"' in text:
+                reply = app._on_json(self, text)
+                if reply is None:
+                    return
+                protocol.send_text(reply.encode())
+            else:
+                protocol.send_text(data)
+        else:
+            protocol.send_binary(data)
+        app.stats.msgs_out += 1
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -295,23 +460,34 @@ class LokinServer:
         self.log = EventLog(config.log_format, quiet=config.quiet)
         self.stats = Stats()
         self.origins = OriginPolicy(config.allow_origins)
+        self.ws_logger = websockets_logger(self.log)  # websockets' own warnings, as one-line events
+        self.extensions: list[ServerExtensionFactory] | None = (
+            list(enable_server_permessage_deflate(None)) if config.compression else None
+        )
+        self.server_header = f"lokin-doctor/{__version__} websockets/{websockets_version}"
+        # Leave the shutdown deadline room to abort clients that never answer the close.
+        self.close_timeout = max(0.1, min(10.0, config.shutdown_timeout * 0.8))
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._conns: set[LokinConnection] = set()  # every TCP connection, handshaking or not
         self._clients: set[LokinConnection] = set()  # open WebSocket connections (broadcast targets)
         self._reserved = 0  # accepted upgrades not yet closed (what the limits count)
         self._per_ip: dict[str, int] = {}
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._all_closed: asyncio.Event | None = None  # set when _conns empties during the stop
         self._close_task: asyncio.Task[None] | None = None
         self._t0 = time.monotonic()
         self._started = datetime.now().astimezone()
         self._incomplete_unlogged = 0
         self._incomplete_logged_at = -INCOMPLETE_LOG_INTERVAL
+        self._welcome = (
+            '{"type": "welcome", "clientId": "%s", "server": "lokin-doctor", "version": '
+            + json.dumps(__version__)
+            + ', "time": %d}'
+        )
         self.port = 0
         self.connect_host = "127.0.0.1"
         self.bound: list[str] = []
-        # A subclass per server binds the connection callbacks to this instance.
-        self._connection_class: type[LokinConnection] = type(
-            "LokinConnection", (LokinConnection,), {"app": self}
-        )
         gauges = {
             "lokin_connections_open": ("WebSocket connections open now", lambda: float(len(self._clients))),
             "lokin_connections_handshaking": (
@@ -355,24 +531,16 @@ class LokinServer:
         cfg = self.config
         context = build_ssl_context(cfg.certfile, cfg.keyfile) if cfg.certfile else None
         load_page()  # fail now, not on the first page request, if the package data is missing
+        self.loop = loop = asyncio.get_running_loop()
+        factory: Callable[[], LokinConnection] = functools.partial(LokinConnection, self)
         try:
-            self._server = await serve(
-                self._handler,
+            self._server = await loop.create_server(
+                factory,
                 cfg.host,
                 cfg.port,
-                process_request=self._process_request,
-                process_response=self._process_response,
-                server_header=f"lokin-doctor/{__version__} websockets/{websockets_version}",
-                compression="deflate" if cfg.compression else None,
-                open_timeout=cfg.open_timeout,
-                ping_interval=cfg.ping_interval,
-                ping_timeout=cfg.ping_timeout,
-                # Leave the shutdown deadline room to abort clients that never answer the close.
-                close_timeout=max(0.1, min(10.0, cfg.shutdown_timeout * 0.8)),
-                max_size=cfg.max_message_size,
-                logger=websockets_logger(self.log),
-                create_connection=self._connection_class,
                 ssl=context,
+                # The TLS handshake runs before connection_made: bound it by the open timeout too.
+                ssl_handshake_timeout=cfg.open_timeout if context else None,
                 backlog=BACKLOG,
             )
         except OSError as exc:  # includes socket.gaierror for a bad --host
@@ -387,7 +555,42 @@ class LokinServer:
         self.bound = [f"{_url_host(str(n[0]))}:{n[1]}" for n in names]
         self._t0 = time.monotonic()
         self._started = datetime.now().astimezone()
+        if cfg.ping_interval is not None:
+            self._keepalive = loop.call_later(self._keepalive_period, self._keepalive_round)
         self._banner()
+
+    @property
+    def _keepalive_period(self) -> float:
+        cfg = self.config
+        assert cfg.ping_interval is not None
+        if cfg.ping_timeout is None:
+            return cfg.ping_interval
+        return min(cfg.ping_interval, cfg.ping_timeout)
+
+    def _keepalive_round(self) -> None:
+        """ONE timer for every connection: ping the silent ones, fail (1011) the unanswered ones.
+
+        A connection that received anything since the previous round is alive and is not pinged;
+        a silent one gets a ping; one still silent ``ping_timeout`` after its ping is closed.
+        """
+        self._keepalive = self.loop.call_later(self._keepalive_period, self._keepalive_round)
+        timeout = self.config.ping_timeout
+        now = time.monotonic()
+        for conn in self._clients:
+            protocol = conn.protocol
+            if protocol.state is not _OPEN:
+                continue
+            if conn.rx:
+                conn.rx = False
+                conn.pinged = 0.0
+            elif conn.pinged:
+                if timeout is not None and now - conn.pinged >= timeout * 0.999:
+                    protocol.fail(1011, "keepalive ping timeout")
+                    conn.flush()
+            else:
+                protocol.send_ping(b"")
+                conn.pinged = now
+                conn.flush()
 
     async def _bind_error(self, exc: OSError) -> str:
         cfg = self.config
@@ -429,7 +632,7 @@ class LokinServer:
             self._close_task = asyncio.ensure_future(self._close(self._server))
         await asyncio.shield(self._close_task)
 
-    async def _close(self, server: Server) -> None:
+    async def _close(self, server: asyncio.Server) -> None:
         cfg = self.config
         count = len(self._clients)
         self.log.emit(
@@ -438,14 +641,24 @@ class LokinServer:
             clients=count,
             timeout_s=cfg.shutdown_timeout,
         )
-        server.close(close_connections=True, code=1001, reason="server shutting down")
-        # Connections that never sent a handshake would hold the stop until open_timeout.
+        server.close()  # stop accepting
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        self._all_closed = asyncio.Event()
         for conn in list(self._conns):
-            if conn.request is None:
+            protocol = conn.protocol
+            if protocol.state is _OPEN:
+                protocol.send_close(1001, "server shutting down")
+                conn.flush()  # arms the close timer: cut after close_timeout if no answer
+            elif not conn.got_request:
+                # Connections that never sent a handshake would hold the stop until open_timeout.
                 conn.transport.abort()
+        if not self._conns:
+            self._all_closed.set()
         try:
             async with asyncio.timeout(cfg.shutdown_timeout):
-                await server.wait_closed()
+                await self._all_closed.wait()
         except TimeoutError:
             left = len(self._conns)
             self.log.emit(
@@ -454,11 +667,10 @@ class LokinServer:
                 level="warning",
                 connections=left,
             )
-            for conn in list(self._conns):
-                conn.transport.abort()
+            self.abort()
             try:
                 async with asyncio.timeout(1.0):
-                    await server.wait_closed()
+                    await self._all_closed.wait()
             except TimeoutError:
                 pass
         self.log.emit(
@@ -583,9 +795,24 @@ class LokinServer:
             headers[name] = value
         return Response(status.value, status.phrase, headers, body)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if _is_handshake(request.headers):
-            return None  # a WebSocket handshake, on any path
+    def _on_request(self, conn: LokinConnection, request: Request) -> None:
+        """Answer the parsed HTTP request: plain HTTP, a refused handshake, or the 101 and welcome."""
+        conn.got_request = True
+        protocol = conn.protocol
+        if _is_handshake(request.headers):  # a WebSocket handshake, on any path
+            response = protocol.accept(request)  # websockets validates it (400/405/426/505 if not)
+            refusal = self._policy(conn, request, response)
+            if refusal is not None:
+                response = refusal
+        else:
+            response = self._http(conn, request)
+        response.headers["Server"] = self.server_header
+        protocol.send_response(response)
+        if protocol.state is _OPEN:
+            self._opened(conn, request)
+
+    def _http(self, conn: LokinConnection, request: Request) -> Response:
+        """A request without upgrade: the test page, /health, /metrics, 405, or 426 elsewhere."""
         path = request.path.partition("?")[0]
         if request.method != "GET":
             route, response = (
@@ -644,20 +871,16 @@ class LokinServer:
             self.log.emit(
                 "http",
                 f"{request.method} {path} -> {response.status_code}",
-                remote=_peer(connection.remote_address),
+                remote=_peer(conn.transport.get_extra_info("peername")),
             )
         return response
 
-    def _process_response(
-        self, connection: ServerConnection, request: Request, response: Response
-    ) -> Response | None:
+    def _policy(self, conn: LokinConnection, request: Request, response: Response) -> Response | None:
+        """Our rules for a handshake websockets validated: a refusal, or None to accept (slot reserved)."""
         headers = request.headers
-        if not _is_handshake(headers):
-            return None  # answered and logged by _process_request
-        conn = cast(LokinConnection, connection)
         cfg = self.config
         origin = _header(headers, "Origin")
-        address = connection.remote_address
+        address = conn.transport.get_extra_info("peername")
         if response.status_code != 101:
             detail = bytes(response.body).decode("utf-8", "replace").strip().splitlines()
             self.stats.reject("bad_handshake")
@@ -672,7 +895,7 @@ class LokinServer:
             return None
         if not self.origins.allows(origin):
             return self._refuse(
-                connection,
+                conn,
                 request,
                 http.HTTPStatus.FORBIDDEN,
                 "origin",
@@ -682,7 +905,7 @@ class LokinServer:
             )
         if self._reserved >= cfg.max_connections:
             return self._refuse(
-                connection,
+                conn,
                 request,
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "max_connections",
@@ -693,7 +916,7 @@ class LokinServer:
         held = self._per_ip.get(ip, 0)
         if cfg.max_per_ip and held >= cfg.max_per_ip:
             return self._refuse(
-                connection,
+                conn,
                 request,
                 http.HTTPStatus.TOO_MANY_REQUESTS,
                 "max_per_ip",
@@ -704,7 +927,7 @@ class LokinServer:
         # connection_lost releases it whatever happens next.
         self._reserved += 1
         self._per_ip[ip] = held + 1
-        conn.peer_ip = ip
+        conn.peer_ip = sys.intern(ip)  # one string per client IP, not one per connection
         conn.client_id = "user_" + secrets.token_hex(5)
         conn.opened_at = time.monotonic()
         self.log.emit(
@@ -718,20 +941,20 @@ class LokinServer:
         return None
 
     def _refuse(
-        self, connection: ServerConnection, request: Request, status: http.HTTPStatus, reason: str, text: str
+        self, conn: LokinConnection, request: Request, status: http.HTTPStatus, reason: str, text: str
     ) -> Response:
         self.stats.reject(reason)
         self.log.emit(
             "reject",
             f"HTTP {status.value} {status.phrase}",
             level="warning",
-            remote=_peer(connection.remote_address),
+            remote=_peer(conn.transport.get_extra_info("peername")),
             origin=_header(request.headers, "Origin") or "-",
             path=request.path,
             reason=reason,
             why=text.strip(),
         )
-        response = connection.respond(status, text)
+        response = conn.protocol.reject(status, text)
         if status != http.HTTPStatus.FORBIDDEN:
             response.headers["Retry-After"] = "5"
         return response
@@ -768,43 +991,19 @@ class LokinServer:
         }
 
     # -- WebSocket protocol -------------------------------------------------------------------
-
-    async def _handler(self, connection: ServerConnection) -> None:
-        conn = cast(LokinConnection, connection)
+    def _opened(self, conn: LokinConnection, request: Request) -> None:
+        """The 101 is queued: forget the handshake, stop the open timer, send the welcome."""
+        # The request stays referenced by the suspended frame of ServerProtocol.parse(): drop its
+        # headers (~2-4 KB per connection). Everything needed later is in __slots__ already.
+        request.headers = _NO_HEADERS
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
         stats = self.stats
         stats.accepted += 1
         self._clients.add(conn)
-        # websockets keeps the handshake's request and response for the connection's whole life
-        # (the request also in the suspended frame of ServerProtocol.parse()): ~4 KB per
-        # connection. Everything needed later is already in __slots__ (client id, peer IP).
-        if conn.request is not None:
-            conn.request.headers = _NO_HEADERS
-        conn.response = None
-        try:
-            await conn.send(
-                json.dumps(
-                    {
-                        "type": "welcome",
-                        "clientId": conn.client_id,
-                        "server": "lokin-doctor",
-                        "version": __version__,
-                        "time": _ms(),
-                    }
-                )
-            )
-            stats.msgs_out += 1
-            async for message in conn:
-                stats.msgs_in += 1
-                reply: str | bytes | None = message
-                if isinstance(message, str) and message.startswith("{") and '"type"' in message:
-                    reply = self._on_json(conn, message)
-                if reply is not None:
-                    await conn.send(reply)
-                    stats.msgs_out += 1
-        except ConnectionClosed:
-            pass  # connection_lost logs the close
-        finally:
-            self._clients.discard(conn)
+        conn.protocol.send_text((self._welcome % (conn.client_id, _ms())).encode())
+        stats.msgs_out += 1
 
     def _on_json(self, conn: LokinConnection, message: str) -> str | None:
         """The reply to a JSON text message: a pong, None after a broadcast, else the message itself."""
@@ -824,16 +1023,37 @@ class LokinServer:
             # "from" is set by the server so a client cannot speak for another one.
             data["from"] = conn.client_id
             data["time"] = _ms()
-            targets = [c for c in self._clients if c.protocol.state is OPEN]
-            broadcast(targets, json.dumps(data, ensure_ascii=False))
-            self.stats.msgs_out += len(targets)
+            self.broadcast(json.dumps(data, ensure_ascii=False).encode())
             return None
         return message
+
+    def broadcast(self, payload: bytes) -> int:
+        """Send a text message to every open connection; returns how many got it.
+
+        No backpressure from the receivers (as websockets' ``broadcast``): a target whose write
+        buffer is already over BROADCAST_DROP_LIMIT is closed with 1008 instead.
+        """
+        sent = 0
+        for target in self._clients:
+            protocol = target.protocol
+            if protocol.state is not _OPEN:
+                continue
+            if target.transport.get_write_buffer_size() > BROADCAST_DROP_LIMIT:
+                protocol.fail(1008, "too slow: not reading its messages")
+            else:
+                protocol.send_text(payload)
+                sent += 1
+            target.flush()
+        self.stats.msgs_out += sent
+        return sent
 
     # -- connection bookkeeping ---------------------------------------------------------------
 
     def _connection_lost(self, conn: LokinConnection) -> None:
         self._conns.discard(conn)
+        if self._all_closed is not None and not self._conns:
+            self._all_closed.set()
+        protocol = conn.protocol
         if conn.peer_ip:
             self._reserved -= 1
             left = self._per_ip.get(conn.peer_ip, 1) - 1
@@ -842,7 +1062,9 @@ class LokinServer:
             else:
                 self._per_ip.pop(conn.peer_ip, None)
             self._clients.discard(conn)
-            code, reason, by = close_info(conn.protocol)
+            if self.log.quiet:
+                return
+            code, reason, by = close_info(protocol)
             self.log.emit(
                 "close",
                 f"code {code}",
@@ -855,7 +1077,7 @@ class LokinServer:
             )
         elif conn.tls_probe:
             pass  # counted and logged when the ClientHello arrived
-        elif conn.request is None and _eof_before_request(conn.protocol.handshake_exc):
+        elif not conn.got_request and _eof_before_request(protocol.handshake_exc):
             self.stats.handshakes_incomplete += 1
             self._incomplete_unlogged += 1
             now = time.monotonic()
@@ -869,8 +1091,8 @@ class LokinServer:
                 )
                 self._incomplete_unlogged = 0
                 self._incomplete_logged_at = now
-        elif conn.request is None and conn.protocol.handshake_exc is not None:
-            exc = conn.protocol.handshake_exc
+        elif not conn.got_request and protocol.handshake_exc is not None:
+            exc = protocol.handshake_exc
             cause = exc.__cause__ or exc  # websockets wraps the parser's error in InvalidMessage
             self.stats.reject("bad_handshake")
             self.log.emit(
@@ -888,7 +1110,7 @@ class LokinServer:
             "reject",
             "TLS handshake on this plain ws:// port",
             level="warning",
-            remote=_peer(conn.remote_address),
+            remote=_peer(conn.transport.get_extra_info("peername")),
             reason="tls_on_plain_port",
             why="the client uses wss:// (an https page?) but this server has no certificate: "
             "use ws://, or start it with --certfile/--keyfile, or put a TLS reverse proxy in front",
