@@ -474,6 +474,7 @@ class LokinServer:
         self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._keepalive: asyncio.TimerHandle | None = None
+        self._next_ping_round = 0.0
         self._all_closed: asyncio.Event | None = None  # set when _conns empties during the stop
         self._close_task: asyncio.Task[None] | None = None
         self._t0 = time.monotonic()
@@ -556,6 +557,7 @@ class LokinServer:
         self._t0 = time.monotonic()
         self._started = datetime.now().astimezone()
         if cfg.ping_interval is not None:
+            self._next_ping_round = time.monotonic() + cfg.ping_interval * 0.999
             self._keepalive = loop.call_later(self._keepalive_period, self._keepalive_round)
         self._banner()
 
@@ -570,27 +572,36 @@ class LokinServer:
     def _keepalive_round(self) -> None:
         """ONE timer for every connection: ping the silent ones, fail (1011) the unanswered ones.
 
-        A connection that received anything since the previous round is alive and is not pinged;
-        a silent one gets a ping; one still silent ``ping_timeout`` after its ping is closed.
+        Every ``ping_interval`` a connection that received nothing since the previous ping round
+        gets a ping; any data received after it is the answer. One still silent ``ping_timeout``
+        after its ping is closed with 1011 (checked every ``min(ping_interval, ping_timeout)``).
         """
+        cfg = self.config
+        assert cfg.ping_interval is not None
         self._keepalive = self.loop.call_later(self._keepalive_period, self._keepalive_round)
-        timeout = self.config.ping_timeout
+        timeout = cfg.ping_timeout
         now = time.monotonic()
+        ping_round = now >= self._next_ping_round
+        if ping_round:
+            self._next_ping_round = now + cfg.ping_interval * 0.999
         for conn in self._clients:
             protocol = conn.protocol
             if protocol.state is not _OPEN:
                 continue
-            if conn.rx:
-                conn.rx = False
-                conn.pinged = 0.0
-            elif conn.pinged:
-                if timeout is not None and now - conn.pinged >= timeout * 0.999:
+            if conn.pinged:
+                if conn.rx:  # answered
+                    conn.rx = False
+                    conn.pinged = 0.0
+                elif timeout is not None and now - conn.pinged >= timeout * 0.999:
                     protocol.fail(1011, "keepalive ping timeout")
                     conn.flush()
-            else:
-                protocol.send_ping(b"")
-                conn.pinged = now
-                conn.flush()
+            elif ping_round:
+                if conn.rx:  # active since the previous round: no ping needed
+                    conn.rx = False
+                else:
+                    protocol.send_ping(b"")
+                    conn.pinged = now
+                    conn.flush()
 
     async def _bind_error(self, exc: OSError) -> str:
         cfg = self.config
@@ -930,14 +941,15 @@ class LokinServer:
         conn.peer_ip = sys.intern(ip)  # one string per client IP, not one per connection
         conn.client_id = "user_" + secrets.token_hex(5)
         conn.opened_at = time.monotonic()
-        self.log.emit(
-            "connect",
-            "accepted",
-            remote=_peer(address),
-            origin=origin or "-",
-            path=request.path,
-            client=conn.client_id,
-        )
+        if not self.log.quiet:  # the fields cost more than the check on the handshake path
+            self.log.emit(
+                "connect",
+                "accepted",
+                remote=_peer(address),
+                origin=origin or "-",
+                path=request.path,
+                client=conn.client_id,
+            )
         return None
 
     def _refuse(
