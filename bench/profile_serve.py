@@ -34,7 +34,7 @@ from lokin_doctor.tools.loadtest import LoadConfig, run_load  # noqa: E402
 INCLUSIVE = (
     "data_received",
     "_on_request",
-    "accept",
+    "ServerProtocol.accept",
     "_policy",
     "_opened",
     "send_response",
@@ -45,7 +45,7 @@ INCLUSIVE = (
     "_connection_lost",
     "receive_data",
     "events_received",
-    "__init__ (websockets/server.py",
+    "ServerProtocol.__init__",
     "gc_collect",
 )
 
