@@ -224,6 +224,11 @@ class LokinConnection(asyncio.Protocol):
     def flush(self) -> None:
         """Write what the protocol produced; half-close (or close) when it asks for an EOF."""
         transport = self.transport
+        if transport.is_closing():
+            # Aborted or closed, connection_lost not delivered yet (a keepalive round or a
+            # broadcast can come in between): writing would raise on uvloop. Drop the output.
+            self.protocol.data_to_send()
+            return
         for chunk in self.protocol.data_to_send():
             if chunk:
                 transport.write(chunk)
