@@ -28,8 +28,7 @@ Servers (``--servers``, comma-separated):
 * ``node-serverjs``: ``tests/peers/node/server.js`` unchanged (logs to a file). It broadcasts every message
   to every other client, so an echo phase at N connections costs N sends per message: it runs with
   ``--messages 0`` (handshakes and memory only);
-* ``serve-tuned``: the server run by ``bench/serve_tuned.py`` (lokin-doctor's server with the tuning
-  recommended in RESULTS.md applied from the outside; see that file).
+* ``proto``: ``bench/proto_server.py``, the prototype whose design ``serve`` now uses (kept for comparison).
 
 Extra arguments for serve go through ``--serve-args "--ping-interval 0"``.
 """
@@ -62,7 +61,7 @@ from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load  # noqa: E
 
 NODE_DIR = ROOT / "tests" / "peers" / "node"
 SERVER_CORE, CLIENT_CORE = 0, 1
-ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "serve-tuned", "proto")
+ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "proto")
 
 
 def revision() -> str:
@@ -187,20 +186,6 @@ class Server:
                 "serve",
                 "--port",
                 str(self.port),
-                "--max-per-ip",
-                "0",
-                "--max-connections",
-                max_conns,
-                *serve_args,
-            ]
-        elif kind == "serve-tuned":
-            cmd = [
-                sys.executable,
-                str(ROOT / "bench" / "serve_tuned.py"),
-                *tuned_args,
-                "--port",
-                str(self.port),
-                "-q",
                 "--max-per-ip",
                 "0",
                 "--max-connections",
@@ -471,7 +456,7 @@ def main() -> int:
         "--serve-args", default="", help="extra arguments for lokin-doctor serve (all serve kinds)"
     )
     ap.add_argument(
-        "--tuned-args", default="", help="arguments for bench/serve_tuned.py (default: its defaults)"
+        "--tuned-args", default="", help="extra arguments for bench/proto_server.py"
     )
     ap.add_argument(
         "--client-compression", action="store_true", help="offer permessage-deflate (browsers do)"
@@ -527,7 +512,7 @@ def main() -> int:
         f"concurrency {args.concurrency}; logs in {logdir}\n"
     )
     print(table(rows))
-    pairs = [("serve", "node"), ("serve-logs", "node-serverjs"), ("serve-tuned", "node"), ("proto", "node")]
+    pairs = [("serve", "node"), ("serve-logs", "node-serverjs"), ("proto", "node")]
     pairs += [tuple(p.split("/", 1)) for p in args.pairs.split(",") if "/" in p]  # type: ignore[misc]
     for a, b in pairs:
         if a in servers and b in servers:

@@ -23,7 +23,7 @@ Why it is cheaper than ``websockets.asyncio.server.serve`` (measured in RESULTS.
 * messages are echoed from ``data_received``: no queue, no future to wake a task, no send lock;
 * the handshake's Request headers are dropped after the upgrade (``ServerProtocol.parse`` keeps the
   Request alive in its suspended generator frame), the Response is not kept;
-* ``gc.set_threshold(50000, 20, 100)`` + ``gc.freeze()`` after start-up (same as serve_tuned.py).
+* ``gc.set_threshold(50000, 20, 100)`` + ``gc.freeze()`` after start-up (as ``lokin-doctor serve`` does).
 """
 
 from __future__ import annotations

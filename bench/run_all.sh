@@ -7,10 +7,10 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python}
 run() { name=$1; shift; echo "== $name: $*" >&2; timeout 2400 "$@" > "$OUT/$name.md" 2> "$OUT/$name.log"; echo "   exit $?" >&2; }
 
-run capacity $PY bench/capacity.py --sizes 1000,5000,10000 --servers serve,serve-tuned,proto,node \
+run capacity $PY bench/capacity.py --sizes 1000,5000,10000 --servers serve,proto,node \
     --repeat 3 --json "$OUT/capacity.json"
 run ablation $PY bench/capacity.py --sizes 10000 --repeat 3 --json "$OUT/ablation.json" --servers \
-    "serve;noping=serve:--ping-interval 0;gc=serve-tuned:--no-gc-freeze --no-drop-headers;gc+freeze=serve-tuned:--no-drop-headers;headers=serve-tuned:--gc-threshold= --no-gc-freeze;tuned=serve-tuned;tuned+noping=serve-tuned:--ping-interval 0;tuned+asyncio=serve-tuned:--no-uvloop;tuned+mq1=serve-tuned:--max-queue 1;tuned+wl4k=serve-tuned:--write-limit 4096;proto;proto-noping=proto:--ping-interval 0;proto-nogc=proto:--no-gc-tuning;proto-asyncio=proto:--no-uvloop;node"
+    "serve;noping=serve:--ping-interval 0;proto;node"
 run faithful $PY bench/capacity.py --sizes 1000,5000,10000 --servers serve-logs,node-serverjs --repeat 3 \
     --json "$OUT/faithful.json"
 run compression $PY bench/capacity.py --sizes 5000 --client-compression --repeat 2 --pairs serve-deflate/node \
