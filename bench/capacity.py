@@ -455,9 +455,7 @@ def main() -> int:
     ap.add_argument(
         "--serve-args", default="", help="extra arguments for lokin-doctor serve (all serve kinds)"
     )
-    ap.add_argument(
-        "--tuned-args", default="", help="extra arguments for bench/proto_server.py"
-    )
+    ap.add_argument("--tuned-args", default="", help="extra arguments for bench/proto_server.py")
     ap.add_argument(
         "--client-compression", action="store_true", help="offer permessage-deflate (browsers do)"
     )

@@ -343,7 +343,11 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     Done after the run rather than by waiting for the port scan, so the handshake never waits on psutil.
     """
     port_result = ctx.results.get("port")
-    if result.code not in _OWNER_EXPLAINS or port_result is None or port_result.code != "port.unexpected-owner":
+    if (
+        result.code not in _OWNER_EXPLAINS
+        or port_result is None
+        or port_result.code != "port.unexpected-owner"
+    ):
         return result
     owners = ctx.facts.get("port_owners") or {}
     names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
