@@ -28,9 +28,8 @@ _PROXY_SERVERS = re.compile(
 def proxy_name(out: Outcome) -> str | None:
     """The proxy a reply came through, from its Server/Via headers or an nginx error page."""
     server = out.header("server") or ""
-    m = _PROXY_SERVERS.search(server)
-    if m:
-        return server.split("/")[0] if m.group(0).lower() in server.lower() else m.group(0)
+    if _PROXY_SERVERS.search(server):
+        return server.split("/")[0]  # "nginx/1.22.1" -> "nginx"
     via = out.header("via")
     if via:
         return f"a proxy (Via: {via})"
