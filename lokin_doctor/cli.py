@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from lokin_doctor import __version__
 from lokin_doctor.model import ExitCode
+
+if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from lokin_doctor.settings import Settings
 
 app = typer.Typer(
     name="lokin-doctor",
@@ -136,50 +139,18 @@ VariantsOpt = Annotated[
 ]
 
 
-def _settings(
-    url: str | None,
-    *,
-    timeout: float,
-    origin: str | None = None,
-    header: list[str] | None = None,
-    subprotocol: list[str] | None = None,
-    process: list[str] | None = None,
-    send: str | None = None,
-    expect: str | None = None,
-    dns_server: str | None = None,
-    ca_file: str | None = None,
-    insecure: bool = False,
-    backend: str | None = None,
-    hold: float | None = None,
-    page_url: str | None = None,
-    variants: bool = True,
-) -> object:
+def _settings(url: str | None, **options: Any) -> Settings:
+    """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
     from lokin_doctor.settings import SettingsError, build_settings
 
     try:
-        return build_settings(
-            url,
-            timeout=timeout,
-            origin=origin,
-            headers=header or [],
-            subprotocols=subprotocol or [],
-            process_patterns=process or [],
-            send=send,
-            expect=expect,
-            dns_server=dns_server,
-            ca_file=ca_file,
-            insecure=insecure,
-            backend=backend,
-            hold=hold,
-            page_url=page_url,
-            variants=variants,
-        )
+        return build_settings(url, **options)
     except SettingsError as exc:
         usage_error(str(exc))
 
 
 def _run(
-    settings: object,
+    settings: Settings,
     only: list[str] | None,
     *,
     json_out: bool,
@@ -189,9 +160,7 @@ def _run(
     embedded: bool = False,
 ) -> NoReturn:
     from lokin_doctor.runner import UnknownCheckError, run_report
-    from lokin_doctor.settings import Settings
 
-    assert isinstance(settings, Settings)
     try:
         report = run_report(settings, only=only, embedded=embedded, debug=debug)
     except UnknownCheckError as exc:
@@ -252,9 +221,9 @@ def all_command(
         url,
         timeout=timeout,
         origin=origin,
-        header=header,
-        subprotocol=subprotocol,
-        process=process,
+        headers=header or (),
+        subprotocols=subprotocol or (),
+        process_patterns=process or (),
         send=send,
         expect=expect,
         dns_server=dns_server,
@@ -293,7 +262,7 @@ def check_process_command(
     process: ProcessOpt = None,
 ) -> None:
     """Is the WebSocket server process running, and does it listen on the target's port."""
-    settings = _settings(url, timeout=timeout, process=process)
+    settings = _settings(url, timeout=timeout, process_patterns=process or ())
     _run(settings, ["process"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
 
@@ -318,8 +287,8 @@ def handshake_command(
         url,
         timeout=timeout,
         origin=origin,
-        header=header,
-        subprotocol=subprotocol,
+        headers=header or (),
+        subprotocols=subprotocol or (),
         send=send,
         expect=expect,
         ca_file=ca_file,
@@ -353,7 +322,7 @@ def probe_wss_command(
         url,
         timeout=timeout,
         origin=origin,
-        header=header,
+        headers=header or (),
         dns_server=dns_server,
         ca_file=ca_file,
         insecure=insecure,
