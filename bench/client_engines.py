@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
-from capacity import CAN_PIN, CLIENT_CORE, SERVER_CORE, ensure_node, free_port, wait_port  # noqa: E402
+from _net import free_port, wait_port  # noqa: E402
+from capacity import CAN_PIN, CLIENT_CORE, SERVER_CORE, ensure_node  # noqa: E402
 
 from lokin_doctor.target import parse_target  # noqa: E402
 from lokin_doctor.tools.common import raise_fd_limit  # noqa: E402

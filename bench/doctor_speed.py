@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _net import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,23 +63,6 @@ def lokin_command() -> list[str]:
     if found and "shims" not in found:
         return [os.path.realpath(found)]
     return [sys.executable, "-m", "lokin_doctor"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class SilentServer:

@@ -18,11 +18,12 @@ import asyncio
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _net import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,22 +49,6 @@ INCLUSIVE = (
     "ServerProtocol.__init__",
     "gc_collect",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"serve did not listen on {port} within {timeout} s")
 
 
 def summarize(raw: Path, out: Path, n: int, messages: int) -> None:
@@ -129,7 +114,8 @@ def main() -> None:
     raw = Path(args.out + ".txt")
     spy = None
     try:
-        wait_port(port)
+        if not wait_port(port):
+            raise SystemExit(f"serve did not listen on {port} within 15 s")
         os.sched_setaffinity(0, {1})
         target = parse_target(f"ws://127.0.0.1:{port}/")
 
