@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
@@ -34,9 +34,6 @@ class Settings:
     variants: bool = True
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
-
-    def with_target(self, target: Target) -> Settings:
-        return replace(self, target=target)
 
 
 def _parse_dns_server(text: str) -> tuple[str, int]:

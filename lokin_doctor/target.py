@@ -59,17 +59,6 @@ class Target:
         except ValueError:
             return None
 
-    def with_(self, **changes: object) -> Target:
-        values = {
-            "scheme": self.scheme,
-            "host": self.host,
-            "port": self.port,
-            "resource": self.resource,
-            "explicit_port": self.explicit_port,
-        }
-        values.update(changes)
-        return Target(**values)  # type: ignore[arg-type]
-
 
 def _check_host(host: str, raw: str) -> str:
     if not host:

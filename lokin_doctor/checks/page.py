@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -234,7 +234,7 @@ async def check(ctx: Context) -> CheckResult:
         if final_origin.scheme == "https" and page_origin.scheme != "https":
             mixed = mixed or (not target.secure and not _trustworthy(target.host))
 
-    secure_url = target.with_(scheme="wss", port=443 if target.port == 80 else target.port).url
+    secure_url = replace(target, scheme="wss", port=443 if target.port == 80 else target.port).url
     if mixed:
         return fail(
             "page",
@@ -248,7 +248,7 @@ async def check(ctx: Context) -> CheckResult:
     if blocked is not None:
         policy, directive, sources = blocked
         evidence.update(blocking_policy=policy, directive=directive, sources=sources)
-        allow = target.with_(resource="/").url.rstrip("/")
+        allow = replace(target, resource="/").url.rstrip("/")
         kept = [s for s in sources if s.lower() != "'none'"] or ["'self'"]
         return fail(
             "page",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from dataclasses import replace
 from typing import Any
 
 from lokin_doctor.checks.handshake import NGINX_UPGRADE_LINES, proxy_name
@@ -40,14 +41,14 @@ def _backend_targets(ctx: Context) -> list[Target]:
     if backend is not None:
         out = [backend]
         if backend.resource == "/" and target.resource != "/":
-            out.append(backend.with_(resource=target.resource))
+            out.append(replace(backend, resource=target.resource))
         return out
     if target.port == BACKEND_PORT:
         return []
-    base = target.with_(scheme="ws", port=BACKEND_PORT, explicit_port=True)
+    base = replace(target, scheme="ws", port=BACKEND_PORT, explicit_port=True)
     out = [base]
     if target.resource != "/":
-        out.append(base.with_(resource="/"))
+        out.append(replace(base, resource="/"))
     return out
 
 

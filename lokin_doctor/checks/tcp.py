@@ -1,6 +1,6 @@
 """``tcp``: connect to each address separately; refused, dropped (timeout) and unreachable differ.
 
-Facts written: ``reachable`` (addresses that accepted, resolver order), ``tcp`` (address -> outcome).
+Facts written: ``reachable`` (addresses that accepted, resolver order).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ async def check(ctx: Context) -> CheckResult:
     addresses: list[str] = ctx.facts["addresses"]
     outcomes = await asyncio.gather(*(connect(a, port, ctx.deadline) for a in addresses))
     table = dict(zip(addresses, outcomes, strict=True))
-    ctx.facts["tcp"] = table
     reachable = [a for a in addresses if table[a][0] == "ok"]
     ctx.facts["reachable"] = reachable
     evidence = {

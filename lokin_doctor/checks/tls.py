@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from lokin_doctor import tlsinfo
@@ -69,7 +70,7 @@ def _served_summary(chain: list[bytes]) -> list[str]:
 
 
 async def _plain_probe(ctx: Context, address: str) -> Outcome:
-    target = ctx.target.with_(scheme="ws")
+    target = replace(ctx.target, scheme="ws")
     return await open_handshake(target, address, deadline=ctx.deadline, keep_open=False)
 
 
@@ -272,7 +273,7 @@ async def check(ctx: Context) -> CheckResult:
                 plain_task = asyncio.ensure_future(_plain_probe(ctx, address))
             plain = await plain_task if plain_task is not None else None
             if plain is not None and plain.kind in ("upgraded", "status"):
-                ws_url = target.with_(scheme="ws").url
+                ws_url = replace(target, scheme="ws").url
                 what = (
                     "a WebSocket server (101 on ws://)"
                     if plain.kind == "upgraded"

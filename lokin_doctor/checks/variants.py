@@ -14,6 +14,7 @@ Facts written: ``working_variant`` (URL) when one answers 101.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from lokin_doctor.checks.handshake import proxy_name
@@ -41,7 +42,7 @@ def candidates(target: Target) -> list[Target]:
     order = 0
     for scheme, port in pairs:
         for path in paths:
-            t = target.with_(scheme=scheme, port=port, resource=path, explicit_port=True)
+            t = replace(target, scheme=scheme, port=port, resource=path, explicit_port=True)
             if t.url in seen:
                 continue
             seen.add(t.url)
