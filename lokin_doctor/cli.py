@@ -138,6 +138,15 @@ VariantsOpt = Annotated[
     ),
 ]
 
+LingerOpt = Annotated[
+    float,
+    typer.Option(
+        "--linger",
+        help="After the greeting and the ping, stay connected (passively) this many seconds, inside "
+        "--timeout, and report a close or a drop in that window; 0 turns it off.",
+    ),
+]
+
 
 def _settings(url: str | None, **options: Any) -> Settings:
     """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
@@ -207,6 +216,7 @@ def all_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    linger: LingerOpt = 1.0,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -233,6 +243,7 @@ def all_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        linger=linger,
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -281,6 +292,7 @@ def handshake_command(
     expect: ExpectOpt = None,
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
+    linger: LingerOpt = 1.0,
 ) -> None:
     """A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."""
     settings = _settings(
@@ -293,6 +305,7 @@ def handshake_command(
         expect=expect,
         ca_file=ca_file,
         insecure=insecure,
+        linger=linger,
     )
     _run(settings, ["handshake", "session"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
@@ -314,6 +327,7 @@ def probe_wss_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    linger: LingerOpt = 1.0,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -330,6 +344,7 @@ def probe_wss_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        linger=linger,
     )
     _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 

@@ -32,6 +32,11 @@ class Settings:
     hold: float | None = None
     page_url: str | None = None
     variants: bool = True
+    #: Seconds the session stays connected, passive, after the greeting and the ping (0: off).
+    linger: float = 1.0
+    #: Client certificate and key (PEM) offered in TLS handshakes (mutual TLS).
+    client_cert: str | None = None
+    client_key: str | None = None
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
 
@@ -77,6 +82,9 @@ def build_settings(
     hold: float | None = None,
     page_url: str | None = None,
     variants: bool = True,
+    linger: float = 1.0,
+    client_cert: str | None = None,
+    client_key: str | None = None,
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     if not math.isfinite(timeout) or not 0 < timeout <= 3600:
@@ -135,5 +143,8 @@ def build_settings(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
         explicit_target=bool(url or page_url),
     )

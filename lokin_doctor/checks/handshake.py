@@ -145,6 +145,17 @@ def classify(
             "backend directly and fix or upgrade the server's WebSocket library",
             **ev,
         )
+    if out.kind == "headers-too-large":
+        return fail(
+            check_id,
+            "handshake.headers-too-large",
+            f"{where} sent a reply head too large to take: {out.error}",
+            "something sends a runaway header block (a broken proxy or application adding headers in a loop, "
+            "huge cookies): compare with the backend directly and fix what adds the headers",
+            **ev,
+        )
+    if out.kind in ("bad-subprotocol", "bad-extension"):
+        return _classify_negotiation(out, check_id, ev)
     if out.kind == "invalid-upgrade":
         return fail(
             check_id,
@@ -157,6 +168,72 @@ def classify(
     return _classify_status(out, target, check_id, origin, ev)
 
 
+def _negotiation_evidence(out: Outcome, ev: dict[str, object]) -> dict[str, object]:
+    ev = dict(ev)
+    ev["offered"] = {k.lower(): v for k, v in out.offered.items()} or "nothing"
+    ev["answered"] = {
+        k: v
+        for k in ("sec-websocket-protocol", "sec-websocket-extensions")
+        if (v := out.header(k)) is not None
+    } or "nothing"
+    if out.error:
+        ev["error"] = out.error
+    return ev
+
+
+def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) -> CheckResult:
+    """A 101 whose subprotocol or extension the client never offered (or cannot accept): browsers fail it."""
+    where = ev["address"]
+    ev = _negotiation_evidence(out, ev)
+    offered_proto = out.offered.get("Sec-WebSocket-Protocol")
+    if out.kind == "bad-subprotocol":
+        chosen = out.header("sec-websocket-protocol") or ""
+        offered_text = f"offered {offered_proto!r}" if offered_proto else "offered none"
+        first = chosen.split(",")[0].strip() or "NAME"
+        return fail(
+            check_id,
+            "handshake.subprotocol-not-offered",
+            f"{where} answered 101 selecting subprotocol {chosen!r}, but the client {offered_text}: "
+            "a browser fails this connection",
+            f"make the page offer it (new WebSocket(url, [{first!r}])) and retry with --subprotocol {first}, "
+            "or fix the server to select only a subprotocol the client offered (or none)",
+            **ev,
+        )
+    answered = out.header("sec-websocket-extensions") or ""
+    offered_ext = out.offered.get("Sec-WebSocket-Extensions")
+    name = answered.split(";")[0].split(",")[0].strip()
+    offered_names = [e.split(";")[0].strip() for e in (offered_ext or "").split(",") if e.strip()]
+    if name and name not in offered_names:
+        return fail(
+            check_id,
+            "handshake.extension-not-offered",
+            f"{where} answered 101 with extension {name!r}, which the client never offered "
+            f"(offered: {offered_ext or 'none'}): a browser fails this connection",
+            f"the server (or a proxy) forces {name!r}: disable it on the server, or enable only "
+            "permessage-deflate, which browsers offer",
+            **ev,
+        )
+    return fail(
+        check_id,
+        "handshake.extension-params",
+        f"{where} answered 101 with {answered!r}, parameters the client cannot accept ({out.error})",
+        "the server's permessage-deflate settings are outside what clients accept (window bits 8-15, "
+        "client_max_window_bits only when offered): use the library's defaults for compression",
+        **ev,
+    )
+
+
+def _required_subprotocol(body: str) -> str | None:
+    """The subprotocol a rejection page names, if it names one."""
+    m = re.search(r"expected one of ([\w.:/+-]+)", body) or re.search(
+        r"subprotocols?(?: required)?[:=\s]+[\"'`]?([A-Za-z][\w.:/+-]*)", body, re.I
+    )
+    if m is None:
+        return None
+    value = m.group(1).rstrip(".,")
+    return None if value.lower() in ("required", "missing", "is", "not", "was", "must") else value
+
+
 def _classify_status(
     out: Outcome, target: Target, check_id: str, origin: str | None, ev: dict[str, object]
 ) -> CheckResult:
@@ -166,6 +243,28 @@ def _classify_status(
     body = out.body_text(500)
     ctype = (out.header("content-type") or "").lower()
     line = f"HTTP {status} {out.reason}".rstrip()
+    if 400 <= status < 500 and re.search(r"subprotocol|sec-websocket-protocol", body, re.I):
+        wanted = _required_subprotocol(body)
+        nev = _negotiation_evidence(out, ev)
+        nev.pop("answered", None)
+        if wanted:
+            hint = (
+                f"offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with "
+                f"new WebSocket(url, [{wanted!r}])"
+            )
+        else:
+            hint = (
+                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the "
+                "server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
+            )
+        return fail(
+            check_id,
+            "handshake.subprotocol-required",
+            f"{line}{via}: the server requires a subprotocol the client did not offer"
+            + (f" ({body.strip()[:120]})" if body.strip() else ""),
+            hint,
+            **nev,
+        )
     if status == 400 and "plain http request was sent to https port" in body.lower():
         return fail(
             check_id,
