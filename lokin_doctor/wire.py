@@ -252,9 +252,7 @@ def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple
 
 def _too_large(cause: BaseException | None) -> bool:
     """websockets' own limits on a reply head: a line past 8 KiB or more than 128 headers."""
-    from websockets.exceptions import SecurityError
-
-    from websockets.exceptions import HeaderLineTooLong, StatusLineTooLong, TooManyHeaders
+    from websockets.exceptions import HeaderLineTooLong, SecurityError, StatusLineTooLong, TooManyHeaders
 
     if isinstance(cause, StatusLineTooLong | HeaderLineTooLong | TooManyHeaders):
         return True
@@ -435,7 +433,9 @@ async def open_handshake(
                 tail = data[-3:]
                 if not head_ended and received > MAX_HEADER_BYTES:
                     out.kind = "headers-too-large"
-                    out.error = f"the reply's header block went past {MAX_HEADER_BYTES // 1024} KiB without ending"
+                    out.error = (
+                        f"the reply's header block went past {MAX_HEADER_BYTES // 1024} KiB without ending"
+                    )
                     conn.abort()
                     return out
                 proto.receive_data(data)
@@ -474,9 +474,12 @@ async def open_handshake(
         out.kind, out.error = "invalid-upgrade", str(failure)
     elif _too_large(failure) or (isinstance(failure, InvalidMessage) and _too_large(failure.__cause__)):
         detail = failure.__cause__ if isinstance(failure, InvalidMessage) else failure
-        out.kind, out.error = "headers-too-large", f"the reply's head is too large ({detail or 'line too long'})"
-    elif response is not None and response.status_code == 101 and _negotiation_kind(failure):
-        out.kind, out.error = _negotiation_kind(failure), str(failure)
+        out.kind, out.error = (
+            "headers-too-large",
+            f"the reply's head is too large ({detail or 'line too long'})",
+        )
+    elif response is not None and response.status_code == 101 and (negotiation := _negotiation_kind(failure)):
+        out.kind, out.error = negotiation, str(failure)
     elif isinstance(failure, InvalidMessage):
         cause = failure.__cause__
         parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None

@@ -67,7 +67,9 @@ def close_hint(code: int | None) -> str:
             "--header 'Authorization: ...', an allowed --origin, a first message with --send) and read its log"
         )
     if code in (1001, 1012):
-        return "the server was restarting or shutting down: run the check again once it is up, and read its log"
+        return (
+            "the server was restarting or shutting down: run the check again once it is up, and read its log"
+        )
     if code == 1013:
         return "the server is overloaded: check its load and connection limits"
     if code == 1000:

@@ -112,7 +112,9 @@ async def _bad_utf8_greeting(reader: Reader, writer: Writer, srv: BadServer) -> 
     await drain_until_eof(reader)
 
 
-async def _welcome_then(reader: Reader, writer: Writer, srv: BadServer, code: int | None, reason: str) -> None:
+async def _welcome_then(
+    reader: Reader, writer: Writer, srv: BadServer, code: int | None, reason: str
+) -> None:
     await _upgrade(reader, writer, srv)
     await _welcome_frame(writer)
     loop = asyncio.get_running_loop()
@@ -206,15 +208,20 @@ async def _extension_not_offered(reader: Reader, writer: Writer, srv: BadServer)
 
 
 async def _extension_bad_params(reader: Reader, writer: Writer, srv: BadServer) -> None:
-    await _upgrade(reader, writer, srv, ("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=7"))
+    await _upgrade(
+        reader, writer, srv, ("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=7")
+    )
     await drain_until_eof(reader)
 
 
 async def _subprotocol_required(reader: Reader, writer: Writer, srv: BadServer) -> None:
     _, headers = await srv.request(reader)
     if "sec-websocket-protocol" in headers and "lokin.v1" in headers["sec-websocket-protocol"]:
-        writer.write(switching_protocols(headers.get("sec-websocket-key", "")).replace(
-            b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: lokin.v1\r\n\r\n"))
+        writer.write(
+            switching_protocols(headers.get("sec-websocket-key", "")).replace(
+                b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: lokin.v1\r\n\r\n"
+            )
+        )
         await writer.drain()
         await _welcome_frame(writer)
         await _serve_frames(reader, writer, None)
