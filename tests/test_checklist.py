@@ -406,3 +406,43 @@ def test_dropped_syns_read_as_a_firewall() -> None:
     assert run.root_code == "tcp.timeout"
     assert "firewall" in run.report["root_cause"]["hint"]
     assert run.seconds < 1 + 2.5  # one timeout for the whole run
+
+
+def test_check_port_and_process_say_only_what_they_saw(tmp_path: Any) -> None:
+    # A port that accepts TCP and never answers, held by a program whose command line has newlines.
+    import socket
+
+    port = free_port()
+    code = (
+        "import socket, sys, time\n"
+        "# a comment line that makes this command line long and multi-line " + "x" * 120 + "\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        port_run = run_cli("check-port", f"ws://127.0.0.1:{port}/", "--json")
+        process_run = run_cli(
+            "check-process", f"ws://127.0.0.1:{port}/", "--json", "--process", r"import socket, sys"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    port_check = port_run.check("port")
+    assert port_check["status"] == "warn"  # not the expected server: said, not "answers"
+    process_check = process_run.check("process")
+    assert process_check["status"] == "ok", process_check
+    for summary in (port_check["summary"], process_check["summary"]):
+        assert f"pid {proc.pid}" in summary
+        assert "\n" not in summary
+        assert "answer" not in summary
+        assert "…" in summary and len(summary) < 260
+    assert process_check["summary"].startswith(f"port {port} is held by python")
+    # The evidence keeps the whole command line.
+    assert "\n" in process_check["evidence"]["processes"][0]["cmdline"]

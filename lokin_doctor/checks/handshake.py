@@ -448,7 +448,9 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     ):
         return result
     owners = ctx.facts.get("port_owners") or {}
-    names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
+    from lokin_doctor.checks.port import describe_owner
+
+    names = "; ".join(describe_owner(o) for o in owners.values())
     port = ctx.target.port
     return replace(
         result,
