@@ -147,6 +147,17 @@ LingerOpt = Annotated[
     ),
 ]
 
+ClientCertOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--client-cert",
+        help="PEM client certificate to offer in TLS (mutual TLS); may hold the key too.",
+    ),
+]
+ClientKeyOpt = Annotated[
+    str | None, typer.Option("--client-key", help="PEM private key of --client-cert (unencrypted).")
+]
+
 
 def _settings(url: str | None, **options: Any) -> Settings:
     """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
@@ -217,6 +228,8 @@ def all_command(
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
     linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -244,6 +257,8 @@ def all_command(
         page_url=page_url,
         variants=variants,
         linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -293,6 +308,8 @@ def handshake_command(
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
     linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
 ) -> None:
     """A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."""
     settings = _settings(
@@ -306,6 +323,8 @@ def handshake_command(
         ca_file=ca_file,
         insecure=insecure,
         linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     _run(settings, ["handshake", "session"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
@@ -328,6 +347,8 @@ def probe_wss_command(
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
     linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -345,6 +366,8 @@ def probe_wss_command(
         page_url=page_url,
         variants=variants,
         linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 

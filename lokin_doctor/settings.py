@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -41,30 +39,6 @@ class Settings:
     explicit_target: bool = field(default=True)
 
 
-def _parse_dns_server(text: str) -> tuple[str, int]:
-    value = text.strip()
-    host, port = value, 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port_text = rest[1:]
-            if not port_text.isdigit():
-                raise SettingsError(
-                    f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353"
-                )
-            port = int(port_text)
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-        if not port_text.isdigit():
-            raise SettingsError(f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353")
-        port = int(port_text)
-    if not host or not 1 <= port <= 65535:
-        raise SettingsError(
-            f"invalid --dns-server {text!r}; use HOST or HOST:PORT with a port from 1 to 65535"
-        )
-    return host, port
-
-
 def build_settings(
     url: str | None,
     *,
@@ -87,8 +61,19 @@ def build_settings(
     client_key: str | None = None,
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
-    if not math.isfinite(timeout) or not 0 < timeout <= 3600:
-        raise SettingsError(f"--timeout must be a number of seconds above 0 and at most 3600, not {timeout}")
+    from lokin_doctor import validate
+
+    def check(problem: str | None) -> None:
+        if problem is not None:
+            raise SettingsError(problem)
+
+    check(validate.number("--timeout", timeout, high=3600))
+    check(validate.number("--linger", linger, low_ok=True, high=3600))
+    if url is not None and not url.strip():
+        raise SettingsError(
+            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out "
+            "for the default"
+        )
     try:
         if url:
             target = parse_target(url)
@@ -103,30 +88,38 @@ def build_settings(
         raise SettingsError(str(exc)) from None
     parsed_headers = []
     for h in headers:
-        name, sep, value = h.partition(":")
-        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name.strip()):
-            raise SettingsError(
-                f"invalid --header {h!r}; write it as 'Name: value', e.g. 'Authorization: Bearer x'"
-            )
-        parsed_headers.append((name.strip(), value.strip()))
+        parsed, problem = validate.header(h)
+        check(problem)
+        assert parsed is not None
+        parsed_headers.append(parsed)
+    for sub in subprotocols:
+        check(validate.subprotocol(sub))
     patterns = tuple(process_patterns) or DEFAULT_PROCESS_PATTERNS
-    for p in (*patterns, *([expect] if expect is not None else [])):
+    for option, p in (
+        *(("--process", p) for p in patterns),
+        *((("--expect", expect),) if expect is not None else ()),
+    ):
+        if option == "--process" and not p.strip():
+            raise SettingsError(
+                "empty --process pattern; give a regular expression such as 'node .*server\\.js'"
+            )
         try:
             re.compile(p)
         except re.error as exc:
-            raise SettingsError(f"invalid regular expression {p!r}: {exc}") from None
+            raise SettingsError(f"invalid regular expression for {option} {p!r}: {exc}") from None
     if expect is not None and send is None:
         raise SettingsError("--expect needs --send: say what to send, then what the reply must match")
-    if ca_file is not None and not os.path.isfile(ca_file):
-        raise SettingsError(
-            f"--ca-file {ca_file!r} does not exist or is not a file; give a PEM file of CA certificates"
-        )
-    if hold is not None and (not math.isfinite(hold) or not 0 < hold <= 86400):
-        raise SettingsError(f"--hold must be a number of seconds above 0 and at most 86400, not {hold}")
-    if origin is not None and not re.fullmatch(r"(null|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+)", origin):
-        raise SettingsError(
-            f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)"
-        )
+    if ca_file is not None:
+        check(validate.ca_file(ca_file))
+    check(validate.client_cert(client_cert, client_key))
+    if hold is not None:
+        check(validate.number("--hold", hold, high=86400))
+    if origin is not None:
+        check(validate.origin(origin))
+    dns: tuple[str, int] | None = None
+    if dns_server is not None:
+        dns, problem = validate.dns_server(dns_server)
+        check(problem)
     return Settings(
         target=target,
         timeout=timeout,
@@ -136,7 +129,7 @@ def build_settings(
         process_patterns=patterns,
         send=send,
         expect=expect,
-        dns_server=_parse_dns_server(dns_server) if dns_server else None,
+        dns_server=dns,
         ca_file=ca_file,
         insecure=insecure,
         backend=backend_target,
