@@ -63,6 +63,9 @@ class Outcome:
     handshake_ms: float | None = None
     conn: WsConn | None = None
     tls: dict[str, Any] | None = None
+    #: The TLS server sent a CertificateRequest (mutual TLS); whether we had a certificate to offer.
+    cert_requested: bool = False
+    client_cert_offered: bool = False
     #: The negotiation headers the request offered (Sec-WebSocket-Protocol / -Extensions).
     offered: dict[str, str] = field(default_factory=dict)
 
@@ -217,8 +220,16 @@ class WsConn:
             pass
 
 
-def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """A client context like a browser's: system CAs (plus --ca-file), HTTP/1.1 in ALPN."""
+def make_ssl_context(
+    ca_file: str | None = None,
+    insecure: bool = False,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> ssl.SSLContext:
+    """A client context like a browser's: system CAs (plus --ca-file), HTTP/1.1 in ALPN; with
+    ``client_cert`` it offers that certificate. Notes when a server asks for a client certificate."""
+    from lokin_doctor import tlsinfo
+
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     if ca_file:
         # Private CAs are added to, not substituted for, the system store.
@@ -230,6 +241,9 @@ def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
+    tlsinfo.load_client_cert(ctx, client_cert, client_key)
+    tlsinfo.watch_cert_requests(ctx)
+    ctx._lokin_client_cert = bool(client_cert)  # type: ignore[attr-defined]
     return ctx
 
 
@@ -248,6 +262,14 @@ def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple
         k, _, v = line.partition(":")
         headers.append((k.strip(), v.strip()))
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest
+
+
+def _cert_requested(ctx: ssl.SSLContext | None, sslobj: Any) -> bool:
+    if ctx is None:
+        return False
+    from lokin_doctor import tlsinfo
+
+    return tlsinfo.cert_requested(None if sslobj is not None else ctx, sslobj)
 
 
 def _too_large(cause: BaseException | None) -> bool:
@@ -340,6 +362,7 @@ async def open_handshake(
 
     t0 = loop.time()
     use_ssl = ssl_context if target.secure else None
+    out.client_cert_offered = bool(getattr(use_ssl, "_lokin_client_cert", False))
     try:
         async with asyncio.timeout_at(deadline):
             reader, writer = await asyncio.open_connection(
@@ -361,6 +384,7 @@ async def open_handshake(
             getattr(exc, "verify_message", None) or exc.reason or str(exc),
             exc,
         )
+        out.cert_requested = _cert_requested(use_ssl, None)
         return out
     except (ConnectionResetError, ConnectionAbortedError) as exc:
         # A reset during the TLS handshake usually means the port does not speak TLS.
@@ -375,6 +399,7 @@ async def open_handshake(
         return out
     out.connect_ms = (loop.time() - t0) * 1000
     out.tls = describe_tls(writer)
+    out.cert_requested = _cert_requested(use_ssl, writer.get_extra_info("ssl_object"))
 
     conn = WsConn(reader, writer, proto)
     conn._flush()

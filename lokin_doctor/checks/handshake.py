@@ -38,6 +38,70 @@ def proxy_name(out: Outcome) -> str | None:
     return None
 
 
+#: TLS alerts a server sends when it refuses the client certificate it got.
+CLIENT_CERT_REFUSED_ALERTS = (
+    "unknown ca",
+    "bad certificate",
+    "certificate unknown",
+    "access denied",
+    "certificate expired",
+    "certificate revoked",
+    "unsupported certificate",
+    "decrypt error",
+)
+CLIENT_CERT_HINT = (
+    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate "
+    "issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate "
+    "installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
+)
+CLIENT_CERT_REJECTED_HINT = (
+    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx "
+    "ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage "
+    "clientAuth)"
+)
+
+
+def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> CheckResult | None:
+    """Mutual TLS, whoever says it: the TLS alert (1.2: during the handshake, 1.3: at the first read, or
+    a bare close after a CertificateRequest), or a proxy's 400 page (nginx "No required SSL certificate
+    was sent" / "The SSL certificate error")."""
+    where = ev["address"]
+    error = (out.error or "").lower()
+    body = out.body_text(500).lower() if out.kind == "status" else ""
+    ev = {
+        **ev,
+        "client_certificate_requested": out.cert_requested,
+        "client_certificate_offered": out.client_cert_offered,
+    }
+    tls_broke = out.kind in ("tls-error", "closed", "reset")
+    if (
+        "no required ssl certificate was sent" in body
+        or "certificate required" in error
+        or (tls_broke and out.cert_requested and not out.client_cert_offered)
+    ):
+        who = f" ({proxy_name(out)}: HTTP {out.status})" if out.kind == "status" and proxy_name(out) else ""
+        return fail(
+            check_id,
+            "tls.client-cert-required",
+            f"{where} requires a client certificate (mutual TLS){who} and none was offered",
+            CLIENT_CERT_HINT,
+            **ev,
+        )
+    if "the ssl certificate error" in body or (
+        tls_broke
+        and out.client_cert_offered
+        and (out.cert_requested or any(a in error for a in CLIENT_CERT_REFUSED_ALERTS))
+    ):
+        return fail(
+            check_id,
+            "tls.client-cert-rejected",
+            f"{where} refused the client certificate offered: {out.error or out.status_line}",
+            CLIENT_CERT_REJECTED_HINT,
+            **ev,
+        )
+    return None
+
+
 def _is_tls_record(data: bytes) -> bool:
     return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03
 
@@ -74,6 +138,9 @@ def classify(
             "the host drops packets or is overloaded: check the firewall and the server's load",
             **ev,
         )
+    mtls = client_cert_result(out, check_id, ev)
+    if mtls is not None:
+        return mtls
     if out.kind == "tls-error":
         return fail(
             check_id,
