@@ -258,10 +258,17 @@ async def check(ctx: Context) -> CheckResult:
     except TimeoutError:
         evidence["messages"] = [m[:300] for m in stream.messages]
         evidence["messages_received"] = stream.count
+        evidence["bytes_received"] = conn.bytes_received
+        meanwhile = (
+            f" (it sent {stream.count} messages, {conn.bytes_received / 1048576:.0f} MiB, meanwhile: only the "
+            f"first {KEEP_MESSAGES} were kept)"
+            if stream.count > KEEP_MESSAGES
+            else ""
+        )
         return fail(
             "session",
             "session.no-pong",
-            f"the server never answered a ping within the {settings.timeout:g} s deadline",
+            f"the server never answered a ping within the {settings.timeout:g} s deadline{meanwhile}",
             "the server's event loop is blocked, or a proxy swallows control frames: check the server's CPU "
             "and log",
             **evidence,
