@@ -103,7 +103,10 @@ ExpectOpt = Annotated[
 ]
 DnsServerOpt = Annotated[
     str | None,
-    typer.Option("--dns-server", help="Ask this DNS server (HOST[:PORT]) instead of the system resolver."),
+    typer.Option(
+        "--dns-server",
+        help="Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver.",
+    ),
 ]
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help="PEM file of CA certificates to trust (private CA).")
