@@ -74,6 +74,12 @@ def build_settings(
             "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out "
             "for the default"
         )
+    for option, value, example in (
+        ("--backend", backend, "ws://10.0.0.5:8080/"),
+        ("--page-url", page_url, "https://example.com/"),
+    ):
+        if value is not None and not value.strip():
+            raise SettingsError(f"empty {option}; give a URL such as {example}, or leave the option out")
     try:
         if url:
             target = parse_target(url)

@@ -52,6 +52,9 @@ def _cases(files: dict[str, str]) -> list[tuple[list[str], str]]:
     cases.append((["all", url, "--subprotocol", "two words"], "--subprotocol"))
     cases.append((["all", url, "--origin", "https://caf\u00e9.example"], "--origin"))
     cases.append((["all", url, "--process", ""], "--process"))
+    cases.append((["all", url, "--backend", ""], "--backend"))
+    cases.append((["all", url, "--page-url", ""], "--page-url"))
+    cases.append((["all", url, "--only", ""], "check"))
     for cmd in ("all", "handshake", "probe-wss", "check-port", "check-process", "load", "watch"):
         cases.append(([cmd, ""], "empty URL"))
     for option in ("--rate", "--duration", "--timeout", "--max-p99-ms"):
