@@ -187,6 +187,8 @@ def test_mtls_tls13_without_a_certificate(mtls_server: Any, certs: Any) -> None:
     assert run["tls"].evidence["client_certificate_requested"] is True
     assert run.root == "tls.client-cert-required", run.explain()
     assert "--client-cert" in str(run.report.root_cause.hint if run.report.root_cause else "")
+    whole = doctor(mtls_server().url, ca_file=certs.ca_file)
+    assert whole.root == "tls.client-cert-required", whole.explain()
 
 
 def test_mtls_tls12_without_a_certificate(mtls_server: Any, certs: Any) -> None:
@@ -241,6 +243,9 @@ def test_nginx_requires_a_client_certificate(
     assert run["handshake"].evidence["status_line"].startswith("HTTP/1.1 400")
     good = doctor(proxy.url, only=["tls", "session"], ca_file=certs.ca_file, client_cert=client_pem, linger=0)
     assert good.root is None, good.explain()
+    # The whole chain (proxy comparison, variants...) still names mutual TLS as the root cause.
+    whole = doctor(proxy.url, ca_file=certs.ca_file, backend=ws_server.url)
+    assert whole.root == "tls.client-cert-required", whole.explain()
 
 
 def test_client_cert_options_on_the_cli(mtls_server: Any, certs: Any, client_pem: str) -> None:
