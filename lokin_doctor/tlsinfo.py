@@ -244,7 +244,9 @@ async def _probe(
     except ConnectionRefusedError as exc:
         return TlsProbe("refused", str(exc) or "connection refused")
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-        return TlsProbe("reset", str(exc) or "connection reset during the TLS handshake")
+        # asyncio words it "Connect call failed" or "Connection reset by peer" depending on when the RST
+        # lands: one wording, so the same server gets the same verdict every run.
+        return TlsProbe("reset", "the server reset the connection during the TLS handshake")
     except OSError as exc:
         return TlsProbe("error", exc.strerror or str(exc))
     try:

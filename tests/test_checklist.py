@@ -155,6 +155,13 @@ def test_reset_gets_one_verdict_every_time(bad_server: Any, kind: str) -> None:
     assert codes == ["handshake.reset"] * 6, codes
 
 
+def test_reset_at_accept_over_tls_gets_one_verdict(bad_server: Any) -> None:
+    url = bad_server("reset-at-accept").url.replace("ws://", "wss://")
+    runs = [run_cli("all", url, "--json", "--no-variants", "-t", "2") for _ in range(5)]
+    assert [r.root_code for r in runs] == ["tls.reset"] * 5, [r.report["root_cause"] for r in runs]
+    assert len({r.report["root_cause"]["summary"] for r in runs}) == 1
+
+
 def test_silent_server_costs_one_timeout(bad_server: Any) -> None:
     run = run_cli("all", bad_server("silent").url, "--json", "--timeout", "1")
     assert run.code == 1

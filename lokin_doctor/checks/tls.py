@@ -315,6 +315,17 @@ async def check(ctx: Context) -> CheckResult:
         narrowed = await _narrow_failure(ctx, main, where, verify_ctx, address)
         if narrowed is not None:
             return narrowed
+        if main.kind == "reset":
+            return fail(
+                "tls",
+                "tls.reset",
+                f"{where} accepted the TCP connection, then reset it before the TLS handshake finished",
+                "the server or a firewall resets connections: read the server's log, check its limits "
+                "(max connections, per-IP caps) and firewall rules; if the port does not speak TLS, use ws://",
+                address=where,
+                kind=main.kind,
+                error=main.error,
+            )
         error = (main.error or "").lower()
         if "protocol version" in error or "unsupported protocol" in error:
             hint = (
