@@ -243,7 +243,7 @@ async def _probe(
         return TlsProbe("error", re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or str(exc.reason))
     except ConnectionRefusedError as exc:
         return TlsProbe("refused", str(exc) or "connection refused")
-    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         # asyncio words it "Connect call failed" or "Connection reset by peer" depending on when the RST
         # lands: one wording, so the same server gets the same verdict every run.
         return TlsProbe("reset", "the server reset the connection during the TLS handshake")
