@@ -269,8 +269,13 @@ async def check(ctx: Context) -> CheckResult:
             "session",
             "session.no-pong",
             f"the server never answered a ping within the {settings.timeout:g} s deadline{meanwhile}",
-            "the server's event loop is blocked, or a proxy swallows control frames: check the server's CPU "
-            "and log",
+            (
+                "the server floods new connections and never answers the ping: check what it sends on connect "
+                "(a broadcast or replay loop?) and whether its event loop keeps up"
+                if meanwhile
+                else "the server's event loop is blocked, or a proxy swallows control frames: check the server's "
+                "CPU and log"
+            ),
             **evidence,
         )
     greeting = stream.messages[0] if stream.messages else None
