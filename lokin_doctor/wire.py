@@ -464,7 +464,7 @@ async def open_handshake(
                     conn.abort()
                     return out
                 proto.receive_data(data)
-                if body_deadline is None and b"\r\n\r\n" in raw and not raw.startswith(b"HTTP/1.1 101"):
+                if body_deadline is None and head_ended and not raw.startswith(b"HTTP/1.1 101"):
                     body_deadline = loop.time() + BODY_GRACE_S
             for event in proto.events_received():
                 if isinstance(event, Response):
