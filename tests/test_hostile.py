@@ -82,6 +82,15 @@ def test_invalid_utf8_greeting_is_not_a_greeting(bad_server: Any) -> None:
     assert session["evidence"]["messages_received"] == 0
 
 
+def test_utf8_split_across_fragments_is_a_greeting(bad_server: Any) -> None:
+    run = run_cli(
+        "handshake", bad_server("fragmented-utf8-greeting").url, "--json", "-t", "3", "--linger", "0"
+    )
+    assert run.code == 0, run.stdout
+    session = run.check("session")
+    assert session["evidence"]["client_id"] == "user_caf\u00e9"
+
+
 # --- item 2: the observation window ----------------------------------------------------------------------
 
 

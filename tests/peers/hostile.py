@@ -20,6 +20,7 @@ Each kind answers every connection the same way. The timers (drop "a moment late
   real thing is :func:`start_subprotocol_server`; this one also says which to offer).
 * ``reset-at-accept``: RST right at accept, before reading a byte (SO_LINGER 0).
 * ``welcome-idle``: 101 + welcome, answers pings and the close: healthy, for timing the linger window.
+* ``fragmented-utf8-greeting``: a valid UTF-8 welcome split inside a character across two fragments.
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ async def _welcome_then(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(2.0):
             await drain_until_eof(reader)
+
+
+async def _fragmented_utf8_greeting(reader: Reader, writer: Writer, srv: BadServer) -> None:
+    # Valid UTF-8 split inside a character across two fragments: a browser takes it whole.
+    await _upgrade(reader, writer, srv)
+    text = '{"type":"welcome","clientId":"user_caf\u00e9","note":"\u00e9t\u00e9"}'.encode()
+    cut = text.index(b"\xc3") + 1
+    writer.write(encode_frame(OP_TEXT, text[:cut], fin=False) + encode_frame(0x0, text[cut:]))
+    await writer.drain()
+    await _serve_frames(reader, writer, None)
 
 
 async def _welcome_then_close(reader: Reader, writer: Writer, srv: BadServer) -> None:
@@ -245,6 +256,7 @@ HOSTILE_KINDS: dict[str, Handler] = {
     "welcome-then-1008": _welcome_then_1008,
     "welcome-then-cut": _welcome_then_cut,
     "welcome-idle": _welcome_idle,
+    "fragmented-utf8-greeting": _fragmented_utf8_greeting,
     "flood": _flood,
     "giant-frame": _giant_frame,
     "huge-headers": _huge_headers,
