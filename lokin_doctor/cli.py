@@ -137,6 +137,13 @@ VariantsOpt = Annotated[
         "--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths)."
     ),
 ]
+NginxConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nginx-config",
+        help="nginx's main configuration file to check (default: the running nginx's, when it holds the port).",
+    ),
+]
 
 
 def _settings(url: str | None, **options: Any) -> Settings:
@@ -207,6 +214,7 @@ def all_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    nginx_config: NginxConfigOpt = None,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -233,6 +241,7 @@ def all_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        nginx_config=nginx_config,
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -314,6 +323,7 @@ def probe_wss_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    nginx_config: NginxConfigOpt = None,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -330,8 +340,10 @@ def probe_wss_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        nginx_config=nginx_config,
     )
-    _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
+    _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
 
 def _register_commands() -> None:

@@ -34,6 +34,8 @@ class Settings:
     variants: bool = True
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
+    #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
+    nginx_config: str | None = None
 
 
 def _parse_dns_server(text: str) -> tuple[str, int]:
@@ -77,6 +79,7 @@ def build_settings(
     hold: float | None = None,
     page_url: str | None = None,
     variants: bool = True,
+    nginx_config: str | None = None,
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     if not math.isfinite(timeout) or not 0 < timeout <= 3600:
@@ -119,6 +122,11 @@ def build_settings(
         raise SettingsError(
             f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)"
         )
+    if nginx_config is not None and not os.path.isfile(nginx_config):
+        raise SettingsError(
+            f"--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main "
+            "configuration file, e.g. /etc/nginx/nginx.conf"
+        )
     return Settings(
         target=target,
         timeout=timeout,
@@ -136,4 +144,5 @@ def build_settings(
         page_url=page_url,
         variants=variants,
         explicit_target=bool(url or page_url),
+        nginx_config=os.path.abspath(nginx_config) if nginx_config is not None else None,
     )
