@@ -727,7 +727,7 @@ def analyse(
             elif facts.ws_ports and up.port in facts.other_ports:
                 add(
                     "nginx.proxy-pass-wrong-port",
-                    "fail",
+                    "warn",
                     at,
                     f"{at.text()} points at port {up.port}, held by another program, while the WebSocket "
                     f"server listens on {', '.join(map(str, sorted(facts.ws_ports)))}",

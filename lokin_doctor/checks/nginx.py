@@ -32,11 +32,12 @@ from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 CODE_ORDER = (
     "nginx.not-proxied",
     *nc.UPGRADE_CODES,
+    "nginx.path-rewritten",
     *nc.BACKEND_CODES,
     "nginx.leaf-only-certificate",
-    "nginx.path-rewritten",
     *nc.TIMEOUT_CODES,
 )
+STALE = "yet the live handshake upgraded: the running nginx may not have reloaded this file"
 RELOAD = "then check and reload: nginx -t && nginx -s reload"
 
 
@@ -297,14 +298,18 @@ def _live_severity(ctx: Context, f: nc.Finding) -> tuple[str, str]:
                 "yet the live handshake upgraded: the running nginx may not have reloaded this file",
             )
     if f.code in nc.BACKEND_CODES or f.code == "nginx.not-proxied":
-        live = codes & {"proxy.backend-down", "handshake.bad-gateway", "proxy.path-mismatch"}
+        live = codes & {"proxy.backend-down", "handshake.bad-gateway"}
+        if f.code == "nginx.proxy-pass-wrong-port":
+            # Whatever holds that port answers nginx: any failed handshake through it is the symptom.
+            failed = ctx.results.get("handshake")
+            if failed is not None and failed.status is Status.FAIL and failed.code:
+                live.add(failed.code)
         if live:
             return "fail", f"the live handshake found {sorted(live)[0]}"
+        if upgraded and f.code in nc.BACKEND_CODES:
+            return "note", "the backend answered 101 through nginx: it is a WebSocket server after all"
         if upgraded:
-            return (
-                "warn",
-                "yet the live handshake upgraded: the running nginx may not have reloaded this file",
-            )
+            return "warn", STALE
     if f.code == "nginx.path-rewritten":
         if "proxy.path-mismatch" in codes or status == 404:
             return "fail", "the backend answers 404 at the rewritten path"
