@@ -119,33 +119,60 @@ def _systemctl_restart(unit: str, timeout: float) -> tuple[str | None, str]:
     return out.strip(), ""
 
 
-def _pm2_app(god: Ancestor, pid: int, timeout: float) -> dict[str, Any] | None:
-    """The pm2 app of ``pid`` from ``pm2 jlist`` (the God Daemon's PM2_HOME), if pm2 can be run."""
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pm2_home(god: Ancestor) -> str | None:
+    """The God Daemon's PM2_HOME: its environment, else its title (which the kernel may truncate)."""
+    try:
+        with open(f"/proc/{god.pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"PM2_HOME="):
+                    return item[9:].decode(errors="replace")
+    except OSError:
+        pass
     m = re.search(r"\((/[^)]*)\)", god.command)
-    env = {**os.environ, **({"PM2_HOME": m.group(1)} if m else {})}
+    if m:
+        return m.group(1)
+    home = os.path.expanduser("~/.pm2")
+    return home if _read_int(os.path.join(home, "pm2.pid")) == god.pid else None
+
+
+def _pm2_app(god: Ancestor, pid: int, timeout: float) -> dict[str, Any] | None:
+    """The pm2 app of ``pid``: ``pm2 jlist`` (with the God Daemon's PM2_HOME) where pm2 is on PATH,
+    else its name from ``PM2_HOME/pids/NAME-ID.pid``; None when neither says."""
+    home = _pm2_home(god)
+    if home is None:
+        return None
     pm2 = shutil.which("pm2")
-    node_dir = os.path.dirname(god.cmdline[0]) if god.cmdline and os.path.isabs(god.cmdline[0]) else None
-    candidates = [pm2] if pm2 else []
-    for arg in god.cmdline[1:2]:  # node /path/to/pm2/lib/Daemon.js
-        root = arg.split("/lib/", 1)[0]
-        if os.path.isfile(os.path.join(root, "bin", "pm2")):
-            candidates.append(os.path.join(root, "bin", "pm2"))
-    for exe in candidates:
-        argv = [exe, "jlist"]
-        if node_dir and os.path.isfile(os.path.join(node_dir, "node")) and not exe.endswith("/usr/bin/pm2"):
-            argv = [os.path.join(node_dir, "node"), exe, "jlist"]
-        rc, out, _ = _run(argv, timeout, env)
-        if rc != 0:
-            continue
+    # Only ask when that home's pid file names this very daemon: `pm2 jlist` elsewhere would start one.
+    if pm2 is not None and _read_int(os.path.join(home, "pm2.pid")) == god.pid:
+        rc, out, _ = _run([pm2, "jlist"], timeout, {**os.environ, "PM2_HOME": home})
         start = out.find("[")
+        if rc == 0 and start >= 0:
+            try:
+                apps = json.loads(out[start:])
+            except ValueError:
+                apps = []
+            for app in apps:
+                if isinstance(app, dict) and app.get("pid") == pid:
+                    return app
+    try:
+        names = os.listdir(os.path.join(home, "pids"))
+    except OSError:
+        return None
+    for name in names:
         try:
-            apps = json.loads(out[start:]) if start >= 0 else []
-        except ValueError:
+            with open(os.path.join(home, "pids", name)) as f:
+                if int(f.read().strip() or 0) == pid:
+                    return {"name": name.rsplit("-", 1)[0], "pm2_env": {}}
+        except (OSError, ValueError):
             continue
-        for app in apps:
-            if app.get("pid") == pid:
-                return app  # type: ignore[no-any-return]
-        return {}
     return None
 
 
@@ -268,7 +295,7 @@ def classify(
             ev["pm2_daemon"] = a.pid
             if app:
                 env = app.get("pm2_env") or {}
-                autorestart = env.get("autorestart", True)
+                autorestart = env.get("autorestart")
                 ev.update(pm2_app=app.get("name"), autorestart=autorestart, restarts=env.get("restart_time"))
                 if autorestart is False:
                     return warn(
@@ -279,13 +306,17 @@ def classify(
                         "ecosystem file), then pm2 save",
                         **ev,
                     )
+                said = (
+                    f"autorestart on, {env.get('restart_time', 0)} restart(s) so far"
+                    if autorestart
+                    else "autorestart unknown: pm2 jlist could not be run, pm2's default is on"
+                )
                 return ok(
                     "supervisor",
-                    f"{who} is supervised by pm2 (app {app.get('name')!r}, autorestart on, "
-                    f"{env.get('restart_time', 0)} restart(s) so far; God Daemon pid {a.pid})",
+                    f"{who} is supervised by pm2 (app {app.get('name')!r}, {said}; God Daemon pid {a.pid})",
                     **ev,
                 )
-            said = "pm2 jlist did not name it" if app == {} else "pm2 jlist could not be run"
+            said = "neither pm2 jlist nor PM2_HOME/pids names it"
             return ok("supervisor", f"{who} is supervised by pm2 (God Daemon pid {a.pid}; {said})", **ev)
         if a.name.startswith("supervisord") or any(
             os.path.basename(w) == "supervisord" for w in a.cmdline[:2]
