@@ -344,7 +344,7 @@ def verdict(ctx: Context, analysis: nc.Analysis, ev: dict[str, Any]) -> CheckRes
     codes = {f.code for f, _, _ in problems}
     ws_port = ctx.facts.get("nginx_ws_port")
     block = nc.fixed_block(analysis, codes, ws_port)
-    if "nginx.leaf-only-certificate" in codes and codes <= {"nginx.leaf-only-certificate"}:
+    if first.code == "nginx.leaf-only-certificate":
         hint = (
             "point ssl_certificate at the full chain (leaf then intermediates, e.g. Let's Encrypt's "
             f"fullchain.pem, not cert.pem) at {first.where}; {RELOAD}"

@@ -189,3 +189,71 @@ def test_short_read_timeout_against_serve_pings(nginx_site: Any, serve_process: 
     rc = held.report["root_cause"]
     assert rc["check"] == "nginx" and rc["code"] == "nginx.read-timeout-short", held.stdout
     assert "hold." in rc["summary"]
+
+
+def _tls_site(cert: Any, backend_port: int) -> str:
+    return f"""server {{
+    listen 127.0.0.1:{{port}} ssl;
+    server_name localhost;
+    ssl_certificate {cert.certfile};
+    ssl_certificate_key {cert.keyfile};
+
+    location /ws {{
+        proxy_pass http://127.0.0.1:{backend_port};{GOOD}
+    }}
+}}
+"""
+
+
+def test_leaf_only_certificate_when_the_chain_check_finds_it(
+    nginx_site: Any, ws_server: Any, certs: Any
+) -> None:
+    site: NginxSite = nginx_site(_tls_site(certs.missing_intermediate, ws_server.port))
+    run = run_cli(
+        "all", f"wss://localhost:{site.port}/ws", "--json", "--no-variants", "--ca-file", certs.ca_file
+    )
+    assert run.check("tls")["code"] == "tls.incomplete-chain"
+    rc = run.report["root_cause"]
+    assert rc["code"] == "nginx.leaf-only-certificate", rc
+    assert site.where("ssl_certificate ") in rc["summary"]
+    assert "tls.incomplete-chain" in rc["summary"] and "fullchain.pem" in rc["hint"]
+    # With the full chain in the file, the same line is fine.
+    good: NginxSite = nginx_site(_tls_site(certs.full_chain, ws_server.port))
+    fine = run_cli(
+        "all", f"wss://localhost:{good.port}/ws", "--json", "--no-variants", "--ca-file", certs.ca_file
+    )
+    assert _nginx(fine)["status"] == "ok", _nginx(fine)
+    assert fine.code == 0, fine.stdout
+
+
+def test_without_nginx_on_the_port_it_is_skipped_with_the_reason(ws_server: Any) -> None:
+    run = run_cli("all", ws_server.url, "--json", "--only", "nginx")
+    r = _nginx(run)
+    assert r["status"] == "skip"
+    assert r["summary"].startswith("not applicable: ")
+    assert (
+        "not by nginx" in r["summary"] or "no nginx runs" in r["summary"] or "not installed" in r["summary"]
+    )
+
+
+def test_bad_nginx_config_option_is_a_usage_error(tmp_path: Any) -> None:
+    run = run_cli("all", "--nginx-config", str(tmp_path / "missing.conf"))
+    assert run.code == 2
+    assert run.stderr.count("\n") == 1 and "--nginx-config" in run.stderr and "missing.conf" in run.stderr
+
+
+def test_list_checks_shows_the_local_checks() -> None:
+    run = run_cli("all", "--list-checks")
+    assert run.code == 0
+    for check_id in ("nginx", "supervisor", "firewall"):
+        assert check_id in run.stdout
+    assert run.stdout.index("port") < run.stdout.index("nginx") < run.stdout.index("tcp")
+
+
+def test_master_title_parsing() -> None:
+    from lokin_doctor.checks.nginx import master_config
+
+    title = ["nginx: master process /usr/sbin/nginx -p /srv/x -c conf/nginx.conf -g daemon off;"]
+    assert master_config(title, "/") == ("/usr/sbin/nginx", "/srv/x", "/srv/x/conf/nginx.conf")
+    assert master_config(["nginx: master process /usr/sbin/nginx"], "/") == ("/usr/sbin/nginx", None, None)
+    assert master_config(["nginx: worker process"], "/") == (None, None, None)
