@@ -3,7 +3,7 @@
 Which configuration: ``--nginx-config FILE``, else the running nginx whose processes hold the target's
 port (its master's ``-c`` file; without ``-c``, the main file ``nginx -T`` names). crossplane parses it
 with its includes; :mod:`lokin_doctor.nginxconf` picks the server and location that serve the target URL
-and turns them into findings with ``file:line``. What the machine adds: the listening ports, the
+and :mod:`lokin_doctor.nginxfindings` turns them into findings with ``file:line``. What the machine adds: the listening ports, the
 WebSocket server's ports (``--process`` patterns), its keepalive ping interval (``serve``'s ``/health``,
 ``limits.ping_interval_s``) and how many certificates each ``ssl_certificate`` file holds.
 
@@ -12,7 +12,7 @@ WebSocket server's ports (``--process`` patterns), its keepalive ping interval (
 location block in the hint; a live 101 turns "missing upgrade lines" into a warning (the running nginx may
 not have reloaded the file).
 
-Facts written: ``nginx`` (the :class:`~lokin_doctor.nginxconf.Analysis`).
+Facts written: ``nginx`` (the :class:`~lokin_doctor.nginxfindings.Analysis`).
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from dataclasses import replace
 from typing import Any
 
 from lokin_doctor import nginxconf as nc
+from lokin_doctor import nginxfindings as nf
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 
 #: Most telling first: the code a result carries when several findings are present.
 CODE_ORDER = (
     "nginx.not-proxied",
-    *nc.UPGRADE_CODES,
+    *nf.UPGRADE_CODES,
     "nginx.path-rewritten",
-    *nc.BACKEND_CODES,
+    *nf.BACKEND_CODES,
     "nginx.leaf-only-certificate",
-    *nc.TIMEOUT_CODES,
+    *nf.TIMEOUT_CODES,
 )
 STALE = "yet the live handshake upgraded: the running nginx may not have reloaded this file"
 RELOAD = "then check and reload: nginx -t && nginx -s reload"
@@ -226,8 +227,8 @@ async def check(ctx: Context) -> CheckResult:
     address = str(addresses[0]) if addresses else (str(target.ip) if target.ip else None)
     host = target.host
 
-    def facts(ping: float | None = None, ping_source: str = "") -> nc.Facts:
-        return nc.Facts(
+    def facts(ping: float | None = None, ping_source: str = "") -> nf.Facts:
+        return nf.Facts(
             listening_ports=frozenset(li.port for li in all_listeners) if local else None,
             ws_ports=ws_ports or None,
             other_ports=other_ports,
@@ -237,7 +238,7 @@ async def check(ctx: Context) -> CheckResult:
             is_local=is_local_address if local else (lambda _host: False),
         )
 
-    analysis = nc.analyse(
+    analysis = nf.analyse(
         config, port=target.port, host=host, path=target.resource, address=address, facts=facts()
     )
     ev: dict[str, Any] = {"source": source}
@@ -256,7 +257,7 @@ async def check(ctx: Context) -> CheckResult:
         )
     ping, ping_source = await _ping_interval(ctx, analysis.upstreams)
     if ping is not None:
-        analysis = nc.analyse(
+        analysis = nf.analyse(
             config,
             port=target.port,
             host=host,
@@ -276,14 +277,14 @@ def settings_gave(ctx: Context) -> bool:
     return getattr(ctx.settings, "nginx_config", None) is not None
 
 
-def _live_severity(ctx: Context, f: nc.Finding) -> tuple[str, str]:
+def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     """The finding's severity once the live checks are known, and what they said (empty: nothing)."""
     results = ctx.results
     codes = {r.code for r in results.values() if r.code}
     outcome = ctx.facts.get("outcome")
     upgraded = outcome is not None and getattr(outcome, "kind", None) == "upgraded"
     status = getattr(outcome, "status", None) if outcome is not None else None
-    if f.code in nc.UPGRADE_CODES:
+    if f.code in nf.UPGRADE_CODES:
         live = codes & {
             "proxy.upgrade-not-forwarded",
             "handshake.upgrade-dropped",
@@ -297,7 +298,7 @@ def _live_severity(ctx: Context, f: nc.Finding) -> tuple[str, str]:
                 "warn",
                 "yet the live handshake upgraded: the running nginx may not have reloaded this file",
             )
-    if f.code in nc.BACKEND_CODES or f.code == "nginx.not-proxied":
+    if f.code in nf.BACKEND_CODES or f.code == "nginx.not-proxied":
         live = codes & {"proxy.backend-down", "handshake.bad-gateway"}
         if f.code == "nginx.proxy-pass-wrong-port":
             # Whatever holds that port answers nginx: any failed handshake through it is the symptom.
@@ -306,7 +307,7 @@ def _live_severity(ctx: Context, f: nc.Finding) -> tuple[str, str]:
                 live.add(failed.code)
         if live:
             return "fail", f"the live handshake found {sorted(live)[0]}"
-        if upgraded and f.code in nc.BACKEND_CODES:
+        if upgraded and f.code in nf.BACKEND_CODES:
             return "note", "the backend answered 101 through nginx: it is a WebSocket server after all"
         if upgraded:
             return "warn", STALE
@@ -315,14 +316,14 @@ def _live_severity(ctx: Context, f: nc.Finding) -> tuple[str, str]:
             return "fail", "the backend answers 404 at the rewritten path"
         if upgraded:
             return "note", ""
-    if f.code in nc.TIMEOUT_CODES and codes & {"hold.idle-timeout", "hold.dropped"}:
+    if f.code in nf.TIMEOUT_CODES and codes & {"hold.idle-timeout", "hold.dropped"}:
         return "fail", f"the idle hold found {sorted(codes & {'hold.idle-timeout', 'hold.dropped'})[0]}"
     if f.code == "nginx.leaf-only-certificate" and "tls.incomplete-chain" in codes:
         return "fail", "the tls check found tls.incomplete-chain"
     return f.severity, ""
 
 
-def verdict(ctx: Context, analysis: nc.Analysis, ev: dict[str, Any]) -> CheckResult:
+def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckResult:
     weighed = [(f, *_live_severity(ctx, f)) for f in analysis.findings]
     rank = {"fail": 3, "warn": 2, "note": 1}
     evidence = {**ev, **analysis.evidence()}
@@ -343,7 +344,7 @@ def verdict(ctx: Context, analysis: nc.Analysis, ev: dict[str, Any]) -> CheckRes
     first, _, said = top[0]
     codes = {f.code for f, _, _ in problems}
     ws_port = ctx.facts.get("nginx_ws_port")
-    block = nc.fixed_block(analysis, codes, ws_port)
+    block = nf.fixed_block(analysis, codes, ws_port)
     if first.code == "nginx.leaf-only-certificate":
         hint = (
             "point ssl_certificate at the full chain (leaf then intermediates, e.g. Let's Encrypt's "

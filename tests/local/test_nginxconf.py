@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lokin_doctor import nginxconf as nc
+from lokin_doctor import nginxfindings as nf
 
 
 def _load(tmp_path: Path, http: str, extra: dict[str, str] | None = None) -> nc.Config:
@@ -105,7 +106,7 @@ def test_proxy_set_header_is_not_inherited_by_a_level_with_its_own(tmp_path: Pat
 """
         },
     )
-    a = nc.analyse(config, port=80, host="x", path="/ws")
+    a = nf.analyse(config, port=80, host="x", path="/ws")
     assert a is not None
     codes = {f.code: f for f in a.findings}
     site = str(tmp_path / "conf.d" / "site.conf")
@@ -113,7 +114,7 @@ def test_proxy_set_header_is_not_inherited_by_a_level_with_its_own(tmp_path: Pat
     assert "is not inherited" in codes["nginx.upgrade-header-missing"].message
     assert f"{site}:4" in codes["nginx.upgrade-header-missing"].message
     assert "nginx.http10-upstream" not in codes  # proxy_http_version is inherited as usual
-    block = nc.fixed_block(a, set(codes))
+    block = nf.fixed_block(a, set(codes))
     assert block.splitlines() == [
         "location /ws {",
         "    proxy_pass http://127.0.0.1:8080;",
@@ -142,8 +143,8 @@ server {
     }
 }""",
     )
-    facts = nc.Facts(listening_ports=frozenset({9002}), ws_ports=frozenset({9002}), ping_interval=90)
-    a = nc.analyse(config, port=80, host="x", path="/ws", facts=facts)
+    facts = nf.Facts(listening_ports=frozenset({9002}), ws_ports=frozenset({9002}), ping_interval=90)
+    a = nf.analyse(config, port=80, host="x", path="/ws", facts=facts)
     assert a is not None
     codes = {f.code: f for f in a.findings}
     assert codes["nginx.connection-header-empty"].line == 4  # the map's line
