@@ -391,6 +391,12 @@ async def check(ctx: Context) -> CheckResult:
     pid = await _server_pid(ctx)
     if pid is None:
         return skip("supervisor", "skipped: no server process found (see process)")
+    if pid == os.getpid():
+        return skip(
+            "supervisor",
+            "not applicable: the server is this lokin-doctor process (--embedded)",
+            applicable=False,
+        )
     budget = min(2.0, max(0.2, ctx.remaining()))
 
     def work() -> CheckResult:
