@@ -257,3 +257,28 @@ def test_master_title_parsing() -> None:
     assert master_config(title, "/") == ("/usr/sbin/nginx", "/srv/x", "/srv/x/conf/nginx.conf")
     assert master_config(["nginx: master process /usr/sbin/nginx"], "/") == ("/usr/sbin/nginx", None, None)
     assert master_config(["nginx: worker process"], "/") == (None, None, None)
+
+
+def test_proxy_pass_to_another_program(nginx_site: Any, node_server: Any, static_server: Any) -> None:
+    # proxy_pass names the web site's port (python -m http.server), the WebSocket server is elsewhere.
+    site: NginxSite = nginx_site(
+        _site(
+            f"""    location /ws {{
+        proxy_pass http://127.0.0.1:{static_server.port};{GOOD}
+    }}"""
+        )
+    )
+    run = run_cli(
+        "all",
+        f"ws://127.0.0.1:{site.port}/ws",
+        "--json",
+        "--no-variants",
+        "--process",
+        rf"server\.js {node_server.port}$",
+    )
+    rc = run.report["root_cause"]
+    assert rc["code"] == "nginx.proxy-pass-wrong-port", rc
+    assert site.where("proxy_pass") in rc["summary"]
+    assert f"listens on {node_server.port}" in rc["summary"] and "another program" in rc["summary"]
+    assert run.check("handshake")["code"] in rc["summary"]  # the live symptom it explains
+    assert f"    proxy_pass http://127.0.0.1:{node_server.port};" in rc["hint"].splitlines()
