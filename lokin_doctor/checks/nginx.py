@@ -116,6 +116,12 @@ def _conf_from_dump(binary: str, prefix: str | None, timeout: float) -> str | No
     return m.group(1) if m else None
 
 
+def on_this_machine(host: str) -> bool:
+    from lokin_doctor.sysinfo import is_local_address
+
+    return host == "localhost" or host.endswith(".localhost") or is_local_address(host)
+
+
 def _count_certs(config: nc.Config) -> dict[str, int]:
     counts: dict[str, int] = {}
 
@@ -161,11 +167,11 @@ async def _ping_interval(ctx: Context, upstreams: tuple[nc.Upstream, ...]) -> tu
 
 async def check(ctx: Context) -> CheckResult:
     from lokin_doctor.checks.port import scan
-    from lokin_doctor.sysinfo import find_processes, is_local_address
+    from lokin_doctor.sysinfo import find_processes
 
     settings = ctx.settings
     target = ctx.target
-    path = getattr(settings, "nginx_config", None)
+    path = settings.nginx_config
     local = bool(ctx.facts.get("local"))
     if not local and path is None:
         return skip(
@@ -235,7 +241,7 @@ async def check(ctx: Context) -> CheckResult:
             ping_interval=ping,
             ping_source=ping_source,
             cert_counts=_count_certs(config),
-            is_local=is_local_address if local else (lambda _host: False),
+            is_local=on_this_machine if local else (lambda _host: False),
         )
 
     analysis = nf.analyse(
@@ -255,7 +261,9 @@ async def check(ctx: Context) -> CheckResult:
         return skip(
             "nginx", f"not applicable: no server block of {config.main} listens on port {target.port}", **ev
         )
-    ping, ping_source = await _ping_interval(ctx, analysis.upstreams)
+    # Only this machine's backends are asked (the doctor sends no traffic to hosts the URL does not name).
+    local_ups = tuple(u for u in analysis.upstreams if local and on_this_machine(u.host))
+    ping, ping_source = await _ping_interval(ctx, local_ups)
     if ping is not None:
         analysis = nf.analyse(
             config,
@@ -274,7 +282,7 @@ async def check(ctx: Context) -> CheckResult:
 
 
 def settings_gave(ctx: Context) -> bool:
-    return getattr(ctx.settings, "nginx_config", None) is not None
+    return ctx.settings.nginx_config is not None
 
 
 def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
