@@ -282,3 +282,18 @@ def test_proxy_pass_to_another_program(nginx_site: Any, node_server: Any, static
     assert f"listens on {node_server.port}" in rc["summary"] and "another program" in rc["summary"]
     assert run.check("handshake")["code"] in rc["summary"]  # the live symptom it explains
     assert f"    proxy_pass http://127.0.0.1:{node_server.port};" in rc["hint"].splitlines()
+
+
+def test_file_changed_but_not_reloaded(nginx_site: Any, ws_server: Any) -> None:
+    # nginx runs the good block; the file on disk lost its upgrade lines since: the live 101 wins, with a warning.
+    good = _site(f"""    location /ws {{
+        proxy_pass http://127.0.0.1:{ws_server.port};{GOOD}
+    }}""")
+    site: NginxSite = nginx_site(good)
+    site.site.write_text(site.text.replace("proxy_set_header Upgrade $http_upgrade;", ""))
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/ws", "--json", "--no-variants")
+    assert run.code == 0, run.stdout
+    r = _nginx(run)
+    assert r["status"] == "warn" and r["code"] == "nginx.upgrade-header-missing", r
+    assert "may not have reloaded this file" in r["summary"]
+    assert run.report["root_cause"] is None
