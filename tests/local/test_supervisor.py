@@ -28,7 +28,7 @@ from tests.peers._common import (
     scaled,
 )
 
-PM2_DIR = REPO / "tests" / "peers" / "pm2"
+PM2_DIR = REPO / "tests" / "peers" / "supervisors"
 
 
 def _supervisor(port: int, pid: int, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -230,3 +230,31 @@ def test_systemd_unit_where_systemctl_does_not_work() -> None:
     assert (
         chain[0].pid == os.getpid() and chain[0].cmdline[0] == sys.executable or chain[0].pid == os.getpid()
     )
+
+
+def test_under_nodemon(tmp_path: Path) -> None:
+    nodemon = PM2_DIR / "node_modules" / "nodemon" / "bin" / "nodemon.js"
+    node = shutil.which("node")
+    if node is None or not nodemon.exists():
+        missing(f"nodemon is not installed: npm ci --prefix {PM2_DIR}")
+    assert node is not None
+    port = free_port()
+    command = " ".join(serve_argv(port, "--quiet"))
+    proc = ManagedProcess(
+        [node, str(nodemon), "--watch", str(tmp_path), "--exec", command],
+        log=tmp_path / "nodemon.log",
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+        name="nodemon",
+    ).start()
+    try:
+        _wait(port, proc)
+        pid = _listener_pid(port)
+        r = _supervisor(port, pid)
+        assert r["status"] == "warn" and r["code"] == "supervisor.nodemon", r
+        assert any(a["pid"] == proc.pid for a in r["evidence"]["ancestors"])
+        assert f"nodemon (pid {proc.pid})" in r["summary"] and "after a crash" in r["summary"]
+    finally:
+        with contextlib.suppress(AssertionError):
+            _kill(_listener_pid(port))
+        proc.stop()
