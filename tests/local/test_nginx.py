@@ -297,3 +297,24 @@ def test_file_changed_but_not_reloaded(nginx_site: Any, ws_server: Any) -> None:
     assert r["status"] == "warn" and r["code"] == "nginx.upgrade-header-missing", r
     assert "may not have reloaded this file" in r["summary"]
     assert run.report["root_cause"] is None
+
+
+def test_probe_wss_reads_the_given_config(nginx_site: Any, ws_server: Any) -> None:
+    site: NginxSite = nginx_site(
+        _site(f"""    location /ws {{
+        proxy_pass http://127.0.0.1:{ws_server.port};
+    }}""")
+    )
+    url = f"ws://127.0.0.1:{site.port}/ws"
+    run = run_cli("probe-wss", url, "--json", "--no-variants", "--nginx-config", str(site.main))
+    assert run.report["root_cause"]["code"] == "nginx.http10-upstream", run.stdout
+    plain = run_cli("probe-wss", url, "--json", "--no-variants")
+    assert all(c["id"] != "nginx" for c in plain.report["checks"])
+
+
+def test_given_config_without_a_server_on_the_port(nginx_site: Any, ws_server: Any) -> None:
+    site: NginxSite = nginx_site(_site("    location / { return 204; }"))
+    run = run_cli("all", ws_server.url, "--json", "--only", "nginx", "--nginx-config", str(site.main))
+    r = _nginx(run)
+    assert r["status"] == "warn" and r["code"] == "nginx.no-server", r
+    assert f"listens on port {ws_server.port}" in r["summary"]
