@@ -162,7 +162,8 @@ def analyse(
             "nginx.not-proxied",
             "fail",
             anchor,
-            f"{' '.join(anchor.args) or 'the server'} has no proxy_pass: nginx answers {path} itself "
+            f"{'location ' + ' '.join(anchor.args) if locations else 'the server block'} has no proxy_pass: "
+            f"nginx answers {path} itself "
             "(a file or a 404), it never reaches the WebSocket server",
         )
     else:
@@ -325,16 +326,19 @@ def analyse(
                 )
         loc = locations[-1] if locations else None
         for up in upstreams[:1]:
-            if up.uri is not None and loc is not None:
-                prefix = parse_location(loc).pattern
-                rest = path[len(prefix) :] if path.startswith(prefix) else path
+            if up.uri is None or loc is None or parse_location(loc).modifier not in ("", "^~", "="):
+                continue
+            prefix = parse_location(loc).pattern
+            bare = path.split("?", 1)[0]
+            # nginx replaces the part of the URI that matched the location with proxy_pass's URI.
+            sent = up.uri + bare[len(prefix) :] if bare.startswith(prefix) else up.uri
+            if sent != bare:
                 add(
                     "nginx.path-rewritten",
                     "warn",
                     proxy_pass,
                     f"{proxy_pass.text()} has a URI part ({up.uri}): nginx replaces the location prefix "
-                    f"{prefix} with it, so the backend receives {up.uri.rstrip('/') + '/' + rest.lstrip('/') if rest else up.uri} "
-                    f"instead of {path}",
+                    f"{prefix} with it, so the backend receives {sent} instead of {bare}",
                 )
     cert = effective(levels[:2] if len(levels) >= 2 else levels, "ssl_certificate")
     if listen.ssl and cert is not None and cert.args:

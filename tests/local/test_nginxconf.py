@@ -162,3 +162,30 @@ def test_parse_time() -> None:
     assert nc.parse_time("1m30s") == 90
     assert nc.parse_time("1h") == 3600
     assert nc.parse_time("soon") is None
+
+
+def test_path_rewrite_only_when_the_path_changes(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        """
+server {
+    listen 80;
+    location / { proxy_pass http://127.0.0.1:8080/; }
+    location /ws/ { proxy_pass http://127.0.0.1:8080/ws/; }
+    location /chat { proxy_pass http://127.0.0.1:8080/; }
+    location /static { root /srv; }
+}""",
+    )
+
+    def codes(path: str) -> dict[str, nf.Finding]:
+        a = nf.analyse(config, port=80, host="x", path=path)
+        assert a is not None
+        return {f.code: f for f in a.findings}
+
+    assert "nginx.path-rewritten" not in codes("/anything")  # / -> / changes nothing
+    assert "nginx.path-rewritten" not in codes("/ws/x")
+    rewritten = codes("/chat/room?id=1")["nginx.path-rewritten"]
+    assert "receives //room instead of /chat/room" in rewritten.message
+    not_proxied = codes("/static/a.css")["nginx.not-proxied"]
+    assert not_proxied.message.startswith("location /static has no proxy_pass")
+    assert not_proxied.line == 9
