@@ -92,6 +92,15 @@ class Analysis:
     uses_map: str | None  # the map variable to write in Connection (None: the literal "upgrade")
     headers: tuple[Directive, ...]
     headers_level: Directive | None
+    path: str = "/"
+
+    @property
+    def adds_location(self) -> bool:
+        """The fix is a new location for the path (the one serving it is a generic, non-proxied one)."""
+        loc = self.location
+        if not any(f.code == "nginx.not-proxied" for f in self.findings):
+            return False
+        return loc is None or parse_location(loc).pattern != self.path
 
     @property
     def location(self) -> Directive | None:
@@ -266,8 +275,6 @@ def analyse(
                     conn,
                     f"{conn.text()}: the backend sees no upgrade request",
                 )
-        if map_var is None and "$connection_upgrade" in known_maps:
-            map_var = "$connection_upgrade"
         for directive, code in (
             ("proxy_read_timeout", "nginx.read-timeout-short"),
             ("proxy_send_timeout", "nginx.send-timeout-short"),
@@ -340,6 +347,8 @@ def analyse(
                     f"{proxy_pass.text()} has a URI part ({up.uri}): nginx replaces the location prefix "
                     f"{prefix} with it, so the backend receives {sent} instead of {bare}",
                 )
+    if map_var is None and "$connection_upgrade" in maps(config):
+        map_var = "$connection_upgrade"
     cert = effective(levels[:2] if len(levels) >= 2 else levels, "ssl_certificate")
     if listen.ssl and cert is not None and cert.args:
         count = facts.cert_counts.get(cert.args[0])
@@ -362,12 +371,29 @@ def analyse(
         map_var,
         tuple(headers),
         headers_level,
+        path.split("?", 1)[0] or "/",
     )
 
 
 def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None) -> str:
     """The matched location with the fixes for ``codes`` applied, ready to paste (4-space indent)."""
     loc = analysis.location
+    if "nginx.not-proxied" in codes:
+        head = (
+            f"location {analysis.path} {{"
+            if analysis.adds_location or loc is None
+            else f"location {' '.join(_quote(a) for a in loc.args)} {{"
+        )
+        fresh = [
+            f"proxy_pass http://127.0.0.1:{ws_port or 8080};",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Upgrade $http_upgrade;",
+            f"proxy_set_header Connection {analysis.uses_map or _quote_always('upgrade')};",
+            "proxy_set_header Host $host;",
+            f"proxy_read_timeout {FIXED_TIMEOUT};",
+            f"proxy_send_timeout {FIXED_TIMEOUT};",
+        ]
+        return "\n".join([head, *(f"    {b}" for b in fresh), "}"])
     fixes_upgrade = bool(codes & set(UPGRADE_CODES))
     replaced = {"proxy_http_version"} if fixes_upgrade else set()
     if fixes_upgrade:
@@ -385,11 +411,6 @@ def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None)
             body.append(_fixed_proxy_pass(analysis, d, codes, ws_port))
         else:
             body.append(d.text() + ";")
-    if (loc is None or not any(d.name == "proxy_pass" for d in own)) and (
-        analysis.upstreams or "nginx.not-proxied" in codes
-    ):
-        port = ws_port or (analysis.upstreams[0].port if analysis.upstreams else 8080)
-        body.insert(0, f"proxy_pass http://127.0.0.1:{port};")
     if fixes_upgrade:
         body.append("proxy_http_version 1.1;")
         body.append("proxy_set_header Upgrade $http_upgrade;")

@@ -359,7 +359,11 @@ def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckRes
             f"fullchain.pem, not cert.pem) at {first.where}; {RELOAD}"
         )
     else:
-        hint = f"replace the location block at {(analysis.location or analysis.server).where} with:\n{block}\n{RELOAD}"
+        if analysis.adds_location:
+            hint = f"add this location to the server block at {analysis.server.where}:\n{block}\n{RELOAD}"
+        else:
+            where = (analysis.location or analysis.server).where
+            hint = f"replace the location block at {where} with:\n{block}\n{RELOAD}"
         if analysis.uses_map:
             hint += f" (keep the map that defines {analysis.uses_map} in the http block)"
     others = len(problems) - 1

@@ -318,3 +318,16 @@ def test_given_config_without_a_server_on_the_port(nginx_site: Any, ws_server: A
     r = _nginx(run)
     assert r["status"] == "warn" and r["code"] == "nginx.no-server", r
     assert f"listens on port {ws_server.port}" in r["summary"]
+
+
+def test_location_that_does_not_proxy(nginx_site: Any, ws_server: Any, tmp_path: Any) -> None:
+    # The site's catch-all serves files; nothing routes /ws to the WebSocket server.
+    site: NginxSite = nginx_site(_site(f"    location / {{\n        root {tmp_path};\n    }}"))
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/ws", "--json", "--no-variants")
+    rc = run.report["root_cause"]
+    assert rc["code"] == "nginx.not-proxied", rc
+    assert site.where("location / {") in rc["summary"]
+    assert f"add this location to the server block at {site.where('server {')}" in rc["hint"]
+    block = _nginx(run)["evidence"]["fixed_block"].splitlines()
+    assert block[0] == "location /ws {" and "    proxy_set_header Upgrade $http_upgrade;" in block
+    assert "    proxy_set_header Connection $connection_upgrade;" in block
