@@ -397,7 +397,7 @@ async def check(ctx: Context) -> CheckResult:
             "not applicable: the server is this lokin-doctor process (--embedded)",
             applicable=False,
         )
-    budget = min(2.0, max(0.2, ctx.remaining()))
+    budget = min(5.0, max(0.2, ctx.remaining() - 0.1))  # pm2 jlist starts node: ~1 s, more on a busy box
 
     def work() -> CheckResult:
         chain = ancestors(pid)

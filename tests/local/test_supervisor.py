@@ -34,6 +34,8 @@ PM2_DIR = REPO / "tests" / "peers" / "supervisors"
 def _supervisor(port: int, pid: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     run = run_cli(
         "all",
+        "--timeout",
+        str(scaled(10)),
         f"ws://127.0.0.1:{port}/",
         "--json",
         "--only",
