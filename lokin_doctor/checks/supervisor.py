@@ -195,19 +195,23 @@ def _supervisord_program(sup: Ancestor, chain_cmd: str) -> tuple[str | None, str
     parser = configparser.RawConfigParser(strict=False)
     try:
         parser.read(conf)
+        # Debian's supervisord.conf includes /etc/supervisor/conf.d/*.conf: read those too.
+        import glob
+
+        here = os.path.dirname(os.path.abspath(conf))
+        for pattern in parser.get("include", "files", fallback="").split():
+            pattern = pattern.replace("%(here)s", here)
+            parser.read(sorted(glob.glob(pattern if os.path.isabs(pattern) else os.path.join(here, pattern))))
     except (configparser.Error, OSError):
         return None, None, conf
-    best: tuple[str | None, str | None] = (None, None)
     for section in parser.sections():
         if not section.startswith("program:"):
             continue
-        command = parser.get(section, "command", fallback="")
-        words = command.split()
+        here = os.path.dirname(os.path.abspath(conf))
+        words = parser.get(section, "command", fallback="").replace("%(here)s", here).split()
         if words and all(w in chain_cmd for w in words[1:]) and os.path.basename(words[0]) in chain_cmd:
             return section.split(":", 1)[1], parser.get(section, "autorestart", fallback="unexpected"), conf
-        if best[0] is None:
-            best = (section.split(":", 1)[1], parser.get(section, "autorestart", fallback="unexpected"))
-    return best[0], best[1], conf
+    return None, None, conf
 
 
 def in_container() -> str | None:
@@ -331,12 +335,12 @@ def classify(
                     f"set autorestart=true in [program:{program}] of {conf}, then supervisorctl update",
                     **ev,
                 )
-            return ok(
-                "supervisor",
-                f"{who} is supervised by supervisord pid {a.pid} (program {program or '?'}, "
-                f"autorestart={autorestart or '?'})",
-                **ev,
+            said = (
+                f"program {program}, autorestart={autorestart}"
+                if program
+                else f"no [program:x] of {conf or 'its configuration'} matches its command"
             )
+            return ok("supervisor", f"{who} is supervised by supervisord pid {a.pid} ({said})", **ev)
         if "nodemon" in text:
             return warn(
                 "supervisor",

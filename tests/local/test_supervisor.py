@@ -138,7 +138,14 @@ logfile={d}/supervisord.log
 pidfile={d}/supervisord.pid
 childlogdir={d}
 
-[program:lokin]
+[include]
+files = conf.d/*.conf
+"""
+    )
+    # The program in an included file, as Debian's /etc/supervisor/conf.d/ has it.
+    (d / "conf.d").mkdir()
+    (d / "conf.d" / "lokin.conf").write_text(
+        f"""[program:lokin]
 command={" ".join(serve_argv(port, "--quiet"))}
 environment=PYTHONPATH="{REPO}"
 autorestart={autorestart}
