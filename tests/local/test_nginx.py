@@ -331,3 +331,12 @@ def test_location_that_does_not_proxy(nginx_site: Any, ws_server: Any, tmp_path:
     block = _nginx(run)["evidence"]["fixed_block"].splitlines()
     assert block[0] == "location /ws {" and "    proxy_set_header Upgrade $http_upgrade;" in block
     assert "    proxy_set_header Connection $connection_upgrade;" in block
+
+
+def test_main_file_named_by_nginx_dump() -> None:
+    # A master started without -c uses nginx's built-in path; `nginx -T` names it (Debian: /etc/nginx/nginx.conf).
+    from lokin_doctor.checks.nginx import _conf_from_dump
+    from tests.peers._common import require_binary
+
+    binary = require_binary("nginx", "apt-get install -y nginx")
+    assert _conf_from_dump(binary, None, 10.0) == "/etc/nginx/nginx.conf"
