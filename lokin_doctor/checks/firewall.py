@@ -37,6 +37,7 @@ class Verdict:
     handle: int | None  # None: the chain's policy
     text: str
     conditional: tuple[str, ...] = field(default=())  # rules that may drop it, undecided here
+    tool: str = "nft"  # what reads and changes it: "nft", "iptables", "ip6tables", "iptables-legacy"...
 
     @property
     def where(self) -> str:
@@ -182,6 +183,14 @@ def nft_verdict(ruleset: dict[str, Any], port: int, loopback: bool) -> Verdict |
                         break
                     if got is None:
                         decided = None
+                elif "xt" in e:
+                    # iptables-nft's compat extensions (multiport, REJECT...): nft cannot show them;
+                    # iptables-save does (read_rules reads it too).
+                    xt = e["xt"] or {}
+                    if xt.get("type") == "match":
+                        decided = None if decided is not False else decided
+                    elif xt.get("type") == "target" and str(xt.get("name", "")).upper() in ("REJECT", "DROP"):
+                        verdict_stmt = (str(xt["name"]).lower(), None)
                 for verb in ("accept", "drop", "reject", "jump", "goto", "return"):
                     if verb in e:
                         verdict_stmt = (verb, e[verb])
@@ -229,7 +238,9 @@ def nft_verdict(ruleset: dict[str, Any], port: int, loopback: bool) -> Verdict |
 # --------------------------------------------------------------------------- iptables-save (text)
 
 
-def iptables_verdict(text: str, port: int, loopback: bool, family: str = "ip") -> Verdict | None:
+def iptables_verdict(
+    text: str, port: int, loopback: bool, family: str = "ip", tool: str = "iptables"
+) -> Verdict | None:
     """The same walk over ``iptables-save`` output (table filter, chain INPUT and its jumps)."""
     table = None
     policies: dict[str, str] = {}
@@ -311,7 +322,7 @@ def iptables_verdict(text: str, port: int, loopback: bool, family: str = "ip") -
                     conditional.append(f"table {family} filter, chain {chain}, rule {num}: {text}")
                 continue
             if target in ("ACCEPT", "DROP", "REJECT"):
-                return Verdict(target.lower(), family, "filter", chain, num, text)
+                return Verdict(target.lower(), family, "filter", chain, num, text, tool=tool)
             if target == "RETURN":
                 return "return"
             if target in rules and depth < 16:
@@ -326,9 +337,9 @@ def iptables_verdict(text: str, port: int, loopback: bool, family: str = "ip") -
             Verdict(**{**got.__dict__, "conditional": tuple(conditional)}) if got.action != "accept" else None
         )
     if policies.get("INPUT") == "DROP":
-        return Verdict("drop", family, "filter", "INPUT", None, "policy DROP", tuple(conditional))
+        return Verdict("drop", family, "filter", "INPUT", None, "policy DROP", tuple(conditional), tool)
     if conditional:
-        return Verdict("accept", "", "", "", None, "", tuple(conditional))
+        return Verdict("accept", "", "", "", None, "", tuple(conditional), tool)
     return None
 
 
@@ -349,45 +360,99 @@ def _tool(name: str) -> str | None:
     )
 
 
-def read_rules(port: int, timeout: float) -> tuple[str, dict[str, Verdict | None], str | None]:
-    """(source, verdict per view ("remote", "loopback"), why the rules could not be read)."""
+Views = dict[str, Verdict | None]
+
+
+def _blocks(v: Verdict | None) -> bool:
+    return v is not None and v.action in ("drop", "reject")
+
+
+def _merge(into: Views, other: Views) -> None:
+    """A view is blocked if any rule set blocks it (the kernel runs them all)."""
+    for view, v in other.items():
+        if _blocks(v) and not _blocks(into.get(view)) or into.get(view) is None:
+            into[view] = v
+
+
+def _saved(
+    tools: list[tuple[str, str, str]], port: int, timeout: float
+) -> tuple[Views, list[str], str | None]:
+    """Views from ``*-save`` outputs: (tool path, family, name) each; the names that had rules."""
+    views: Views = {}
+    used: list[str] = []
+    for path, family, name in tools:
+        rc, out, err = _run([path], timeout)
+        if rc != 0:
+            return views, used, (err.strip().splitlines() or [f"{name}-save exited {rc}"])[0]
+        if "-A " not in out and ":INPUT DROP" not in out:
+            continue
+        used.append(f"{name}-save")
+        part: Views = {
+            view: iptables_verdict(out, port, lo, family, tool=name)
+            for view, lo in (("remote", False), ("loopback", True))
+        }
+        _merge(views, part)
+    return views, used, None
+
+
+def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
+    """(sources read, verdict per view ("remote", "loopback"), why the rules could not be read).
+
+    nftables first (it also holds iptables-nft's rules, ufw's and firewalld's); ``iptables-save`` too when
+    nft is missing or shows iptables compat extensions it cannot decode; ``iptables-legacy-save`` when
+    present (legacy tables filter packets alongside nftables).
+    """
+    views: Views = {}
+    sources: list[str] = []
     nft = _tool("nft")
+    nft_error = None
+    has_xt = False
     if nft is not None:
         rc, out, err = _run([nft, "-j", "list", "ruleset"], timeout)
         if rc == 0:
             try:
                 ruleset = json.loads(out or '{"nftables": []}')
             except ValueError:
-                return "nft", {}, "nft -j list ruleset printed no JSON"
-            return (
-                "nft -j list ruleset",
-                {"remote": nft_verdict(ruleset, port, False), "loopback": nft_verdict(ruleset, port, True)},
-                None,
-            )
-        if not (_tool("iptables-save")):
-            return "nft", {}, (err.strip().splitlines() or [f"nft exited {rc}"])[0]
-    save = _tool("iptables-save")
-    if save is None:
-        return "", {}, "neither nft nor iptables-save is installed"
-    views: dict[str, Verdict | None] = {}
-    for tool, family in ((save, "ip"), (_tool("ip6tables-save"), "ip6")):
-        if tool is None:
-            continue
-        rc, out, err = _run([tool], timeout)
-        if rc != 0:
-            return "iptables-save", {}, (err.strip().splitlines() or [f"iptables-save exited {rc}"])[0]
-        for view, lo in (("remote", False), ("loopback", True)):
-            v = iptables_verdict(out, port, lo, family)
-            if views.get(view) is None or (v is not None and v.action != "accept"):
-                views[view] = v
-    return "iptables-save", views, None
+                ruleset = None
+                nft_error = "nft -j list ruleset printed no JSON"
+            if ruleset is not None:
+                sources.append("nft -j list ruleset")
+                views = {
+                    "remote": nft_verdict(ruleset, port, False),
+                    "loopback": nft_verdict(ruleset, port, True),
+                }
+                has_xt = '"xt"' in out
+        else:
+            nft_error = (err.strip().splitlines() or [f"nft exited {rc}"])[0]
+    tools: list[tuple[str, str, str]] = []
+    if nft is None or nft_error or has_xt:
+        for name, family in (("iptables", "ip"), ("ip6tables", "ip6")):
+            path = _tool(f"{name}-save")
+            if path is not None:
+                tools.append((path, family, name))
+    for name, family in (("iptables-legacy", "ip"), ("ip6tables-legacy", "ip6")):
+        path = _tool(f"{name}-save")
+        if path is not None:
+            tools.append((path, family, name))
+    saved, used, save_error = _saved(tools, port, timeout)
+    _merge(views, saved)
+    sources += used
+    if not sources:
+        if nft is None and not tools:
+            return "", {}, "neither nft nor iptables-save is installed"
+        why = nft_error or save_error
+        if why:
+            return "", {}, why
+        sources.append("nft -j list ruleset" if nft is not None else "iptables-save")
+    return " + ".join(sources), views, None
 
 
 def _describe(v: Verdict) -> str:
-    rule = f"rule handle {v.handle} ({v.text})" if v.handle is not None else "its policy (drop)"
-    if v.table == "filter" and v.family in ("ip", "ip6"):
-        rule = f"rule {v.handle} ({v.text})" if v.handle is not None else "its policy (DROP)"
-    return f"table {v.family} {v.table}, chain {v.chain}, {rule}"
+    if v.tool == "nft":
+        rule = f"rule handle {v.handle} ({v.text})" if v.handle is not None else "its policy (drop)"
+        return f"table {v.family} {v.table}, chain {v.chain}, {rule}"
+    rule = f"rule {v.handle} ({v.text})" if v.handle is not None else "its policy (DROP)"
+    return f"{v.tool} table {v.table}, chain {v.chain}, {rule}"
 
 
 async def check(ctx: Context) -> CheckResult:
@@ -435,18 +500,16 @@ async def check(ctx: Context) -> CheckResult:
     if tcp is not None and tcp.code in ("tcp.timeout", "tcp.refused"):
         seen += f" (the {tcp.code} above)"
     summary = f"{_describe(v)} {v.action}s new TCP connections to port {port} from {scope}: {seen}"
-    delete = (
-        f"nft delete rule {v.family} {v.table} {v.chain} handle {v.handle}"
-        if source.startswith("nft") and v.handle is not None
-        else f"iptables -D {v.chain} {v.handle}"
-        if v.handle is not None
-        else None
-    )
-    allow = (
-        f"nft insert rule {v.family} {v.table} {v.chain} tcp dport {port} accept"
-        if source.startswith("nft")
-        else f"iptables -I {v.chain} -p tcp --dport {port} -j ACCEPT"
-    )
+    if v.tool == "nft":
+        delete = (
+            f"nft delete rule {v.family} {v.table} {v.chain} handle {v.handle}"
+            if v.handle is not None
+            else None
+        )
+        allow = f"nft insert rule {v.family} {v.table} {v.chain} tcp dport {port} accept"
+    else:
+        delete = f"{v.tool} -D {v.chain} {v.handle}" if v.handle is not None else None
+        allow = f"{v.tool} -I {v.chain} -p tcp --dport {port} -j ACCEPT"
     hint = (
         f"open port {port}: {allow}"
         + (f" (or remove the rule: {delete})" if delete else "")

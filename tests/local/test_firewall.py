@@ -19,7 +19,11 @@ from tests.peers._common import free_port, missing, require_binary, scaled
 
 
 def _in_namespace(
-    tmp_path: Path, rules: list[str], *doctor_args: str, pre: tuple[str, ...] | list[str] = ()
+    tmp_path: Path,
+    rules: list[str],
+    *doctor_args: str,
+    pre: tuple[str, ...] | list[str] = (),
+    raw: tuple[str, ...] | list[str] = (),
 ) -> tuple[int, dict[str, Any]]:
     if os.geteuid() != 0:
         missing("nftables rules in a network namespace need root (unshare -n)")
@@ -33,6 +37,7 @@ def _in_namespace(
         f"{nft} add chain inet t input '{{ type filter hook input priority 0; policy accept; }}'",
         *(f"{nft} {p}" for p in pre),
         *(f"{nft} add rule inet t input {r.format(port=port)}" for r in rules),
+        *(r.format(port=port) for r in raw),
     ]
     serve = " ".join(shlex.quote(a) for a in serve_argv(port, "--quiet"))
     doctor = " ".join(
@@ -158,3 +163,38 @@ COMMIT
         "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n", 8080, False
     )
     assert policy is not None and policy.action == "drop" and policy.handle is None
+
+
+def _iptables_rules(tmp_path: Path, rules: list[str], *doctor_args: str) -> dict[str, Any]:
+    iptables = require_binary("iptables", "apt-get install -y iptables")
+    return _in_namespace(tmp_path, [], *doctor_args, pre=(), raw=[f"{iptables} {r}" for r in rules])[1]
+
+
+def test_iptables_rules_seen_through_nft(tmp_path: Path) -> None:
+    # iptables (nft backend, Debian's default) puts a plain --dport DROP into nftables as native expressions.
+    report = _iptables_rules(tmp_path, ["-A INPUT -p tcp --dport {port} -j DROP"], "--only", "firewall")
+    fw = _check(report, "firewall")
+    assert fw["code"] == "firewall.drops-port", fw
+    assert "table ip filter, chain INPUT, rule handle 2" in fw["summary"]
+
+
+def test_iptables_extension_read_with_iptables_save(tmp_path: Path) -> None:
+    # multiport and REJECT stay iptables extensions ("xt") that nft cannot show: iptables-save names the rule.
+    rules = ["-A INPUT -p tcp -m multiport --dports 1,{port} -j REJECT --reject-with tcp-reset"]
+    report = _iptables_rules(tmp_path, rules, "--only", "firewall")
+    fw = _check(report, "firewall")
+    assert fw["code"] == "firewall.rejects-port", fw
+    assert "iptables table filter, chain INPUT, rule 1 (-A INPUT -p tcp -m multiport" in fw["summary"]
+    assert "iptables-save" in fw["evidence"]["source"]
+    assert "iptables -D INPUT 1" in fw["hint"]
+
+
+def test_legacy_iptables_rules(tmp_path: Path) -> None:
+    legacy = require_binary("iptables-legacy", "apt-get install -y iptables")
+    code, report = _in_namespace(
+        tmp_path, [], "--only", "firewall", raw=[f"{legacy} -A INPUT -p tcp --dport {{port}} -j DROP"]
+    )
+    fw = _check(report, "firewall")
+    assert fw["code"] == "firewall.drops-port", fw
+    assert "iptables-legacy table filter, chain INPUT, rule 1" in fw["summary"]
+    assert "iptables-legacy-save" in fw["evidence"]["source"]
