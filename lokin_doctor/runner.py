@@ -120,7 +120,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "auto-restart: what would restart the server (systemd, pm2, supervisord, nodemon, container, a terminal)",
         "lokin_doctor.checks.supervisor:check",
         requires=("dns",),
-        after=("port", "process"),
+        after=("port", "process", "nginx"),
         local_only=True,
     ),
     CheckSpec(

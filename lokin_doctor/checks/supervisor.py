@@ -251,7 +251,8 @@ def unit_hint(server: Ancestor, cwd: str | None) -> str:
 
 
 async def _server_pid(ctx: Context) -> int | None:
-    """The WebSocket server's pid: a --process match listening on the port (or anywhere), else the owner."""
+    """The WebSocket server's pid: a --process match listening on the port (or behind nginx's proxy_pass,
+    or anywhere), else the port's owner."""
     from lokin_doctor.checks.port import scan
     from lokin_doctor.sysinfo import find_processes
 
@@ -259,8 +260,12 @@ async def _server_pid(ctx: Context) -> int | None:
     patterns = ctx.settings.process_patterns
     matches = await ctx.blocking("processes", lambda: find_processes(patterns, all_listeners))
     port = ctx.target.port
+    # Behind nginx on this machine, the server is the one its proxy_pass names.
+    analysis = ctx.facts.get("nginx")
+    upstream_ports = {u.port for u in getattr(analysis, "upstreams", ())}
     for p in (
         *[m for m in matches if port in m.listening_ports],
+        *[m for m in matches if upstream_ports & set(m.listening_ports)],
         *[o for o in owners.values() if not o.name.startswith("nginx")],
         *[m for m in matches if m.listening_ports],
     ):

@@ -181,7 +181,8 @@ def test_under_supervisord(tmp_path: Path, autorestart: str) -> None:
             _kill(_listener_pid(port))
 
 
-def test_under_pm2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("autorestart", [True, False])
+def test_under_pm2(tmp_path: Path, autorestart: bool) -> None:
     pm2 = PM2_DIR / "node_modules" / "pm2" / "bin" / "pm2"
     node = shutil.which("node")
     if node is None or not pm2.exists():
@@ -192,8 +193,21 @@ def test_under_pm2(tmp_path: Path) -> None:
     port = free_port()
     argv = serve_argv(port, "--quiet")
     run = partial(subprocess.run, env=env, capture_output=True, text=True, timeout=scaled(60))
+    flags = [] if autorestart else ["--no-autorestart"]
     started = run(
-        [node, str(pm2), "start", argv[0], "--name", "lokin", "--interpreter", "none", "--", *argv[1:]]
+        [
+            node,
+            str(pm2),
+            "start",
+            argv[0],
+            "--name",
+            "lokin",
+            "--interpreter",
+            "none",
+            *flags,
+            "--",
+            *argv[1:],
+        ]
     )
     daemon_pid: int | None = None
     try:
@@ -204,6 +218,10 @@ def test_under_pm2(tmp_path: Path) -> None:
         # pm2 on PATH (as after npm install -g pm2): pm2 jlist says autorestart and the restart count.
         path = f"{PM2_DIR / 'node_modules' / '.bin'}:{os.environ['PATH']}"
         r = _supervisor(port, pid, env={"PATH": path})
+        if not autorestart:
+            assert r["status"] == "warn" and r["code"] == "supervisor.no-restart", r
+            assert "autorestart off" in r["summary"] and "pm2 restart lokin" in r["hint"]
+            return
         assert r["status"] == "ok", r
         assert r["evidence"]["pm2_daemon"] == daemon_pid
         assert r["evidence"]["pm2_app"] == "lokin" and r["evidence"]["autorestart"] is True
@@ -267,3 +285,45 @@ def test_under_nodemon(tmp_path: Path) -> None:
         with contextlib.suppress(AssertionError):
             _kill(_listener_pid(port))
         proc.stop()
+
+
+def test_behind_nginx_the_backend_is_the_server(
+    nginx_site: Any, serve_process: Any, node_server: Any
+) -> None:
+    # nginx holds the port; of the servers running, the one proxy_pass names is the one checked.
+    backend = serve_process("--quiet")
+    site = nginx_site(
+        f"""server {{
+    listen 127.0.0.1:{{port}};
+    location / {{
+        proxy_pass http://127.0.0.1:{backend.port};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+    }}
+}}
+"""
+    )
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/", "--json", "--only", "supervisor")
+    r = run.check("supervisor")
+    assert r["evidence"]["pid"] == backend.pid, r
+    assert r["evidence"]["ancestors"][0]["cmdline"].endswith(f"--port {backend.port} --quiet")
+
+
+def test_container_init_and_shells_from_their_chain() -> None:
+    from lokin_doctor.checks.supervisor import Ancestor
+
+    server = Ancestor(7, "node", ("node", "server.js"), None)
+    tini = Ancestor(1, "tini", ("/sbin/tini", "--", "node", "server.js"), None)
+    r = classify([server, tini], "0::/\n", "docker", 1.0, None)
+    assert r.status.value == "ok" and "main process of a docker container" in r.summary
+    # In a container too, a server started from `docker exec -it ... bash` is started by hand.
+    shell = Ancestor(40, "bash", ("bash",), "/dev/pts/0")
+    r = classify(
+        [Ancestor(41, "node", ("node", "server.js"), "/dev/pts/0"), shell, tini],
+        "0::/\n",
+        "docker",
+        1.0,
+        None,
+    )
+    assert r.code == "supervisor.terminal" and r.evidence["container"] == "docker"
