@@ -140,6 +140,13 @@ VariantsOpt = Annotated[
         "--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths)."
     ),
 ]
+NginxConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nginx-config",
+        help="nginx's main configuration file to check (default: the running nginx's, when it holds the port).",
+    ),
+]
 
 LingerOpt = Annotated[
     float,
@@ -233,6 +240,7 @@ def all_command(
     linger: LingerOpt = 1.0,
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
+    nginx_config: NginxConfigOpt = None,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -262,6 +270,7 @@ def all_command(
         linger=linger,
         client_cert=client_cert,
         client_key=client_key,
+        nginx_config=nginx_config,
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -352,6 +361,7 @@ def probe_wss_command(
     linger: LingerOpt = 1.0,
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
+    nginx_config: NginxConfigOpt = None,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -371,8 +381,10 @@ def probe_wss_command(
         linger=linger,
         client_cert=client_cert,
         client_key=client_key,
+        nginx_config=nginx_config,
     )
-    _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
+    _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
 
 def _register_commands() -> None:

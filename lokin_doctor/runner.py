@@ -107,6 +107,29 @@ CHECKS: tuple[CheckSpec, ...] = (
         requires=("dns",),
         local_only=True,
     ),
+    # The write-up's checklist on this machine: the proxy's own config, auto-restart, the firewall.
+    CheckSpec(
+        "nginx",
+        "nginx's configuration (running nginx or --nginx-config): the server/location serving the URL, file:line",
+        "lokin_doctor.checks.nginx:check",
+        requires=("dns",),
+        after=("port", "process"),
+    ),
+    CheckSpec(
+        "supervisor",
+        "auto-restart: what would restart the server (systemd, pm2, supervisord, nodemon, container, a terminal)",
+        "lokin_doctor.checks.supervisor:check",
+        requires=("dns",),
+        after=("port", "process", "nginx"),
+        local_only=True,
+    ),
+    CheckSpec(
+        "firewall",
+        "nftables/iptables rules of this machine that drop or reject the target port (as root)",
+        "lokin_doctor.checks.firewall:check",
+        requires=("dns",),
+        local_only=True,
+    ),
     CheckSpec(
         "tcp",
         "TCP connect to each address: refused, dropped (timeout) or unreachable",
@@ -177,7 +200,19 @@ BY_ID = {c.id: c for c in CHECKS}
 
 #: The local checklist (`all` against this machine) and the remote chain (probe-wss).
 #: ``proxy`` is local too: nginx on this machine in front of the server on 8080 is the LOK IN layout.
-LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "proxy", "variants", "hold")
+LOCAL_CHECKS: tuple[str, ...] = (
+    "dns",
+    "process",
+    "port",
+    "tcp",
+    "tls",
+    "handshake",
+    "session",
+    "proxy",
+    "variants",
+    "hold",
+)
+LOCAL_CHECKS += ("nginx", "supervisor", "firewall")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",
@@ -198,8 +233,11 @@ ROOT_CAUSE_ORDER = (
     "dns",
     "dns-records",
     "process",
+    "supervisor",
     "port",
+    "firewall",
     "page",
+    "nginx",
     "proxy",
     "variants",
     "tcp",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ class Settings:
     client_key: str | None = None
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
+    #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
+    nginx_config: str | None = None
 
 
 def build_settings(
@@ -59,6 +62,7 @@ def build_settings(
     linger: float = 1.0,
     client_cert: str | None = None,
     client_key: str | None = None,
+    nginx_config: str | None = None,
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     from lokin_doctor import validate
@@ -126,6 +130,11 @@ def build_settings(
     if dns_server is not None:
         dns, problem = validate.dns_server(dns_server)
         check(problem)
+    if nginx_config is not None and not os.path.isfile(nginx_config):
+        raise SettingsError(
+            f"--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main "
+            "configuration file, e.g. /etc/nginx/nginx.conf"
+        )
     return Settings(
         target=target,
         timeout=timeout,
@@ -146,4 +155,5 @@ def build_settings(
         client_cert=client_cert,
         client_key=client_key,
         explicit_target=bool(url or page_url),
+        nginx_config=os.path.abspath(nginx_config) if nginx_config is not None else None,
     )
