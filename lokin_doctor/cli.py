@@ -138,6 +138,27 @@ VariantsOpt = Annotated[
     ),
 ]
 
+BrowserOpt = Annotated[
+    bool,
+    typer.Option(
+        "--browser",
+        help="Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
+        "(needs lokin-doctor[browser]); no URL needed.",
+    ),
+]
+BrowserPathOpt = Annotated[
+    str | None,
+    typer.Option("--browser-path", help="Chromium/Chrome binary for --browser (default: found automatically)."),
+]
+BrowserArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--browser-arg",
+        help="Extra Chromium switch for --browser (repeatable), e.g. "
+        "'--host-resolver-rules=MAP example.com 127.0.0.1'.",
+    ),
+]
+
 
 def _settings(url: str | None, **options: Any) -> Settings:
     """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
@@ -207,6 +228,9 @@ def all_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -233,6 +257,9 @@ def all_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        browser=browser,
+        browser_path=browser_path,
+        browser_args=browser_arg or (),
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -314,6 +341,9 @@ def probe_wss_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -330,8 +360,12 @@ def probe_wss_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        browser=browser,
+        browser_path=browser_path,
+        browser_args=browser_arg or (),
     )
-    _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    checks = [*REMOTE_CHECKS, "browser"] if browser else list(REMOTE_CHECKS)
+    _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
 
 def _register_commands() -> None:

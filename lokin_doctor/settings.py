@@ -34,6 +34,12 @@ class Settings:
     variants: bool = True
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
+    #: --browser: load --page-url in Chromium first (docs/browser.md); browser_path is the resolved binary.
+    browser: bool = False
+    browser_path: str | None = None
+    browser_args: tuple[str, ...] = ()
+    #: A WebSocket URL was typed (not derived from --page-url): --browser compares it with the page's.
+    target_given: bool = False
 
 
 def _parse_dns_server(text: str) -> tuple[str, int]:
@@ -77,6 +83,9 @@ def build_settings(
     hold: float | None = None,
     page_url: str | None = None,
     variants: bool = True,
+    browser: bool = False,
+    browser_path: str | None = None,
+    browser_args: list[str] | tuple[str, ...] = (),
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     if not math.isfinite(timeout) or not 0 < timeout <= 3600:
@@ -119,6 +128,7 @@ def build_settings(
         raise SettingsError(
             f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)"
         )
+    browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
         timeout=timeout,
@@ -136,4 +146,40 @@ def build_settings(
         page_url=page_url,
         variants=variants,
         explicit_target=bool(url or page_url),
+        browser=browser,
+        browser_path=browser_exe,
+        browser_args=tuple(browser_args),
+        target_given=bool(url),
     )
+
+
+def _browser_settings(
+    browser: bool, path: str | None, args: tuple[str, ...], page_url: str | None, ca_file: str | None
+) -> str | None:
+    """Validate the --browser options; return the Chromium binary to launch (found before any traffic)."""
+    if not browser:
+        if path is not None:
+            raise SettingsError("--browser-path needs --browser (load the page in Chromium)")
+        if args:
+            raise SettingsError("--browser-arg needs --browser (load the page in Chromium)")
+        return None
+    if not page_url:
+        raise SettingsError("--browser needs --page-url: the page to open, e.g. --page-url https://example.com/")
+    for arg in args:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise SettingsError(
+                f"invalid --browser-arg {arg!r}; give one Chromium switch, e.g. "
+                "'--host-resolver-rules=MAP example.com 127.0.0.1'"
+            )
+    from lokin_doctor.browser import BrowserMissingError, certutil_path, find_browser
+
+    try:
+        found = find_browser(path)
+    except BrowserMissingError as exc:
+        raise SettingsError(str(exc)) from None
+    if ca_file is not None and certutil_path() is None:
+        raise SettingsError(
+            "--ca-file with --browser needs certutil to trust the CA in Chromium; "
+            "install it (sudo apt-get install libnss3-tools)"
+        )
+    return found

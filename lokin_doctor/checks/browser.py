@@ -1,0 +1,363 @@
+"""``browser`` (``--browser``): what a real Chromium sees when it loads the page, joined with the chain.
+
+Two halves:
+
+* :func:`prestep` runs before the chain (the runner calls it): it loads ``--page-url`` in headless
+  Chromium (``lokin_doctor/browser.py``) for part of the run's one deadline and, when no WebSocket URL
+  was given, makes the first URL the page opened the chain's target. The observation goes into the
+  facts (``browser``; ``browser_given_url`` when a URL was also given).
+* :func:`check` runs after the chain on that URL and decides between the two views: a page-side cause
+  (the page opens a development URL, the wrong path or port, a URL Chromium blocks, no WebSocket at
+  all, a certificate the browser rejects) is the root cause; a server-side one (refused, a proxy
+  dropping the upgrade...) stays with the chain's check, and this one says the browser saw it too.
+
+Cause codes (``page.*``, documented in docs/browser.md): ``page.load-failed``,
+``page.certificate-rejected``, ``page.no-websocket``, ``page.dev-url-in-production``,
+``page.mixed-content-blocked``, ``page.csp-blocked``, ``page.wrong-path``, ``page.wrong-port``,
+``page.wrong-url``, ``page.websocket-failed``, ``page.url-mismatch``; ``browser.launch-failed`` when
+Chromium itself could not be driven.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from lokin_doctor.context import Context
+from lokin_doctor.model import CheckResult, Status, fail, ok, warn
+from lokin_doctor.settings import Settings
+from lokin_doctor.target import Target, TargetError, parse_target
+
+if TYPE_CHECKING:
+    from lokin_doctor.browser import Observation, SocketSeen
+
+#: Share of the run's deadline the browser gets; the chain on what it opened gets the rest.
+BROWSER_SHARE = 0.6
+_CSP_MESSAGE = re.compile(r"violates the following Content Security Policy directive: \"([^\"]*)\"")
+_STATUS_IN_ERROR = re.compile(r"Unexpected response code: (\d{3})")
+_NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
+_CHAIN = ("tcp", "tls", "handshake", "session", "page", "origins", "proxy", "dns")
+
+
+async def prestep(settings: Settings, deadline: float) -> tuple[Settings, dict[str, Any]]:
+    """Load the page in Chromium until ``BROWSER_SHARE`` of the time to ``deadline``; return the settings
+    the chain runs with (its target: the page's first WebSocket URL unless one was given) and the facts."""
+    from lokin_doctor.browser import observe
+
+    loop = asyncio.get_running_loop()
+    browser_deadline = loop.time() + max(0.0, deadline - loop.time()) * BROWSER_SHARE
+    obs = await observe(
+        str(settings.page_url),
+        deadline=browser_deadline,
+        executable=str(settings.browser_path),
+        ca_file=settings.ca_file,
+        insecure=settings.insecure,
+        extra_args=settings.browser_args,
+    )
+    facts: dict[str, Any] = {"browser": obs}
+    if settings.target_given:
+        facts["browser_given_url"] = settings.target.url
+        return settings, facts
+    for sock in obs.sockets:
+        try:
+            return replace(settings, target=parse_target(sock.url)), facts
+        except TargetError:
+            continue
+    return settings, facts
+
+
+def _loopback_name(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in ("localhost", "0.0.0.0") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _console_about(obs: Observation, url: str, needle: str) -> str | None:
+    bare = url.rstrip("/")
+    for line in obs.console:
+        if needle in line and bare in line:
+            return line
+    return None
+
+
+def _failed(sock: SocketSeen) -> bool:
+    return sock.state in ("failed", "blocked", "connecting") or (
+        sock.state == "closed" and sock.status != 101 and sock.frames_received == 0
+    )
+
+
+def _status(sock: SocketSeen) -> int | None:
+    if sock.status is not None:
+        return sock.status
+    m = _STATUS_IN_ERROR.search(sock.error or "")
+    return int(m.group(1)) if m else None
+
+
+def _what_failed(sock: SocketSeen) -> str:
+    status = _status(sock)
+    if status is not None and status != 101:
+        return f"gets HTTP {status} there"
+    if sock.error:
+        return f"fails: {sock.error}"
+    if sock.state == "connecting":
+        return "gets no answer before the deadline"
+    code = f" (close code {sock.close_code})" if sock.close_code else ""
+    return f"fails{code}"
+
+
+def _where(t: Target) -> str:
+    return f"port {t.port}, path {t.resource}"
+
+
+async def _answers(ctx: Context, url: str) -> bool:
+    """One opening handshake to ``url`` (its first address) within the run's deadline."""
+    from lokin_doctor import httpget
+    from lokin_doctor.wire import open_handshake
+
+    try:
+        t = parse_target(url)
+        addresses = [t.host] if t.ip is not None else await httpget.system_resolve(t.host)
+        if ctx.settings.dns_server is not None and t.ip is None:
+            from lokin_doctor.dnsquery import lookup
+
+            answer = await lookup(t.host, ctx.settings.dns_server, ctx.remaining())
+            addresses = answer.addresses
+    except (TargetError, OSError):
+        return False
+    for address in addresses[:2]:
+        out = await open_handshake(
+            t,
+            address,
+            deadline=ctx.deadline,
+            origin=ctx.settings.origin,
+            ssl_context=ctx.ssl_context() if t.secure else None,
+            keep_open=False,
+        )
+        if out.kind == "upgraded":
+            return True
+    return False
+
+
+def _differs(opened: Target, working: Target) -> tuple[str, str]:
+    """(cause code, what differs) between the URL the page opened and one that answers."""
+    if opened.host != working.host or opened.scheme != working.scheme:
+        return "page.wrong-url", "URL"
+    if opened.port != working.port:
+        return "page.wrong-port", "port"
+    return "page.wrong-path", "path"
+
+
+def _evidence(obs: Observation) -> dict[str, Any]:
+    data = obs.to_dict()
+    return {"opened": [s.url for s in obs.sockets], **data}
+
+
+def _chain_failure(ctx: Context) -> CheckResult | None:
+    for check_id in _CHAIN:
+        r = ctx.results.get(check_id)
+        if r is not None and r.status is Status.FAIL:
+            return r
+    return None
+
+
+async def check(ctx: Context) -> CheckResult:
+    obs: Observation | None = ctx.facts.get("browser")
+    page_url = str(ctx.settings.page_url)
+    if obs is None:  # --only browser without the pre-step cannot happen from the CLI
+        return fail(
+            "browser",
+            "browser.launch-failed",
+            "the browser did not run",
+            "run with --browser and --page-url",
+        )
+    ev = _evidence(obs)
+    if obs.error:
+        return fail(
+            "browser",
+            "browser.launch-failed",
+            f"Chromium ({obs.browser.get('executable')}) could not load {page_url}: {obs.error}",
+            "check that the browser starts (--browser-path, or sudo apt-get install chromium) and raise "
+            "--timeout on a slow machine; the other checks do not depend on it",
+            **ev,
+        )
+    if obs.load_error:
+        net = _NET_ERROR.search(obs.load_error)
+        if net and net.group(1).startswith("ERR_CERT_"):
+            return fail(
+                "browser",
+                "page.certificate-rejected",
+                f"Chromium rejects the certificate of the page {page_url} ({net.group(1)}): the page never "
+                "loads, so it opens no WebSocket",
+                "serve the page with a certificate browsers trust for this name (a public CA such as Let's "
+                "Encrypt, the full chain, valid dates); for a private CA, install it on the users' machines "
+                "and pass it here with --ca-file",
+                **ev,
+            )
+        return fail(
+            "browser",
+            "page.load-failed",
+            f"Chromium could not load the page {page_url}: {obs.load_error}",
+            "check the --page-url (the address users open) and that the web server answers it",
+            **ev,
+        )
+    if obs.page_status is not None and obs.page_status >= 400:
+        return fail(
+            "browser",
+            "page.load-failed",
+            f"the page {obs.final_url or page_url} answers HTTP {obs.page_status} in Chromium",
+            "check the --page-url (the address users open) and the web server's routes",
+            **ev,
+        )
+    if not obs.sockets:
+        errors = "; ".join(obs.page_errors[:3])
+        detail = f" (script error: {errors})" if errors else " and shows no script error"
+        return fail(
+            "browser",
+            "page.no-websocket",
+            f"the page {page_url} never opens a WebSocket within {obs.waited_s:g} s of loading{detail}",
+            "fix the page's script so it calls new WebSocket(url) on load (open the browser's developer "
+            "console on the page); if it connects only on a user action, --browser cannot see it"
+            + ("" if errors else ", or raise --timeout if it connects late"),
+            **ev,
+        )
+
+    sock = obs.sockets[0]
+    url = sock.url
+    page = f"the page at {page_url}"
+    try:
+        opened = parse_target(url)
+    except TargetError:
+        opened = None
+
+    if opened is not None and _loopback_name(opened.host) and not _loopback_name(_host(page_url)):
+        return fail(
+            "browser",
+            "page.dev-url-in-production",
+            f"{page} opens {url}: a development URL in production — every visitor's browser tries its "
+            "own machine",
+            "build the URL from the page's location in the page's script: "
+            "(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' "
+            "(or the public wss:// URL of the WebSocket server)",
+            **ev,
+        )
+    mixed = _console_about(obs, url, "Mixed Content")
+    if mixed or (
+        sock.state == "blocked" and urlsplit(page_url).scheme == "https" and url.startswith("ws://")
+    ):
+        secure = url.replace("ws://", "wss://", 1)
+        return fail(
+            "browser",
+            "page.mixed-content-blocked",
+            f"Chromium blocked {url} as mixed content: {page} is https and may not open ws:// (the "
+            "browser sends nothing)",
+            f"open {secure} from the page (wss:// with TLS in front of the WebSocket server), e.g. "
+            "(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'",
+            browser_message=mixed or sock.error,
+            **ev,
+        )
+    csp = _console_about(obs, url, "Content Security Policy")
+    if csp:
+        m = _CSP_MESSAGE.search(csp)
+        directive = m.group(1) if m else "connect-src"
+        origin = opened.url.removesuffix(opened.resource) if opened is not None else url
+        name = directive.split()[0] if directive else "connect-src"
+        return fail(
+            "browser",
+            "page.csp-blocked",
+            f"Chromium refused to open {url}: {page}'s Content-Security-Policy ({directive}) does not allow it",
+            f"add the WebSocket origin to the page's policy: {directive} {origin}"
+            if directive.startswith(name)
+            else f"allow {origin} in the page's {name}",
+            browser_message=csp,
+            **ev,
+        )
+    net = _NET_ERROR.search(sock.error or "")
+    if net and net.group(1).startswith("ERR_CERT_"):
+        tls = ctx.results.get("tls")
+        seen = f"; the tls check says: {tls.summary}" if tls is not None and tls.status is Status.FAIL else ""
+        return fail(
+            "browser",
+            "page.certificate-rejected",
+            f"{page} opens {url}, and Chromium rejects its certificate ({net.group(1)}){seen}",
+            "give the WebSocket server (or the proxy in front of it) a certificate browsers trust for this "
+            "name: a public CA, the full chain, valid dates; for a private CA pass it with --ca-file as "
+            "the users' machines have it",
+            **ev,
+        )
+
+    given = ctx.facts.get("browser_given_url")
+    if _failed(sock):
+        working: str | None = None
+        if given and given != url and await _answers(ctx, given):
+            working = given
+        elif ctx.facts.get("working_variant"):
+            working = str(ctx.facts["working_variant"])
+        if opened is not None and working is not None:
+            w = parse_target(working)
+            code, part = _differs(opened, w)
+            answers = f"the WebSocket server answers on {w.resource}" if part == "path" else f"{working} answers"
+            return fail(
+                "browser",
+                code,
+                f"{page} opens {url} ({_where(opened)}) and {_what_failed(sock)}; {answers}",
+                f"make the page open {working}"
+                + (
+                    " (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + "
+                    f"'{w.resource}')"
+                    if part == "path"
+                    else ""
+                )
+                + (
+                    f", or route {opened.resource} to the WebSocket server in the proxy"
+                    if part == "path"
+                    else ""
+                ),
+                works=working,
+                **ev,
+            )
+        chain = _chain_failure(ctx)
+        if chain is not None:
+            return warn(
+                "browser",
+                "page.websocket-failed",
+                f"{page} opens {url} and {_what_failed(sock)} in Chromium too ({chain.id}: {chain.code})",
+                f"fix what the {chain.id} check names (the root cause below)",
+                **ev,
+            )
+        return fail(
+            "browser",
+            "page.websocket-failed",
+            f"{page} opens {url} and {_what_failed(sock)} in Chromium, though lokin-doctor's own client "
+            "connects to it",
+            "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: "
+            "check the server's allowed origins and its logs for this connection",
+            **ev,
+        )
+    if given and given != url:
+        return warn(
+            "browser",
+            "page.url-mismatch",
+            f"{page} opens {url}, not the URL given ({given}); it connects",
+            f"diagnose the URL the page really uses ({url}), or update the page if {given} is the right one",
+            **ev,
+        )
+    frames = f"{sock.frames_received} frame(s) received"
+    if sock.first_received:
+        frames += f", first: {sock.first_received[0]}"
+    return ok(
+        "browser",
+        f"{page} opens {url}: Chromium connected (HTTP {sock.status or 101}), {frames}",
+        **ev,
+    )
