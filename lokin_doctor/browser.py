@@ -66,7 +66,8 @@ _INIT_SCRIPT = """
   window.WebSocket = new Proxy(Native, {
     construct(target, args, newTarget) {
       const id = ++n;
-      const url = String(args[0]);
+      let url = String(args[0]);
+      try { url = new URL(url, location.href).href; } catch (e) {}
       send({event: 'created', id, url, t: performance.now()});
       let sock;
       try {

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, Status, fail, ok, warn
 from lokin_doctor.settings import Settings
-from lokin_doctor.target import Target, TargetError, parse_target
+from lokin_doctor.target import Target, TargetError, page_websocket_url, parse_target
 
 if TYPE_CHECKING:
     from lokin_doctor.browser import Observation, SocketSeen
@@ -148,6 +148,22 @@ async def _answers(ctx: Context, url: str) -> bool:
         if out.kind == "upgraded":
             return True
     return False
+
+
+async def _working_alternative(ctx: Context, url: str, given: str | None) -> str | None:
+    """A URL that answers 101 where the page's does not: the one given, a nearby variant (the
+    ``variants`` check), or the page's own origin with /ws (the usual layout)."""
+    if given and given != url and await _answers(ctx, given):
+        return given
+    if ctx.facts.get("working_variant"):
+        return str(ctx.facts["working_variant"])
+    try:
+        derived = page_websocket_url(str(ctx.settings.page_url)).url
+    except TargetError:
+        return None
+    if derived not in (url, given) and await _answers(ctx, derived):
+        return derived
+    return None
 
 
 def _differs(opened: Target, working: Target) -> tuple[str, str]:
@@ -299,11 +315,7 @@ async def check(ctx: Context) -> CheckResult:
 
     given = ctx.facts.get("browser_given_url")
     if _failed(sock):
-        working: str | None = None
-        if given and given != url and await _answers(ctx, given):
-            working = given
-        elif ctx.facts.get("working_variant"):
-            working = str(ctx.facts["working_variant"])
+        working = await _working_alternative(ctx, url, given)
         if opened is not None and working is not None:
             w = parse_target(working)
             code, part = _differs(opened, w)

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.browser.conftest import BROWSER_ARGS, connect_script
 from tests.helpers import CliRun, run_cli
+from tests.peers._common import free_port
 
 
 def doctor(page_url: str, *extra: str, timeout: float = 10.0) -> CliRun:
@@ -27,3 +28,126 @@ def test_healthy_page(page_server: Any) -> None:
     assert sock["status"] == 101 and sock["frames_received"] >= 1
     assert "welcome" in sock["first_received"][0]
     assert run.code == 0 and run.root_code is None, run.stdout
+
+
+def test_port_where_nothing_listens(page_server: Any) -> None:
+    srv = page_server()
+    dead = f"ws://127.0.0.1:{free_port()}/ws"
+    page = srv.page("/", connect_script(f"'{dead}'"))
+    run = doctor(page)
+    # The page's own origin answers on /ws: the page has the wrong port.
+    assert run.report["target"] == dead
+    assert run.root_code == "page.wrong-port", run.stdout
+    rc = run.report["root_cause"]
+    assert f"opens {dead} (port {dead.rsplit(':', 1)[1].split('/')[0]}, path /ws)" in rc["summary"]
+    assert "ERR_CONNECTION_REFUSED" in rc["summary"] and srv.ws_url() in rc["summary"]
+    b = run.check("browser")
+    assert b["evidence"]["sockets"][0]["state"] == "failed"
+    assert "error: Impossible de se connecter au serveur" in b["evidence"]["console"]
+
+
+def test_port_where_nothing_listens_compared_with_the_given_url(page_server: Any) -> None:
+    srv = page_server(ws_paths=())  # the page's host speaks no WebSocket at all
+    server = page_server()
+    dead = f"ws://127.0.0.1:{free_port()}/ws"
+    page = srv.page("/", connect_script(f"'{dead}'"))
+    run = doctor(page, "--only", "tcp,browser")
+    # Nothing to compare with: the chain on the URL the page opened names the cause.
+    assert run.report["target"] == dead
+    assert run.root_code == "tcp.refused", run.stdout
+    b = run.check("browser")
+    assert (b["status"], b["code"]) == ("warn", "page.websocket-failed")
+    assert dead in b["summary"] and "tcp.refused" in b["summary"]
+    # With the server's real URL given too, the two views meet: the page has the wrong port.
+    run = doctor(page, server.ws_url(), "--only", "tcp,browser")
+    assert run.root_code == "page.wrong-port", run.stdout
+    assert run.report["target"] == server.ws_url()  # the chain runs on the URL given
+    assert run.check("handshake")["status"] == "ok"
+    rc = run.report["root_cause"]
+    assert dead in rc["summary"] and f"{server.ws_url()} answers" in rc["summary"]
+    assert run.check("browser")["evidence"]["works"] == server.ws_url()
+
+
+def test_location_host_on_an_https_page(page_server: Any, certs: Any, dns_server: Any) -> None:
+    # The write-up's bug: wss:// + location.host opens the page's own origin, path /, where only
+    # /ws speaks WebSocket.
+    srv = page_server(cert=certs.good)
+    page = srv.page("/", connect_script("(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host"))
+    page = page.replace("127.0.0.1", "lokin.test")
+    opened = srv.ws_url("/", host="lokin.test")
+    run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server)
+    assert run.report["target"] == opened
+    assert run.root_code == "page.wrong-path", run.stdout
+    rc = run.report["root_cause"]
+    assert f"opens {opened} (port {srv.port}, path /) and gets HTTP 404 there" in rc["summary"]
+    assert "answers on /ws" in rc["summary"]
+    assert srv.ws_url("/ws", host="lokin.test") in rc["hint"]
+    assert run.check("tls")["status"] == "ok"  # the CA is trusted by the doctor and the browser alike
+    assert "/" in srv.upgrades  # Chromium really tried it
+
+
+def test_dev_url_left_in_the_page(page_server: Any, dns_server: Any) -> None:
+    srv = page_server()
+    dev = f"ws://localhost:{free_port()}/"
+    page = srv.page("/", connect_script(f"'{dev}'")).replace("127.0.0.1", "lokin.test")
+    run = doctor(page, "--dns-server", dns_server.server)
+    assert run.root_code == "page.dev-url-in-production", run.stdout
+    assert run.report["target"] == dev
+    rc = run.report["root_cause"]
+    assert f"the page at {page} opens {dev}" in rc["summary"]
+    assert "every visitor's browser tries its own machine" in rc["summary"]
+    assert "location.host" in rc["hint"]
+
+
+def test_mixed_content(page_server: Any, certs: Any, dns_server: Any) -> None:
+    srv = page_server(cert=certs.good)
+    plain = f"ws://lokin.test:{srv.port}/ws"
+    page = srv.page("/", connect_script(f"'{plain}'")).replace("127.0.0.1", "lokin.test")
+    run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server)
+    assert run.root_code == "page.mixed-content-blocked", run.stdout
+    b = run.check("browser")
+    assert plain in b["summary"] and b["evidence"]["opened"] == [plain]
+    assert "Mixed Content" in str(b["evidence"]["browser_message"])
+    sock = b["evidence"]["sockets"][0]
+    assert sock["status"] is None and sock["state"] == "blocked"  # refused before any packet
+    assert run.report["target"] == plain
+
+
+def test_csp_blocks_the_socket(page_server: Any) -> None:
+    srv = page_server()
+    other = page_server()
+    ws = other.ws_url()
+    page = srv.page(
+        "/", connect_script(f"'{ws}'"), {"Content-Security-Policy": "connect-src 'self' https://api.lokin.test"}
+    )
+    run = doctor(page)
+    assert run.root_code == "page.csp-blocked", run.stdout
+    b = run.check("browser")
+    assert ws in b["summary"] and "connect-src 'self' https://api.lokin.test" in b["summary"]
+    assert f"connect-src 'self' https://api.lokin.test ws://127.0.0.1:{other.port}" in b["hint"]
+    assert b["evidence"]["sockets"][0]["status"] is None
+    assert run.check("handshake")["status"] == "ok"  # every CLI client connects: only the browser refuses
+
+
+def test_page_that_never_opens_one(page_server: Any) -> None:
+    srv = page_server()
+    page = srv.page("/", "document.getElementById('status').textContent = 'loading'; lokin.start();")
+    run = doctor(page, timeout=5)
+    assert run.root_code == "page.no-websocket", run.stdout
+    b = run.check("browser")
+    assert b["evidence"]["opened"] == []
+    assert "never opens a WebSocket" in b["summary"] and "lokin is not defined" in b["summary"]
+    assert run.check("session")["status"] == "ok"  # the server is fine: the derived /ws answers
+
+
+def test_certificate_the_browser_rejects(page_server: Any, certs: Any, dns_server: Any) -> None:
+    srv = page_server()
+    expired = page_server(cert=certs.expired)
+    wss = expired.ws_url(host="lokin.test")
+    page = srv.page("/", connect_script(f"'{wss}'"))
+    run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server)
+    assert run.root_code == "page.certificate-rejected", run.stdout
+    rc = run.report["root_cause"]
+    assert wss in rc["summary"] and "ERR_CERT_DATE_INVALID" in rc["summary"]
+    assert run.check("tls")["status"] == "fail"  # the doctor's own view agrees
+    assert run.report["target"] == wss
