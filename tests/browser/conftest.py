@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.peers.certs import CertPair
+from tests.server.conftest import serve_process  # noqa: F401  (the serve subprocess fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 #: Maps the test names to loopback and keeps every other name from resolving in the browser.
