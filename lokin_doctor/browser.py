@@ -87,6 +87,9 @@ _INIT_SCRIPT = """
 """
 
 
+LOAD_TIMEOUT = "the page did not finish loading before the deadline"
+
+
 class BrowserMissingError(RuntimeError):
     """No usable browser or no Playwright: the message is one line with the install command."""
 
@@ -259,18 +262,13 @@ class _Recorder:
         self.by_id: dict[int, SocketSeen] = {}  # init-script id -> socket
         self.by_request: dict[str, SocketSeen] = {}  # DevTools requestId -> socket
         self.changed = asyncio.Event()
+        self._claimed: set[int] = set()  # sockets already tied to a Playwright WebSocket object
 
     def _now(self) -> float:
         return time.monotonic()
 
-    def _find(self, url: str, *, unclaimed: set[int] | None = None) -> SocketSeen | None:
-        for sock in self.obs.sockets:
-            if sock.url == url and (unclaimed is None or id(sock) not in unclaimed):
-                return sock
-        return None
-
     def _socket(self, url: str) -> SocketSeen:
-        found = self._find(url)
+        found = next((s for s in self.obs.sockets if s.url == url), None)
         if found is None:
             found = SocketSeen(url=url, opened_ms=round((self._now() - self.t0) * 1000, 1))
             self.obs.sockets.append(found)
@@ -344,8 +342,7 @@ class _Recorder:
 
     def _claim(self, url: str) -> SocketSeen:
         """The socket of the init script with this URL not yet tied to a Playwright object."""
-        claimed = getattr(self, "_claimed", set())
-        self._claimed = claimed
+        claimed = self._claimed
         for sock in self.obs.sockets:
             if sock.url.rstrip("/") == url.rstrip("/") and id(sock) not in claimed:
                 claimed.add(id(sock))
@@ -496,7 +493,7 @@ async def _drive(
             except PlaywrightError as exc:
                 text = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
                 if "Timeout" in type(exc).__name__ or "Timeout" in text:
-                    obs.load_error = "the page did not finish loading before the deadline"
+                    obs.load_error = LOAD_TIMEOUT
                 else:
                     obs.load_error = _cap(text.removeprefix("Page.goto: "))
                 return

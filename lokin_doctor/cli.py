@@ -148,7 +148,9 @@ BrowserOpt = Annotated[
 ]
 BrowserPathOpt = Annotated[
     str | None,
-    typer.Option("--browser-path", help="Chromium/Chrome binary for --browser (default: found automatically)."),
+    typer.Option(
+        "--browser-path", help="Chromium/Chrome binary for --browser (default: found automatically)."
+    ),
 ]
 BrowserArgOpt = Annotated[
     list[str] | None,

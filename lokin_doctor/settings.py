@@ -164,7 +164,9 @@ def _browser_settings(
             raise SettingsError("--browser-arg needs --browser (load the page in Chromium)")
         return None
     if not page_url:
-        raise SettingsError("--browser needs --page-url: the page to open, e.g. --page-url https://example.com/")
+        raise SettingsError(
+            "--browser needs --page-url: the page to open, e.g. --page-url https://example.com/"
+        )
     for arg in args:
         if not arg.startswith("--") or len(arg) < 3:
             raise SettingsError(

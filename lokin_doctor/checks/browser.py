@@ -11,7 +11,7 @@ Two halves:
   all, a certificate the browser rejects) is the root cause; a server-side one (refused, a proxy
   dropping the upgrade...) stays with the chain's check, and this one says the browser saw it too.
 
-Cause codes (``page.*``, documented in docs/browser.md): ``page.load-failed``,
+Cause codes (``page.*``, documented in docs/browser.md): ``page.load-failed``, ``page.load-timeout``,
 ``page.certificate-rejected``, ``page.no-websocket``, ``page.dev-url-in-production``,
 ``page.mixed-content-blocked``, ``page.csp-blocked``, ``page.wrong-path``, ``page.wrong-port``,
 ``page.wrong-url``, ``page.websocket-failed``, ``page.url-mismatch``; ``browser.launch-failed`` when
@@ -31,6 +31,8 @@ from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, Status, fail, ok, warn
 from lokin_doctor.settings import Settings
 from lokin_doctor.target import Target, TargetError, page_websocket_url, parse_target
+
+from lokin_doctor.browser import LOAD_TIMEOUT
 
 if TYPE_CHECKING:
     from lokin_doctor.browser import Observation, SocketSeen
@@ -208,6 +210,16 @@ async def check(ctx: Context) -> CheckResult:
             "--timeout on a slow machine; the other checks do not depend on it",
             **ev,
         )
+    if obs.load_error == LOAD_TIMEOUT:
+        return fail(
+            "browser",
+            "page.load-timeout",
+            f"Chromium did not finish loading {page_url} within the time it had "
+            f"({BROWSER_SHARE:.0%} of the {ctx.settings.timeout:g} s deadline, browser start included)",
+            "raise --timeout; if the page is slow for users too, find what holds its load event (a script or "
+            "image from a silent host) in the browser's network panel",
+            **ev,
+        )
     if obs.load_error:
         net = _NET_ERROR.search(obs.load_error)
         if net and net.group(1).startswith("ERR_CERT_"):
@@ -319,7 +331,9 @@ async def check(ctx: Context) -> CheckResult:
         if opened is not None and working is not None:
             w = parse_target(working)
             code, part = _differs(opened, w)
-            answers = f"the WebSocket server answers on {w.resource}" if part == "path" else f"{working} answers"
+            answers = (
+                f"the WebSocket server answers on {w.resource}" if part == "path" else f"{working} answers"
+            )
             return fail(
                 "browser",
                 code,

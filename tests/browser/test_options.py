@@ -25,7 +25,12 @@ def test_all_without_browser_does_not_import_playwright() -> None:
         "'lokin_doctor.runner' in sys.modules)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert proc.stdout.strip().splitlines()[-1] == "False False True", proc.stdout + proc.stderr
 
@@ -34,9 +39,18 @@ def test_all_without_browser_does_not_import_playwright() -> None:
     ("args", "says"),
     [
         (["--browser"], "--browser needs --page-url"),
-        (["--page-url", "http://127.0.0.1:9/", "--browser-path", "/usr/bin/chromium"], "--browser-path needs --browser"),
-        (["--page-url", "http://127.0.0.1:9/", "--browser", "--browser-path", "/nonexistent/chrome"], "--browser-path '/nonexistent/chrome' is not an executable file"),
-        (["--page-url", "http://127.0.0.1:9/", "--browser", "--browser-arg", "headless"], "invalid --browser-arg 'headless'"),
+        (
+            ["--page-url", "http://127.0.0.1:9/", "--browser-path", "/usr/bin/chromium"],
+            "--browser-path needs --browser",
+        ),
+        (
+            ["--page-url", "http://127.0.0.1:9/", "--browser", "--browser-path", "/nonexistent/chrome"],
+            "--browser-path '/nonexistent/chrome' is not an executable file",
+        ),
+        (
+            ["--page-url", "http://127.0.0.1:9/", "--browser", "--browser-arg", "headless"],
+            "invalid --browser-arg 'headless'",
+        ),
     ],
 )
 def test_bad_browser_options(args: list[str], says: str) -> None:

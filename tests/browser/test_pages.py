@@ -72,7 +72,9 @@ def test_location_host_on_an_https_page(page_server: Any, certs: Any, dns_server
     # The write-up's bug: wss:// + location.host opens the page's own origin, path /, where only
     # /ws speaks WebSocket.
     srv = page_server(cert=certs.good)
-    page = srv.page("/", connect_script("(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host"))
+    page = srv.page(
+        "/", connect_script("(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host")
+    )
     page = page.replace("127.0.0.1", "lokin.test")
     opened = srv.ws_url("/", host="lokin.test")
     run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server)
@@ -118,7 +120,9 @@ def test_csp_blocks_the_socket(page_server: Any) -> None:
     other = page_server()
     ws = other.ws_url()
     page = srv.page(
-        "/", connect_script(f"'{ws}'"), {"Content-Security-Policy": "connect-src 'self' https://api.lokin.test"}
+        "/",
+        connect_script(f"'{ws}'"),
+        {"Content-Security-Policy": "connect-src 'self' https://api.lokin.test"},
     )
     run = doctor(page)
     assert run.root_code == "page.csp-blocked", run.stdout
@@ -151,3 +155,48 @@ def test_certificate_the_browser_rejects(page_server: Any, certs: Any, dns_serve
     assert wss in rc["summary"] and "ERR_CERT_DATE_INVALID" in rc["summary"]
     assert run.check("tls")["status"] == "fail"  # the doctor's own view agrees
     assert run.report["target"] == wss
+
+
+def test_https_page_whose_certificate_the_browser_rejects(
+    page_server: Any, certs: Any, dns_server: Any
+) -> None:
+    srv = page_server(cert=certs.good)
+    page = srv.page("/", connect_script("'wss://' + location.host + '/ws'")).replace(
+        "127.0.0.1", "lokin.test"
+    )
+    # Without --ca-file the browser has no reason to trust the private CA: the page never loads.
+    run = doctor(page, "--dns-server", dns_server.server)
+    assert run.root_code == "page.certificate-rejected", run.stdout
+    rc = run.report["root_cause"]
+    assert page in rc["summary"] and "ERR_CERT_AUTHORITY_INVALID" in rc["summary"]
+    assert "--ca-file" in rc["hint"]
+    assert run.check("browser")["evidence"]["opened"] == []
+
+
+def test_probe_wss_compares_the_given_url_with_the_page(page_server: Any) -> None:
+    srv = page_server()
+    other = page_server()
+    page = srv.page("/", connect_script(f"'{srv.ws_url()}'"))
+    run = run_cli(
+        "probe-wss",
+        other.ws_url(),
+        "--page-url",
+        page,
+        "--browser",
+        *BROWSER_ARGS,
+        "--json",
+        "--timeout",
+        "10",
+    )
+    b = run.check("browser")
+    assert (b["status"], b["code"]) == ("warn", "page.url-mismatch"), run.stdout
+    assert f"opens {srv.ws_url()}, not the URL given ({other.ws_url()})" in b["summary"]
+    assert run.code == 0 and run.root_code is None
+
+
+def test_page_that_does_not_load(page_server: Any) -> None:
+    srv = page_server()
+    missing = srv.url("/nothing-here")
+    run = doctor(missing, timeout=6)
+    assert run.root_code == "page.load-failed", run.stdout
+    assert f"the page {missing} answers HTTP 404 in Chromium" in run.report["root_cause"]["summary"]
