@@ -27,18 +27,19 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from lokin_doctor.browser import LOAD_TIMEOUT
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, Status, fail, ok, warn
 from lokin_doctor.settings import Settings
 from lokin_doctor.target import Target, TargetError, page_websocket_url, parse_target
-
-from lokin_doctor.browser import LOAD_TIMEOUT
 
 if TYPE_CHECKING:
     from lokin_doctor.browser import Observation, SocketSeen
 
 #: Share of the run's deadline the browser gets; the chain on what it opened gets the rest.
 BROWSER_SHARE = 0.6
+#: Other URLs the page opened that get one handshake each (the chain runs on the first).
+MAX_OTHER_URLS = 3
 _CSP_MESSAGE = re.compile(r"violates the following Content Security Policy directive: \"([^\"]*)\"")
 _STATUS_IN_ERROR = re.compile(r"Unexpected response code: (\d{3})")
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
@@ -124,20 +125,31 @@ def _where(t: Target) -> str:
 
 
 async def _answers(ctx: Context, url: str) -> bool:
-    """One opening handshake to ``url`` (its first address) within the run's deadline."""
+    return await _said(ctx, url) == "101"
+
+
+async def _said(ctx: Context, url: str) -> str:
+    """One opening handshake to ``url`` within the run's deadline: "101", "HTTP 404", "refused"..."""
     from lokin_doctor import httpget
     from lokin_doctor.wire import open_handshake
 
     try:
         t = parse_target(url)
-        addresses = [t.host] if t.ip is not None else await httpget.system_resolve(t.host)
-        if ctx.settings.dns_server is not None and t.ip is None:
-            from lokin_doctor.dnsquery import lookup
+    except TargetError:
+        return "not a WebSocket URL"
+    try:
+        async with asyncio.timeout_at(ctx.deadline):
+            if t.ip is not None:
+                addresses = [t.host]
+            elif ctx.settings.dns_server is not None:
+                from lokin_doctor.dnsquery import lookup
 
-            answer = await lookup(t.host, ctx.settings.dns_server, ctx.remaining())
-            addresses = answer.addresses
-    except (TargetError, OSError):
-        return False
+                addresses = (await lookup(t.host, ctx.settings.dns_server, ctx.remaining())).addresses
+            else:
+                addresses = await httpget.system_resolve(t.host)
+    except (OSError, TimeoutError) as exc:
+        return f"not resolved ({exc or 'no answer in time'})"
+    said = "not resolved"
     for address in addresses[:2]:
         out = await open_handshake(
             t,
@@ -147,24 +159,25 @@ async def _answers(ctx: Context, url: str) -> bool:
             ssl_context=ctx.ssl_context() if t.secure else None,
             keep_open=False,
         )
+        said = "101" if out.kind == "upgraded" else f"HTTP {out.status}" if out.kind == "status" else out.kind
         if out.kind == "upgraded":
-            return True
-    return False
+            break
+    return said
 
 
 async def _working_alternative(ctx: Context, url: str, given: str | None) -> str | None:
-    """A URL that answers 101 where the page's does not: the one given, a nearby variant (the
-    ``variants`` check), or the page's own origin with /ws (the usual layout)."""
+    """A URL that answers 101 where the page's does not: the one given, the page's own origin with /ws
+    (the usual layout), or a nearby variant (the ``variants`` check)."""
     if given and given != url and await _answers(ctx, given):
         return given
+    try:
+        derived: str | None = page_websocket_url(str(ctx.settings.page_url)).url
+    except TargetError:
+        derived = None
+    if derived is not None and derived not in (url, given) and await _answers(ctx, derived):
+        return derived
     if ctx.facts.get("working_variant"):
         return str(ctx.facts["working_variant"])
-    try:
-        derived = page_websocket_url(str(ctx.settings.page_url)).url
-    except TargetError:
-        return None
-    if derived not in (url, given) and await _answers(ctx, derived):
-        return derived
     return None
 
 
@@ -263,6 +276,11 @@ async def check(ctx: Context) -> CheckResult:
 
     sock = obs.sockets[0]
     url = sock.url
+    others = list(dict.fromkeys(s.url for s in obs.sockets[1:] if s.url != url))[:MAX_OTHER_URLS]
+    if others:
+        # The chain runs on the first URL; the others get one opening handshake each.
+        said = await asyncio.gather(*(_said(ctx, u) for u in others))
+        ev["other_urls"] = dict(zip(others, said, strict=True))
     page = f"the page at {page_url}"
     try:
         opened = parse_target(url)

@@ -34,7 +34,7 @@ def test_port_where_nothing_listens(page_server: Any) -> None:
     srv = page_server()
     dead = f"ws://127.0.0.1:{free_port()}/ws"
     page = srv.page("/", connect_script(f"'{dead}'"))
-    run = doctor(page)
+    run = doctor(page, "--no-variants")  # ports 80/8080 of this shared machine are not the test's
     # The page's own origin answers on /ws: the page has the wrong port.
     assert run.report["target"] == dead
     assert run.root_code == "page.wrong-port", run.stdout
@@ -51,7 +51,7 @@ def test_port_where_nothing_listens_compared_with_the_given_url(page_server: Any
     server = page_server()
     dead = f"ws://127.0.0.1:{free_port()}/ws"
     page = srv.page("/", connect_script(f"'{dead}'"))
-    run = doctor(page, "--only", "tcp,browser")
+    run = doctor(page, "--only", "tcp,browser", "--no-variants")
     # Nothing to compare with: the chain on the URL the page opened names the cause.
     assert run.report["target"] == dead
     assert run.root_code == "tcp.refused", run.stdout
@@ -59,7 +59,7 @@ def test_port_where_nothing_listens_compared_with_the_given_url(page_server: Any
     assert (b["status"], b["code"]) == ("warn", "page.websocket-failed")
     assert dead in b["summary"] and "tcp.refused" in b["summary"]
     # With the server's real URL given too, the two views meet: the page has the wrong port.
-    run = doctor(page, server.ws_url(), "--only", "tcp,browser")
+    run = doctor(page, server.ws_url(), "--only", "tcp,browser", "--no-variants")
     assert run.root_code == "page.wrong-port", run.stdout
     assert run.report["target"] == server.ws_url()  # the chain runs on the URL given
     assert run.check("handshake")["status"] == "ok"
@@ -200,3 +200,16 @@ def test_page_that_does_not_load(page_server: Any) -> None:
     run = doctor(missing, timeout=6)
     assert run.root_code == "page.load-failed", run.stdout
     assert f"the page {missing} answers HTTP 404 in Chromium" in run.report["root_cause"]["summary"]
+
+
+def test_every_url_the_page_opens_is_probed(page_server: Any) -> None:
+    srv = page_server()
+    first, second = srv.ws_url(), srv.ws_url("/events")
+    page = srv.page("/", connect_script(f"'{first}'") + f"var extra = new WebSocket('{second}');")
+    run = doctor(page)
+    b = run.check("browser")
+    assert b["status"] == "ok", run.stdout
+    assert b["evidence"]["opened"] == [first, second]
+    assert b["evidence"]["other_urls"] == {second: "HTTP 404"}
+    states = {s["url"]: (s["state"], s["status"]) for s in b["evidence"]["sockets"]}
+    assert states[second][0] == "failed" and states[first] == ("open", 101)
