@@ -36,6 +36,8 @@ SETTLE_S = 0.6
 OPEN_QUIET_S = 1.0
 #: Time past the deadline the browser gets to close (it is killed with Playwright's driver after that).
 CLOSE_GRACE_S = 2.0
+#: Starting Chromium is local work, not network time: bounded on its own (a loaded machine is slow).
+LAUNCH_TIMEOUT_S = 30.0
 
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 INSTALL_HINT = (
@@ -87,7 +89,7 @@ _INIT_SCRIPT = """
 """
 
 
-LOAD_TIMEOUT = "the page did not finish loading before the deadline"
+LOAD_TIMEOUT = "the page did not finish loading in the time the browser had"
 
 
 class BrowserMissingError(RuntimeError):
@@ -188,6 +190,8 @@ class Observation:
         error: the browser could not be started or driven (then nothing else is known).
         called_connect: the page had no socket of its own and exposed ``window.lokin.connect()``,
             which was called once (``serve``'s test page).
+        launch_ms: how long Chromium took to start (not counted in ``--timeout``).
+        ready_at: event-loop time when the browser was up and the page load began.
     """
 
     page_url: str
@@ -202,9 +206,11 @@ class Observation:
     browser: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     called_connect: bool = False
+    launch_ms: float | None = None
+    ready_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "sockets"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("sockets", "ready_at")}
         out["sockets"] = [s.to_dict() for s in self.sockets]
         return out
 
@@ -416,16 +422,19 @@ class _Recorder:
 async def observe(
     page_url: str,
     *,
-    deadline: float,
+    window: float,
     executable: str,
     ca_file: str | None = None,
     insecure: bool = False,
     extra_args: tuple[str, ...] = (),
+    launch_timeout: float = LAUNCH_TIMEOUT_S,
 ) -> Observation:
-    """Load ``page_url`` in headless Chromium and watch it until ``deadline`` (event-loop time).
+    """Start headless Chromium (within ``launch_timeout`` s), then load ``page_url`` and watch it for
+    ``window`` seconds at most; ``Observation.ready_at`` says when that window began.
 
     Never raises for browser trouble: a browser that cannot start becomes ``Observation.error``.
     """
+    loop = asyncio.get_running_loop()
     obs = Observation(page_url=page_url, browser={"executable": executable})
     home: str | None = None
     try:
@@ -435,24 +444,27 @@ async def observe(
                 obs.error = "--ca-file with --browser needs certutil (sudo apt-get install libnss3-tools)"
                 return obs
             home = await asyncio.to_thread(_nss_home, ca_file, certutil)
-        # The watch ends at ``deadline`` by itself; this bound only covers a browser that hangs.
-        async with asyncio.timeout_at(deadline + CLOSE_GRACE_S):
-            await _drive(obs, page_url, deadline, executable, home, insecure, extra_args)
+        # The watch ends on time by itself; this bound only covers a browser that hangs.
+        async with asyncio.timeout(launch_timeout + window + CLOSE_GRACE_S):
+            await _drive(obs, page_url, window, launch_timeout, executable, home, insecure, extra_args)
     except TimeoutError:
         if obs.page_status is None and obs.load_error is None and not obs.sockets:
-            obs.error = obs.error or "the browser did not load the page before the deadline"
+            obs.error = obs.error or f"Chromium did not start or answer within {launch_timeout:g} s"
     except Exception as exc:  # a browser that will not start is a finding, not a crash
         obs.error = _cap(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
     finally:
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+    if obs.ready_at is None:
+        obs.ready_at = loop.time()
     return obs
 
 
 async def _drive(
     obs: Observation,
     page_url: str,
-    deadline: float,
+    window: float,
+    launch_timeout: float,
     executable: str,
     home: str | None,
     insecure: bool,
@@ -463,12 +475,14 @@ async def _drive(
 
     loop = asyncio.get_running_loop()
     env = {**os.environ, "HOME": home} if home else None
+    started = loop.time()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=executable,
             headless=True,
             args=[*BASE_ARGS, *extra_args],
             env=env,  # type: ignore[arg-type]
+            timeout=launch_timeout * 1000,
         )
         try:
             obs.browser["version"] = browser.version
@@ -487,6 +501,9 @@ async def _drive(
             cdp.on("Network.webSocketHandshakeResponseReceived", rec.ws_response)
             cdp.on("Network.webSocketFrameError", rec.ws_frame_error)
             await cdp.send("Network.enable")
+            obs.ready_at = loop.time()
+            obs.launch_ms = round((obs.ready_at - started) * 1000, 1)
+            deadline = obs.ready_at + window
             remaining_ms = max(1.0, (deadline - loop.time()) * 1000)
             try:
                 response = await page.goto(page_url, wait_until="load", timeout=remaining_ms)

@@ -381,8 +381,9 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
     if settings.browser and settings.page_url:
         from lokin_doctor.checks.browser import prestep
 
-        # The page first: the chain then runs on the URL it opened, under the same deadline.
-        settings, browser_facts = await prestep(settings, deadline)
+        # The page first: the chain then runs on the URL it opened, under the same deadline (counted
+        # from when Chromium was up: starting it is not network time).
+        settings, browser_facts, deadline = await prestep(settings)
     ctx = Context(settings=settings, deadline=deadline, debug=debug)
     ctx.facts.update(browser_facts)
     specs = select_checks(settings, only)

@@ -3,7 +3,8 @@
 Two halves:
 
 * :func:`prestep` runs before the chain (the runner calls it): it loads ``--page-url`` in headless
-  Chromium (``lokin_doctor/browser.py``) for part of the run's one deadline and, when no WebSocket URL
+  Chromium (``lokin_doctor/browser.py``) for part of the run's one deadline (which starts once Chromium
+  is up: starting it is local work, bounded on its own) and, when no WebSocket URL
   was given, makes the first URL the page opened the chain's target. The observation goes into the
   facts (``browser``; ``browser_given_url`` when a URL was also given).
 * :func:`check` runs after the chain on that URL and decides between the two views: a page-side cause
@@ -46,31 +47,32 @@ _NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
 _CHAIN = ("tcp", "tls", "handshake", "session", "page", "origins", "proxy", "dns")
 
 
-async def prestep(settings: Settings, deadline: float) -> tuple[Settings, dict[str, Any]]:
-    """Load the page in Chromium until ``BROWSER_SHARE`` of the time to ``deadline``; return the settings
-    the chain runs with (its target: the page's first WebSocket URL unless one was given) and the facts."""
+async def prestep(settings: Settings) -> tuple[Settings, dict[str, Any], float]:
+    """Load the page in Chromium for ``BROWSER_SHARE`` of ``--timeout``; return the settings the chain
+    runs with (its target: the page's first WebSocket URL unless one was given), the facts, and the
+    run's deadline: ``--timeout`` after the browser was up (starting Chromium is not network time)."""
     from lokin_doctor.browser import observe
 
-    loop = asyncio.get_running_loop()
-    browser_deadline = loop.time() + max(0.0, deadline - loop.time()) * BROWSER_SHARE
     obs = await observe(
         str(settings.page_url),
-        deadline=browser_deadline,
+        window=settings.timeout * BROWSER_SHARE,
         executable=str(settings.browser_path),
         ca_file=settings.ca_file,
         insecure=settings.insecure,
         extra_args=settings.browser_args,
     )
+    assert obs.ready_at is not None
+    deadline = obs.ready_at + settings.timeout
     facts: dict[str, Any] = {"browser": obs}
     if settings.target_given:
         facts["browser_given_url"] = settings.target.url
-        return settings, facts
+        return settings, facts, deadline
     for sock in obs.sockets:
         try:
-            return replace(settings, target=parse_target(sock.url)), facts
+            return replace(settings, target=parse_target(sock.url)), facts, deadline
         except TargetError:
             continue
-    return settings, facts
+    return settings, facts, deadline
 
 
 def _loopback_name(host: str) -> bool:
@@ -228,7 +230,7 @@ async def check(ctx: Context) -> CheckResult:
             "browser",
             "page.load-timeout",
             f"Chromium did not finish loading {page_url} within the time it had "
-            f"({BROWSER_SHARE:.0%} of the {ctx.settings.timeout:g} s deadline, browser start included)",
+            f"({BROWSER_SHARE:.0%} of the {ctx.settings.timeout:g} s --timeout, after the browser started)",
             "raise --timeout; if the page is slow for users too, find what holds its load event (a script or "
             "image from a silent host) in the browser's network panel",
             **ev,
