@@ -44,7 +44,6 @@ MAX_OTHER_URLS = 3
 _CSP_MESSAGE = re.compile(r"violates the following Content Security Policy directive: \"([^\"]*)\"")
 _STATUS_IN_ERROR = re.compile(r"Unexpected response code: (\d{3})")
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z0-9_]+)")
-_CHAIN = ("tcp", "tls", "handshake", "session", "page", "origins", "proxy", "dns")
 
 
 async def prestep(settings: Settings) -> tuple[Settings, dict[str, Any], float]:
@@ -198,7 +197,12 @@ def _evidence(obs: Observation) -> dict[str, Any]:
 
 
 def _chain_failure(ctx: Context) -> CheckResult | None:
-    for check_id in _CHAIN:
+    """The chain's root cause, as the runner will pick it (this check aside)."""
+    from lokin_doctor.runner import ROOT_CAUSE_ORDER
+
+    for check_id in ROOT_CAUSE_ORDER:
+        if check_id == "browser":
+            continue
         r = ctx.results.get(check_id)
         if r is not None and r.status is Status.FAIL:
             return r
