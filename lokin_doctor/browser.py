@@ -30,6 +30,8 @@ from typing import Any
 MAX_FRAMES = 5
 MAX_TEXT = 200
 MAX_CONSOLE = 30
+#: Sockets recorded per page (a page reconnecting in a tight loop opens hundreds); the rest are counted.
+MAX_SOCKETS = 20
 #: Once every socket the page opened has settled (closed, failed, or open this long), stop watching.
 SETTLE_S = 0.6
 #: A socket open this long without a frame is settled too (servers that wait for the client).
@@ -64,10 +66,11 @@ _INIT_SCRIPT = """
   const Native = window.WebSocket;
   if (!Native || typeof report !== 'function') return;
   let n = 0;
+  const frame = Math.random().toString(36).slice(2);  // ids are per document: iframes have their own
   const send = (o) => { try { report(JSON.stringify(o)); } catch (e) {} };
   window.WebSocket = new Proxy(Native, {
     construct(target, args, newTarget) {
-      const id = ++n;
+      const id = frame + ':' + (++n);
       let url = String(args[0]);
       try { url = new URL(url, location.href).href; } catch (e) {}
       send({event: 'created', id, url, t: performance.now()});
@@ -133,7 +136,7 @@ def certutil_path() -> str | None:
     return shutil.which("certutil")
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two sockets to one URL are two sockets
 class SocketSeen:
     """One WebSocket the page opened, as the browser saw it.
 
@@ -191,6 +194,7 @@ class Observation:
         called_connect: the page had no socket of its own and exposed ``window.lokin.connect()``,
             which was called once (``serve``'s test page).
         launch_ms: how long Chromium took to start (not counted in ``--timeout``).
+        sockets_not_recorded: sockets opened past :data:`MAX_SOCKETS`, counted only.
         ready_at: event-loop time when the browser was up and the page load began.
     """
 
@@ -208,6 +212,7 @@ class Observation:
     called_connect: bool = False
     launch_ms: float | None = None
     ready_at: float | None = None
+    sockets_not_recorded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("sockets", "ready_at")}
@@ -265,20 +270,36 @@ class _Recorder:
     def __init__(self, obs: Observation, t0: float) -> None:
         self.obs = obs
         self.t0 = t0
-        self.by_id: dict[int, SocketSeen] = {}  # init-script id -> socket
+        self.by_id: dict[str, SocketSeen] = {}  # init-script id -> socket
         self.by_request: dict[str, SocketSeen] = {}  # DevTools requestId -> socket
         self.changed = asyncio.Event()
-        self._claimed: set[int] = set()  # sockets already tied to a Playwright WebSocket object
+        # Three sources see each socket once, in no fixed order (the init script, Playwright's
+        # WebSocket object, DevTools): each ties itself to the first socket of that URL it has not.
+        self._tied: dict[str, set[int]] = {"init": set(), "playwright": set(), "devtools": set()}
 
     def _now(self) -> float:
         return time.monotonic()
 
-    def _socket(self, url: str) -> SocketSeen:
-        found = next((s for s in self.obs.sockets if s.url == url), None)
-        if found is None:
-            found = SocketSeen(url=url, opened_ms=round((self._now() - self.t0) * 1000, 1))
-            self.obs.sockets.append(found)
-        return found
+    def _new(self, url: str, *, count: bool = False) -> SocketSeen:
+        """A socket seen for the first time; past :data:`MAX_SOCKETS` it is tracked but not reported
+        (``count``: the init script's record, the one source that sees each socket once)."""
+        sock = SocketSeen(url=url, opened_ms=round((self._now() - self.t0) * 1000, 1))
+        if len(self.obs.sockets) < MAX_SOCKETS:
+            self.obs.sockets.append(sock)
+        elif count:
+            self.obs.sockets_not_recorded += 1
+        return sock
+
+    def _take(self, source: str, url: str) -> SocketSeen:
+        tied = self._tied[source]
+        bare = url.rstrip("/")
+        for sock in self.obs.sockets:
+            if sock.url.rstrip("/") == bare and id(sock) not in tied:
+                break
+        else:
+            sock = self._new(url, count=source == "init")
+        tied.add(id(sock))
+        return sock
 
     def settle(self, sock: SocketSeen, state: str) -> None:
         if sock.state in ("closed", "failed", "blocked") and state == "closed":
@@ -297,13 +318,13 @@ class _Recorder:
         except ValueError:
             return
         url = str(ev.get("url", ""))
-        sid = int(ev.get("id", 0))
+        sid = str(ev.get("id", ""))
         kind = ev.get("event")
         if kind == "created":
-            sock = SocketSeen(url=url, opened_ms=round((self._now() - self.t0) * 1000, 1))
-            self.obs.sockets.append(sock)
-            self.by_id[sid] = sock
-        sock = self.by_id.get(sid) or self._socket(url)
+            self.by_id[sid] = self._take("init", url)
+        sock = self.by_id.get(sid)
+        if sock is None:
+            return
         if kind == "throw":
             sock.error = str(ev.get("error"))
             self.settle(sock, "blocked")
@@ -324,7 +345,7 @@ class _Recorder:
 
     # --- Playwright's WebSocket object ---
     def websocket(self, ws: Any) -> None:
-        sock = self._claim(ws.url)
+        sock = self._take("playwright", ws.url)
 
         def sent(payload: str | bytes) -> None:
             sock.frames_sent += 1
@@ -346,26 +367,9 @@ class _Recorder:
         ws.on("framereceived", received)
         ws.on("socketerror", error)
 
-    def _claim(self, url: str) -> SocketSeen:
-        """The socket of the init script with this URL not yet tied to a Playwright object."""
-        claimed = self._claimed
-        for sock in self.obs.sockets:
-            if sock.url.rstrip("/") == url.rstrip("/") and id(sock) not in claimed:
-                claimed.add(id(sock))
-                return sock
-        sock = self._socket(url)
-        claimed.add(id(sock))
-        return sock
-
     # --- DevTools Network events (handshake status and headers) ---
     def ws_created(self, params: dict[str, Any]) -> None:
-        url = str(params.get("url", ""))
-        for sock in self.obs.sockets:
-            if sock.url.rstrip("/") == url.rstrip("/") and sock not in self.by_request.values():
-                self.by_request[str(params.get("requestId"))] = sock
-                return
-        sock = self._socket(url)
-        self.by_request[str(params.get("requestId"))] = sock
+        self.by_request[str(params.get("requestId"))] = self._take("devtools", str(params.get("url", "")))
 
     def ws_response(self, params: dict[str, Any]) -> None:
         sock = self.by_request.get(str(params.get("requestId")))

@@ -213,3 +213,15 @@ def test_every_url_the_page_opens_is_probed(page_server: Any) -> None:
     assert b["evidence"]["other_urls"] == {second: "HTTP 404"}
     states = {s["url"]: (s["state"], s["status"]) for s in b["evidence"]["sockets"]}
     assert states[second][0] == "failed" and states[first] == ("open", 101)
+
+
+def test_page_opening_sockets_in_bulk_is_recorded_within_bounds(page_server: Any) -> None:
+    srv = page_server()
+    dead = f"ws://127.0.0.1:{free_port()}/ws"
+    page = srv.page("/", "for (var i = 0; i < 60; i++) { new WebSocket('" + dead + "'); }")
+    run = doctor(page, "--no-variants", timeout=6)
+    b = run.check("browser")
+    assert b["code"] == "page.wrong-port", run.stdout  # the page's own origin answers on /ws
+    sockets = b["evidence"]["sockets"]
+    assert len(sockets) == 20 and b["evidence"]["sockets_not_recorded"] == 40
+    assert {s["url"] for s in sockets} == {dead}
