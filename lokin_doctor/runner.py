@@ -179,7 +179,11 @@ CHECKS += (
         "--browser: what Chromium sees on --page-url (the WebSockets it opens, blocks, its errors), "
         "joined with the chain",
         "lokin_doctor.checks.browser:check",
-        after=("tcp", "tls", "handshake", "session", "variants", "page"),
+        # Every finding it may quote or defer to (not hold: that one runs past the deadline).
+        after=(
+            *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
+            *("backends", "proxy", "variants", "page", "origins"),
+        ),
         applies=lambda s: None if s.browser else "no --browser given",
     ),
 )

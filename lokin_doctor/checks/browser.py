@@ -156,7 +156,8 @@ async def _said(ctx: Context, url: str) -> str:
             t,
             address,
             deadline=ctx.deadline,
-            origin=ctx.settings.origin,
+            # As the browser would ask: with the page's Origin (a server checking it answers 403 to both).
+            origin=ctx.settings.origin or _page_origin(str(ctx.settings.page_url)),
             ssl_context=ctx.ssl_context() if t.secure else None,
             keep_open=False,
         )
@@ -180,6 +181,16 @@ async def _working_alternative(ctx: Context, url: str, given: str | None) -> str
     if ctx.facts.get("working_variant"):
         return str(ctx.facts["working_variant"])
     return None
+
+
+def _page_origin(page_url: str) -> str:
+    parts = urlsplit(page_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+#: Handshake statuses that prove the URL reaches a server that refuses this client: another URL would
+#: not fix them (the origins, handshake and proxy checks name why).
+_NOT_A_URL_PROBLEM = frozenset({401, 403, 429})
 
 
 def _differs(opened: Target, working: Target) -> tuple[str, str]:
@@ -351,7 +362,9 @@ async def check(ctx: Context) -> CheckResult:
 
     given = ctx.facts.get("browser_given_url")
     if _failed(sock):
-        working = await _working_alternative(ctx, url, given)
+        status = _status(sock)
+        refused_here = status is not None and (status in _NOT_A_URL_PROBLEM or status >= 500)
+        working = None if refused_here else await _working_alternative(ctx, url, given)
         if opened is not None and working is not None:
             w = parse_target(working)
             code, part = _differs(opened, w)
