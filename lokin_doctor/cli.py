@@ -366,8 +366,7 @@ def probe_wss_command(
         browser_path=browser_path,
         browser_args=browser_arg or (),
     )
-    checks = [*REMOTE_CHECKS, "browser"] if browser else list(REMOTE_CHECKS)
-    _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
 
 
 def _register_commands() -> None:

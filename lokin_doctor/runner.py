@@ -265,6 +265,8 @@ def select_checks(
                 if dep not in wanted:
                     wanted.add(dep)
                     stack.append(dep)
+        if settings.browser:
+            wanted.add("browser")  # what the browser saw, next to the checks asked for (not their deps)
         return [c for c in CHECKS if c.id in wanted]
     ids = set(LOCAL_CHECKS)
     target = settings.target
