@@ -188,13 +188,14 @@ class Observation:
         console: console lines ``"level: text"`` (the page's and Chromium's own), capped.
         page_errors: uncaught script errors.
         failed_requests: sub-resources that failed ``"URL: net::ERR_..."``.
-        waited_s: how long the page was watched after it loaded.
+        waited_s: how long the page was watched after its response arrived.
         browser: executable and version.
         error: the browser could not be started or driven (then nothing else is known).
         called_connect: the page had no socket of its own and exposed ``window.lokin.connect()``,
             which was called once (``serve``'s test page).
         launch_ms: how long Chromium took to start (not counted in ``--timeout``).
         sockets_not_recorded: sockets opened past :data:`MAX_SOCKETS`, counted only.
+        loaded: the page reached its ``load`` event within the window (None: it never answered).
         ready_at: event-loop time when the browser was up and the page load began.
     """
 
@@ -212,6 +213,7 @@ class Observation:
     called_connect: bool = False
     launch_ms: float | None = None
     ready_at: float | None = None
+    loaded: bool | None = None
     sockets_not_recorded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -510,7 +512,8 @@ async def _drive(
             deadline = obs.ready_at + window
             remaining_ms = max(1.0, (deadline - loop.time()) * 1000)
             try:
-                response = await page.goto(page_url, wait_until="load", timeout=remaining_ms)
+                # "commit": the response arrived (net and certificate errors are raised before it).
+                response = await page.goto(page_url, wait_until="commit", timeout=remaining_ms)
             except PlaywrightError as exc:
                 text = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
                 if "Timeout" in type(exc).__name__ or "Timeout" in text:
@@ -521,7 +524,13 @@ async def _drive(
             obs.final_url = page.url
             obs.page_status = response.status if response is not None else None
             loaded = time.monotonic()
-            if not obs.sockets:
+            try:
+                # A page whose image or script hangs may still open its socket: watch it meanwhile.
+                await page.wait_for_load_state("load", timeout=max(1.0, (deadline - loop.time()) * 1000))
+                obs.loaded = True
+            except PlaywrightError:
+                obs.loaded = False
+            if obs.loaded and not obs.sockets:
                 with contextlib.suppress(PlaywrightError):
                     # serve's test page connects on a click; it exposes window.lokin.connect() for that.
                     called = await page.evaluate(

@@ -278,13 +278,23 @@ async def check(ctx: Context) -> CheckResult:
             "check the --page-url (the address users open) and the web server's routes",
             **ev,
         )
+    if not obs.sockets and obs.loaded is False:
+        return fail(
+            "browser",
+            "page.load-timeout",
+            f"the page {page_url} answered (HTTP {obs.page_status}) but did not finish loading within "
+            f"{obs.waited_s:g} s, and opened no WebSocket meanwhile",
+            "find what holds the page's load event (a script or image from a silent host) in the browser's "
+            "network panel; raise --timeout if the page is only slow",
+            **ev,
+        )
     if not obs.sockets:
         errors = "; ".join(obs.page_errors[:3])
         detail = f" (script error: {errors})" if errors else " and shows no script error"
         return fail(
             "browser",
             "page.no-websocket",
-            f"the page {page_url} never opens a WebSocket within {obs.waited_s:g} s of loading{detail}",
+            f"the page {page_url} never opens a WebSocket within {obs.waited_s:g} s of its response{detail}",
             "fix the page's script so it calls new WebSocket(url) on load (open the browser's developer "
             "console on the page); if it connects only on a user action, --browser cannot see it"
             + ("" if errors else ", or raise --timeout if it connects late"),

@@ -228,3 +228,20 @@ def test_page_opening_sockets_in_bulk_is_recorded_within_bounds(page_server: Any
     sockets = b["evidence"]["sockets"]
     assert len(sockets) == 20 and b["evidence"]["sockets_not_recorded"] == 40
     assert {s["url"] for s in sockets} == {dead}
+
+
+def test_page_whose_load_hangs(page_server: Any, bad_server: Any) -> None:
+    srv = page_server()
+    silent = bad_server("silent")
+    hang = f"<script src='http://127.0.0.1:{silent.port}/app.js'></script>"
+    # The socket opens before the hanging script: it is seen and diagnosed though "load" never comes.
+    page = srv.page("/", connect_script(f"'{srv.ws_url()}'") + "</script>" + hang + "<script>")
+    run = doctor(page, timeout=5)
+    b = run.check("browser")
+    assert b["status"] == "ok" and b["evidence"]["loaded"] is False, run.stdout
+    assert b["evidence"]["opened"] == [srv.ws_url()]
+    # Without a socket the verdict is the hanging load.
+    page = srv.page("/still", "document.title = 'x';</script>" + hang + "<script>")
+    run = doctor(page, timeout=5)
+    assert run.root_code == "page.load-timeout", run.stdout
+    assert "did not finish loading" in run.report["root_cause"]["summary"]
