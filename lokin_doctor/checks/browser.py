@@ -183,6 +183,17 @@ async def _working_alternative(ctx: Context, url: str, given: str | None) -> str
     return None
 
 
+def _on_page_host(t: Target, page_url: str) -> bool:
+    """Whether ``t`` is on the page's own host and port, so ``location.host`` builds it."""
+    parts = urlsplit(page_url)
+    default = 443 if parts.scheme == "https" else 80
+    return (t.host, t.port, t.secure) == (
+        (parts.hostname or "").lower(),
+        parts.port or default,
+        parts.scheme == "https",
+    )
+
+
 def _page_origin(page_url: str) -> str:
     parts = urlsplit(page_url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -389,7 +400,7 @@ async def check(ctx: Context) -> CheckResult:
                 + (
                     " (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + "
                     f"'{w.resource}')"
-                    if part == "path"
+                    if _on_page_host(w, page_url)
                     else ""
                 )
                 + (
@@ -409,11 +420,12 @@ async def check(ctx: Context) -> CheckResult:
                 f"fix what the {chain.id} check names (the root cause below)",
                 **ev,
             )
+        checked = ctx.settings.target.url
         return fail(
             "browser",
             "page.websocket-failed",
             f"{page} opens {url} and {_what_failed(sock)} in Chromium, though lokin-doctor's own client "
-            "connects to it",
+            + ("connects to it" if checked == url else f"connects to {checked}"),
             "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: "
             "check the server's allowed origins and its logs for this connection",
             **ev,
