@@ -19,6 +19,7 @@ import contextlib
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -196,6 +197,8 @@ class Observation:
         launch_ms: how long Chromium took to start (not counted in ``--timeout``).
         sockets_not_recorded: sockets opened past :data:`MAX_SOCKETS`, counted only.
         loaded: the page reached its ``load`` event within the window (None: it never answered).
+        page_said: the page's own first error or warning on the console (not Chromium's), e.g.
+            "Impossible de se connecter au serveur".
         ready_at: event-loop time when the browser was up and the page load began.
     """
 
@@ -214,12 +217,19 @@ class Observation:
     launch_ms: float | None = None
     ready_at: float | None = None
     loaded: bool | None = None
+    page_said: str | None = None
     sockets_not_recorded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("sockets", "ready_at")}
         out["sockets"] = [s.to_dict() for s in self.sockets]
         return out
+
+
+#: Console lines Chromium writes itself about a connection (kept whatever the page logs before them).
+_BROWSER_VERDICT = re.compile(
+    r"^(Mixed Content:|WebSocket connection to |Connecting to '.*' violates|Refused to connect)"
+)
 
 
 def _cap(text: str) -> str:
@@ -395,8 +405,18 @@ class _Recorder:
         where = str((msg.location or {}).get("url") or "")
         if where.endswith("/favicon.ico"):
             return  # Chromium asks for one on every page; its 404 says nothing about the WebSocket
-        if len(self.obs.console) < MAX_CONSOLE:
-            self.obs.console.append(f"{msg.type}: {_cap(msg.text)}")
+        text = str(msg.text)
+        # Chromium's own verdicts are kept even past a chatty page's first lines.
+        room = 2 * MAX_CONSOLE if _BROWSER_VERDICT.search(text) else MAX_CONSOLE
+        if len(self.obs.console) < room:
+            self.obs.console.append(f"{msg.type}: {_cap(text)}")
+        if (
+            msg.type in ("error", "warning")
+            and self.obs.page_said is None
+            and not _BROWSER_VERDICT.search(text)
+            and not text.startswith("Failed to load resource")
+        ):
+            self.obs.page_said = _cap(text)
         self.changed.set()
 
     def page_error(self, exc: Any) -> None:

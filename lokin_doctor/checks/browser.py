@@ -314,6 +314,7 @@ async def check(ctx: Context) -> CheckResult:
 
     sock = obs.sockets[0]
     url = sock.url
+    told = f" (the page says: {obs.page_said})" if obs.page_said else ""
     others = list(dict.fromkeys(s.url for s in obs.sockets[1:] if s.url != url))[:MAX_OTHER_URLS]
     if others:
         # The chain runs on the first URL; the others get one opening handshake each.
@@ -416,7 +417,8 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "browser",
                 "page.websocket-failed",
-                f"{page} opens {url} and {_what_failed(sock)} in Chromium too ({chain.id}: {chain.code})",
+                f"{page} opens {url} and {_what_failed(sock)} in Chromium too ({chain.id}: {chain.code})"
+                + told,
                 f"fix what the {chain.id} check names (the root cause below)",
                 **ev,
             )
@@ -425,7 +427,8 @@ async def check(ctx: Context) -> CheckResult:
             "browser",
             "page.websocket-failed",
             f"{page} opens {url} and {_what_failed(sock)} in Chromium, though lokin-doctor's own client "
-            + ("connects to it" if checked == url else f"connects to {checked}"),
+            + ("connects to it" if checked == url else f"connects to {checked}")
+            + told,
             "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: "
             "check the server's allowed origins and its logs for this connection",
             **ev,

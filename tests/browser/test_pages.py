@@ -61,6 +61,7 @@ def test_port_where_nothing_listens_compared_with_the_given_url(page_server: Any
     assert (b["status"], b["code"]) == ("warn", "page.websocket-failed")
     assert dead in b["summary"] and "ERR_CONNECTION_REFUSED" in b["summary"]
     assert str(run.root_code) in b["summary"]
+    assert b["summary"].endswith("(the page says: Impossible de se connecter au serveur)")
     # With the server's real URL given too, the two views meet: the page has the wrong port.
     run = doctor(page, server.ws_url(), "--no-variants")
     assert run.root_code == "page.wrong-port", run.stdout
@@ -122,9 +123,10 @@ def test_csp_blocks_the_socket(page_server: Any) -> None:
     srv = page_server()
     other = page_server()
     ws = other.ws_url()
+    chatty = "for (var i = 0; i < 40; i++) { console.log('booting step ' + i); }"  # past the console cap
     page = srv.page(
         "/",
-        connect_script(f"'{ws}'"),
+        chatty + connect_script(f"'{ws}'"),
         {"Content-Security-Policy": "connect-src 'self' https://api.lokin.test"},
     )
     run = doctor(page)
@@ -133,6 +135,7 @@ def test_csp_blocks_the_socket(page_server: Any) -> None:
     assert ws in b["summary"] and "connect-src 'self' https://api.lokin.test" in b["summary"]
     assert f"connect-src 'self' https://api.lokin.test ws://127.0.0.1:{other.port}" in b["hint"]
     assert b["evidence"]["sockets"][0]["status"] is None
+    assert len([c for c in b["evidence"]["console"] if "booting step" in c]) == 30
     assert run.check("handshake")["status"] == "ok"  # every CLI client connects: only the browser refuses
 
 
