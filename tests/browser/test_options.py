@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.browser.conftest import connect_script
 from tests.helpers import run_cli
 from tests.peers._common import free_port
 
@@ -68,3 +70,21 @@ def test_no_browser_found_names_the_install_command(tmp_path: Path) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
     assert "no Chromium or Chrome found" in lines[0] and "apt-get install chromium" in lines[0]
+
+
+def test_playwrights_own_chromium_is_found(tmp_path: Path, page_server: Any) -> None:
+    # No browser on PATH; a Chromium where `playwright install chromium` puts it: that one is used.
+    binary = Path("/usr/lib/chromium/chromium")  # Debian's real binary behind /usr/bin/chromium
+    if not binary.exists():
+        pytest.skip(f"{binary} not found")
+    exe = tmp_path / "ms-playwright" / "chromium-1234" / "chrome-linux" / "chrome"
+    exe.parent.mkdir(parents=True)
+    exe.symlink_to(binary)
+    (tmp_path / "bin").mkdir()
+    srv = page_server()
+    page = srv.page("/", connect_script(f"'{srv.ws_url()}'"))
+    env = {"PATH": str(tmp_path / "bin"), "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "ms-playwright")}
+    run = run_cli("all", "--page-url", page, "--browser", "--json", "--timeout", "10", env=env)
+    b = run.check("browser")
+    assert b["status"] == "ok", run.stdout
+    assert b["evidence"]["browser"]["executable"] == str(exe)
