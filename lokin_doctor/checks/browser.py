@@ -15,8 +15,8 @@ Two halves:
 Cause codes (``page.*``, documented in docs/browser.md): ``page.load-failed``, ``page.load-timeout``,
 ``page.certificate-rejected``, ``page.no-websocket``, ``page.dev-url-in-production``,
 ``page.mixed-content-blocked``, ``page.csp-blocked``, ``page.wrong-path``, ``page.wrong-port``,
-``page.wrong-url``, ``page.websocket-failed``, ``page.url-mismatch``; ``browser.launch-failed`` when
-Chromium itself could not be driven.
+``page.wrong-url``, ``page.websocket-failed``, ``page.websocket-closed``, ``page.url-mismatch``;
+``browser.launch-failed`` when Chromium itself could not be driven.
 """
 
 from __future__ import annotations
@@ -202,6 +202,8 @@ def _page_origin(page_url: str) -> str:
 #: Handshake statuses that prove the URL reaches a server that refuses this client: another URL would
 #: not fix them (the origins, handshake and proxy checks name why).
 _NOT_A_URL_PROBLEM = frozenset({401, 403, 429})
+#: Close codes of a connection that ended as planned (1005: a close frame without a code).
+_NORMAL_CLOSE = frozenset({1000, 1001, 1005})
 
 
 def _differs(opened: Target, working: Target) -> tuple[str, str]:
@@ -431,6 +433,31 @@ async def check(ctx: Context) -> CheckResult:
             + told,
             "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: "
             "check the server's allowed origins and its logs for this connection",
+            **ev,
+        )
+    if sock.state == "closed" and sock.close_code not in _NORMAL_CLOSE:
+        reason = f" {sock.close_reason!r}" if sock.close_reason else ""
+        sent = f", after the page sent {sock.frames_sent} frame(s)" if sock.frames_sent else ""
+        first = f" (first: {sock.first_sent[0]})" if sock.first_sent else ""
+        closed = (
+            f"{page} opens {url}; it connects, then is closed with {sock.close_code}{reason}{sent}{first}"
+        )
+        chain = _chain_failure(ctx)
+        if chain is not None:
+            return warn(
+                "browser",
+                "page.websocket-closed",
+                f"{closed}; the chain sees it too ({chain.id}: {chain.code})",
+                f"fix what the {chain.id} check names (the root cause below)",
+                **ev,
+            )
+        return fail(
+            "browser",
+            "page.websocket-closed",
+            f"{closed}, while lokin-doctor's own session stays open",
+            "the server closed the page's connection for what the page did: read the close code and reason "
+            "and the server's log (1008/1003: it refused a message the page sent, 1009: a message too big, "
+            "1011: the server crashed on it); the page's first frames are in the evidence",
             **ev,
         )
     if given and given != url:

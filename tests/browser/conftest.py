@@ -2,7 +2,8 @@
 
 A :class:`PageServer` is a websockets server in a thread of its own (the doctor runs as a subprocess,
 as a user would run it): it answers the pages it is given (HTML plus headers) and WebSocket upgrades on
-the paths it is told to (an echo that greets first); anything else gets 404, upgrades included.
+the paths it is told to (an echo that greets first and closes with 1008 on the message "forbidden");
+anything else gets 404, upgrades included.
 Chromium resolves the test name ``lokin.test`` to 127.0.0.1 and nothing else (``BROWSER_ARGS``); the
 chain resolves it with the suite's dnsmasq (``--dns-server``). All traffic stays on loopback.
 """
@@ -126,6 +127,9 @@ def page_server() -> Iterator[Callable[..., PageServer]]:
         async def handler(ws: ServerConnection) -> None:
             await ws.send('{"type":"welcome","clientId":"user_0123456789"}')
             async for message in ws:
+                if message == "forbidden":  # what a server does with a message it refuses
+                    await ws.close(1008, "message not allowed")
+                    return
                 await ws.send(message)
 
         def process_request(conn: ServerConnection, request: Request) -> Response | None:

@@ -248,3 +248,19 @@ def test_page_whose_load_hangs(page_server: Any, bad_server: Any) -> None:
     run = doctor(page, timeout=5)
     assert run.root_code == "page.load-timeout", run.stdout
     assert "did not finish loading" in run.report["root_cause"]["summary"]
+
+
+def test_server_closes_what_the_page_sends(page_server: Any) -> None:
+    srv = page_server()
+    ws = srv.ws_url()
+    page = srv.page(
+        "/", f"var ws = new WebSocket('{ws}'); ws.onopen = function () {{ ws.send('forbidden'); }};"
+    )
+    run = doctor(page)
+    assert run.root_code == "page.websocket-closed", run.stdout
+    rc = run.report["root_cause"]
+    assert f"opens {ws}; it connects, then is closed with 1008 'message not allowed'" in rc["summary"]
+    assert "(first: forbidden)" in rc["summary"]
+    sock = run.check("browser")["evidence"]["sockets"][0]
+    assert (sock["close_code"], sock["frames_sent"], sock["status"]) == (1008, 1, 101)
+    assert run.check("session")["status"] == "ok"  # the doctor's own session is fine
