@@ -178,7 +178,9 @@ async def _working_alternative(ctx: Context, url: str, given: str | None) -> str
         derived = None
     if derived is not None and derived not in (url, given) and await _answers(ctx, derived):
         return derived
-    if ctx.facts.get("working_variant"):
+    variants = ctx.results.get("variants")
+    if variants is not None and variants.code == "variants.url-mismatch" and ctx.facts.get("working_variant"):
+        # Not variants.backend-direct: pointing the page past its proxy is not the fix.
         return str(ctx.facts["working_variant"])
     return None
 
@@ -388,6 +390,9 @@ async def check(ctx: Context) -> CheckResult:
     if _failed(sock):
         status = _status(sock)
         refused_here = status is not None and (status in _NOT_A_URL_PROBLEM or status >= 500)
+        proxy = ctx.results.get("proxy")
+        if proxy is not None and proxy.status is Status.FAIL:
+            refused_here = True  # the proxy in front is what breaks it (the proxy check says how)
         working = None if refused_here else await _working_alternative(ctx, url, given)
         if opened is not None and working is not None:
             w = parse_target(working)

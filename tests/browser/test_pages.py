@@ -264,3 +264,17 @@ def test_server_closes_what_the_page_sends(page_server: Any) -> None:
     sock = run.check("browser")["evidence"]["sockets"][0]
     assert (sock["close_code"], sock["frames_sent"], sock["status"]) == (1008, 1, 101)
     assert run.check("session")["status"] == "ok"  # the doctor's own session is fine
+
+
+def test_proxy_dropping_the_upgrade_is_the_chains_finding(nginx_proxy: Any, ws_server: Any) -> None:
+    # Real nginx without the Upgrade headers: the browser's socket fails, the backend answers directly.
+    # Pointing the page past its proxy is not the fix: the proxy check is the root cause.
+    proxy = nginx_proxy("no-upgrade", ws_server.port)
+    page = proxy.extra["page_url"]
+    run = doctor(page)
+    assert run.report["target"] == proxy.url  # what the page opened: ws://127.0.0.1:PORT/ws
+    root = run.report["root_cause"]
+    assert root["check"] == "proxy", run.stdout
+    b = run.check("browser")
+    assert (b["status"], b["code"]) == ("warn", "page.websocket-failed")
+    assert f"opens {proxy.url} and gets HTTP" in b["summary"] and root["code"] in b["summary"]
