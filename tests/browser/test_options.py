@@ -88,3 +88,16 @@ def test_playwrights_own_chromium_is_found(tmp_path: Path, page_server: Any) -> 
     b = run.check("browser")
     assert b["status"] == "ok", run.stdout
     assert b["evidence"]["browser"]["executable"] == str(exe)
+
+
+def test_a_binary_that_is_not_a_browser_is_a_finding(page_server: Any) -> None:
+    srv = page_server()
+    page = srv.page("/", connect_script(f"'{srv.ws_url()}'"))
+    run = run_cli(
+        "all", "--page-url", page, "--browser", "--browser-path", "/bin/true", "--json", "--timeout", "5"
+    )
+    assert run.code == 1
+    assert run.root_code == "browser.launch-failed", run.stdout
+    summary = run.report["root_cause"]["summary"]
+    assert summary.startswith("Chromium (/bin/true) could not load") and "\n" not in summary
+    assert run.check("session")["status"] == "ok"  # the chain ran on the derived URL all the same
