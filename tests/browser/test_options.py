@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import connect_script
+from tests.browser.conftest import RESOLVER_RULES, connect_script
 from tests.helpers import run_cli
 from tests.peers._common import free_port
 
@@ -84,7 +84,18 @@ def test_playwrights_own_chromium_is_found(tmp_path: Path, page_server: Any) -> 
     srv = page_server()
     page = srv.page("/", connect_script(f"'{srv.ws_url()}'"))
     env = {"PATH": str(tmp_path / "bin"), "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "ms-playwright")}
-    run = run_cli("all", "--page-url", page, "--browser", "--json", "--timeout", "10", env=env)
+    run = run_cli(
+        "all",
+        "--page-url",
+        page,
+        "--browser",
+        "--browser-arg",
+        RESOLVER_RULES,
+        "--json",
+        "--timeout",
+        "10",
+        env=env,
+    )
     b = run.check("browser")
     assert b["status"] == "ok", run.stdout
     assert b["evidence"]["browser"]["executable"] == str(exe)

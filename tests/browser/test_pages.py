@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import BROWSER_ARGS, connect_script
@@ -9,9 +11,18 @@ from tests.helpers import CliRun, run_cli
 from tests.peers._common import free_port
 
 
-def doctor(page_url: str, *extra: str, timeout: float = 10.0) -> CliRun:
+def doctor(page_url: str, *extra: str, timeout: float = 10.0, env: dict[str, str] | None = None) -> CliRun:
     return run_cli(
-        "all", "--page-url", page_url, "--browser", *BROWSER_ARGS, "--json", "--timeout", str(timeout), *extra
+        "all",
+        "--page-url",
+        page_url,
+        "--browser",
+        *BROWSER_ARGS,
+        "--json",
+        "--timeout",
+        str(timeout),
+        *extra,
+        env=env,
     )
 
 
@@ -81,8 +92,11 @@ def test_location_host_on_an_https_page(page_server: Any, certs: Any, dns_server
     )
     page = page.replace("127.0.0.1", "lokin.test")
     opened = srv.ws_url("/", host="lokin.test")
-    run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server)
-    assert run.report["target"] == opened
+    # A short TMPDIR of the test's own (Chromium's profile sockets need a short path).
+    with tempfile.TemporaryDirectory(prefix="ld-") as tmp:
+        run = doctor(page, "--ca-file", certs.ca_file, "--dns-server", dns_server.server, env={"TMPDIR": tmp})
+        assert list(Path(tmp).glob("lokin-doctor-browser-*")) == []  # the temporary NSS database is gone
+    assert run.report["target"] == opened, run.check("browser")["summary"]
     assert run.root_code == "page.wrong-path", run.stdout
     rc = run.report["root_cause"]
     assert f"opens {opened} (port {srv.port}, path /) and gets HTTP 404 there" in rc["summary"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from tests.browser.conftest import BROWSER_ARGS
 from tests.helpers import run_cli
 from tests.peers._common import free_port
 from tests.server.conftest import ServeProcess
@@ -20,8 +21,7 @@ def test_serve_test_page_is_all_green(serve_process: Callable[..., ServeProcess]
         "--page-url",
         page,
         "--browser",
-        "--browser-path",
-        "/usr/bin/chromium",
+        *BROWSER_ARGS,  # Debian's chromium; no name but the test's resolves in it
         # Other servers may run on this shared machine: name this one.
         "--process",
         rf"lokin_doctor serve --host 127\.0\.0\.1 --port {port}\b",
@@ -53,8 +53,7 @@ def test_origin_the_server_refuses_is_the_chains_finding(serve_process: Callable
         "--page-url",
         f"http://127.0.0.1:{port}/",
         "--browser",
-        "--browser-path",
-        "/usr/bin/chromium",
+        *BROWSER_ARGS,  # Debian's chromium; no name but the test's resolves in it
         "--process",
         rf"lokin_doctor serve --host 127\.0\.0\.1 --port {port}\b",
         "--json",
