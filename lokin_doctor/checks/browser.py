@@ -15,7 +15,8 @@ Two halves:
 Cause codes (``page.*``, documented in docs/browser.md): ``page.load-failed``, ``page.load-timeout``,
 ``page.certificate-rejected``, ``page.no-websocket``, ``page.dev-url-in-production``,
 ``page.mixed-content-blocked``, ``page.csp-blocked``, ``page.wrong-path``, ``page.wrong-port``,
-``page.wrong-url``, ``page.websocket-failed``, ``page.websocket-closed``, ``page.url-mismatch``;
+``page.wrong-url``, ``page.websocket-failed``, ``page.websocket-closed``, ``page.url-mismatch``,
+``page.other-websocket-failed``;
 ``browser.launch-failed`` when Chromium itself could not be driven.
 """
 
@@ -165,6 +166,28 @@ async def _said(ctx: Context, url: str) -> str:
         if out.kind == "upgraded":
             break
     return said
+
+
+async def _core_chain(ctx: Context, url: str) -> dict[str, Any]:
+    """dns, tcp, tls, handshake and session on ``url``, under the run's deadline: its root cause."""
+    from lokin_doctor.runner import root_cause, run_checks, select_checks
+
+    try:
+        settings = replace(ctx.settings, target=parse_target(url), browser=False)
+    except TargetError as exc:
+        return {"status": "fail", "code": None, "summary": str(exc)}
+    sub = Context(settings=settings, deadline=ctx.deadline, debug=ctx.debug)
+    try:
+        results = await run_checks(sub, select_checks(settings, ["handshake", "session"]))
+    finally:
+        conn = sub.facts.get("conn")
+        if conn is not None:
+            conn.abort()
+    cause = root_cause({r.id: r for r in results})
+    if cause is None:
+        session = sub.results.get("session")
+        return {"status": "ok", "code": None, "summary": session.summary if session else "connects"}
+    return {"status": "fail", "code": cause.code, "summary": cause.summary}
 
 
 async def _working_alternative(ctx: Context, url: str, given: str | None) -> str | None:
@@ -321,9 +344,9 @@ async def check(ctx: Context) -> CheckResult:
     told = f" (the page says: {obs.page_said})" if obs.page_said else ""
     others = list(dict.fromkeys(s.url for s in obs.sockets[1:] if s.url != url))[:MAX_OTHER_URLS]
     if others:
-        # The chain runs on the first URL; the others get one opening handshake each.
-        said = await asyncio.gather(*(_said(ctx, u) for u in others))
-        ev["other_urls"] = dict(zip(others, said, strict=True))
+        # The whole chain runs on the first URL; the others get its core (dns to session) each.
+        found = await asyncio.gather(*(_core_chain(ctx, u) for u in others))
+        ev["other_urls"] = dict(zip(others, found, strict=True))
     page = f"the page at {page_url}"
     try:
         opened = parse_target(url)
@@ -463,6 +486,17 @@ async def check(ctx: Context) -> CheckResult:
             "the server closed the page's connection for what the page did: read the close code and reason "
             "and the server's log (1008/1003: it refused a message the page sent, 1009: a message too big, "
             "1011: the server crashed on it); the page's first frames are in the evidence",
+            **ev,
+        )
+    broken = {u: r for u, r in ev.get("other_urls", {}).items() if r["status"] != "ok"}
+    if broken:
+        other, found = next(iter(broken.items()))
+        return warn(
+            "browser",
+            "page.other-websocket-failed",
+            f"{page} opens {url}, which connects, and {other}, which fails: {found['summary']}"
+            + (f" [{found['code']}]" if found["code"] else ""),
+            f"fix {other} too: lokin-doctor all {other} diagnoses it alone",
             **ev,
         )
     if given and given != url:

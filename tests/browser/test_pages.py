@@ -222,17 +222,21 @@ def test_page_that_does_not_load(page_server: Any) -> None:
     assert f"the page {missing} answers HTTP 404 in Chromium" in run.report["root_cause"]["summary"]
 
 
-def test_every_url_the_page_opens_is_probed(page_server: Any) -> None:
+def test_every_url_the_page_opens_is_diagnosed(page_server: Any) -> None:
     srv = page_server()
     first, second = srv.ws_url(), srv.ws_url("/events")
     page = srv.page("/", connect_script(f"'{first}'") + f"var extra = new WebSocket('{second}');")
     run = doctor(page)
+    assert run.report["target"] == first and run.check("session")["status"] == "ok"
     b = run.check("browser")
-    assert b["status"] == "ok", run.stdout
+    assert (b["status"], b["code"]) == ("warn", "page.other-websocket-failed"), run.stdout
     assert b["evidence"]["opened"] == [first, second]
-    assert b["evidence"]["other_urls"] == {second: "HTTP 404"}
+    # The second URL gets the core of the chain too: its handshake names the cause.
+    assert b["evidence"]["other_urls"][second]["code"] == "handshake.not-found"
+    assert f"and {second}, which fails: HTTP 404" in b["summary"]
     states = {s["url"]: (s["state"], s["status"]) for s in b["evidence"]["sockets"]}
     assert states[second][0] == "failed" and states[first] == ("open", 101)
+    assert run.code == 0  # a warning: the page's main connection works
 
 
 def test_page_opening_sockets_in_bulk_is_recorded_within_bounds(page_server: Any) -> None:
