@@ -145,6 +145,8 @@ def test_csp_blocks_the_socket(page_server: Any) -> None:
     )
     run = doctor(page)
     assert run.root_code == "page.csp-blocked", run.stdout
+    assert run.report["target"] == ws
+    assert run.check("page")["code"] == "page.csp-blocks"  # the outside view (the headers) agrees
     b = run.check("browser")
     assert ws in b["summary"] and "connect-src 'self' https://api.lokin.test" in b["summary"]
     assert f"connect-src 'self' https://api.lokin.test ws://127.0.0.1:{other.port}" in b["hint"]
