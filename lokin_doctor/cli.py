@@ -168,6 +168,29 @@ ClientKeyOpt = Annotated[
     str | None, typer.Option("--client-key", help="PEM private key of --client-cert (unencrypted).")
 ]
 
+BrowserOpt = Annotated[
+    bool,
+    typer.Option(
+        "--browser",
+        help="Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
+        "(needs lokin-doctor[browser]); no URL needed.",
+    ),
+]
+BrowserPathOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--browser-path", help="Chromium/Chrome binary for --browser (default: found automatically)."
+    ),
+]
+BrowserArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--browser-arg",
+        help="Extra Chromium switch for --browser (repeatable), e.g. "
+        "'--host-resolver-rules=MAP example.com 127.0.0.1'.",
+    ),
+]
+
 
 def _settings(url: str | None, **options: Any) -> Settings:
     """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
@@ -241,6 +264,9 @@ def all_command(
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
     nginx_config: NginxConfigOpt = None,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
@@ -271,6 +297,9 @@ def all_command(
         client_cert=client_cert,
         client_key=client_key,
         nginx_config=nginx_config,
+        browser=browser,
+        browser_path=browser_path,
+        browser_args=browser_arg or (),
     )
     _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
@@ -362,6 +391,9 @@ def probe_wss_command(
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
     nginx_config: NginxConfigOpt = None,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
@@ -382,6 +414,9 @@ def probe_wss_command(
         client_cert=client_cert,
         client_key=client_key,
         nginx_config=nginx_config,
+        browser=browser,
+        browser_path=browser_path,
+        browser_args=browser_arg or (),
     )
     checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
     _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)

@@ -196,6 +196,20 @@ CHECKS: tuple[CheckSpec, ...] = (
         extra_time=lambda s: s.hold or 0.0,
     ),
 )
+CHECKS += (
+    CheckSpec(
+        "browser",
+        "--browser: what Chromium sees on --page-url (the WebSockets it opens, blocks, its errors), "
+        "joined with the chain",
+        "lokin_doctor.checks.browser:check",
+        # Every finding it may quote or defer to (not hold: that one runs past the deadline).
+        after=(
+            *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
+            *("backends", "proxy", "variants", "page", "origins"),
+        ),
+        applies=lambda s: None if s.browser else "no --browser given",
+    ),
+)
 BY_ID = {c.id: c for c in CHECKS}
 
 #: The local checklist (`all` against this machine) and the remote chain (probe-wss).
@@ -229,7 +243,10 @@ REMOTE_CHECKS = (
 )
 
 #: Which failure is the root cause when several fail: the deepest link that explains the others.
+#: ``browser`` comes first: it fails only for page-side causes, which explain the chain's findings
+#: (a page opening ws://localhost makes the chain test localhost); server-side ones are its warnings.
 ROOT_CAUSE_ORDER = (
+    "browser",
     "dns",
     "dns-records",
     "process",
@@ -286,6 +303,8 @@ def select_checks(
                 if dep not in wanted:
                     wanted.add(dep)
                     stack.append(dep)
+        if settings.browser:
+            wanted.add("browser")  # what the browser saw, next to the checks asked for (not their deps)
         return [c for c in CHECKS if c.id in wanted]
     ids = set(LOCAL_CHECKS)
     target = settings.target
@@ -300,6 +319,8 @@ def select_checks(
         # A name that is not obviously this machine is the production path (its DNS records, proxy,
         # origins...), even when DNS later says it points here: decided by name, before any traffic.
         ids |= set(REMOTE_CHECKS)
+    if settings.browser:
+        ids.add("browser")
     return [c for c in CHECKS if c.id in ids]
 
 
@@ -399,7 +420,16 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
             )
             return await _run_async(settings, only, embedded=False, debug=debug)
     loop = asyncio.get_running_loop()
-    ctx = Context(settings=settings, deadline=loop.time() + settings.timeout, debug=debug)
+    deadline = loop.time() + settings.timeout
+    browser_facts: dict[str, object] = {}
+    if settings.browser and settings.page_url:
+        from lokin_doctor.checks.browser import prestep
+
+        # The page first: the chain then runs on the URL it opened, under the same deadline (counted
+        # from when Chromium was up: starting it is not network time).
+        settings, browser_facts, deadline = await prestep(settings)
+    ctx = Context(settings=settings, deadline=deadline, debug=debug)
+    ctx.facts.update(browser_facts)
     specs = select_checks(settings, only)
     try:
         results = await run_checks(ctx, specs)

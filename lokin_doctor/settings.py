@@ -40,6 +40,13 @@ class Settings:
     explicit_target: bool = field(default=True)
     #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
     nginx_config: str | None = None
+    #: --browser: load --page-url in Chromium first (docs/browser.md); browser_path is the resolved binary.
+    browser: bool = False
+    browser_path: str | None = None
+    browser_args: tuple[str, ...] = ()
+    #: A WebSocket URL was typed (not derived from --page-url): --browser compares it with the page's.
+    target_given: bool = False
+
 
 
 def build_settings(
@@ -63,6 +70,9 @@ def build_settings(
     client_cert: str | None = None,
     client_key: str | None = None,
     nginx_config: str | None = None,
+    browser: bool = False,
+    browser_path: str | None = None,
+    browser_args: list[str] | tuple[str, ...] = (),
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     from lokin_doctor import validate
@@ -135,6 +145,7 @@ def build_settings(
             f"--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main "
             "configuration file, e.g. /etc/nginx/nginx.conf"
         )
+    browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
         timeout=timeout,
@@ -156,4 +167,42 @@ def build_settings(
         client_key=client_key,
         explicit_target=bool(url or page_url),
         nginx_config=os.path.abspath(nginx_config) if nginx_config is not None else None,
+        browser=browser,
+        browser_path=browser_exe,
+        browser_args=tuple(browser_args),
+        target_given=bool(url),
     )
+
+
+def _browser_settings(
+    browser: bool, path: str | None, args: tuple[str, ...], page_url: str | None, ca_file: str | None
+) -> str | None:
+    """Validate the --browser options; return the Chromium binary to launch (found before any traffic)."""
+    if not browser:
+        if path is not None:
+            raise SettingsError("--browser-path needs --browser (load the page in Chromium)")
+        if args:
+            raise SettingsError("--browser-arg needs --browser (load the page in Chromium)")
+        return None
+    if not page_url:
+        raise SettingsError(
+            "--browser needs --page-url: the page to open, e.g. --page-url https://example.com/"
+        )
+    for arg in args:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise SettingsError(
+                f"invalid --browser-arg {arg!r}; give one Chromium switch, e.g. "
+                "'--host-resolver-rules=MAP example.com 127.0.0.1'"
+            )
+    from lokin_doctor.browser import BrowserMissingError, certutil_path, find_browser
+
+    try:
+        found = find_browser(path)
+    except BrowserMissingError as exc:
+        raise SettingsError(str(exc)) from None
+    if ca_file is not None and certutil_path() is None:
+        raise SettingsError(
+            "--ca-file with --browser needs certutil to trust the CA in Chromium; "
+            "install it (sudo apt-get install libnss3-tools)"
+        )
+    return found
