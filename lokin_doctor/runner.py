@@ -205,7 +205,7 @@ CHECKS += (
         # Every finding it may quote or defer to (not hold: that one runs past the deadline).
         after=(
             *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
-            *("backends", "proxy", "variants", "page", "origins"),
+            *("backends", "proxy", "variants", "page", "origins", "nginx", "supervisor", "firewall"),
         ),
         applies=lambda s: None if s.browser else "no --browser given",
     ),
