@@ -54,6 +54,13 @@ class ServerConfig:
     log_format: str = "text"
     shutdown_timeout: float = 5.0
     quiet: bool = False
+    #: ``redis://HOST:PORT/DB``: broadcasts reach the clients of every instance on that Redis.
+    redis: str | None = None
+    #: Bind with SO_REUSEPORT (the workers of ``serve --workers N`` share one port).
+    reuse_port: bool = False
+    #: Set by the ``--workers`` parent: the shared status directory and this worker's slot.
+    workers_dir: str | None = None
+    worker_index: int = 0
 
     def __post_init__(self) -> None:
         # Programmer errors from the in-process API; the CLI validates its options before this.
@@ -74,6 +81,11 @@ class ServerConfig:
             problems.append(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.keyfile and not self.certfile:
             problems.append("keyfile needs certfile")
+        if self.redis is not None:
+            from lokin_doctor.server.broker import redis_url_problem
+
+            if problem := redis_url_problem(self.redis):
+                problems.append(f"redis: {problem}")
         if isinstance(self.allow_origins, str):
             problems.append("allow_origins is a tuple of origins, not a string")
         if problems:

@@ -53,6 +53,7 @@ from websockets.version import version as websockets_version
 
 from lokin_doctor import __version__
 from lokin_doctor.server import ServerConfig, ServerStartError, routes
+from lokin_doctor.server.cluster import Cluster
 from lokin_doctor.server.connection import LokinConnection, close_info, eof_before_request
 from lokin_doctor.server.logs import EventLog, one_line, websockets_logger
 from lokin_doctor.server.metrics import Stats, StatsCollector, build_registry
@@ -143,6 +144,10 @@ class LokinServer:
         self.port = 0
         self.connect_host = "127.0.0.1"
         self.bound: list[str] = []
+        # Instance id, broker (--redis), --workers status; the welcome names the instance.
+        self.cluster = Cluster(self)
+        self.broker = self.cluster.broker
+        self._welcome = self._welcome[:-1] + ', "instance": ' + json.dumps(self.instance) + "}"
         gauges = {
             "lokin_connections_open": ("WebSocket connections open now", lambda: float(len(self._clients))),
             "lokin_connections_handshaking": (
@@ -152,6 +157,7 @@ class LokinServer:
             "lokin_uptime_seconds": ("Seconds since the server started", lambda: round(self.uptime, 3)),
         }
         self.registry = build_registry(StatsCollector(self.stats, gauges, __version__))
+        self.registry = self.cluster.registry(self.registry)
 
     # -- properties --------------------------------------------------------------------------
 
@@ -174,6 +180,10 @@ class LokinServer:
     @property
     def serving(self) -> bool:
         return self._server is not None and self._server.is_serving()
+
+    @property
+    def instance(self) -> str:
+        return self.cluster.instance
 
     @property
     def open_connections(self) -> int:
@@ -201,6 +211,7 @@ class LokinServer:
                 # The TLS handshake runs before connection_made: bound it by the open timeout too.
                 ssl_handshake_timeout=cfg.open_timeout if context else None,
                 backlog=BACKLOG,
+                reuse_port=cfg.reuse_port or None,
             )
         except OSError as exc:  # includes socket.gaierror for a bad --host
             raise ServerStartError(await self._bind_error(exc)) from None
@@ -217,6 +228,7 @@ class LokinServer:
         if cfg.ping_interval is not None:
             self._next_ping_round = time.monotonic() + cfg.ping_interval * 0.999
             self._keepalive = loop.call_later(self._keepalive_period, self._keepalive_round)
+        await self.cluster.start()  # never waits for Redis: the broker connects in the background
         self._banner()
 
     @property
@@ -342,6 +354,7 @@ class LokinServer:
                     await self._all_closed.wait()
             except TimeoutError:
                 pass
+        await self.cluster.close()
         self.log.emit(
             "stopped",
             f"stopped after {self.uptime:.1f} s",
@@ -464,7 +477,7 @@ class LokinServer:
 
     def health(self) -> dict[str, Any]:
         """The /health document: status, version, uptime, connections, limits and counters."""
-        return routes.health(self)
+        return self.cluster.health(routes.health(self))
 
     # -- WebSocket protocol -------------------------------------------------------------------
     def _opened(self, conn: LokinConnection, request: Request) -> None:
@@ -508,9 +521,10 @@ class LokinServer:
     # broker (several serve processes) replaces broadcast() with "publish", and calls
     # deliver_local() with what it receives; nothing else in the server needs to know.
 
-    def broadcast(self, payload: bytes) -> int:
-        """Broadcast a text message (JSON, UTF-8) from a client; returns how many local clients got it."""
-        return self.deliver_local(payload)
+    def broadcast(self, payload: bytes) -> None:
+        """Broadcast a text message (JSON, UTF-8) from a client: to this process's clients now, and
+        through the broker (``--redis``) to every other instance's."""
+        self.broker.publish(payload)
 
     def deliver_local(self, payload: bytes) -> int:
         """Send a text message to every open connection of this process; returns how many got it.

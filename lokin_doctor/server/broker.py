@@ -148,6 +148,9 @@ class Broker(Protocol):
     def degraded(self) -> str | None:
         """Why broadcasts do not reach the other instances now, or None."""
 
+    def collect(self) -> Iterator[Any]:
+        """Prometheus families of the broker."""
+
 
 class LocalBroker:
     """One process, no broker: a broadcast reaches this instance's clients, synchronously."""
@@ -235,7 +238,10 @@ class RedisBroker:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._log(
-            "broker", f"Redis broker: connecting to {_redact(self.url)}", url=_redact(self.url), instance=self.instance
+            "broker",
+            f"Redis broker: connecting to {_redact(self.url)}",
+            url=_redact(self.url),
+            instance=self.instance,
         )
         self._task = asyncio.ensure_future(self._run())
 
@@ -276,12 +282,22 @@ class RedisBroker:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         yield GaugeMetricFamily(
-            "lokin_broker_up", "1 when the Redis broker is connected (cross-instance broadcast works)", value=self.state == "up"
+            "lokin_broker_up",
+            "1 when the Redis broker is connected (cross-instance broadcast works)",
+            value=self.state == "up",
         )
         for name, doc, value in (
             ("lokin_broker_published", "Broadcasts published to Redis", self.published),
-            ("lokin_broker_received", "Broadcasts received from other instances through Redis", self.received),
-            ("lokin_broker_dropped", "Broadcasts not sent to Redis (broker down or queue full)", self.dropped),
+            (
+                "lokin_broker_received",
+                "Broadcasts received from other instances through Redis",
+                self.received,
+            ),
+            (
+                "lokin_broker_dropped",
+                "Broadcasts not sent to Redis (broker down or queue full)",
+                self.dropped,
+            ),
             ("lokin_broker_failures", "Redis connections refused or lost", self.failures),
         ):
             yield CounterMetricFamily(name, doc, value=value)

@@ -8,15 +8,16 @@ limits); :meth:`Admission.release` gives it back when the connection ends, whate
 from __future__ import annotations
 
 import http
-import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import Request, Response
 
 from lokin_doctor.server import ServerConfig
+from lokin_doctor.server.cluster import ClientIds
 from lokin_doctor.server.logs import EventLog
 from lokin_doctor.server.metrics import Stats
 from lokin_doctor.server.origins import OriginPolicy
@@ -61,6 +62,7 @@ class Admission:
         self.stats = stats
         self.log = log
         self.reserved = 0  # accepted upgrades not yet closed (what the limits count)
+        self.client_ids: Callable[[], str] = ClientIds()  # the server sets the cluster-wide one
         self.per_ip: dict[str, int] = {}
 
     def check(self, conn: LokinConnection, request: Request, response: Response) -> Response | None:
@@ -116,7 +118,7 @@ class Admission:
         self.reserved += 1
         self.per_ip[ip] = held + 1
         conn.peer_ip = sys.intern(ip)  # one string per client IP, not one per connection
-        conn.client_id = "user_" + secrets.token_hex(5)
+        conn.client_id = self.client_ids()
         conn.opened_at = time.monotonic()
         if not self.log.quiet:  # the fields cost more than the check on the handshake path
             self.log.emit(

@@ -72,7 +72,10 @@ class RedisPeer:
                 self.port = free_port()
             self.starts += 1
             proc = ManagedProcess(
-                self._argv(), log=self.directory / f"redis-{self.starts}.log", cwd=self.directory, name="redis-server"
+                self._argv(),
+                log=self.directory / f"redis-{self.starts}.log",
+                cwd=self.directory,
+                name="redis-server",
             ).start()
             if proc.wait_ready(partial(port_accepts, LOOPBACK, self.port), timeout=10) and self._pong():
                 self.proc = proc
