@@ -32,6 +32,40 @@ def _optional_seconds(name: str, value: float) -> float | None:
     return value or None
 
 
+def _workers(value: str, redis: str | None) -> int:
+    """--workers N|auto, and --redis, checked before anything starts."""
+    if redis is not None:
+        from lokin_doctor.server.broker import redis_url_problem
+
+        problem = redis_url_problem(redis)
+        if problem:
+            raise typer.BadParameter(problem, param_hint="--redis")
+        try:
+            import redis as _redis  # noqa: F401
+        except ImportError:
+            raise typer.BadParameter(
+                "needs the redis package: pip install 'lokin-doctor[redis]'", param_hint="--redis"
+            ) from None
+    text = value.strip().lower()
+    if text == "auto":
+        from lokin_doctor.server.workers import auto_workers
+
+        count = auto_workers()
+    elif text.isdigit() and 1 <= int(text) <= 256:
+        count = int(text)
+    else:
+        raise typer.BadParameter(
+            f"must be a number from 1 to 256 or auto, not {value!r}", param_hint="--workers"
+        )
+    if count > 1 and redis is None:
+        raise typer.BadParameter(
+            f"{value} ({count} processes) needs --redis redis://HOST:PORT/DB: a broadcast must reach the "
+            "clients of every worker (or use --workers 1)",
+            param_hint="--workers",
+        )
+    return count
+
+
 def _loop_factory() -> object | None:
     # uvloop is optional (the "speed" extra); the standard loop works the same, only slower.
     try:
@@ -145,6 +179,22 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 5.0,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No banner and no log lines.")] = False,
+        redis: Annotated[
+            str | None,
+            typer.Option(
+                "--redis",
+                help="redis://HOST:PORT/DB: publish every broadcast on this Redis so the clients of every "
+                "instance (other hosts, other workers) get it. Needs the redis extra: pip install 'lokin-doctor[redis]'.",
+            ),
+        ] = None,
+        workers: Annotated[
+            str,
+            typer.Option(
+                "--workers",
+                help="Serving processes on the port (SO_REUSEPORT) under a parent that restarts them; "
+                "auto = one per core. More than 1 needs --redis.",
+            ),
+        ] = "1",
     ) -> None:
         """Run the LOK IN WebSocket server (replaces server.js): welcome, ping/pong, broadcast, echo;
         test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)."""
@@ -162,6 +212,8 @@ def register(app: typer.Typer) -> None:
             problem = origin_problem(origin)
             if problem:
                 raise typer.BadParameter(problem, param_hint="--allow-origin")
+
+        count = _workers(workers, redis)
 
         from lokin_doctor.server import ServerConfig
         from lokin_doctor.server.run import serve_until_signal, tune_gc_for_serving
@@ -182,7 +234,12 @@ def register(app: typer.Typer) -> None:
             log_format=log_format.value,
             shutdown_timeout=shutdown_timeout,
             quiet=quiet,
+            redis=redis,
         )
+        if count > 1:
+            from lokin_doctor.server.workers import run_workers
+
+            raise typer.Exit(run_workers(config, count))
         import asyncio
 
         factory = _loop_factory()
