@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from lokin_doctor.server import RunningServer, ServerConfig, running_server
 
 from tests.peers._common import require_binary
 from tests.peers.redis import RedisPeer
@@ -21,3 +23,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisPeer]:
         yield peer
     finally:
         peer.stop()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    """A quiet single server, no broker."""
+    async with running_server(ServerConfig(port=0, quiet=True)) as started:
+        yield started
