@@ -80,7 +80,9 @@ async def test_a_broadcast_reaches_every_client_of_both_instances_exactly_once(
     ids = [w["clientId"] for w in welcomes]
     assert len(set(ids)) == 5
     for w in welcomes:  # unique across instances: the instance is part of the id
-        assert re.fullmatch(r"user_[0-9a-f]{10}-[0-9a-f]{12}", w["clientId"]) and w["clientId"].endswith(w["instance"])
+        assert re.fullmatch(r"user_[0-9a-f]{10}-[0-9a-f]{12}", w["clientId"]) and w["clientId"].endswith(
+            w["instance"]
+        )
     sender, sender_welcome = clients[0]
     sent_at = time.time() * 1000
     await sender.send(json.dumps({"type": "broadcast", "data": {"text": "bonjour"}}))

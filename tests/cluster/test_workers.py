@@ -1,0 +1,162 @@
+"""``serve --workers 2 --redis``: one port, two processes, one room, restarts, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.peers.redis import RedisPeer
+from tests.server.conftest import REPO, ServeProcess, http_get
+
+Serve = Callable[..., ServeProcess]
+
+
+async def health(port: int) -> dict[str, Any]:
+    reply = await http_get(port, "/health")
+    assert reply.status == 200
+    doc: dict[str, Any] = json.loads(reply.body)
+    return doc
+
+
+async def wait_health(
+    port: int, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        doc = await health(port)
+        if predicate(doc):
+            return doc
+        await asyncio.sleep(0.1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}; last /health: {json.dumps(doc)[:2000]}")
+
+
+def start(serve_process: Serve, redis: RedisPeer, *extra: str) -> tuple[ServeProcess, int]:
+    proc = serve_process("--port", "0", "--workers", "2", "--redis", redis.url, "--open-timeout", "3", *extra)
+    port = int(proc.wait_for(r"ready\s+2 workers accepting.*\bport=(\d+)", timeout=30).group(1))
+    return proc, port
+
+
+async def clients_on_both(
+    url: str, wanted: int = 2, most: int = 60
+) -> list[tuple[ClientConnection, dict[str, Any]]]:
+    """Connect until the welcomes name ``wanted`` distinct instances (the kernel spreads SO_REUSEPORT)."""
+    out = []
+    for _ in range(most):
+        ws = await connect(url)
+        out.append((ws, json.loads(await ws.recv())))
+        if len({w["instance"] for _, w in out}) >= wanted and len(out) >= 8:
+            break
+    return out
+
+
+async def test_two_workers_share_the_port_and_the_room(serve_process: Serve, redis_server: RedisPeer) -> None:
+    proc, port = start(serve_process, redis_server)
+    doc = await wait_health(
+        port,
+        lambda d: all(w["broker"] == "up" for w in d.get("workers", [])) and len(d["workers"]) == 2,
+        15,
+        "2 workers, brokers up",
+    )
+    assert doc["pid"] == proc.proc.pid  # the set's pid is the parent's
+    pids = {w["pid"] for w in doc["workers"]}
+    assert len(pids) == 2 and proc.proc.pid not in pids
+    clients = await clients_on_both(f"ws://127.0.0.1:{port}/")
+    assert len({w["instance"] for _, w in clients}) == 2, "connections landed on one process only"
+    sender, hello = clients[0]
+    await sender.send(json.dumps({"type": "broadcast", "text": "salut"}))
+    for ws, _ in clients:
+        got = []
+        try:
+            async with asyncio.timeout(1.0):
+                while True:
+                    got.append(json.loads(await ws.recv()))
+        except TimeoutError:
+            pass
+        assert [(m["text"], m["from"]) for m in got] == [("salut", hello["clientId"])]
+    # One /health for the set, whichever worker answers (status files are written every second).
+    doc = await wait_health(port, lambda d: d["connections"] == len(clients), 5, "the set's connection count")
+    assert sum(w["connections"] for w in doc["workers"]) == len(clients)
+    assert doc["status"] == "ok" and doc["workers_wanted"] == 2
+    metrics = (await http_get(port, "/metrics")).text
+    assert "lokin_workers 2.0" in metrics
+    assert f"lokin_connections_open {float(len(clients))}" in metrics
+    assert metrics.count("lokin_worker_connections_open{") == 2
+    for ws, _ in clients:
+        await ws.close()
+
+
+async def test_a_killed_worker_is_restarted(serve_process: Serve, redis_server: RedisPeer) -> None:
+    proc, port = start(serve_process, redis_server)
+    doc = await wait_health(port, lambda d: len(d.get("workers", [])) == 2, 10, "2 workers")
+    victim = doc["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    proc.wait_for(rf"worker \d \(pid {victim}\) exited with -9", timeout=10)
+    doc = await wait_health(
+        port,
+        lambda d: (
+            len(d["workers"]) == 2 and victim not in {w["pid"] for w in d["workers"]} and d["status"] == "ok"
+        ),
+        20,
+        "the worker replaced",
+    )
+    assert doc["worker_restarts"] == 1
+    proc.wait_for(r"worker \d restarted", timeout=5)
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+async def test_sigterm_closes_every_client_of_every_worker_with_1001(
+    serve_process: Serve, redis_server: RedisPeer
+) -> None:
+    proc, port = start(serve_process, redis_server, "--shutdown-timeout", "3")
+    await wait_health(port, lambda d: len(d.get("workers", [])) == 2, 10, "2 workers")
+    clients = await clients_on_both(f"ws://127.0.0.1:{port}/")
+    assert len({w["instance"] for _, w in clients}) == 2
+    proc.proc.send_signal(signal.SIGTERM)
+    for ws, _ in clients:
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(5):
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    started = time.monotonic()
+    assert await asyncio.to_thread(proc.finish, 6) == 0
+    assert time.monotonic() - started < 4.5
+    assert "2 workers stopped" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_more_than_one_worker_without_redis_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", "serve", "--workers", "2"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr and "needs --redis" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_workers_value_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", "serve", "--workers", "many"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "1 to 256 or auto, not 'many'" in result.stderr
