@@ -121,6 +121,7 @@ class LokinServer:
         self.extensions: list[ServerExtensionFactory] | None = (
             list(enable_server_permessage_deflate(None)) if config.compression else None
         )
+        self.echo_only = config.protocol == "echo"  # no welcome, no JSON: every message sent back
         self.server_header = f"lokin-doctor/{__version__} websockets/{websockets_version}"
         # Leave the shutdown deadline room to abort clients that never answer the close.
         self.close_timeout = max(0.1, min(10.0, config.shutdown_timeout * 0.8))
@@ -136,6 +137,7 @@ class LokinServer:
         self._started = datetime.now().astimezone()
         self._incomplete_unlogged = 0
         self._incomplete_logged_at = -INCOMPLETE_LOG_INTERVAL
+        self._incomplete_timer: asyncio.TimerHandle | None = None  # flushes the summary line
         self._welcome = (
             '{"type": "welcome", "clientId": "%s", "server": "lokin-doctor", "version": '
             + json.dumps(__version__)
@@ -354,6 +356,7 @@ class LokinServer:
                     await self._all_closed.wait()
             except TimeoutError:
                 pass
+        self._flush_incomplete()
         await self.cluster.close()
         self.log.emit(
             "stopped",
@@ -481,7 +484,7 @@ class LokinServer:
 
     # -- WebSocket protocol -------------------------------------------------------------------
     def _opened(self, conn: LokinConnection, request: Request) -> None:
-        """The 101 is queued: forget the handshake, stop the open timer, send the welcome."""
+        """The 101 is queued: forget the handshake, stop the open timer, send the welcome (lokin)."""
         # The request stays referenced by the suspended frame of ServerProtocol.parse(): drop its
         # headers (~2-4 KB per connection). Everything needed later is in __slots__ already.
         request.headers = _NO_HEADERS
@@ -491,8 +494,9 @@ class LokinServer:
         stats = self.stats
         stats.accepted += 1
         self._clients.add(conn)
-        conn.protocol.send_text((self._welcome % (conn.client_id, _ms())).encode())
-        stats.msgs_out += 1
+        if not self.echo_only:
+            conn.protocol.send_text((self._welcome % (conn.client_id, _ms())).encode())
+            stats.msgs_out += 1
 
     def _on_json(self, conn: LokinConnection, message: str) -> str | None:
         """The reply to a JSON text message: a pong, None after a broadcast, else the message itself."""
@@ -571,23 +575,16 @@ class LokinServer:
             )
         elif conn.tls_probe:
             pass  # counted and logged when the ClientHello arrived
-        elif not conn.got_request and eof_before_request(protocol.handshake_exc):
-            self.stats.handshakes_incomplete += 1
-            self._incomplete_unlogged += 1
-            now = time.monotonic()
-            if now - self._incomplete_logged_at >= INCOMPLETE_LOG_INTERVAL:
-                self.log.emit(
-                    "idle",
-                    f"{self._incomplete_unlogged} TCP connection(s) closed without sending a WebSocket handshake "
-                    f"(port probes, or half-open clients cut after --open-timeout {self.config.open_timeout:g} s)",
-                    count=self._incomplete_unlogged,
-                    total=self.stats.handshakes_incomplete,
-                )
-                self._incomplete_unlogged = 0
-                self._incomplete_logged_at = now
-        elif not conn.got_request and protocol.handshake_exc is not None:
+        elif conn.got_request:
+            pass  # answered over HTTP or refused: logged then
+        elif conn.got_bytes and protocol.handshake_exc is not None:
+            # Bytes that are not an HTTP request: a parse error, or the end of the stream before
+            # a complete request line and headers (websockets: InvalidMessage from EOFError).
             exc = protocol.handshake_exc
             cause = exc.__cause__ or exc  # websockets wraps the parser's error in InvalidMessage
+            why = one_line(cause)[:200]
+            if isinstance(cause, EOFError):
+                why = f"connection closed before a complete HTTP request ({why})"
             self.stats.reject("bad_handshake")
             self.log.emit(
                 "reject",
@@ -595,8 +592,35 @@ class LokinServer:
                 level="warning",
                 remote=peer(conn.transport.get_extra_info("peername")),
                 reason="bad_handshake",
-                why=one_line(cause)[:200],
+                why=why,
             )
+        elif eof_before_request(protocol.handshake_exc):
+            # Nothing at all (a port probe, a half-open client), or an incomplete request cut by
+            # the open timeout: counted now, logged as one throttled summary line.
+            self.stats.handshakes_incomplete += 1
+            self._incomplete_unlogged += 1
+            wait = self._incomplete_logged_at + INCOMPLETE_LOG_INTERVAL - time.monotonic()
+            if wait <= 0:
+                self._flush_incomplete()
+            elif self._incomplete_timer is None:
+                self._incomplete_timer = self.loop.call_later(wait, self._flush_incomplete)
+
+    def _flush_incomplete(self) -> None:
+        """Write the summary line of the connections closed without a handshake (if any)."""
+        if self._incomplete_timer is not None:
+            self._incomplete_timer.cancel()
+            self._incomplete_timer = None
+        if not self._incomplete_unlogged:
+            return
+        self.log.emit(
+            "idle",
+            f"{self._incomplete_unlogged} TCP connection(s) closed without sending a WebSocket handshake "
+            f"(port probes, or half-open or slow clients cut after --open-timeout {self.config.open_timeout:g} s)",
+            count=self._incomplete_unlogged,
+            total=self.stats.handshakes_incomplete,
+        )
+        self._incomplete_unlogged = 0
+        self._incomplete_logged_at = time.monotonic()
 
     def _tls_on_plain_port(self, conn: LokinConnection) -> None:
         self.stats.reject("tls_on_plain_port")

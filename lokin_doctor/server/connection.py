@@ -4,13 +4,32 @@
 The connection parses and sends; what to answer is decided by its :class:`LokinServer`
 (``app``): ``app._on_request`` for an HTTP request, ``app._on_json`` and ``app.broadcast`` for the
 LOK IN protocol, ``app._connection_lost`` for the bookkeeping at the end.
+
+Byte order does not matter. Whatever arrives in one read is handled in the order it was sent:
+
+- :class:`LokinProtocol` stops parsing after the HTTP request until the server answered it (a
+  pipelined second request, or frames sent right behind the handshake, wait for the 101 instead
+  of being parsed as frames of a connection that is not open yet);
+- data frames are handled as each is parsed (``recv_frame``), not after the whole read, so the
+  echo of a valid frame is written before the close caused by an invalid frame behind it;
+- a close frame between two fragments ends the connection normally (RFC 6455 5.4, 7.1.5) instead
+  of websockets' 1002; the unfinished message is dropped;
+- the UTF-8 of a fragmented text message is checked fragment by fragment (an incremental
+  decoder kept only while such a message is in progress): the fragment that breaks it fails
+  the connection at once with 1007;
+- a message has at most ``max_fragments`` fragments (1009 beyond), and every fragment's wire
+  header counts toward ``max_message_size``: an endless stream of empty fragments is closed;
+- nothing is written after the TCP half-close (EOF).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
+from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
@@ -22,13 +41,86 @@ if TYPE_CHECKING:
     from lokin_doctor.server.app import LokinServer
 
 _OPEN, _CONNECTING = State.OPEN, State.CONNECTING
-_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _Bytes = bytes | bytearray | memoryview  # what a Frame carries
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 #: Transport write-buffer marks: over WRITE_HIGH the server stops reading from that client until
 #: its buffer drains below WRITE_LOW (asyncio's pause_writing / resume_writing callbacks).
 WRITE_HIGH = 64 * 1024
 WRITE_LOW = 16 * 1024
+
+
+def _header_size(payload: int) -> int:
+    """Wire size of a client frame's header (2 bytes, extended length, 4-byte mask)."""
+    return 6 if payload < 126 else 8 if payload < 65536 else 14
+
+
+class _AfterResponse(Protocol):
+    """Placed between ``ServerProtocol`` and ``Protocol`` in the MRO of :class:`LokinProtocol`.
+
+    ``ServerProtocol.parse`` reads the HTTP request, queues it as an event, then calls
+    ``super().parse()`` to read frames at once, before the request was answered: a second
+    pipelined request was parsed as a frame (failing a connection still CONNECTING, then an
+    AssertionError when the answer was sent), and a close frame right behind the handshake queued
+    an EOF before the 101. Here ``super().parse()`` resolves to this method, which waits until
+    the response is sent: parsing resumes (``LokinConnection.data_received`` feeds ``b""``)
+    only if it was a 101; any other answer replaces the parser with ``discard()``.
+    """
+
+    def parse(self) -> Generator[None]:
+        while self.state is _CONNECTING:
+            yield
+        yield from super().parse()
+
+
+class LokinProtocol(ServerProtocol, _AfterResponse):
+    """websockets' ServerProtocol, with data frames handed to the connection as they are parsed."""
+
+    conn: LokinConnection | None = None  # set while the TCP connection is up (cleared: no cycle)
+
+    def recv_frame(self, frame: Frame) -> None:
+        # The data-frame part of Protocol.recv_frame (its checks and its message-size count),
+        # plus the hand-off; control frames go to websockets unchanged, except a close between
+        # fragments, which is legal (control frames may be injected in a fragmented message).
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if self.current_size is not None:
+                raise ProtocolError("expected a continuation frame")
+            if not frame.fin:
+                n = len(frame.data)
+                self.current_size = n + _header_size(n)
+        elif opcode is _CONT:
+            if self.current_size is None:
+                raise ProtocolError("unexpected continuation frame")
+            if frame.fin:
+                self.current_size = None
+            else:
+                n = len(frame.data)
+                self.current_size += n + _header_size(n)
+        else:
+            if opcode is _CLOSE and self.current_size is not None:
+                self.current_size = None
+                if self.conn is not None:
+                    self.conn.partial = None
+            super().recv_frame(frame)
+            return
+        if self.conn is not None:
+            self.conn.on_data(frame)
+
+
+class _Partial:
+    """A fragmented message being received: its bytes, its UTF-8 decoder (text), its fragments."""
+
+    __slots__ = ("count", "data", "decoder", "text")
+
+    def __init__(self, frame: Frame) -> None:
+        self.text = frame.opcode is _TEXT
+        self.data = bytearray(frame.data)  # one buffer: empty fragments cost no memory
+        self.count = 1
+        self.decoder = _utf8_decoder() if self.text else None
+        if self.decoder is not None:
+            self.decoder.decode(frame.data, False)  # UnicodeDecodeError: 1007 (websockets' parse)
 
 
 class LokinConnection(asyncio.Protocol):
@@ -42,10 +134,10 @@ class LokinConnection(asyncio.Protocol):
         "app",
         "client_id",
         "closing",
-        "frags",
-        "frag_text",
+        "got_bytes",
         "got_request",
         "opened_at",
+        "partial",
         "peer_ip",
         "pinged",
         "protocol",
@@ -57,19 +149,24 @@ class LokinConnection(asyncio.Protocol):
     )
 
     def __init__(self, app: LokinServer) -> None:
+        # asyncio creates the protocol when it accepts the TCP connection, before the TLS handshake
+        # (connection_made comes after it): the open timeout starts here, so ONE timeout covers
+        # TCP accept, TLS and the upgrade (ssl_handshake_timeout, the same value, cuts a stalled
+        # TLS handshake; this timer then finds no transport and does nothing).
         self.app = app
-        self.protocol = ServerProtocol(
-            extensions=app.extensions, max_size=app.config.max_message_size, logger=app.ws_logger
+        cfg = app.config
+        self.protocol = LokinProtocol(
+            extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
         )
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.client_id = ""
         self.peer_ip = ""  # set when a slot is reserved (accepted upgrade); "" otherwise
         self.opened_at = 0.0  # monotonic time of the reservation
         self.tls_probe = False  # a TLS ClientHello arrived on the plain port (already logged)
+        self.got_bytes = False  # something arrived before the request (garbage if no request follows)
         self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
-        self.timer: asyncio.TimerHandle | None = None  # open timeout, then close timeout
-        self.frags: list[_Bytes] | None = None  # fragments of a message being received
-        self.frag_text = False
+        self.timer: asyncio.TimerHandle | None = app.loop.call_later(cfg.open_timeout, self._open_timeout)
+        self.partial: _Partial | None = None  # a fragmented message being received
         self.rx = True  # data received since the last keepalive round
         self.pinged = 0.0  # monotonic time of the unanswered keepalive ping, 0.0 if none
         self.reading_paused = False
@@ -79,48 +176,35 @@ class LokinConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        app = self.app
-        app._conns.add(self)
+        self.protocol.conn = self
+        self.app._conns.add(self)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        self.timer = app.loop.call_later(app.config.open_timeout, self._open_timeout)
 
     def data_received(self, data: bytes) -> None:
-        # 0x16 is a TLS handshake record: a wss:// client (an https page) talking to this plain
-        # ws:// port. Without this check it would wait for the open timeout and leave no trace.
-        if not self.got_request and data[:1] == b"\x16" and not self.app.config.tls:
-            self.tls_probe = True
-            self.app._tls_on_plain_port(self)
-            self.transport.abort()
-            return
+        if not self.got_request:
+            # 0x16 is a TLS handshake record: a wss:// client (an https page) talking to this plain
+            # ws:// port. Without this check it would wait for the open timeout and leave no trace.
+            if data[:1] == b"\x16" and not self.app.config.tls:
+                self.tls_probe = True
+                self.app._tls_on_plain_port(self)
+                self.transport.abort()
+                return
+            self.got_bytes = True
         self.rx = True
         protocol = self.protocol
-        protocol.receive_data(data)
-        events = protocol.events_received()
         try:
-            for event in events:
-                if type(event) is Frame:
-                    opcode = event.opcode
-                    if opcode is _TEXT or opcode is _BINARY:
-                        if event.fin:
-                            self._message(opcode is _TEXT, event.data)
-                        else:
-                            self.frags = [event.data]
-                            self.frag_text = opcode is _TEXT
-                    elif opcode is _CONT and self.frags is not None:
-                        self.frags.append(event.data)
-                        if event.fin:
-                            whole, self.frags = b"".join(self.frags), None
-                            self._message(self.frag_text, whole)
-                    # PING (answered by the protocol), PONG and CLOSE (answered) need nothing here.
-                elif isinstance(event, Request):
+            # Data frames are handled while they are parsed (LokinProtocol.recv_frame); the only
+            # event left to handle here is the HTTP request.
+            protocol.receive_data(data)
+            for event in protocol.events_received():
+                if type(event) is Request:
                     self.app._on_request(self, event)
+                    if protocol.state is _OPEN:
+                        # Frames sent right behind the handshake: parse them now that it is open.
+                        protocol.receive_data(b"")
         except Exception as exc:  # a bug must cost one connection (1011), never the server
-            self.app.log.emit(
-                "error", f"connection handler failed: {one_line(exc)}", level="error", client=self.client_id
-            )
-            if protocol.state is _OPEN:
-                protocol.fail(1011, "internal error")
-            elif protocol.state is _CONNECTING:
+            self._crashed(exc)
+            if protocol.state is _CONNECTING:
                 self.transport.abort()
                 return
         self.flush()
@@ -134,6 +218,8 @@ class LokinConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         # Idempotent; makes the state CLOSED (and records an EOF before the request, if so).
         self.protocol.receive_eof()
+        self.protocol.conn = None
+        self.partial = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -155,51 +241,68 @@ class LokinConnection(asyncio.Protocol):
             except RuntimeError:  # closing
                 pass
 
-    # -- sending ---------------------------------------------------------------------------------
+    # -- receiving -------------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what the protocol produced; half-close (or close) when it asks for an EOF."""
-        transport = self.transport
-        if transport.is_closing():
-            # Aborted or closed, connection_lost not delivered yet (a keepalive round or a
-            # broadcast can come in between): writing would raise on uvloop. Drop the output.
-            self.protocol.data_to_send()
-            return
-        for chunk in self.protocol.data_to_send():
-            if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():
-                try:
-                    transport.write_eof()
-                except (OSError, RuntimeError):  # already closing; uvloop raises RuntimeError
-                    transport.close()
-            else:  # TLS: no half-close
-                transport.close()
-        if not self.closing and self.protocol.close_expected():
-            # The peer has close_timeout to finish the closing handshake, then the TCP connection
-            # is cut. This replaces the open timeout of a connection refused or answered over HTTP.
-            self.closing = True
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.app.loop.call_later(self.app.close_timeout, transport.abort)
+    def on_data(self, frame: Frame) -> None:
+        """A data frame, as soon as it is parsed (websockets already checked its opcode and order)."""
+        try:
+            partial = self.partial
+            if frame.opcode is _CONT:
+                if partial is None:  # dropped: the message already failed
+                    return
+                partial.count += 1
+                if partial.count > self.app.config.max_fragments:
+                    self.partial = None
+                    self.protocol.fail(
+                        1009, f"message in more than {self.app.config.max_fragments} fragments"
+                    )
+                    return
+                if partial.decoder is not None:
+                    partial.decoder.decode(frame.data, frame.fin)
+                partial.data += frame.data
+                if frame.fin:
+                    self.partial = None
+                    self._message(partial.text, partial.data, checked=True)
+            elif frame.fin:
+                self._message(frame.opcode is _TEXT, frame.data)
+            else:
+                self.partial = _Partial(frame)
+        except UnicodeDecodeError:
+            self.partial = None
+            raise  # websockets' parse() fails the connection with 1007 and the reason
+        except Exception as exc:  # a bug must cost one connection (1011), never the server
+            self.partial = None
+            self._crashed(exc)
 
-    def _open_timeout(self) -> None:
-        self.timer = None
-        if self.protocol.state is _CONNECTING:
-            self.transport.abort()
+    def _crashed(self, exc: Exception) -> None:
+        self.app.log.emit(
+            "error", f"connection handler failed: {one_line(exc)}", level="error", client=self.client_id
+        )
+        if self.protocol.state is _OPEN:
+            self.protocol.fail(1011, "internal error")
 
-    def _message(self, is_text: bool, data: _Bytes) -> None:
-        """One complete message from the client: pong, broadcast or echo."""
+    def _message(self, is_text: bool, data: _Bytes, checked: bool = False) -> None:
+        """One complete message from the client: echo, or the LOK IN protocol (pong, broadcast)."""
         app = self.app
         protocol = self.protocol
         app.stats.msgs_in += 1
         if protocol.state is not _OPEN:
             return  # closing: nothing more is sent
         if is_text:
+            if app.echo_only:
+                if not checked:
+                    try:
+                        codecs.utf_8_decode(data, None, True)
+                    except UnicodeDecodeError as exc:
+                        protocol.fail(1007, f"{exc.reason} at position {exc.start}")
+                        return
+                protocol.send_text(data)
+                app.stats.msgs_out += 1
+                return
             try:
                 text = str(data, "utf-8")
-            except UnicodeDecodeError:
-                protocol.fail(1007, "invalid UTF-8")
+            except UnicodeDecodeError as exc:
+                protocol.fail(1007, f"{exc.reason} at position {exc.start}")
                 return
             if text.startswith("{") and '"type"' in text:
                 reply = app._on_json(self, text)
@@ -211,6 +314,44 @@ class LokinConnection(asyncio.Protocol):
         else:
             protocol.send_binary(data)
         app.stats.msgs_out += 1
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the protocol produced; half-close (or close) when it asks for an EOF."""
+        transport = self.transport
+        protocol = self.protocol
+        writes = protocol.data_to_send()
+        if transport.is_closing():
+            # Aborted or closed, connection_lost not delivered yet (a keepalive round or a
+            # broadcast can come in between): writing would raise on uvloop. Drop the output.
+            return
+        if protocol.eof_sent and b"" not in writes:
+            return  # the EOF went out in an earlier flush: nothing is written after it
+        for chunk in writes:
+            if chunk:
+                transport.write(chunk)
+                continue
+            if transport.can_write_eof():
+                try:
+                    transport.write_eof()
+                except (OSError, RuntimeError):  # already closing; uvloop raises RuntimeError
+                    transport.close()
+            else:  # TLS: no half-close
+                transport.close()
+            break  # nothing is written after the EOF
+        if not self.closing and protocol.close_expected():
+            # The peer has close_timeout to finish the closing handshake, then the TCP connection
+            # is cut. This replaces the open timeout of a connection refused or answered over HTTP.
+            self.closing = True
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.app.loop.call_later(self.app.close_timeout, transport.abort)
+
+    def _open_timeout(self) -> None:
+        self.timer = None
+        if self.transport is not None and self.protocol.state is _CONNECTING:
+            self.transport.abort()
 
 
 def eof_before_request(exc: BaseException | None) -> bool:

@@ -146,7 +146,8 @@ def test_more_than_one_worker_without_redis_is_refused() -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "--workers" in result.stderr and "needs --redis" in result.stderr
+    assert result.stderr.startswith("lokin-doctor: error: --workers 2: 2 processes need --redis redis://HOST:PORT/DB")
+    assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
 
 
@@ -159,4 +160,7 @@ def test_bad_workers_value_is_refused() -> None:
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2 and "1 to 256 or auto, not 'many'" in result.stderr
+    assert (
+        result.returncode == 2
+        and "--workers many: must be a whole number from 1 to 256, or auto" in result.stderr
+    )
