@@ -146,7 +146,9 @@ def test_more_than_one_worker_without_redis_is_refused() -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("lokin-doctor: error: --workers 2: 2 processes need --redis redis://HOST:PORT/DB")
+    assert result.stderr.startswith(
+        "lokin-doctor: error: --workers 2: 2 processes need --redis redis://HOST:PORT/DB"
+    )
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
 
