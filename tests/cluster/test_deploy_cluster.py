@@ -120,7 +120,9 @@ def _unit_command(port: int, redis_url: str) -> list[str]:
     exec_start = next(line for line in UNIT.read_text().splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.removeprefix("ExecStart=").replace("%i", str(port)))
     assert argv[0] == "/usr/local/bin/lokin-doctor" and argv[1] == "serve"
-    return [arg.replace("redis://127.0.0.1:6379/0", redis_url) for arg in argv[2:]]  # ServeProcess adds "serve"
+    return [
+        arg.replace("redis://127.0.0.1:6379/0", redis_url) for arg in argv[2:]
+    ]  # ServeProcess adds "serve"
 
 
 async def test_systemd_template_command_line_runs(
