@@ -166,3 +166,37 @@ def test_bad_workers_value_is_refused() -> None:
         result.returncode == 2
         and "--workers many: must be a whole number from 1 to 256, or auto" in result.stderr
     )
+
+
+async def test_monitor_shows_every_worker_and_the_redis_state(
+    serve_process: Serve, redis_server: RedisPeer
+) -> None:
+    from tests.tools.conftest import cli
+
+    proc, port = start(serve_process, redis_server)
+    await wait_health(
+        port, lambda d: [w["broker"] for w in d.get("workers", [])] == ["up", "up"], 15, "brokers up"
+    )
+    clients = await clients_on_both(f"ws://127.0.0.1:{port}/")
+    await wait_health(port, lambda d: d["connections"] == len(clients), 5, "the count")
+    run = await cli("monitor", "--port", str(port), "--once", "--json")
+    assert run.code == 0, run.stderr
+    cluster = run.doc["cluster"]
+    assert cluster["parent_pid"] == proc.proc.pid and cluster["workers_wanted"] == 2
+    workers = cluster["workers"]
+    assert len(workers) == 2 and sum(w["connections"] for w in workers) == len(clients)
+    assert all(w["broker"] == "up" and w["connections"] > 0 for w in workers)
+    assert cluster["broker"]["state"] == "up" and cluster["broker"]["url"] == redis_server.url
+    # Both listening processes are found (by socket inode: SO_REUSEPORT shares the address).
+    by_pid = {p["pid"]: p["connections"] for p in run.doc["processes"]}
+    assert by_pid == {w["pid"]: w["connections"] for w in workers}
+    text = await cli("monitor", "--port", str(port), "--once")
+    assert "workers (parent pid" in text.stdout and "Redis broker: up" in text.stdout
+    for w in workers:
+        assert str(w["pid"]) in text.stdout
+    redis_server.kill()
+    await wait_health(port, lambda d: d["status"] == "degraded", 10, "degraded")
+    text = await cli("monitor", "--port", str(port), "--once")
+    assert "Redis broker: down" in text.stdout and "status degraded" in text.stdout
+    for ws, _ in clients:
+        await ws.close()
