@@ -8,7 +8,8 @@
 2. latency, idle: one sender on A, one probe on A and one on B; ``--latency-messages`` broadcasts at
    ``--rate`` per second, each carrying the sender's clock; p50/p99 from send to receipt on B (through
    Redis) and on A (local delivery);
-3. the same with ``--clients`` connections open (half on each instance), every one reading;
+3. the same with ``--clients`` connections open (half on each instance), every one reading, at
+   ``--loaded-rate`` per second (each broadcast is then ``--clients`` deliveries);
 4. fan-out: ``--burst`` broadcasts sent back to back from A; the time until every client of both
    instances has all of them gives deliveries per second, and each server's CPU time per delivery.
 
@@ -266,8 +267,13 @@ async def run(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
         crowd = await connect_many(ports, args.clients)
         ramp_s = time.perf_counter() - t0
         print(f"{len(crowd)} clients open in {ramp_s:.1f} s", file=sys.stderr, flush=True)
-        loaded = await latency(sender, probes, args.latency_messages, args.rate, 20)
+        loaded = await latency(sender, probes, args.latency_messages, args.loaded_rate, 20)
         print(f"loaded latency: {json.dumps(loaded)}", file=sys.stderr, flush=True)
+        # Let every client get the last latency broadcasts first (only the probes were waited for).
+        settle = time.perf_counter() + 30
+        while time.perf_counter() < settle and any(c.count < args.latency_messages for c in crowd):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
         # Fan-out: a burst from A, every client of both instances must get all of it.
         everyone = [*crowd, *probes.values()]
         base = [c.count for c in everyone]
@@ -312,6 +318,7 @@ async def run(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
             "fanout": fanout,
             "broker": [h.get("broker") for h in hb],
             "rate": args.rate,
+            "loaded_rate": args.loaded_rate,
             "latency_messages": args.latency_messages,
         }
     finally:
@@ -324,7 +331,10 @@ def markdown(r: dict[str, Any]) -> str:
         "| phase | path | received | p50 ms | p99 ms | max ms | duplicates |",
         "|---|---|---|---|---|---|---|",
     ]
-    for phase, key in (("2 probes only", "latency_idle"), (f"{r['clients']} clients open", "latency_loaded")):
+    for phase, key in (
+        (f"2 probes only, {r['rate']:g}/s", "latency_idle"),
+        (f"{r['clients']} clients open, {r['loaded_rate']:g}/s", "latency_loaded"),
+    ):
         for path, v in r[key].items():
             lines.append(
                 f"| {phase} | {path} | {v['received']}/{r['latency_messages']} | {v['p50_ms']} | {v['p99_ms']} | "
@@ -346,7 +356,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=5000)
     ap.add_argument("--latency-messages", type=int, default=200)
-    ap.add_argument("--rate", type=float, default=50.0, help="latency broadcasts per second")
+    ap.add_argument("--rate", type=float, default=50.0, help="latency broadcasts per second, probes only")
+    ap.add_argument(
+        "--loaded-rate",
+        type=float,
+        default=5.0,
+        help="latency broadcasts per second with --clients open (each costs --clients deliveries: keep "
+        "rate x clients under the fan-out rate, or the latency measures a queue)",
+    )
     ap.add_argument("--burst", type=int, default=20, help="broadcasts of the fan-out phase")
     ap.add_argument("--fanout-timeout", type=float, default=60.0)
     ap.add_argument("--max-time", type=float, default=600.0)
