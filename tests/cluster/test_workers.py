@@ -200,3 +200,26 @@ async def test_monitor_shows_every_worker_and_the_redis_state(
     assert "Redis broker: down" in text.stdout and "status degraded" in text.stdout
     for ws, _ in clients:
         await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "http://127.0.0.1:6379",
+            "lokin-doctor: error: --redis http://127.0.0.1:6379: 'http://127.0.0.1:6379' has scheme 'http'",
+        ),
+        ("redis://127.0.0.1:6379/zero", "has database 'zero', not a number"),
+    ],
+)
+def test_bad_redis_url_is_refused_before_anything_starts(value: str, expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", "serve", "--port", "0", "--redis", value],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and expected in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
