@@ -155,3 +155,33 @@ async def test_without_redis_health_has_the_instance_and_no_broker(server: Runni
     ws, welcome = await join(server.url)
     assert welcome["instance"] == doc["instance"] and re.fullmatch(r"user_[0-9a-f]{10}", welcome["clientId"])
     await ws.close()
+
+
+async def test_a_frozen_redis_stalls_neither_the_loop_nor_the_handshakes(
+    pair: tuple[RunningServer, RunningServer], redis_server: RedisPeer
+) -> None:
+    import os
+    import signal
+
+    a, b = pair
+    (wa, _), (wb, _) = await join(a.url), await join(b.url)
+    assert redis_server.pid is not None
+    os.kill(redis_server.pid, signal.SIGSTOP)  # the TCP connections stay up; nothing answers any more
+    try:
+        await wa.send(json.dumps({"type": "broadcast", "n": "frozen"}))  # its PUBLISH waits on Redis
+        assert [m["n"] for m in await drain(wa, 0.3)] == ["frozen"]
+        for _ in range(5):  # meanwhile handshakes and echoes take no longer than usual
+            started = time.monotonic()
+            ws, _ = await join(a.url)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+            assert time.monotonic() - started < 0.5
+            await ws.close()
+        # The unanswered PUBLISH (bounded by the broker's 2 s) turns the broker down.
+        await until(lambda: a.health()["status"] == "degraded", 6, "degraded while Redis is frozen")
+        assert "no answer from Redis in time" in a.health()["broker"]["reason"]
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    await until(lambda: a.health()["status"] == "ok" and b.health()["status"] == "ok", 15, "recovered")
+    await wb.send(json.dumps({"type": "broadcast", "n": "thawed"}))
+    assert [m["n"] for m in await drain(wa, 1.0)] == ["thawed"]
