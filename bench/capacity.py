@@ -31,6 +31,7 @@ Servers (``--servers``, comma-separated):
 * ``proto``: ``bench/proto_server.py``, the prototype whose design ``serve`` now uses (kept for comparison).
 * ``bun``: ``bench/bun/echo_server.js`` on Bun (uWebSockets inside; npm ``@oven/bun-linux-x64``, installed by
   ``npm ci --prefix bench/bun`` on first use): same welcome and echo as ``node``, the performance anchor.
+* ``picows``: ``bench/picows_server.py``, the same welcome and echo on picows (Cython, ``pip install picows``).
 
 Extra arguments for serve go through ``--serve-args "--ping-interval 0"``.
 """
@@ -65,7 +66,7 @@ from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load  # noqa: E
 NODE_DIR = ROOT / "tests" / "peers" / "node"
 SERVER_CORE, CLIENT_CORE = 0, 1
 BUN_DIR = ROOT / "bench" / "bun"
-ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "proto", "bun")
+ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "proto", "bun", "picows")
 
 
 def revision() -> str:
@@ -218,6 +219,8 @@ class Server:
             cmd = [ensure_node(), str(NODE_DIR / "server.js"), str(self.port)]
         elif kind == "bun":
             cmd = [ensure_bun(), str(BUN_DIR / "echo_server.js"), str(self.port)]
+        elif kind == "picows":
+            cmd = [sys.executable, str(ROOT / "bench" / "picows_server.py"), str(self.port)]
         else:
             raise SystemExit(f"unknown server {kind!r}; choose from {', '.join(ALL_SERVERS)}")
         self.cmd = cmd
