@@ -16,7 +16,8 @@ Byte order does not matter. Whatever arrives in one read is handled in the order
   of websockets' 1002; the unfinished message is dropped;
 - the UTF-8 of a fragmented text message is checked fragment by fragment (an incremental
   decoder kept only while such a message is in progress): the fragment that breaks it fails
-  the connection at once with 1007;
+  the connection at once with 1007; so is the received part of a text frame still arriving
+  (:mod:`lokin_doctor.server.failfast`);
 - a message has at most ``max_fragments`` fragments (1009 beyond), and every fragment's wire
   header counts toward ``max_message_size``: an endless stream of empty fragments is closed;
 - nothing is written after the TCP half-close (EOF).
@@ -35,6 +36,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
+from lokin_doctor.server import failfast
 from lokin_doctor.server.logs import one_line
 
 if TYPE_CHECKING:
@@ -140,6 +142,7 @@ class LokinConnection(asyncio.Protocol):
         "partial",
         "peer_ip",
         "pinged",
+        "progress",
         "protocol",
         "reading_paused",
         "rx",
@@ -167,6 +170,7 @@ class LokinConnection(asyncio.Protocol):
         self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
         self.timer: asyncio.TimerHandle | None = app.loop.call_later(cfg.open_timeout, self._open_timeout)
         self.partial: _Partial | None = None  # a fragmented message being received
+        self.progress: failfast.Progress | None = None  # UTF-8 checked so far of a stalled text frame
         self.rx = True  # data received since the last keepalive round
         self.pinged = 0.0  # monotonic time of the unanswered keepalive ping, 0.0 if none
         self.reading_paused = False
@@ -202,6 +206,8 @@ class LokinConnection(asyncio.Protocol):
                     if protocol.state is _OPEN:
                         # Frames sent right behind the handshake: parse them now that it is open.
                         protocol.receive_data(b"")
+            if protocol.reader.buffer and protocol.state is _OPEN:
+                self._check_stalled_text()  # a frame is incomplete: is its text already invalid?
         except Exception as exc:  # a bug must cost one connection (1011), never the server
             self._crashed(exc)
             if protocol.state is _CONNECTING:
@@ -219,7 +225,7 @@ class LokinConnection(asyncio.Protocol):
         # Idempotent; makes the state CLOSED (and records an EOF before the request, if so).
         self.protocol.receive_eof()
         self.protocol.conn = None
-        self.partial = None
+        self.partial = self.progress = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -273,6 +279,14 @@ class LokinConnection(asyncio.Protocol):
         except Exception as exc:  # a bug must cost one connection (1011), never the server
             self.partial = None
             self._crashed(exc)
+
+    def _check_stalled_text(self) -> None:
+        partial = self.partial
+        try:
+            self.progress = failfast.check(self.protocol, self.progress, partial.decoder if partial else None)
+        except UnicodeDecodeError as exc:
+            self.progress = self.partial = None
+            self.protocol.fail(1007, f"invalid UTF-8: {exc.reason}")
 
     def _crashed(self, exc: Exception) -> None:
         self.app.log.emit(

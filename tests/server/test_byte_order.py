@@ -164,6 +164,50 @@ def test_invalid_utf8_in_first_fragment_fails_at_once(echo: tuple[ServeProcess, 
         assert frames[-1].close_code == 1007 and time.monotonic() - started < 1.5
 
 
+def test_invalid_utf8_in_a_frame_still_arriving_fails_at_once(echo: tuple[ServeProcess, int]) -> None:
+    # Autobahn 6.4.3: one text frame of 3000 bytes; its first 40 arrive and are already invalid.
+    _, port = echo
+    whole = frame(TEXT, ("κόσμε" * 200).encode()[:1958] + b"\xf4\x90\x80\x80" + b"x" * 1038)
+    assert len(whole) == 3000 + 8
+    with RawClient(port, timeout=3) as c:
+        c.send(handshake(port))
+        assert c.read_http()[0] == 101
+        c.send(whole[:1000])  # valid so far
+        time.sleep(0.2)
+        c.send(whole[1000:1980])  # the invalid code point; 1028 bytes of the frame never sent
+        started = time.monotonic()
+        frames = c.frames_until_close()
+        assert frames[-1].close_code == 1007 and time.monotonic() - started < 1.5
+
+
+def test_valid_text_frame_arriving_in_odd_pieces_is_echoed(echo: tuple[ServeProcess, int]) -> None:
+    # The partial check unmasks each piece at its offset and carries split code points over.
+    _, port = echo
+    payload = ("añ€😀" * 300).encode()  # 1-, 2-, 3- and 4-byte code points
+    whole = frame(TEXT, payload)
+    with RawClient(port) as c:
+        c.send(handshake(port))
+        assert c.read_http()[0] == 101
+        for start in range(0, len(whole), 997):  # 997: never on a mask or code point boundary
+            c.send(whole[start : start + 997])
+            time.sleep(0.02)
+        got = c.read_frame()
+        assert (got.opcode, got.payload) == (TEXT, payload)
+
+
+def test_fragmented_text_with_a_continuation_still_arriving(echo: tuple[ServeProcess, int]) -> None:
+    _, port = echo
+    first = frame(TEXT, "é".encode()[:1], fin=False)  # the code point continues in the next frame
+    cont = frame(CONT, "é".encode()[1:] + b"ok" * 500)
+    with RawClient(port) as c:
+        c.send(handshake(port) + first + cont[:300])
+        assert c.read_http()[0] == 101
+        time.sleep(0.2)
+        c.send(cont[300:])
+        got = c.read_frame()
+        assert (got.opcode, got.payload) == (TEXT, "é".encode() + b"ok" * 500)
+
+
 def test_invalid_utf8_unfragmented_is_1007(
     echo: tuple[ServeProcess, int], lokin: tuple[ServeProcess, int]
 ) -> None:
