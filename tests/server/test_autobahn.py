@@ -22,7 +22,7 @@ VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lokin
 SUBSET = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*"
 
 #: Cases that cannot be strict without patching websockets (docs/conformance.md says why).
-KNOWN_NON_STRICT = {"6.4.3", "6.4.4"}
+KNOWN_NON_STRICT: set[str] = set()
 
 
 def test_autobahn_subset_is_strict(tmp_path: Path) -> None:
