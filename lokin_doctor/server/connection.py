@@ -183,6 +183,8 @@ class LokinConnection(asyncio.Protocol):
         self.protocol.conn = self
         self.app._conns.add(self)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        if self.timer is None:  # the open timeout expired during the TLS handshake
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if not self.got_request:

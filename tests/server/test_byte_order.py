@@ -8,11 +8,14 @@ first fragment of a message.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -323,4 +326,24 @@ def test_open_timeout_counts_from_accept_on_wss(
             pass
     elapsed = time.monotonic() - started
     # One 2 s timeout from the accept (it was 2 s of TLS, then 2 s more for the upgrade: 3.2 s).
+    assert 1.8 < elapsed < 2.8, elapsed
+
+
+async def test_open_timeout_counts_from_accept_on_wss_in_process(
+    make_server: Callable[..., Any], tls_files: tuple[str, str, trustme.CA]
+) -> None:
+    # The same with the standard asyncio loop (the serve process above runs uvloop when installed).
+    certfile, keyfile, ca = tls_files
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    async with make_server(certfile=certfile, keyfile=keyfile, open_timeout=2.0) as srv:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        await asyncio.sleep(1.2)
+        async with asyncio.timeout(6):
+            await writer.start_tls(ctx, server_hostname="127.0.0.1")
+            with contextlib.suppress(ConnectionResetError, ssl.SSLError):
+                assert await reader.read() == b""
+        elapsed = time.monotonic() - started
+        writer.close()
     assert 1.8 < elapsed < 2.8, elapsed
