@@ -347,3 +347,39 @@ async def test_open_timeout_counts_from_accept_on_wss_in_process(
         elapsed = time.monotonic() - started
         writer.close()
     assert 1.8 < elapsed < 2.8, elapsed
+
+
+# -- hostile input: no traceback, no assertion, still serving ------------------------------------
+
+
+def test_random_bytes_after_the_handshake_never_crash(lokin: tuple[ServeProcess, int]) -> None:
+    import random
+
+    proc, port = lokin
+    rng = random.Random(9)  # fixed seed: the same 150 connections every run
+    pieces = [
+        lambda: frame(TEXT, rng.randbytes(rng.randrange(0, 200)), fin=rng.random() < 0.7),
+        lambda: frame(BINARY, rng.randbytes(rng.randrange(0, 200)), fin=rng.random() < 0.7),
+        lambda: frame(CONT, rng.randbytes(rng.randrange(0, 50)), fin=rng.random() < 0.5),
+        lambda: frame(PING, rng.randbytes(rng.randrange(0, 130))),
+        lambda: frame(rng.randrange(16), rng.randbytes(rng.randrange(0, 20)), rsv=rng.randrange(8)),
+        lambda: close_frame(rng.randrange(0, 5000), "x" * rng.randrange(0, 3)),
+        lambda: rng.randbytes(rng.randrange(1, 40)),
+        lambda: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    for i in range(150):
+        data = b"" if i % 10 == 0 else handshake(port)
+        data += b"".join(rng.choice(pieces)() for _ in range(rng.randrange(1, 8)))
+        with RawClient(port, timeout=0.5) as c:
+            try:
+                c.send(data)
+                if i % 10 != 5:  # most end with an EOF; a few just stop (the server waits)
+                    c.sock.shutdown(socket.SHUT_WR)
+                while c._fill():  # read whatever the server answers, to its close
+                    pass
+            except (ConnectionResetError, BrokenPipeError, TimeoutError):
+                pass
+    with RawClient(port) as c:  # still serving
+        c.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert c.read_http()[0] == 200
+    no_crash(proc)
