@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -152,23 +153,22 @@ class LokinConnection(asyncio.Protocol):
     )
 
     def __init__(self, app: LokinServer) -> None:
-        # asyncio creates the protocol when it accepts the TCP connection, before the TLS handshake
-        # (connection_made comes after it): the open timeout starts here, so ONE timeout covers
-        # TCP accept, TLS and the upgrade (ssl_handshake_timeout, the same value, cuts a stalled
-        # TLS handshake; this timer then finds no transport and does nothing).
+        # asyncio creates this object when it accepts the TCP connection, before the TLS handshake
+        # (connection_made comes after it, or never if the handshake fails): the accept time is
+        # noted here and the open timeout armed in connection_made with what is left of it, so
+        # ONE timeout covers TCP accept, TLS and the upgrade (asyncio's ssl_handshake_timeout,
+        # the same value, cuts a stalled TLS handshake). A failed TLS handshake leaves nothing
+        # behind: no timer, no websockets protocol.
         self.app = app
-        cfg = app.config
-        self.protocol = LokinProtocol(
-            extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
-        )
+        self.protocol: LokinProtocol = None  # type: ignore[assignment]  # set by connection_made
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.client_id = ""
         self.peer_ip = ""  # set when a slot is reserved (accepted upgrade); "" otherwise
-        self.opened_at = 0.0  # monotonic time of the reservation
+        self.opened_at = time.monotonic()  # the TCP accept, then the reservation (accepted upgrade)
         self.tls_probe = False  # a TLS ClientHello arrived on the plain port (already logged)
         self.got_bytes = False  # something arrived before the request (garbage if no request follows)
         self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
-        self.timer: asyncio.TimerHandle | None = app.loop.call_later(cfg.open_timeout, self._open_timeout)
+        self.timer: asyncio.TimerHandle | None = None  # open timeout, then close timeout
         self.partial: _Partial | None = None  # a fragmented message being received
         self.progress: failfast.Progress | None = None  # UTF-8 checked so far of a stalled text frame
         self.rx = True  # data received since the last keepalive round
@@ -180,11 +180,19 @@ class LokinConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        app = self.app
+        cfg = app.config
+        self.protocol = LokinProtocol(
+            extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
+        )
         self.protocol.conn = self
-        self.app._conns.add(self)
+        app._conns.add(self)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        if self.timer is None:  # the open timeout expired during the TLS handshake
+        left = cfg.open_timeout - (time.monotonic() - self.opened_at)
+        if left <= 0:  # the whole open timeout went into the TLS handshake
             self.transport.abort()
+        else:
+            self.timer = app.loop.call_later(left, self._open_timeout)
 
     def data_received(self, data: bytes) -> None:
         if not self.got_request:
@@ -366,7 +374,7 @@ class LokinConnection(asyncio.Protocol):
 
     def _open_timeout(self) -> None:
         self.timer = None
-        if self.transport is not None and self.protocol.state is _CONNECTING:
+        if self.protocol.state is _CONNECTING:
             self.transport.abort()
 
 
