@@ -16,7 +16,8 @@ Byte order does not matter. Whatever arrives in one read is handled in the order
   of websockets' 1002; the unfinished message is dropped;
 - the UTF-8 of a fragmented text message is checked fragment by fragment (an incremental
   decoder kept only while such a message is in progress): the fragment that breaks it fails
-  the connection at once with 1007;
+  the connection at once with 1007; so is the received part of a text frame still arriving
+  (:mod:`lokin_doctor.server.failfast`);
 - a message has at most ``max_fragments`` fragments (1009 beyond), and every fragment's wire
   header counts toward ``max_message_size``: an endless stream of empty fragments is closed;
 - nothing is written after the TCP half-close (EOF).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
+from lokin_doctor.server import failfast
 from lokin_doctor.server.logs import one_line
 
 if TYPE_CHECKING:
@@ -140,6 +143,7 @@ class LokinConnection(asyncio.Protocol):
         "partial",
         "peer_ip",
         "pinged",
+        "progress",
         "protocol",
         "reading_paused",
         "rx",
@@ -149,24 +153,24 @@ class LokinConnection(asyncio.Protocol):
     )
 
     def __init__(self, app: LokinServer) -> None:
-        # asyncio creates the protocol when it accepts the TCP connection, before the TLS handshake
-        # (connection_made comes after it): the open timeout starts here, so ONE timeout covers
-        # TCP accept, TLS and the upgrade (ssl_handshake_timeout, the same value, cuts a stalled
-        # TLS handshake; this timer then finds no transport and does nothing).
+        # asyncio creates this object when it accepts the TCP connection, before the TLS handshake
+        # (connection_made comes after it, or never if the handshake fails): the accept time is
+        # noted here and the open timeout armed in connection_made with what is left of it, so
+        # ONE timeout covers TCP accept, TLS and the upgrade (asyncio's ssl_handshake_timeout,
+        # the same value, cuts a stalled TLS handshake). A failed TLS handshake leaves nothing
+        # behind: no timer, no websockets protocol.
         self.app = app
-        cfg = app.config
-        self.protocol = LokinProtocol(
-            extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
-        )
+        self.protocol: LokinProtocol = None  # type: ignore[assignment]  # set by connection_made
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.client_id = ""
         self.peer_ip = ""  # set when a slot is reserved (accepted upgrade); "" otherwise
-        self.opened_at = 0.0  # monotonic time of the reservation
+        self.opened_at = time.monotonic()  # the TCP accept, then the reservation (accepted upgrade)
         self.tls_probe = False  # a TLS ClientHello arrived on the plain port (already logged)
         self.got_bytes = False  # something arrived before the request (garbage if no request follows)
         self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
-        self.timer: asyncio.TimerHandle | None = app.loop.call_later(cfg.open_timeout, self._open_timeout)
+        self.timer: asyncio.TimerHandle | None = None  # open timeout, then close timeout
         self.partial: _Partial | None = None  # a fragmented message being received
+        self.progress: failfast.Progress | None = None  # UTF-8 checked so far of a stalled text frame
         self.rx = True  # data received since the last keepalive round
         self.pinged = 0.0  # monotonic time of the unanswered keepalive ping, 0.0 if none
         self.reading_paused = False
@@ -176,9 +180,19 @@ class LokinConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        app = self.app
+        cfg = app.config
+        self.protocol = LokinProtocol(
+            extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
+        )
         self.protocol.conn = self
-        self.app._conns.add(self)
+        app._conns.add(self)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        left = cfg.open_timeout - (time.monotonic() - self.opened_at)
+        if left <= 0:  # the whole open timeout went into the TLS handshake
+            self.transport.abort()
+        else:
+            self.timer = app.loop.call_later(left, self._open_timeout)
 
     def data_received(self, data: bytes) -> None:
         if not self.got_request:
@@ -202,6 +216,8 @@ class LokinConnection(asyncio.Protocol):
                     if protocol.state is _OPEN:
                         # Frames sent right behind the handshake: parse them now that it is open.
                         protocol.receive_data(b"")
+            if protocol.reader.buffer and protocol.state is _OPEN:
+                self._check_stalled_text()  # a frame is incomplete: is its text already invalid?
         except Exception as exc:  # a bug must cost one connection (1011), never the server
             self._crashed(exc)
             if protocol.state is _CONNECTING:
@@ -219,7 +235,7 @@ class LokinConnection(asyncio.Protocol):
         # Idempotent; makes the state CLOSED (and records an EOF before the request, if so).
         self.protocol.receive_eof()
         self.protocol.conn = None
-        self.partial = None
+        self.partial = self.progress = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -273,6 +289,14 @@ class LokinConnection(asyncio.Protocol):
         except Exception as exc:  # a bug must cost one connection (1011), never the server
             self.partial = None
             self._crashed(exc)
+
+    def _check_stalled_text(self) -> None:
+        partial = self.partial
+        try:
+            self.progress = failfast.check(self.protocol, self.progress, partial.decoder if partial else None)
+        except UnicodeDecodeError as exc:
+            self.progress = self.partial = None
+            self.protocol.fail(1007, f"invalid UTF-8: {exc.reason}")
 
     def _crashed(self, exc: Exception) -> None:
         self.app.log.emit(
@@ -354,7 +378,7 @@ class LokinConnection(asyncio.Protocol):
 
     def _open_timeout(self) -> None:
         self.timer = None
-        if self.transport is not None and self.protocol.state is _CONNECTING:
+        if self.protocol.state is _CONNECTING:
             self.transport.abort()
 
 
