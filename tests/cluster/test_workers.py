@@ -223,3 +223,46 @@ def test_bad_redis_url_is_refused_before_anything_starts(value: str, expected: s
     )
     assert result.returncode == 2 and expected in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+async def test_sigint_is_forwarded_once_and_clients_get_1001(
+    serve_process: Serve, redis_server: RedisPeer
+) -> None:
+    proc, port = start(serve_process, redis_server, "--shutdown-timeout", "3")
+    await wait_health(port, lambda d: len(d.get("workers", [])) == 2, 10, "2 workers")
+    clients = await clients_on_both(f"ws://127.0.0.1:{port}/")
+    proc.proc.send_signal(signal.SIGINT)
+    for ws, _ in clients:
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(5):
+                await ws.recv()
+        # 1001, not a cut connection: each worker got ONE signal (a second one would abort them).
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert await asyncio.to_thread(proc.finish, 6) == 0
+    assert "again: cutting every connection" not in proc.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_set_with_exit_1(redis_server: RedisPeer, tmp_path: Any) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lokin_doctor",
+            "serve",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--redis",
+            redis_server.url,
+        ]
+        + ["--certfile", str(tmp_path / "missing.pem")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "TLS certificate file not found" in result.stderr and "could not start" in result.stderr
+    assert "Traceback" not in result.stderr
