@@ -351,6 +351,7 @@ def _worker_main() -> int:
     fields = json.loads(os.environ.pop(WORKER_ENV))
     fields["allow_origins"] = tuple(fields.get("allow_origins") or ())
     config = ServerConfig(**fields)
+    EventLog.context = {"worker": config.worker_index}
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     tune_gc_for_serving()
     try:

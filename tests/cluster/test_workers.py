@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,7 @@ async def test_a_killed_worker_is_restarted(serve_process: Serve, redis_server: 
     )
     assert doc["worker_restarts"] == 1
     proc.wait_for(r"worker \d restarted", timeout=5)
+    assert re.search(r"INFO +ready +accepting WebSocket connections .*worker=[01]$", proc.stderr, re.M)
     async with connect(f"ws://127.0.0.1:{port}/") as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
 
