@@ -272,12 +272,15 @@ class Parent:
         assert worker.proc is not None
         code = worker.proc.returncode
         lived = now - worker.started
-        worker.delay = min(RESTART_MAX, worker.delay * 2) if lived < QUICK_DEATH else RESTART_MIN
-        worker.restart_at = now + worker.delay
+        if lived >= QUICK_DEATH:
+            worker.delay = RESTART_MIN  # it had been running fine: restart soon
+        wait = worker.delay
+        worker.delay = min(RESTART_MAX, wait * 2)  # the next quick death waits twice as long
+        worker.restart_at = now + wait
         self.log.emit(
             "workers",
             f"worker {worker.index} (pid {worker.pid}) exited with {code} after {lived:.1f} s; "
-            f"restarting in {worker.delay:g} s",
+            f"restarting in {wait:g} s",
             level="warning",
             worker=worker.index,
             pid=worker.pid,
