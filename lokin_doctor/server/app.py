@@ -409,8 +409,10 @@ class LokinServer:
                     "ping_interval_s": cfg.ping_interval,
                     "ping_timeout_s": cfg.ping_timeout,
                     "shutdown_timeout_s": cfg.shutdown_timeout,
+                    "max_fragments": cfg.max_fragments,
                 },
                 compression=cfg.compression,
+                protocol=cfg.protocol,
                 origins=list(self.origins.allowed) or "any",
                 python=sys.version.split()[0],
                 event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -434,6 +436,10 @@ class LokinServer:
                 f"shutdown timeout {cfg.shutdown_timeout:g} s",
                 f"  Origins:     {self.origins.describe()}",
             ]
+            if self.echo_only:
+                lines.append(
+                    "  Protocol:    echo (every message sent back as it came; no welcome, no JSON handling)"
+                )
             if cert_text:
                 lines.append(f"  Certificate: {cert_text}")
             lines.extend(f"  WARNING: {w}" for w in warnings)

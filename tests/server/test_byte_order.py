@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 import time
@@ -283,6 +284,16 @@ def test_echo_protocol_has_no_welcome_and_echoes_json_verbatim(echo: tuple[Serve
         assert c.read_http()[0] == 101
         frames = c.frames_until_close()
         assert [(f.opcode, f.payload) for f in frames[:-1]] == [(TEXT, ping)]  # no welcome, no pong
+
+
+def test_echo_protocol_is_announced(echo: tuple[ServeProcess, int], lokin: tuple[ServeProcess, int]) -> None:
+    proc, port = echo
+    assert "Protocol:    echo" in proc.stderr
+    assert "Protocol:" not in lokin[0].stderr
+    with RawClient(port) as c:
+        c.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        health = json.loads(c.read_http()[2])
+    assert health["protocol"] == "echo" and health["limits"]["max_fragments"] == 50
 
 
 def test_lokin_protocol_answers_json_ping(lokin: tuple[ServeProcess, int]) -> None:
