@@ -565,18 +565,19 @@ class LokinServer:
                 by=by,
                 duration_s=round(time.monotonic() - conn.opened_at, 3),
             )
-        elif conn.tls_probe:
+        elif conn.cut == "tls_probe":
             pass  # counted and logged when the ClientHello arrived
         elif conn.got_request:
             pass  # answered over HTTP or refused: logged then
-        elif conn.got_bytes and protocol.handshake_exc is not None:
-            # Bytes that are not an HTTP request: a parse error, or the end of the stream before
-            # a complete request line and headers (websockets: InvalidMessage from EOFError).
+        elif conn.got_bytes and protocol.handshake_exc is not None and conn.cut != "open_timeout":
+            # Bytes that are not an HTTP request: a parse error, or the client's end of stream
+            # before a complete request line and headers (websockets: InvalidMessage from EOFError).
+            # An incomplete request cut by the open timeout is a slow client: counted below.
             exc = protocol.handshake_exc
             cause = exc.__cause__ or exc  # websockets wraps the parser's error in InvalidMessage
             why = one_line(cause)[:200]
             if isinstance(cause, EOFError):
-                why = f"connection closed before a complete HTTP request ({why})"
+                why = f"the client closed the connection before a complete HTTP request ({str(cause)[:150]})"
             self.stats.reject("bad_handshake")
             self.log.emit(
                 "reject",
