@@ -394,3 +394,18 @@ def test_random_bytes_after_the_handshake_never_crash(lokin: tuple[ServeProcess,
         c.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         assert c.read_http()[0] == 200
     no_crash(proc)
+
+
+async def test_fragmented_messages_with_permessage_deflate(make_server: Callable[..., Any]) -> None:
+    from websockets.asyncio.client import connect
+
+    async with (
+        make_server(compression=True, protocol="echo") as srv,
+        asyncio.timeout(10),
+        connect(srv.url, compression="deflate") as ws,
+    ):
+        assert ws.protocol.extensions  # permessage-deflate negotiated
+        await ws.send(["κό", "σμε " * 1000, "fin"])  # three compressed fragments
+        assert await ws.recv() == "κό" + "σμε " * 1000 + "fin"
+        await ws.send([b"\x00" * 5000, b"\x01"])
+        assert await ws.recv() == b"\x00" * 5000 + b"\x01"
