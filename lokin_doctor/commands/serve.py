@@ -148,8 +148,8 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--open-timeout",
-                help="Seconds a new connection has to complete its opening handshake (TLS included) "
-                "before it is cut, so half-open connections cannot pile up.",
+                help="Seconds from the TCP accept for a new connection to complete TLS and the WebSocket "
+                "upgrade (one timeout for both) before it is cut, so half-open connections cannot pile up.",
             ),
         ] = 10.0,
         ping_interval: Annotated[
@@ -239,8 +239,8 @@ def register(app: typer.Typer) -> None:
         _count("--max-per-ip", max_per_ip, 0, what=" (0 = no cap)")
         _count("--max-message-size", max_message_size, 1, what=" (bytes)")
         _count("--max-fragments", max_fragments, 1)
-        open_timeout = _seconds("--open-timeout", open_timeout) or open_timeout
-        shutdown_timeout = _seconds("--shutdown-timeout", shutdown_timeout) or shutdown_timeout
+        _seconds("--open-timeout", open_timeout)
+        _seconds("--shutdown-timeout", shutdown_timeout)
         interval = _seconds("--ping-interval", ping_interval, zero_is_off=True)
         timeout = _seconds("--ping-timeout", ping_timeout, zero_is_off=True)
         if keyfile and not certfile:

@@ -423,8 +423,10 @@ class LokinServer:
                     "ping_interval_s": cfg.ping_interval,
                     "ping_timeout_s": cfg.ping_timeout,
                     "shutdown_timeout_s": cfg.shutdown_timeout,
+                    "max_fragments": cfg.max_fragments,
                 },
                 compression=cfg.compression,
+                protocol=cfg.protocol,
                 origins=list(self.origins.allowed) or "any",
                 python=sys.version.split()[0],
                 event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
@@ -448,6 +450,10 @@ class LokinServer:
                 f"shutdown timeout {cfg.shutdown_timeout:g} s",
                 f"  Origins:     {self.origins.describe()}",
             ]
+            if self.echo_only:
+                lines.append(
+                    "  Protocol:    echo (every message sent back as it came; no welcome, no JSON handling)"
+                )
             if cert_text:
                 lines.append(f"  Certificate: {cert_text}")
             lines.extend(f"  WARNING: {w}" for w in warnings)
@@ -598,18 +604,19 @@ class LokinServer:
                 by=by,
                 duration_s=round(time.monotonic() - conn.opened_at, 3),
             )
-        elif conn.tls_probe:
+        elif conn.cut == "tls_probe":
             pass  # counted and logged when the ClientHello arrived
         elif conn.got_request:
             pass  # answered over HTTP or refused: logged then
-        elif conn.got_bytes and protocol.handshake_exc is not None:
-            # Bytes that are not an HTTP request: a parse error, or the end of the stream before
-            # a complete request line and headers (websockets: InvalidMessage from EOFError).
+        elif conn.got_bytes and protocol.handshake_exc is not None and conn.cut != "open_timeout":
+            # Bytes that are not an HTTP request: a parse error, or the client's end of stream
+            # before a complete request line and headers (websockets: InvalidMessage from EOFError).
+            # An incomplete request cut by the open timeout is a slow client: counted below.
             exc = protocol.handshake_exc
             cause = exc.__cause__ or exc  # websockets wraps the parser's error in InvalidMessage
             why = one_line(cause)[:200]
             if isinstance(cause, EOFError):
-                why = f"connection closed before a complete HTTP request ({why})"
+                why = f"the client closed the connection before a complete HTTP request ({str(cause)[:150]})"
             self.stats.reject("bad_handshake")
             self.log.emit(
                 "reject",

@@ -137,6 +137,7 @@ class LokinConnection(asyncio.Protocol):
         "app",
         "client_id",
         "closing",
+        "cut",
         "got_bytes",
         "got_request",
         "opened_at",
@@ -148,7 +149,6 @@ class LokinConnection(asyncio.Protocol):
         "reading_paused",
         "rx",
         "timer",
-        "tls_probe",
         "transport",
     )
 
@@ -165,7 +165,7 @@ class LokinConnection(asyncio.Protocol):
         self.client_id = ""
         self.peer_ip = ""  # set when a slot is reserved (accepted upgrade); "" otherwise
         self.opened_at = time.monotonic()  # the TCP accept, then the reservation (accepted upgrade)
-        self.tls_probe = False  # a TLS ClientHello arrived on the plain port (already logged)
+        self.cut = ""  # why the server cut it before a request: "tls_probe" (logged then), "open_timeout"
         self.got_bytes = False  # something arrived before the request (garbage if no request follows)
         self.got_request = False  # an HTTP request was parsed (handshake or plain HTTP)
         self.timer: asyncio.TimerHandle | None = None  # open timeout, then close timeout
@@ -199,7 +199,7 @@ class LokinConnection(asyncio.Protocol):
             # 0x16 is a TLS handshake record: a wss:// client (an https page) talking to this plain
             # ws:// port. Without this check it would wait for the open timeout and leave no trace.
             if data[:1] == b"\x16" and not self.app.config.tls:
-                self.tls_probe = True
+                self.cut = "tls_probe"
                 self.app._tls_on_plain_port(self)
                 self.transport.abort()
                 return
@@ -379,6 +379,7 @@ class LokinConnection(asyncio.Protocol):
     def _open_timeout(self) -> None:
         self.timer = None
         if self.protocol.state is _CONNECTING:
+            self.cut = "open_timeout"
             self.transport.abort()
 
 

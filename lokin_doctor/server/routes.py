@@ -164,8 +164,10 @@ def health(app: LokinServer) -> dict[str, Any]:
             "open_timeout_s": cfg.open_timeout,
             "ping_interval_s": cfg.ping_interval,
             "ping_timeout_s": cfg.ping_timeout,
+            "max_fragments": cfg.max_fragments,
         },
         "origins": list(app.origins.allowed) or "any",
         "tls": cfg.tls,
         "compression": cfg.compression,
+        "protocol": cfg.protocol,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 import time
@@ -285,6 +286,16 @@ def test_echo_protocol_has_no_welcome_and_echoes_json_verbatim(echo: tuple[Serve
         assert [(f.opcode, f.payload) for f in frames[:-1]] == [(TEXT, ping)]  # no welcome, no pong
 
 
+def test_echo_protocol_is_announced(echo: tuple[ServeProcess, int], lokin: tuple[ServeProcess, int]) -> None:
+    proc, port = echo
+    assert "Protocol:    echo" in proc.stderr
+    assert "Protocol:" not in lokin[0].stderr
+    with RawClient(port) as c:
+        c.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        health = json.loads(c.read_http()[2])
+    assert health["protocol"] == "echo" and health["limits"]["max_fragments"] == 50
+
+
 def test_lokin_protocol_answers_json_ping(lokin: tuple[ServeProcess, int]) -> None:
     _, port = lokin
     with RawClient(port) as c:
@@ -383,3 +394,18 @@ def test_random_bytes_after_the_handshake_never_crash(lokin: tuple[ServeProcess,
         c.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         assert c.read_http()[0] == 200
     no_crash(proc)
+
+
+async def test_fragmented_messages_with_permessage_deflate(make_server: Callable[..., Any]) -> None:
+    from websockets.asyncio.client import connect
+
+    async with (
+        make_server(compression=True, protocol="echo") as srv,
+        asyncio.timeout(10),
+        connect(srv.url, compression="deflate") as ws,
+    ):
+        assert ws.protocol.extensions  # permessage-deflate negotiated
+        await ws.send(["κό", "σμε " * 1000, "fin"])  # three compressed fragments
+        assert await ws.recv() == "κό" + "σμε " * 1000 + "fin"
+        await ws.send([b"\x00" * 5000, b"\x01"])
+        assert await ws.recv() == b"\x00" * 5000 + b"\x01"

@@ -39,7 +39,21 @@ async def test_garbage_without_crlf_is_a_bad_handshake(
         metrics = (await http_get(srv.port, "/metrics")).text
         assert re.search(r'lokin_rejections_total\{reason="bad_handshake"\} 1\.0', metrics), metrics
     line = next(line for line in capsys.readouterr().err.splitlines() if "not an HTTP request" in line)
-    assert "reason=bad_handshake" in line and "connection closed before a complete HTTP request" in line
+    assert (
+        "reason=bad_handshake" in line
+        and "the client closed the connection before a complete HTTP request" in line
+    )
+
+
+async def test_slow_request_cut_by_the_open_timeout_is_counted_as_incomplete(make_server: Any) -> None:
+    async with make_server(open_timeout=0.5) as srv:
+        async with asyncio.timeout(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")  # a slowloris: the blank line never comes
+            assert await reader.read() == b""  # cut by the server after 0.5 s
+            writer.close()
+        await wait_until(lambda: srv.health()["handshakes_incomplete"] == 1, what="the cut to be counted")
+        assert srv.health()["rejections"].get("bad_handshake", 0) == 0  # a slow client, not garbage
 
 
 async def test_idle_summary_is_flushed_by_its_timer_and_at_stop(
