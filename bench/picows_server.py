@@ -43,7 +43,13 @@ def factory(request: WSUpgradeRequest) -> Echo:
 
 async def main(port: int) -> None:
     server = await picows.ws_create_server(
-        factory, os.environ.get("HOST", "127.0.0.1"), port, websocket_handshake_timeout=10, backlog=2048
+        factory,
+        os.environ.get("HOST", "127.0.0.1"),
+        port,
+        websocket_handshake_timeout=10,
+        backlog=2048,
+        # picows allocates this per connection (16 KiB by default); PICOWS_READ_BUFFER=2048 to compare memory
+        read_buffer_init_size=int(os.environ.get("PICOWS_READ_BUFFER", "16384")),
     )
     print(f"ready on port {port}", flush=True)
     stop = asyncio.Event()
