@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -110,7 +111,7 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int, str 
             from lokin_doctor.sysinfo import describe_holder
 
             holder = describe_holder(port)
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             who = f"by {holder}" if holder else "by another process (run as root to see which)"
             return (
                 None,

@@ -270,3 +270,26 @@ def test_a_worker_that_cannot_start_stops_the_set_with_exit_1(redis_server: Redi
     assert result.returncode == 1
     assert "TLS certificate file not found" in result.stderr and "could not start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_port_already_in_use_is_refused_even_by_reuseport(redis_server: RedisPeer) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        # SO_REUSEPORT on the holder too: the workers could join it silently, the parent must not let them.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "lokin_doctor", "serve", "--port", str(port), "--workers", "2"]
+            + ["--redis", redis_server.url],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port} is already in use by pid {os.getpid()}" in result.stderr
+    assert result.stderr.count("\n") == 1
