@@ -47,13 +47,12 @@ from typing import Any
 from websockets.datastructures import Headers
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.version import version as websockets_version
 
 from lokin_doctor import __version__
-from lokin_doctor.server import ServerConfig, ServerStartError, routes
+from lokin_doctor.server import ServerConfig, ServerStartError, fanout, routes
 from lokin_doctor.server.cluster import Cluster
 from lokin_doctor.server.connection import LokinConnection, close_info, eof_before_request
 from lokin_doctor.server.logs import EventLog, one_line, websockets_logger
@@ -540,44 +539,12 @@ class LokinServer:
     def deliver_local(self, payload: bytes) -> int:
         """Send a text message to every open connection of this process; returns how many got it.
 
-        No backpressure from the receivers (as websockets' ``broadcast``): a target whose write
-        buffer is already over BROADCAST_DROP_LIMIT is closed with 1008 instead.
+        A target whose write buffer is already over BROADCAST_DROP_LIMIT is closed with 1008
+        instead (:mod:`lokin_doctor.server.fanout`).
         """
-        if self.extensions is not None:  # permessage-deflate: a frame per connection (its own context)
-            return self._deliver_each(payload)
-        # Without extensions a server frame is the same bytes for every client: serialized once,
-        # written to each transport (bench/RESULTS.md section 8: a third of the CPU per delivery).
-        frame = Frame(Opcode.TEXT, payload).serialize(mask=False)
-        sent = 0
-        for target in self._clients:
-            protocol = target.protocol
-            if protocol.state is not _OPEN:
-                continue
-            transport = target.transport
-            if transport.get_write_buffer_size() > BROADCAST_DROP_LIMIT:
-                protocol.fail(1008, "too slow: not reading its messages")
-                target.flush()
-                continue
-            if protocol.writes:  # replies queued earlier in this event go out first, in order
-                target.flush()
-            if not transport.is_closing():
-                transport.write(frame)
-                sent += 1
-        self.stats.msgs_out += sent
-        return sent
-
-    def _deliver_each(self, payload: bytes) -> int:
-        sent = 0
-        for target in self._clients:
-            protocol = target.protocol
-            if protocol.state is not _OPEN:
-                continue
-            if target.transport.get_write_buffer_size() > BROADCAST_DROP_LIMIT:
-                protocol.fail(1008, "too slow: not reading its messages")
-            else:
-                protocol.send_text(payload)
-                sent += 1
-            target.flush()
+        sent = fanout.deliver(
+            self._clients, payload, per_connection=self.extensions is not None, limit=BROADCAST_DROP_LIMIT
+        )
         self.stats.msgs_out += sent
         return sent
 
