@@ -13,17 +13,24 @@ import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import typer
+from lokin_doctor import i18n
 
-from lokin_doctor import __version__
-from lokin_doctor.model import ExitCode
+# The language is chosen before typer is imported and before the help texts below are built.
+i18n.setup_from_argv()
+
+import typer  # noqa: E402
+
+from lokin_doctor import __version__  # noqa: E402
+from lokin_doctor.i18n import _  # noqa: E402
+from lokin_doctor.model import ExitCode  # noqa: E402
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from lokin_doctor.model import Report
     from lokin_doctor.settings import Settings
 
 app = typer.Typer(
     name="lokin-doctor",
-    help=(
+    help=_(
         "Find out why a page cannot connect to its WebSocket server: which link of the chain is broken "
         "(DNS, TCP, port, process, TLS, proxy, upgrade, session) and how to fix it."
     ),
@@ -40,7 +47,7 @@ COMMAND_MODULES = ("serve", "load", "watch", "monitor")
 
 def usage_error(message: str) -> NoReturn:
     """One line on stderr, exit 2: the contract for every bad input."""
-    sys.stderr.write(f"lokin-doctor: error: {message}\n")
+    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
     raise typer.Exit(ExitCode.USAGE)
 
 
@@ -53,7 +60,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help=_("Print the version and exit.")),
     ] = False,
 ) -> None:
     """lokin-doctor."""
@@ -65,76 +73,101 @@ UrlArg = Annotated[
     typer.Argument(
         envvar="LOKIN_URL",
         show_default="ws://localhost:8080/",
-        help="WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port.",
+        help=_("WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port."),
     ),
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", "-t", help="One deadline in seconds for the whole run (every network step)."),
+    typer.Option(
+        "--timeout", "-t", help=_("One deadline in seconds for the whole run (every network step).")
+    ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the JSON report on stdout (schema 1), nothing else.")
+    bool,
+    typer.Option("--json", help=_("Short for --format json: the JSON report on stdout, nothing else.")),
 ]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="text|json|junit|markdown",
+        help=_("Report format: text (terminal), json, junit (CI test results) or markdown (to paste)."),
+    ),
+]
+RedactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redact",
+        help=_("Replace host names, addresses, tokens and cookies by placeholders (HOST-1, IP-1, TOKEN-1)."),
+    ),
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help=_("Exit 1 on warnings too."))]
 VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Show each check's evidence and passed checks' details.")
+    bool, typer.Option("--verbose", "-v", help=_("Show each check's evidence and passed checks' details."))
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help=_("Show tracebacks of internal errors on stderr."))]
 OriginOpt = Annotated[
-    str | None, typer.Option("--origin", help="Origin header to send (as a browser page would).")
+    str | None, typer.Option("--origin", help=_("Origin header to send (as a browser page would)."))
 ]
 HeaderOpt = Annotated[
-    list[str] | None, typer.Option("--header", "-H", help="Extra request header 'Name: value' (repeatable).")
+    list[str] | None,
+    typer.Option("--header", "-H", help=_("Extra request header 'Name: value' (repeatable).")),
 ]
 SubprotocolOpt = Annotated[
-    list[str] | None, typer.Option("--subprotocol", help="Sec-WebSocket-Protocol to offer (repeatable).")
+    list[str] | None, typer.Option("--subprotocol", help=_("Sec-WebSocket-Protocol to offer (repeatable)."))
 ]
 ProcessOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--process",
-        help="Regular expression for the server's command line (repeatable). "
-        "Default: 'node ... server.js' or 'lokin-doctor serve'.",
+        help=_(
+            "Regular expression for the server's command line (repeatable). "
+            "Default: 'node ... server.js' or 'lokin-doctor serve'."
+        ),
     ),
 ]
-SendOpt = Annotated[str | None, typer.Option("--send", help="After the upgrade, send this text message.")]
+SendOpt = Annotated[str | None, typer.Option("--send", help=_("After the upgrade, send this text message."))]
 ExpectOpt = Annotated[
-    str | None, typer.Option("--expect", help="Regular expression a reply to --send must match.")
+    str | None, typer.Option("--expect", help=_("Regular expression a reply to --send must match."))
 ]
 DnsServerOpt = Annotated[
     str | None,
-    typer.Option("--dns-server", help="Ask this DNS server (HOST[:PORT]) instead of the system resolver."),
+    typer.Option("--dns-server", help=_("Ask this DNS server (HOST[:PORT]) instead of the system resolver.")),
 ]
 CaFileOpt = Annotated[
-    str | None, typer.Option("--ca-file", help="PEM file of CA certificates to trust (private CA).")
+    str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]
 InsecureOpt = Annotated[
     bool,
     typer.Option(
-        "--insecure", "-k", help="Go on past a bad certificate (still reported) to test the upgrade."
+        "--insecure", "-k", help=_("Go on past a bad certificate (still reported) to test the upgrade.")
     ),
 ]
 BackendOpt = Annotated[
     str | None,
     typer.Option(
-        "--backend", help="The backend URL behind the proxy, to compare with (default: same host, port 8080)."
+        "--backend",
+        help=_("The backend URL behind the proxy, to compare with (default: same host, port 8080)."),
     ),
 ]
 HoldOpt = Annotated[
     float | None,
-    typer.Option("--hold", help="Keep an idle connection open this many seconds and report how it died."),
+    typer.Option("--hold", help=_("Keep an idle connection open this many seconds and report how it died.")),
 ]
 PageUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--page-url",
-        help="The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin.",
+        help=_(
+            "The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin."
+        ),
     ),
 ]
 VariantsOpt = Annotated[
     bool,
     typer.Option(
-        "--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths)."
+        "--variants/--no-variants", help=_("When the target fails, try nearby URLs (ws/wss, ports, paths).")
     ),
 ]
 
@@ -149,8 +182,46 @@ def _settings(url: str | None, **options: Any) -> Settings:
         usage_error(str(exc))
 
 
+def _output_format(fmt: str, json_out: bool) -> str:
+    from lokin_doctor.formats import FORMATS
+
+    if fmt not in FORMATS:
+        usage_error(
+            _("invalid --format {value!r}; use one of {formats}").format(
+                value=fmt, formats=", ".join(FORMATS)
+            )
+        )
+    if json_out and fmt not in ("text", "json"):
+        usage_error(
+            _("--json is short for --format json; give one of them, not --json with --format {fmt}").format(
+                fmt=fmt
+            )
+        )
+    return "json" if json_out else fmt
+
+
+def _emit(reports: list[Report], fmt: str, *, verbose: bool, redact: bool, many: bool) -> None:
+    if redact:
+        from lokin_doctor.formats.redact import redact_reports
+
+        reports = redact_reports(reports)
+    if fmt == "text":
+        from lokin_doctor import render
+
+        render.print_reports(reports, verbose=verbose)
+        return
+    if fmt == "json" and many:
+        from lokin_doctor import render
+
+        sys.stdout.write(render.to_json_many(reports) + "\n")
+        return
+    from lokin_doctor.formats import render as render_format
+
+    sys.stdout.write(render_format(fmt, reports))
+
+
 def _run(
-    settings: Settings,
+    settings: Settings | list[Settings],
     only: list[str] | None,
     *,
     json_out: bool,
@@ -158,41 +229,88 @@ def _run(
     verbose: bool,
     debug: bool,
     embedded: bool = False,
+    fmt: str = "text",
+    redact: bool = False,
+    many: bool = False,
 ) -> NoReturn:
-    from lokin_doctor.runner import UnknownCheckError, run_report
+    """Run one target (or several, ``many``), print the report in ``fmt``, exit with the overall code."""
+    from lokin_doctor.runner import UnknownCheckError, run_report, run_reports
 
+    fmt = _output_format(fmt, json_out)
+    settings_list = settings if isinstance(settings, list) else [settings]
     try:
-        report = run_report(settings, only=only, embedded=embedded, debug=debug)
+        if len(settings_list) == 1 and not many:
+            reports = [run_report(settings_list[0], only=only, embedded=embedded, debug=debug)]
+        else:
+            reports = run_reports(settings_list, only=only, debug=debug)
     except UnknownCheckError as exc:
         usage_error(str(exc))
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: interrupted\n")
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    from lokin_doctor import render
-
-    if json_out:
-        sys.stdout.write(render.to_json(report) + "\n")
-    else:
-        render.print_report(report, verbose=verbose)
-    raise typer.Exit(report.exit_code(strict))
+    _emit(reports, fmt, verbose=verbose, redact=redact, many=many)
+    raise typer.Exit(max(report.exit_code(strict) for report in reports))
 
 
-@app.command("all")
+def _read_targets(path: str) -> list[str]:
+    """One URL a line; blank lines and lines starting with # are ignored."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        usage_error(
+            _("--targets {path!r} cannot be read ({reason}); give a text file with one URL a line").format(
+                path=path, reason=getattr(exc, "strerror", None) or type(exc).__name__
+            )
+        )
+    urls = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not urls:
+        usage_error(_("--targets {path!r} lists no URL; write one URL a line").format(path=path))
+    return urls
+
+
+UrlsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        envvar="LOKIN_URL",
+        show_default="ws://localhost:8080/",
+        help=_(
+            "WebSocket URL(s), checked at the same time: ws://, wss://, http(s)://, host:port, host or port."
+        ),
+    ),
+]
+TargetsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--targets", metavar="FILE", help=_("Also check the URLs of this file (one a line, # comments).")
+    ),
+]
+
+
+@app.command(
+    "all",
+    help=_("Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."),
+)
 def all_command(
-    url: UrlArg = None,
+    url: UrlsArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
+    targets: TargetsOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Run only these checks (and what they need); repeatable."),
+        typer.Option("--only", help=_("Run only these checks (and what they need); repeatable.")),
     ] = None,
-    list_checks: Annotated[bool, typer.Option("--list-checks", help="List the checks and exit.")] = False,
+    list_checks: Annotated[bool, typer.Option("--list-checks", help=_("List the checks and exit."))] = False,
     embedded: Annotated[
         bool,
-        typer.Option("--embedded", help="Start the embedded server on a free loopback port and diagnose it."),
+        typer.Option(
+            "--embedded", help=_("Start the embedded server on a free loopback port and diagnose it.")
+        ),
     ] = False,
     origin: OriginOpt = None,
     header: HeaderOpt = None,
@@ -208,69 +326,114 @@ def all_command(
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
 ) -> None:
-    """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
         from lokin_doctor import render
         from lokin_doctor.runner import CHECKS
 
         render.print_check_list(CHECKS)
         raise typer.Exit()
-    if embedded and url:
-        usage_error("--embedded diagnoses the embedded server; give no URL with it")
-    settings = _settings(
-        url,
-        timeout=timeout,
-        origin=origin,
-        headers=header or (),
-        subprotocols=subprotocol or (),
-        process_patterns=process or (),
-        send=send,
-        expect=expect,
-        dns_server=dns_server,
-        ca_file=ca_file,
-        insecure=insecure,
-        backend=backend,
-        hold=hold,
-        page_url=page_url,
-        variants=variants,
+    urls = [*(url or []), *(_read_targets(targets) if targets else [])]
+    if embedded and urls:
+        usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
+    many = len(urls) > 1 or targets is not None
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "origin": origin,
+        "headers": header or (),
+        "subprotocols": subprotocol or (),
+        "process_patterns": process or (),
+        "send": send,
+        "expect": expect,
+        "dns_server": dns_server,
+        "ca_file": ca_file,
+        "insecure": insecure,
+        "backend": backend,
+        "hold": hold,
+        "page_url": page_url,
+        "variants": variants,
+    }
+    settings_list = [_settings(one_url, **options) for one_url in (urls or [None])]
+    _run(
+        settings_list if many else settings_list[0],
+        only,
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        embedded=embedded,
+        fmt=fmt,
+        redact=redact,
+        many=many,
     )
-    _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
 
-@app.command("check-port")
+@app.command(
+    "check-port",
+    help=_("Who listens on the target's port on this machine (pid, command line, bound address)."),
+)
 def check_port_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Who listens on the target's port on this machine (pid, command line, bound address)."""
     settings = _settings(url, timeout=timeout)
-    _run(settings, ["port"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["port"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("check-process")
+@app.command(
+    "check-process",
+    help=_("Is the WebSocket server process running, and does it listen on the target's port."),
+)
 def check_process_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     process: ProcessOpt = None,
 ) -> None:
-    """Is the WebSocket server process running, and does it listen on the target's port."""
     settings = _settings(url, timeout=timeout, process_patterns=process or ())
-    _run(settings, ["process"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["process"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("handshake")
+@app.command(
+    "handshake",
+    help=_(
+        "A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."
+    ),
+)
 def handshake_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -282,7 +445,6 @@ def handshake_command(
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
 ) -> None:
-    """A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."""
     settings = _settings(
         url,
         timeout=timeout,
@@ -294,14 +456,30 @@ def handshake_command(
         ca_file=ca_file,
         insecure=insecure,
     )
-    _run(settings, ["handshake", "session"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["handshake", "session"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("probe-wss")
+@app.command(
+    "probe-wss",
+    help=_(
+        "The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."
+    ),
+)
 def probe_wss_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -315,7 +493,6 @@ def probe_wss_command(
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
 ) -> None:
-    """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
 
     settings = _settings(
@@ -331,7 +508,16 @@ def probe_wss_command(
         page_url=page_url,
         variants=variants,
     )
-    _run(settings, list(REMOTE_CHECKS), json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        list(REMOTE_CHECKS),
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
 def _register_commands() -> None:
@@ -348,12 +534,40 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _lang_callback(ctx: Any, param: Any, value: str | None) -> None:
+    """``--lang`` was already applied by :func:`i18n.setup_from_argv`; here it is only validated."""
+    if value is not None and value not in i18n.LANGUAGES:
+        usage_error(_("invalid --lang {value!r}; use en or fr").format(value=value))
+
+
+def _add_lang_option(group: Any) -> None:
+    """``--lang en|fr`` on every command (theirs included), without touching their signatures."""
+    from typer.core import TyperOption
+
+    for command in [group, *group.commands.values()]:
+        if any(p.name == "lang" for p in command.params):
+            continue
+        command.params.append(
+            TyperOption(
+                param_decls=["--lang"],
+                metavar="en|fr",
+                expose_value=False,
+                is_eager=True,
+                callback=_lang_callback,
+                help=_("Language of the messages: en or fr (default: from LC_ALL, LC_MESSAGES, LANG)."),
+            )
+        )
+
+
 def main() -> None:
     """Console-script entry point: no traceback ever reaches the user."""
     if os.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
+    i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
     try:
-        app()
+        command = typer.main.get_command(app)
+        _add_lang_option(command)
+        command(prog_name=None)
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: interrupted\n")
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         sys.exit(ExitCode.INTERRUPTED)

@@ -345,7 +345,13 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
     return [ctx.results[s.id] for s in specs]
 
 
-async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: bool, debug: bool) -> Report:
+async def _run_async(
+    settings: Settings,
+    only: Iterable[str] | None,
+    embedded: bool,
+    debug: bool,
+    deadline: float | None = None,
+) -> Report:
     started = time.perf_counter()
     if embedded:
         from lokin_doctor.server import ServerConfig, running_server
@@ -361,7 +367,11 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
             )
             return await _run_async(settings, only, embedded=False, debug=debug)
     loop = asyncio.get_running_loop()
-    ctx = Context(settings=settings, deadline=loop.time() + settings.timeout, debug=debug)
+    ctx = Context(
+        settings=settings,
+        deadline=deadline if deadline is not None else loop.time() + settings.timeout,
+        debug=debug,
+    )
     specs = select_checks(settings, only)
     try:
         results = await run_checks(ctx, specs)
@@ -385,3 +395,22 @@ def run_report(
     if only:
         select_checks(settings, only)  # unknown ids are a usage error before any traffic
     return asyncio.run(_run_async(settings, only, embedded, debug))
+
+
+async def _run_many(settings_list: list[Settings], only: Iterable[str] | None, debug: bool) -> list[Report]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(s.timeout for s in settings_list)  # one deadline for every target
+    only_list = list(only) if only else None
+    return list(
+        await asyncio.gather(*(_run_async(s, only_list, False, debug, deadline) for s in settings_list))
+    )
+
+
+def run_reports(
+    settings_list: list[Settings], only: Iterable[str] | None = None, debug: bool = False
+) -> list[Report]:
+    """Several targets at the same time under one deadline; one report each, in the order given."""
+    if only:
+        for settings in settings_list:
+            select_checks(settings, only)
+    return asyncio.run(_run_many(settings_list, only, debug))
