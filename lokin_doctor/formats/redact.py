@@ -33,9 +33,9 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?"
 )
 _NAME_KEYS = re.compile(r"host|name|cname|san|sni|server_name|origin|location|domain", re.I)
-_SECRET_HEADER = re.compile(
-    r"\b(Authorization|Proxy-Authorization|Cookie|Set-Cookie|X-Api-Key)(\s*[:=]\s*)([^\n;,]+(?:;[^\n,]*)?)",
-    re.I,
+_COOKIE_HEADER = re.compile(r"\b(Cookie|Set-Cookie)(\s*[:=]\s*)([^\s;,]+(?:;\s*[^\s;,=]+(?:=[^\s;,]*)?)*)", re.I)
+_AUTH_HEADER = re.compile(
+    r"\b(Authorization|Proxy-Authorization|X-Api-Key)(\s*[:=]\s*)((?:[A-Za-z]+\s+)?[^\s,;]+)", re.I
 )
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+([A-Za-z0-9._~+/=-]{4,})", re.I)
 _QUERY = re.compile(r"([?&][A-Za-z0-9_.-]+=)([^&\s#'\"]+)")
@@ -139,7 +139,8 @@ class Redactor:
             kind = "COOKIE" if "cookie" in m.group(1).lower() else "TOKEN"
             return f"{m.group(1)}{m.group(2)}{self._secret(m.group(3), kind)}"
 
-        value = _SECRET_HEADER.sub(header, value)
+        value = _COOKIE_HEADER.sub(header, value)
+        value = _AUTH_HEADER.sub(header, value)
         value = _BEARER.sub(lambda m: f"{m.group(1)} {self._secret(m.group(2), 'TOKEN')}", value)
         value = _QUERY.sub(lambda m: m.group(1) + self._secret(m.group(2), "TOKEN"), value)
         for host in sorted(self.hosts, key=len, reverse=True):
