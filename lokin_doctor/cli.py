@@ -332,7 +332,7 @@ def all_command(
 
         render.print_check_list(CHECKS)
         raise typer.Exit()
-    urls = [*(url or []), *(_read_targets(targets) if targets else [])]
+    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets else [])]
     if embedded and urls:
         usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
     many = len(urls) > 1 or targets is not None

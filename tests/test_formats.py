@@ -93,7 +93,9 @@ def test_junit_one_suite_per_target_with_failure_types(ws_server: Any) -> None:
     assert names[:3] == ["dns", "tcp", "tls"] and "handshake" in names and "session" in names
     assert healthy.findall("testcase/failure") == []
     assert healthy.get("failures") == "0"
-    failures = {c.get("name"): c.find("failure") for c in broken.findall("testcase") if c.find("failure") is not None}
+    failures = {
+        c.get("name"): c.find("failure") for c in broken.findall("testcase") if c.find("failure") is not None
+    }
     assert failures["tcp"] is not None and failures["tcp"].get("type") == "tcp.refused"
     assert "Fix:" in (failures["tcp"].get("message") or "")
     skipped = broken.findall("testcase/skipped")
@@ -177,7 +179,7 @@ def test_several_targets_json_schema_2_one_failing(ws_server: Any, tmp_path: Pat
     assert "checks" in doc["targets"][0] and "schema" not in doc["targets"][0]
     ok = run_cli("all", ws_server.url, ws_server.url, *NET_ONLY)
     assert ok.code == 0
-    assert ok.stdout.count(f"lokin-doctor ") >= 2 and "2 targets, 2 healthy" in ok.stdout
+    assert ok.stdout.count("lokin-doctor ") >= 2 and "2 targets, 2 healthy" in ok.stdout
     single = run_cli("all", ws_server.url, *NET_ONLY, "--json")
     assert single.report["schema"] == 1  # one URL on the command line: the schema of old
 

@@ -33,7 +33,9 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?"
 )
 _NAME_KEYS = re.compile(r"host|name|cname|san|sni|server_name|origin|location|domain", re.I)
-_COOKIE_HEADER = re.compile(r"\b(Cookie|Set-Cookie)(\s*[:=]\s*)([^\s;,]+(?:;\s*[^\s;,=]+(?:=[^\s;,]*)?)*)", re.I)
+_COOKIE_HEADER = re.compile(
+    r"\b(Cookie|Set-Cookie)(\s*[:=]\s*)([^\s;,]+(?:;\s*[^\s;,=]+(?:=[^\s;,]*)?)*)", re.I
+)
 _AUTH_HEADER = re.compile(
     r"\b(Authorization|Proxy-Authorization|X-Api-Key)(\s*[:=]\s*)((?:[A-Za-z]+\s+)?[^\s,;]+)", re.I
 )
