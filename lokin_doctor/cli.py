@@ -468,6 +468,16 @@ def handshake_command(
     )
 
 
+ProbeUrlArg = Annotated[
+    str | None,
+    typer.Argument(
+        envvar="LOKIN_URL",
+        show_default=False,
+        help=_("The production WebSocket URL (wss://host/path); required unless --page-url gives it."),
+    ),
+]
+
+
 @app.command(
     "probe-wss",
     help=_(
@@ -475,7 +485,7 @@ def handshake_command(
     ),
 )
 def probe_wss_command(
-    url: UrlArg = None,
+    url: ProbeUrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
     fmt: FormatOpt = "text",
@@ -495,6 +505,10 @@ def probe_wss_command(
 ) -> None:
     from lokin_doctor.runner import REMOTE_CHECKS
 
+    if not url and not page_url:
+        usage_error(
+            _("probe-wss needs the URL to probe (e.g. wss://example.com/ws) or --page-url to derive it")
+        )
     settings = _settings(
         url,
         timeout=timeout,

@@ -56,7 +56,7 @@ def load_command(
         bool, typer.Option("--allow-remote", help="Allow a target that is not this machine (loopback).")
     ] = False,
     max_errors: Annotated[
-        int, typer.Option("--max-errors", help="Exit 1 when more connections than this fail (default 0).")
+        int, typer.Option("--max-errors", help="Exit 1 when more connections than this fail.")
     ] = 0,
     max_p99_ms: Annotated[
         float | None,

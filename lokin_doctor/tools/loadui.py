@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -71,21 +72,90 @@ def prepare(
     return target, address, limits
 
 
+#: Seconds between two lines of the plain progress (``--progress`` when stderr is not a terminal).
+LINE_PROGRESS_S = 1.0
+
+
+def progress_mode(progress: bool | None, json_out: bool) -> str | None:
+    """``bar`` (rich, on a terminal), ``lines`` (plain text: --progress on a pipe, a log, TERM=dumb) or None."""
+    if json_out or progress is False:
+        return None
+    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    if progress is None:
+        return "bar" if terminal else None
+    return "bar" if terminal else "lines"
+
+
+def _phase_figures(run: LoadRun, hold_elapsed: float) -> tuple[str, float, float]:
+    """(phase label, done, total) for the progress display."""
+    cfg = run.config
+    if run.phase == "hold":
+        return "holding", round(min(cfg.duration, hold_elapsed), 1), max(cfg.duration, 0.001)
+    if run.phase == "echo":
+        return "echo", run.echo_received, max(1, run.opened * cfg.messages)
+    if run.phase == "close":
+        return "closing", run.settled, cfg.connections
+    return "connecting", run.settled, cfg.connections
+
+
+class _LineProgress:
+    """Plain progress lines on stderr, no escape codes: one per phase change and every LINE_PROGRESS_S."""
+
+    def __init__(self, run: LoadRun) -> None:
+        self.run = run
+        self.last: tuple[str, float] | None = None
+        self.hold_start = 0.0
+
+    def __enter__(self) -> _LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        run = self.run
+        if run.phase == "hold" and not self.hold_start:
+            self.hold_start = now
+        label, done, total = _phase_figures(run, now - self.hold_start)
+        if self.last is not None and self.last[0] == label and now - self.last[1] < LINE_PROGRESS_S:
+            return
+        self.last = (label, now)
+        sys.stderr.write(f"load: {label:<10} {done:g}/{total:g}  open {run.open_now}  failed {run.failed}\n")
+        sys.stderr.flush()
+
+
 class _Progress:
     """A rich progress bar on stderr, redrawn from the counters every PROGRESS_S."""
 
     def __init__(self, run: LoadRun) -> None:
         from rich.console import Console  # noqa: TID251 - the load progress is a live view
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: TID251
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn  # noqa: TID251
 
         self.run = run
+        no_color = os.environ.get("NO_COLOR") is not None
+        bar: Any = BarColumn()
+        if no_color:
+
+            class AsciiBar(ProgressColumn):
+                """``[#####-----]``: reads without colour, where rich's bar is one solid line."""
+
+                def render(self, task: Any) -> Any:
+                    from rich.text import Text  # noqa: TID251
+
+                    width = 20
+                    done = 0 if not task.total else min(width, round(width * task.completed / task.total))
+                    return Text("[" + "#" * done + "-" * (width - done) + "]")
+
+            bar = AsciiBar()
         self.progress = Progress(
             TextColumn("{task.description:<10}"),
-            BarColumn(),
+            bar,
             TextColumn("{task.completed:>7g}/{task.total:g}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=Console(stderr=True, no_color=no_color or None),
             auto_refresh=False,
             transient=True,
         )
@@ -129,10 +199,11 @@ class _Progress:
         self.progress.refresh()
 
 
-async def _drive(config: LoadConfig, run: LoadRun, show_progress: bool) -> LoadRun:
+async def _drive(config: LoadConfig, run: LoadRun, show_progress: str | None) -> LoadRun:
     if not show_progress:
         return await run_load(config, run=run)
-    with _Progress(run) as bar:
+    display: _LineProgress | _Progress = _LineProgress(run) if show_progress == "lines" else _Progress(run)
+    with display as bar:
         main = asyncio.ensure_future(run_load(config, run=run))
         try:
             while not main.done():
@@ -262,7 +333,7 @@ def main(
     except ValueError as exc:
         raise ToolError(str(exc)) from None
     thresholds = Thresholds(max_errors=max_errors, max_p99_ms=max_p99_ms)
-    show = (not json_out and sys.stderr.isatty()) if progress is None else (progress and not json_out)
+    show = progress_mode(progress, json_out)
     run = LoadRun(config)
     interrupted = False
     with asyncio.Runner(loop_factory=uvloop_factory(use_uvloop)) as runner:

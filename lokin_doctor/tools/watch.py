@@ -84,6 +84,11 @@ class WatchState:
     result: str = "running"
     connected: bool = False
     connected_since: float | None = None
+    #: Seconds after the start from which uptime is counted: the end of the first attempt (a first
+    #: connection's handshake is not downtime, so a watch that never lost it reports 100 %).
+    window_start: float | None = None
+    #: time.monotonic() when the watch stopped (before the closing handshake, which is not downtime).
+    ended_at: float | None = None
 
 
 class Watcher:
@@ -266,6 +271,8 @@ class Watcher:
                 got = await self.attempt()
                 if isinstance(got, Cause):
                     st.failures[got.code] += 1
+                    if st.window_start is None:
+                        st.window_start = 0.0  # down from the start
                     self.emit("failed", attempt=st.attempts, retry=retry, **got.to_dict())
                 else:
                     out, conn = got
@@ -274,6 +281,8 @@ class Watcher:
                     st.connections += 1
                     st.connected = True
                     st.connected_since = time.monotonic()
+                    if st.window_start is None:
+                        st.window_start = st.connected_since - self.start
                     retry = 0  # a successful connection resets the counter, as script.js does
                     self.last_rx = time.monotonic()
                     self.emit(
@@ -317,8 +326,9 @@ class Watcher:
         except asyncio.CancelledError:
             st.result = "interrupted"
         finally:
+            st.ended_at = time.monotonic()
             if st.connected and st.connected_since is not None:
-                st.connected_s += time.monotonic() - st.connected_since
+                st.connected_s += st.ended_at - st.connected_since
             if conn is not None:
                 try:
                     loop = asyncio.get_running_loop()
@@ -329,8 +339,9 @@ class Watcher:
 
     def summary(self) -> dict[str, Any]:
         st = self.state
-        total = self.now()
-        ratio = (st.connected_s / total) if total > 0 else 0.0
+        total = (st.ended_at - self.start) if st.ended_at is not None else self.now()
+        window = total - (st.window_start or 0.0)
+        ratio = (st.connected_s / window) if window > 0 else 0.0
         return self.emit(
             "summary",
             result=st.result,
@@ -359,12 +370,16 @@ def _client_id(greeting: str | None) -> str | None:
     return None
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def format_event(ev: dict[str, Any]) -> list[str]:
     """Human lines for one event (the text output of ``watch``)."""
     clock = ev["time"][11:23]
     kind = ev["event"]
     if kind == "start":
-        mode = "forever" if ev["forever"] else f"{ev['retries']} retries"
+        mode = "forever" if ev["forever"] else _plural(ev["retries"], "retry", "retries")
         return [
             f"{clock}  watching {ev['url']} ({mode}, delay {ev['delay']:g} s x {ev['factor']:g}^(n-1)); Ctrl-C stops"
         ]
@@ -391,12 +406,16 @@ def format_event(ev: dict[str, Any]) -> list[str]:
         of = f"/{ev['of']}" if ev["of"] is not None else ""
         return [f"{' ' * 14}retry {ev['retry']}{of} in {ev['in_s']:g} s"]
     if kind == "gave-up":
-        return [f"{clock}  gave up after {ev['attempts']} attempts ({ev['retries']} retries)"]
+        return [
+            f"{clock}  gave up after {_plural(ev['attempts'], 'attempt', 'attempts')} "
+            f"({_plural(ev['retries'], 'retry', 'retries')})"
+        ]
     if kind == "summary":
         fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or "none"
         discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or "none"
         return [
-            f"summary: {ev['result']}; {ev['attempts']} attempts, {ev['connections']} connections, "
+            f"summary: {ev['result']}; {_plural(ev['attempts'], 'attempt', 'attempts')}, "
+            f"{_plural(ev['connections'], 'connection', 'connections')}, "
             f"connected {ev['connected_s']:.1f} s of {ev['duration_s']:.1f} s "
             f"({100 * ev['uptime_ratio']:.1f} % uptime)",
             f"         disconnects by close code: {discs}; failures: {fails}; messages received: {ev['messages']}",
