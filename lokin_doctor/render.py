@@ -7,6 +7,7 @@ JUnit and Markdown live in :mod:`lokin_doctor.formats`. Headings and summary lin
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
@@ -103,93 +104,103 @@ def summary_line(report: Report, verbose: bool = False) -> str:
     return ", ".join(parts) + " " + _("in {ms} ms").format(ms=f"{report.duration_ms:.0f}")
 
 
-def print_report(report: Report, verbose: bool = False, console: Any = None) -> None:
-    from rich.markup import escape
-    from rich.text import Text
+#: One line of the terminal report: (text, rich style) segments.
+Line = list[tuple[str, str]]
 
-    con = console or make_console()
-    con.print(Text(f"lokin-doctor {__version__} — {report.target}", style="bold"))
+
+def report_lines(report: Report, verbose: bool = False) -> list[Line]:
+    """The terminal report as lines of styled segments (printed by rich, or as plain text)."""
+    lines: list[Line] = [[(f"lokin-doctor {__version__} — {report.target}", "bold")]]
     for r in _shown(report, verbose):
         mark, style = MARKS[r.status]
-        line = Text()
-        line.append(f" {mark} ", style=f"bold {style}")
-        line.append(f"{r.id:<12}", style="bold")
-        line.append(r.summary, style="dim" if r.status is Status.SKIP else "")
+        line: Line = [(f" {mark} ", f"bold {style}"), (f"{r.id:<12}", "bold")]
+        line.append((r.summary, "dim" if r.status is Status.SKIP else ""))
         if r.code:
-            line.append(f"  [{r.code}]", style=style)
-        con.print(line)
+            line.append((f"  [{r.code}]", style))
+        lines.append(line)
         if r.hint and r.status in (Status.WARN, Status.FAIL):
             for i, hint_line in enumerate(r.hint.splitlines()):
                 prefix = "     → " if i == 0 else "       "
-                con.print(Text(prefix + hint_line, style=style))
+                lines.append([(prefix + hint_line, style)])
         if verbose and r.evidence:
             for key, value in r.evidence.items():
-                con.print(f"       [dim]{escape(key)}:[/dim] {escape(fmt_value(value))}")
+                lines.append([(f"       {key}:", "dim"), (f" {fmt_value(value)}", "")])
     tally = summary_line(report, verbose)
-    con.print()
+    lines.append([])
     if report.root_cause is not None:
         rc = report.root_cause
-        con.print(
-            Text(
-                _("✗ Root cause ({check}, {code}): {summary}").format(
-                    check=rc.check, code=rc.code, summary=rc.summary
-                ),
-                style="bold red",
-            )
+        text = _("✗ Root cause ({check}, {code}): {summary}").format(
+            check=rc.check, code=rc.code, summary=rc.summary
         )
+        lines.append([(text, "bold red")])
         fix = _("Fix:")
         pad = " " * (len(fix) + 3)
         for i, hint_line in enumerate(rc.hint.splitlines()):
-            con.print(Text((f"  {fix} " if i == 0 else pad) + hint_line, style="red"))
-        con.print(Text(tally, style="dim"))
+            lines.append([((f"  {fix} " if i == 0 else pad) + hint_line, "red")])
+        lines.append([(tally, "dim")])
     elif report.status is Status.WARN:
-        con.print(Text(_("! Reachable, with warnings: {tally}").format(tally=tally), style="bold yellow"))
+        lines.append([(_("! Reachable, with warnings: {tally}").format(tally=tally), "bold yellow")])
     else:
-        con.print(
-            Text(
-                _("✓ All good: the WebSocket server at {target} answers. {tally}").format(
-                    target=report.target, tally=tally
-                ),
-                style="bold green",
-            )
+        text = _("✓ All good: the WebSocket server at {target} answers. {tally}").format(
+            target=report.target, tally=tally
         )
+        lines.append([(text, "bold green")])
+    return lines
+
+
+def _plain_output() -> bool:
+    """No styles to draw (a pipe, a file, NO_COLOR, a dumb terminal): write text, do not import rich."""
+    return (
+        not sys.stdout.isatty() or os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb"
+    )
+
+
+def print_lines(lines: list[Line], console: Any = None) -> None:
+    if console is None and _plain_output():
+        sys.stdout.write("".join("".join(text for text, _style in line) + "\n" for line in lines))
+        sys.stdout.flush()
+        return
+    from rich.text import Text
+
+    con = console or make_console()
+    for line in lines:
+        text = Text()
+        for segment, style in line:
+            text.append(segment, style=style)
+        con.print(text)
+
+
+def print_report(report: Report, verbose: bool = False, console: Any = None) -> None:
+    print_lines(report_lines(report, verbose), console)
 
 
 def print_reports(reports: Sequence[Report], verbose: bool = False, console: Any = None) -> None:
     """One section per target, then one line for the whole run."""
-    from rich.text import Text
-
-    if len(reports) == 1:
-        print_report(reports[0], verbose=verbose, console=console)
-        return
-    con = console or make_console()
+    lines: list[Line] = []
     for i, report in enumerate(reports):
         if i:
-            con.print()
-        print_report(report, verbose=verbose, console=con)
-    bad = sum(r.status is Status.FAIL for r in reports)
-    warned = sum(r.status is Status.WARN for r in reports)
-    good = len(reports) - bad - warned
-    con.print()
-    parts = [ngettext("{n} target", "{n} targets", len(reports)).format(n=len(reports))]
-    parts.append(ngettext("{n} healthy", "{n} healthy", good).format(n=good))
-    if warned:
-        parts.append(ngettext("{n} with warnings", "{n} with warnings", warned).format(n=warned))
-    if bad:
-        parts.append(ngettext("{n} with a problem", "{n} with a problem", bad).format(n=bad))
-    style = "bold red" if bad else "bold yellow" if warned else "bold green"
-    con.print(Text(", ".join(parts), style=style))
+            lines.append([])
+        lines += report_lines(report, verbose)
+    if len(reports) > 1:
+        bad = sum(r.status is Status.FAIL for r in reports)
+        warned = sum(r.status is Status.WARN for r in reports)
+        good = len(reports) - bad - warned
+        parts = [ngettext("{n} target", "{n} targets", len(reports)).format(n=len(reports))]
+        parts.append(ngettext("{n} healthy", "{n} healthy", good).format(n=good))
+        if warned:
+            parts.append(ngettext("{n} with warnings", "{n} with warnings", warned).format(n=warned))
+        if bad:
+            parts.append(ngettext("{n} with a problem", "{n} with a problem", bad).format(n=bad))
+        style = "bold red" if bad else "bold yellow" if warned else "bold green"
+        lines += [[], [(", ".join(parts), style)]]
+    print_lines(lines, console)
 
 
 def print_check_list(checks: Iterable[Any], console: Any = None) -> None:
-    from rich.text import Text
-
-    con = console or make_console()
+    lines: list[Line] = []
     for spec in checks:
         needs = ", ".join((*spec.requires, *spec.after)) or "-"
-        line = Text()
-        line.append(f"{spec.id:<13}", style="bold")
-        line.append(spec.title)
         local = _("; this machine only") if spec.local_only else ""
-        line.append("  " + _("(after: {needs}{local})").format(needs=needs, local=local), style="dim")
-        con.print(line)
+        after = "  " + _("(after: {needs}{local})").format(needs=needs, local=local)
+        lines.append([(f"{spec.id:<13}", "bold"), (spec.title, ""), (after, "dim")])
+    print_lines(lines, console)
