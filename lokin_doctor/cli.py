@@ -573,13 +573,36 @@ def _add_lang_option(group: Any) -> None:
         )
 
 
+def _lean_app(argv: list[str]) -> typer.Typer:
+    """The app with only the command being run: Typer builds every command's Click object from its type
+    hints on each start (~30 ms for all of them); one is enough unless the root itself is asked for."""
+    import copy
+
+    args = iter(argv)
+    name = None
+    for arg in args:
+        if arg == "--lang":
+            next(args, None)
+        elif not arg.startswith("-"):
+            name = arg
+            break
+        elif arg != "--" and not arg.startswith("--lang="):
+            return app  # --help, --version...: the root's business
+    wanted = [c for c in app.registered_commands if (c.name or "") == name]
+    if name is None or len(wanted) != 1:
+        return app  # no command, or an unknown one: the full app says what exists
+    lean = copy.copy(app)
+    lean.registered_commands = wanted
+    return lean
+
+
 def main() -> None:
     """Console-script entry point: no traceback ever reaches the user."""
     if os.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
     i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
     try:
-        command = typer.main.get_command(app)
+        command = typer.main.get_command(_lean_app(sys.argv[1:]))
         _add_lang_option(command)
         command(prog_name=None)
     except KeyboardInterrupt:
