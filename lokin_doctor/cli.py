@@ -601,10 +601,31 @@ def main() -> None:
     if os.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
     i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
+    i18n.patch_click_texts()
     try:
         command = typer.main.get_command(_lean_app(sys.argv[1:]))
         _add_lang_option(command)
-        command(prog_name=None)
+        code = command.main(prog_name=None, standalone_mode=False)
     except KeyboardInterrupt:
         sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        _click_exit(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exit(exc: Exception) -> NoReturn:
+    """Click's own exceptions: usage errors as one line on stderr (exit 2), Abort as an interruption."""
+    name = type(exc).__name__
+    if name == "Abort":
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+        sys.exit(ExitCode.INTERRUPTED)
+    format_message = getattr(exc, "format_message", None)
+    if format_message is None:
+        raise exc
+    message = i18n.click_error(format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += "; " + _(i18n.SEE_HELP).format(command=ctx.command_path)
+    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
+    sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))

@@ -105,3 +105,101 @@ def patch_click() -> None:
             module._ = _  # type: ignore[attr-defined]
         if getattr(module, "ngettext", None) is gettext.ngettext:
             module.ngettext = ngettext  # type: ignore[attr-defined]
+
+
+# -- Click's own texts -----------------------------------------------------------------------------------
+# Typer >= 0.2x vendors a Click whose help and error texts are plain English strings, not gettext calls:
+# the help option's text and the "Usage:" prefix are swapped in by patch_click_texts(), and usage errors
+# are reworded by click_error() into the one-line form of every lokin-doctor usage error.
+
+HELP_TEXT = N_("Show this message and exit.")
+USAGE_PREFIX = N_("Usage: ")
+
+#: Click's error messages (English, as Click formats them) and our wording, translatable.
+CLICK_ERRORS: tuple[tuple[str, str], ...] = (
+    (r"No such option: (?P<name>\S+)(?: \(Possible options: (?P<alt>.*)\))?$", N_("no such option: {name}")),
+    (r"No such command '(?P<name>.*)'\.(?: Did you mean (?P<alt>.*)\?)?$", N_("no such command: {name}")),
+    (r"Missing argument '(?P<name>.*)'\.$", N_("missing argument: {name}")),
+    (r"Missing option '(?P<name>.*)'\.$", N_("missing option: {name}")),
+    (r"Missing command\.$", N_("missing command")),
+    (r"Option '(?P<name>.*)' requires an argument\.$", N_("option {name} needs a value")),
+    (r"Option '(?P<name>.*)' does not take a value\.$", N_("option {name} takes no value")),
+    (r"Got unexpected extra argument(?:s|\(s\))? \((?P<name>.*)\)$", N_("unexpected extra argument(s): {name}")),
+    (r"Invalid value for (?P<name>.+?): (?P<detail>.*)$", N_("invalid value for {name}: {detail}")),
+)
+#: Click's reasons for an invalid value.
+CLICK_DETAILS: tuple[tuple[str, str], ...] = (
+    (r"'(?P<value>.*)' is not a valid float\.$", N_("{value!r} is not a number; give e.g. 2.5")),
+    (r"'(?P<value>.*)' is not a valid int(?:eger)?\.$", N_("{value!r} is not a whole number; give e.g. 10")),
+    (r"'(?P<value>.*)' is not a valid boolean\.$", N_("{value!r} is not a yes/no value (true, false)")),
+    (r"'(?P<value>.*)' is not one of (?P<choices>.*)\.$", N_("{value!r} is not one of {choices}")),
+)
+#: Said after a usage error that Click found.
+SEE_HELP = N_("see '{command} --help'")
+DID_YOU_MEAN = N_("did you mean {alt}?")
+
+
+def click_error(message: str) -> str:
+    """A Click usage error's message, in our words and the chosen language (unchanged if unknown)."""
+    import re
+
+    for pattern, template in CLICK_ERRORS:
+        m = re.match(pattern, message.strip())
+        if m is None:
+            continue
+        fields = m.groupdict()
+        if fields.get("name"):
+            fields["name"] = fields["name"].replace("'", "")
+        detail = fields.get("detail")
+        if detail is not None:
+            for dpattern, dtemplate in CLICK_DETAILS:
+                dm = re.match(dpattern, detail)
+                if dm is not None:
+                    detail = _(dtemplate).format(**dm.groupdict())
+                    break
+            fields["detail"] = detail
+        text = _(template).format(**{k: v for k, v in fields.items() if k != "alt"})
+        if fields.get("alt"):
+            text += "; " + _(DID_YOU_MEAN).format(alt=fields["alt"])
+        return text
+    return message
+
+
+def patch_click_texts() -> None:
+    """Translate the help option's text and the usage prefix of whichever Click typer uses."""
+    if language() == "en":
+        return
+    for name in ("typer._click.decorators", "click.decorators"):
+        module = sys.modules.get(name)
+        original = getattr(module, "help_option", None)
+        if module is None or original is None or getattr(original, "_lokin", False):
+            continue
+
+        def help_option(*args: object, _original: object = original, **kwargs: object) -> object:
+            decorator = _original(*args, **kwargs)  # type: ignore[operator]
+
+            def apply(command: object) -> object:
+                result = decorator(command)
+                params = getattr(command, "params", None)
+                if params:
+                    params[-1].help = _(HELP_TEXT)
+                return result
+
+            return apply
+
+        help_option._lokin = True  # type: ignore[attr-defined]
+        module.help_option = help_option  # type: ignore[attr-defined]
+    for name in ("typer._click.formatting", "click.formatting"):
+        module = sys.modules.get(name)
+        formatter = getattr(module, "HelpFormatter", None)
+        if formatter is None or getattr(formatter.write_usage, "_lokin", False):
+            continue
+        write_usage = formatter.write_usage
+
+        def translated(
+            self: object, prog: str, args: str = "", prefix: str | None = None, _w: object = write_usage
+        ) -> None:
+            _w(self, prog, args, _(USAGE_PREFIX) if prefix is None else prefix)  # type: ignore[operator]
+
+        translated._lokin = True  # type: ignore[attr-defined]
+        formatter.write_usage = translated
