@@ -72,8 +72,12 @@ UrlArg = Annotated[
     str | None,
     typer.Argument(
         envvar="LOKIN_URL",
-        show_default="ws://localhost:8080/",
-        help=_("WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port."),
+        show_envvar=False,
+        show_default=False,
+        help=_(
+            "WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port; "
+            "default: $LOKIN_URL, else ws://localhost:8080/."
+        ),
     ),
 ]
 TimeoutOpt = Annotated[
@@ -273,9 +277,11 @@ UrlsArg = Annotated[
     list[str] | None,
     typer.Argument(
         envvar="LOKIN_URL",
-        show_default="ws://localhost:8080/",
+        show_envvar=False,
+        show_default=False,
         help=_(
-            "WebSocket URL(s), checked at the same time: ws://, wss://, http(s)://, host:port, host or port."
+            "WebSocket URL(s), checked at the same time: ws://, wss://, http(s)://, host:port, host or port; "
+            "default: $LOKIN_URL, else ws://localhost:8080/."
         ),
     ),
 ]
@@ -472,8 +478,11 @@ ProbeUrlArg = Annotated[
     str | None,
     typer.Argument(
         envvar="LOKIN_URL",
+        show_envvar=False,
         show_default=False,
-        help=_("The production WebSocket URL (wss://host/path); required unless --page-url gives it."),
+        help=_(
+            "The production WebSocket URL (wss://host/path), or $LOKIN_URL; required unless --page-url gives it."
+        ),
     ),
 ]
 
@@ -626,6 +635,6 @@ def _click_exit(exc: Exception) -> NoReturn:
     message = i18n.click_error(format_message())
     ctx = getattr(exc, "ctx", None)
     if ctx is not None:
-        message += "; " + _(i18n.SEE_HELP).format(command=ctx.command_path)
+        message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
     sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
     sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))

@@ -113,6 +113,19 @@ def patch_click() -> None:
 # are reworded by click_error() into the one-line form of every lokin-doctor usage error.
 
 HELP_TEXT = N_("Show this message and exit.")
+#: Typer's own gettext texts (typer/core.py), listed so that they are extracted into our catalog.
+TYPER_TEXTS = (
+    N_("Options"),
+    N_("Arguments"),
+    N_("Commands"),
+    N_("default: {default}"),
+    N_("env var: {var}"),
+    N_("required"),
+    N_("(dynamic)"),
+    N_("Aborted!"),
+    N_("Missing command."),
+    N_("No such command {name!r}."),
+)
 USAGE_PREFIX = N_("Usage: ")
 
 #: Click's error messages (English, as Click formats them) and our wording, translatable.
@@ -124,7 +137,10 @@ CLICK_ERRORS: tuple[tuple[str, str], ...] = (
     (r"Missing command\.$", N_("missing command")),
     (r"Option '(?P<name>.*)' requires an argument\.$", N_("option {name} needs a value")),
     (r"Option '(?P<name>.*)' does not take a value\.$", N_("option {name} takes no value")),
-    (r"Got unexpected extra argument(?:s|\(s\))? \((?P<name>.*)\)$", N_("unexpected extra argument(s): {name}")),
+    (
+        r"Got unexpected extra argument(?:s|\(s\))? \((?P<name>.*)\)$",
+        N_("unexpected extra argument(s): {name}"),
+    ),
     (r"Invalid value for (?P<name>.+?): (?P<detail>.*)$", N_("invalid value for {name}: {detail}")),
 )
 #: Click's reasons for an invalid value.
@@ -135,8 +151,8 @@ CLICK_DETAILS: tuple[tuple[str, str], ...] = (
     (r"'(?P<value>.*)' is not one of (?P<choices>.*)\.$", N_("{value!r} is not one of {choices}")),
 )
 #: Said after a usage error that Click found.
-SEE_HELP = N_("see '{command} --help'")
-DID_YOU_MEAN = N_("did you mean {alt}?")
+SEE_HELP = N_("{message}; see '{command} --help'")
+DID_YOU_MEAN = N_("{message}; did you mean {alt}?")
 
 
 def click_error(message: str) -> str:
@@ -160,7 +176,7 @@ def click_error(message: str) -> str:
             fields["detail"] = detail
         text = _(template).format(**{k: v for k, v in fields.items() if k != "alt"})
         if fields.get("alt"):
-            text += "; " + _(DID_YOU_MEAN).format(alt=fields["alt"])
+            text = _(DID_YOU_MEAN).format(message=text, alt=fields["alt"])
         return text
     return message
 
@@ -169,8 +185,12 @@ def patch_click_texts() -> None:
     """Translate the help option's text and the usage prefix of whichever Click typer uses."""
     if language() == "en":
         return
+    import importlib
+
     for name in ("typer._click.decorators", "click.decorators"):
-        module = sys.modules.get(name)
+        package = name.partition(".decorators")[0]
+        # Click imports its decorators lazily (get_help_option): import them now, from the Click in use.
+        module = importlib.import_module(name) if package in sys.modules else None
         original = getattr(module, "help_option", None)
         if module is None or original is None or getattr(original, "_lokin", False):
             continue
@@ -190,7 +210,8 @@ def patch_click_texts() -> None:
         help_option._lokin = True  # type: ignore[attr-defined]
         module.help_option = help_option  # type: ignore[attr-defined]
     for name in ("typer._click.formatting", "click.formatting"):
-        module = sys.modules.get(name)
+        package = name.partition(".formatting")[0]
+        module = importlib.import_module(name) if package in sys.modules else None
         formatter = getattr(module, "HelpFormatter", None)
         if formatter is None or getattr(formatter.write_usage, "_lokin", False):
             continue

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Report, RootCause, Status, fail, skip
 from lokin_doctor.settings import Settings
 
@@ -51,22 +52,22 @@ class CheckSpec:
 
 
 def _secure_only(s: Settings) -> str | None:
-    return None if s.target.secure else "not a wss:// target"
+    return None if s.target.secure else _("not a wss:// target")
 
 
 def _hold_only(s: Settings) -> str | None:
-    return None if s.hold else "no --hold given"
+    return None if s.hold else _("no --hold given")
 
 
 def _page_only(s: Settings) -> str | None:
-    return None if s.page_url else "no --page-url given"
+    return None if s.page_url else _("no --page-url given")
 
 
 def _named_host(s: Settings) -> str | None:
     if s.target.ip is not None:
-        return "an IP address, no DNS records"
+        return _("an IP address, no DNS records")
     if s.target.host == "localhost" or s.target.host.endswith(".localhost"):
-        return "localhost is not resolved through DNS"
+        return _("localhost is not resolved through DNS")
     return None
 
 
@@ -293,20 +294,22 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
     async def _execute(spec: CheckSpec) -> CheckResult:
         reason = spec.applies(ctx.settings) if spec.applies else None
         if reason:
-            return skip(spec.id, f"not applicable: {reason}", applicable=False)
+            return skip(spec.id, _("not applicable: {reason}").format(reason=reason), applicable=False)
         for dep in spec.requires:
             if dep not in selected:
                 continue
             dep_result = ctx.results[dep]
             if dep_result.status is Status.FAIL:
-                return skip(spec.id, f"skipped: {dep} failed")
+                return skip(spec.id, _("skipped: {dep} failed").format(dep=dep))
             if dep_result.status is Status.SKIP:
-                return skip(spec.id, f"skipped: {dep} was skipped")
+                return skip(spec.id, _("skipped: {dep} was skipped").format(dep=dep))
         if spec.local_only and not ctx.facts.get("local", False):
             return skip(
                 spec.id,
-                f"skipped: {ctx.settings.target.host} is not this machine; "
-                "run lokin-doctor on the server to check its process and port",
+                _(
+                    "skipped: {host} is not this machine; "
+                    "run lokin-doctor on the server to check its process and port"
+                ).format(host=ctx.settings.target.host),
             )
         t0 = loop.time()
         extra = spec.extra_time(ctx.settings) if spec.extra_time else 0.0
@@ -318,8 +321,10 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
             result = fail(
                 spec.id,
                 f"{spec.id}.timeout",
-                f"no result within the {ctx.settings.timeout:g} s deadline",
-                "the host or this machine is too slow to answer; raise --timeout or check the network path",
+                _("no result within the {timeout} s deadline").format(timeout=f"{ctx.settings.timeout:g}"),
+                _(
+                    "the host or this machine is too slow to answer; raise --timeout or check the network path"
+                ),
             )
         except Exception as exc:  # one check's bug must not hide the others' findings
             if ctx.debug:
@@ -327,8 +332,10 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
             result = fail(
                 spec.id,
                 "internal-error",
-                f"lokin-doctor's {spec.id} check crashed: {type(exc).__name__}: {exc}",
-                "re-run with --debug to see the traceback, and report it",
+                _("lokin-doctor's {check} check crashed: {error}").format(
+                    check=spec.id, error=f"{type(exc).__name__}: {exc}"
+                ),
+                _("re-run with --debug to see the traceback, and report it"),
             )
         return replace(result, duration_ms=(loop.time() - t0) * 1000)
 

@@ -34,9 +34,12 @@ def _testcase(suite: ET.Element, report: Report, result: CheckResult) -> None:
         ET.SubElement(case, "skipped", message=result.summary)
     elif result.status in (Status.WARN, Status.FAIL):
         label = _("warning") if result.status is Status.WARN else _("failure")
-        message = f"{label}: {result.summary} — {_('Fix:')} {result.hint or ''}".strip()
+        fix = _("Fix:")
+        message = _("{status}: {summary} — {fix} {hint}").format(
+            status=label, summary=result.summary, fix=fix, hint=result.hint or ""
+        )
         failure = ET.SubElement(case, "failure", type=result.code or "", message=message)
-        failure.text = f"{result.summary}\n{_('Fix:')} {result.hint or ''}"
+        failure.text = f"{result.summary}\n{fix} {result.hint or ''}"
         if report.root_cause is not None and report.root_cause.check == result.id:
             failure.text += "\n" + _("This is the root cause.")
     evidence = _evidence_text(result)

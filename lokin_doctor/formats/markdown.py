@@ -44,8 +44,12 @@ def status_word(report: Report) -> str:
 def _section(report: Report, level: str) -> list[str]:
     from lokin_doctor.render import fmt_value, summary_line
 
-    out = [f"{level} {_('Target')} `{report.target}`: {MARKS[report.status]} {status_word(report)}", ""]
-    out += [f"| {_('check')} | {_('status')} | {_('summary')} | {_('code')} |", "|---|---|---|---|"]
+    heading = _("Target `{target}`: {mark} {status}").format(
+        target=report.target, mark=MARKS[report.status], status=status_word(report)
+    )
+    out = [f"{level} {heading}", ""]
+    header = (_("check"), _("status"), _("summary"), _("code"))
+    out += ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
     for r in report.results:
         code = f"`{r.code}`" if r.code else ""
         out.append(f"| {r.id} | {MARKS[r.status]} {r.status.value} | {_cell(r.summary)} | {code} |")
@@ -53,15 +57,19 @@ def _section(report: Report, level: str) -> list[str]:
     if report.root_cause is not None:
         rc = report.root_cause
         out += [
-            f"**{_('Root cause')}** ({rc.check}, `{rc.code}`): {_cell(rc.summary)}",
+            _("**Root cause** ({check}, `{code}`): {summary}").format(
+                check=rc.check, code=rc.code, summary=_cell(rc.summary)
+            ),
             "",
-            f"**{_('Fix:')}** {rc.hint}",
+            _("**Fix:** {hint}").format(hint=rc.hint),
             "",
         ]
     hints = [r for r in report.results if r.hint and r.status is Status.WARN]
     for r in hints:
-        out += [f"**{_('Warning')}** ({r.id}, `{r.code}`): {_cell(r.summary)} — {r.hint}", ""]
-    out += [f"<details><summary>{_('Evidence')}</summary>", "", "```text"]
+        line = _("**Warning** ({check}, `{code}`): {summary} — {hint}")
+        out += [line.format(check=r.id, code=r.code, summary=_cell(r.summary), hint=r.hint), ""]
+    evidence = _("Evidence")
+    out += [f"<details><summary>{evidence}</summary>", "", "```text"]
     for r in report.results:
         out.append(f"{r.id}: {r.status.value} ({r.duration_ms:.1f} ms)")
         for key, value in r.evidence.items():
@@ -73,8 +81,8 @@ def _section(report: Report, level: str) -> list[str]:
 def to_markdown(reports: Sequence[Report]) -> str:
     worst = max((r.status for r in reports), key=lambda s: s.rank, default=Status.OK)
     title = reports[0].target if len(reports) == 1 else _("{n} targets").format(n=len(reports))
-    out = [f"## {_('lokin-doctor report')}: {title} — {MARKS[worst]}", ""]
-    out += [f"| {_('component')} | {_('version')} |", "|---|---|"]
+    out = ["## " + _("lokin-doctor report: {title} — {mark}").format(title=title, mark=MARKS[worst]), ""]
+    out += ["| " + _("component") + " | " + _("version") + " |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in versions()]
     out.append("")
     level = "###"
