@@ -188,3 +188,30 @@ def test_root_help_and_usage_errors_in_french() -> None:
         assert len(lines) == 1 and lines[0].startswith("lokin-doctor: erreur : ") and needle in lines[0], (
             lines
         )
+
+
+async def _tool(*args: str, env: dict[str, str]) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(run_cli, *args, env=env)
+
+
+async def test_load_and_watch_in_french() -> None:
+    from lokin_doctor.server import ServerConfig, running_server
+
+    config = ServerConfig(host="127.0.0.1", port=0, quiet=True, max_per_ip=0)
+    async with running_server(config) as server:
+        load = await _tool("load", server.url, "-n", "3", "--duration", "0.2", "--messages", "1", env=FR)
+        watch = await _tool("watch", server.url, "--max-time", "0.5", "--lang", "fr", env=EN)
+    assert load.code == 0, load.stderr
+    assert load.stdout.startswith(f"test de charge de {server.url} ")
+    assert "  connexions    3/3 ouvertes, 0 en échec" in load.stdout and "  résultat      PASS" in load.stdout
+    assert watch.code == 0, watch.stderr
+    assert f"surveillance de {server.url} (5 nouveaux essais, " in watch.stdout
+    assert "tentative 1" in watch.stdout and "connecté à 127.0.0.1:" in watch.stdout
+    assert "bilan : connected ; 1 tentative, 1 connexion, " in watch.stdout  # the result keyword stays
+    assert "(100.0 % de disponibilité)" in watch.stdout
+    refused = await _tool("watch", _refused(), "--retries", "0", env=FR)
+    assert refused.code == 1
+    assert "tcp.refused" in refused.stdout and "correctif : " in refused.stdout
+    assert "abandon après 1 tentative (0 nouvel essai)" in refused.stdout

@@ -242,50 +242,65 @@ def _ms(stats: dict[str, Any]) -> str:
 
 
 def render_text(doc: dict[str, Any]) -> str:
+    from lokin_doctor.i18n import _
+
+    def row(label: str, text: str) -> str:
+        return f"  {label:<13} {text}"
+
     conns, cfg = doc["connections"], doc["config"]
     ramp, echo, dropped = doc["ramp"], doc["echo"], doc["dropped"]
+    opened = _("{opened}/{requested} opened, {failed} failed").format(
+        opened=conns["opened"], requested=conns["requested"], failed=conns["failed"]
+    )
+    if ramp["handshakes_per_s"]:
+        opened += _(", ramp {seconds} s = {rate} handshakes/s").format(
+            seconds=f"{ramp['seconds']:.2f}", rate=f"{ramp['handshakes_per_s']:.0f}"
+        )
+    held = _("{seconds} s, dropped by the server while held: {n}").format(
+        seconds=f"{doc['hold']['seconds']:.1f}", n=dropped["while_held"]
+    )
+    if dropped["by_close_code"]:
+        codes = ", ".join(f"{k} x{v}" for k, v in dropped["by_close_code"].items())
+        held += " " + _("(close codes: {codes})").format(codes=codes)
     lines = [
-        f"load test of {doc['target']} ({doc['address']}), engine {cfg['engine']} on {cfg['loop']}",
-        f"  connections   {conns['opened']}/{conns['requested']} opened, {conns['failed']} failed"
-        + (
-            f", ramp {ramp['seconds']:.2f} s = {ramp['handshakes_per_s']:.0f} handshakes/s"
-            if ramp["handshakes_per_s"]
-            else ""
+        _("load test of {target} ({address}), engine {engine} on {loop}").format(
+            target=doc["target"], address=doc["address"], engine=cfg["engine"], loop=cfg["loop"]
         ),
-        f"  handshake     {_ms(doc['handshake_ms'])}",
-        f"  greeting      {_ms(doc['greeting_ms'])}",
-        f"  held          {doc['hold']['seconds']:.1f} s, dropped by the server while held: {dropped['while_held']}"
-        + (
-            f" (close codes: {', '.join(f'{k} x{v}' for k, v in dropped['by_close_code'].items())})"
-            if dropped["by_close_code"]
-            else ""
-        ),
+        row(_("connections"), opened),
+        row(_("handshake"), _ms(doc["handshake_ms"])),
+        row(_("greeting"), _ms(doc["greeting_ms"])),
+        row(_("held"), held),
     ]
     if cfg["messages"]:
         rate = f"{echo['messages_per_s']:.0f} msg/s" if echo["messages_per_s"] else "-"
-        lines.append(
-            f"  echo          {echo['received']}/{echo['expected']} round trips in {echo['seconds']:.2f} s"
-            f" = {rate}, dropped during echo: {dropped['during_echo']}"
+        text = _(
+            "{received}/{expected} round trips in {seconds} s = {rate}, dropped during echo: {n}"
+        ).format(
+            received=echo["received"],
+            expected=echo["expected"],
+            seconds=f"{echo['seconds']:.2f}",
+            rate=rate,
+            n=dropped["during_echo"],
         )
-        lines.append(f"  round trip    {_ms(echo['rtt_ms'])}")
+        lines.append(row(_("echo"), text))
+        lines.append(row(_("round trip"), _ms(echo["rtt_ms"])))
         if echo["other_messages"]:
-            lines.append(
-                f"  other msgs    {echo['other_messages']} messages that were not echoes (broadcasts?)"
-            )
+            text = _("{n} messages that were not echoes (broadcasts?)").format(n=echo["other_messages"])
+            lines.append(row(_("other msgs"), text))
     failures = doc["failures"]
     if failures["total"]:
-        lines.append(f"  failures      {failures['total']}")
+        lines.append(row(_("failures"), str(failures["total"])))
         for code, n in failures["by_code"].items():
             ex = failures["examples"][code]
             lines.append(f"    {code} x{n}: {ex['summary']}")
-            lines.append(f"      fix: {ex['hint']}")
+            lines.append("      " + _("fix: {hint}").format(hint=ex["hint"]))
     th = doc["thresholds"]
     if doc.get("interrupted"):
-        lines.append("  result        interrupted")
+        lines.append(row(_("result"), _("interrupted")))
     elif th["passed"]:
-        lines.append("  result        PASS")
+        lines.append(row(_("result"), "PASS"))
     else:
-        lines.append("  result        FAIL: " + "; ".join(th["broken"]))
+        lines.append(row(_("result"), "FAIL: " + "; ".join(th["broken"])))
     return "\n".join(lines)
 
 

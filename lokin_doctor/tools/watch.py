@@ -370,54 +370,85 @@ def _client_id(greeting: str | None) -> str | None:
     return None
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def format_event(ev: dict[str, Any]) -> list[str]:
-    """Human lines for one event (the text output of ``watch``)."""
+    """Human lines for one event (the text output of ``watch``), in the chosen language."""
+    from lokin_doctor.i18n import _, ngettext
+
+    def attempts(n: int) -> str:
+        return ngettext("{n} attempt", "{n} attempts", n).format(n=n)
+
+    def retries(n: int) -> str:
+        return ngettext("{n} retry", "{n} retries", n).format(n=n)
+
     clock = ev["time"][11:23]
+    pad = " " * 14
     kind = ev["event"]
     if kind == "start":
-        mode = "forever" if ev["forever"] else _plural(ev["retries"], "retry", "retries")
-        return [
-            f"{clock}  watching {ev['url']} ({mode}, delay {ev['delay']:g} s x {ev['factor']:g}^(n-1)); Ctrl-C stops"
-        ]
+        mode = _("forever") if ev["forever"] else retries(ev["retries"])
+        text = _("watching {url} ({mode}, delay {delay} s x {factor}^(n-1)); Ctrl-C stops").format(
+            url=ev["url"], mode=mode, delay=f"{ev['delay']:g}", factor=f"{ev['factor']:g}"
+        )
+        return [f"{clock}  {text}"]
     if kind == "attempt":
-        suffix = f" (retry {ev['retry']})" if ev["retry"] else ""
-        return [f"{clock}  attempt {ev['attempt']}{suffix}"]
+        if ev["retry"]:
+            return [
+                f"{clock}  " + _("attempt {n} (retry {retry})").format(n=ev["attempt"], retry=ev["retry"])
+            ]
+        return [f"{clock}  " + _("attempt {n}").format(n=ev["attempt"])]
     if kind == "failed":
-        return [f"{clock}  x {ev['code']}: {ev['summary']}", f"{' ' * 14}fix: {ev['hint']}"]
+        return [f"{clock}  x {ev['code']}: {ev['summary']}", pad + _("fix: {hint}").format(hint=ev["hint"])]
     if kind == "connected":
-        parts = [f"{clock}  connected to {ev['address']} (handshake {ev['handshake_ms']:.1f} ms)"]
+        parts = [
+            f"{clock}  "
+            + _("connected to {address} (handshake {ms} ms)").format(
+                address=ev["address"], ms=f"{ev['handshake_ms']:.1f}"
+            )
+        ]
         if ev["greeting"] is not None:
             cid = f" (clientId {ev['client_id']})" if ev["client_id"] else ""
-            parts.append(f"{' ' * 14}greeting: {ev['greeting'][:200]}{cid}")
+            parts.append(pad + _("greeting: {greeting}").format(greeting=ev["greeting"][:200]) + cid)
         else:
-            parts.append(f"{' ' * 14}no greeting within {GREETING_WAIT_S:g} s")
+            parts.append(pad + _("no greeting within {seconds} s").format(seconds=f"{GREETING_WAIT_S:g}"))
         return parts
     if kind == "disconnected":
         reason = f" ({ev['close_reason']})" if ev["close_reason"] else ""
-        return [
-            f"{clock}  disconnected: close code {ev['close_code']}{reason} after {ev['lived_s']:.1f} s "
-            f"connected [{ev['code']}]"
-        ]
+        text = _("disconnected: close code {close_code}{reason} after {seconds} s connected [{code}]").format(
+            close_code=ev["close_code"], reason=reason, seconds=f"{ev['lived_s']:.1f}", code=ev["code"]
+        )
+        return [f"{clock}  {text}"]
     if kind == "retry":
         of = f"/{ev['of']}" if ev["of"] is not None else ""
-        return [f"{' ' * 14}retry {ev['retry']}{of} in {ev['in_s']:g} s"]
+        return [
+            pad
+            + _("retry {retry}{of} in {seconds} s").format(
+                retry=ev["retry"], of=of, seconds=f"{ev['in_s']:g}"
+            )
+        ]
     if kind == "gave-up":
-        return [
-            f"{clock}  gave up after {_plural(ev['attempts'], 'attempt', 'attempts')} "
-            f"({_plural(ev['retries'], 'retry', 'retries')})"
-        ]
+        text = _("gave up after {attempts} ({retries})").format(
+            attempts=attempts(ev["attempts"]), retries=retries(ev["retries"])
+        )
+        return [f"{clock}  {text}"]
     if kind == "summary":
-        fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or "none"
-        discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or "none"
-        return [
-            f"summary: {ev['result']}; {_plural(ev['attempts'], 'attempt', 'attempts')}, "
-            f"{_plural(ev['connections'], 'connection', 'connections')}, "
-            f"connected {ev['connected_s']:.1f} s of {ev['duration_s']:.1f} s "
-            f"({100 * ev['uptime_ratio']:.1f} % uptime)",
-            f"         disconnects by close code: {discs}; failures: {fails}; messages received: {ev['messages']}",
-        ]
+        none = _("none")
+        fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or none
+        discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or none
+        connections = ngettext("{n} connection", "{n} connections", ev["connections"]).format(
+            n=ev["connections"]
+        )
+        first = _(
+            "summary: {result}; {attempts}, {connections}, connected {connected} s of {duration} s "
+            "({uptime} % uptime)"
+        ).format(
+            result=ev["result"],
+            attempts=attempts(ev["attempts"]),
+            connections=connections,
+            connected=f"{ev['connected_s']:.1f}",
+            duration=f"{ev['duration_s']:.1f}",
+            uptime=f"{100 * ev['uptime_ratio']:.1f}",
+        )
+        second = _("disconnects by close code: {discs}; failures: {fails}; messages received: {n}").format(
+            discs=discs, fails=fails, n=ev["messages"]
+        )
+        return [first, " " * 9 + second]
     return [json.dumps(ev)]
