@@ -36,7 +36,8 @@ class Thresholds:
         errors = figures["failures"]["total"]
         if errors > self.max_errors:
             codes = ", ".join(f"{c} x{n}" for c, n in figures["failures"]["by_code"].items())
-            broken.append(f"{errors} failed connections > --max-errors {self.max_errors} ({codes})")
+            noun = "failed connection" if errors == 1 else "failed connections"
+            broken.append(f"{errors} {noun} > --max-errors {self.max_errors} ({codes})")
         if self.max_p99_ms is not None:
             for name, key in (("handshake", "handshake_ms"), ("echo round-trip", "rtt_ms")):
                 stats = figures[key] if key == "handshake_ms" else figures["echo"][key]

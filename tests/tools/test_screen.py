@@ -166,3 +166,17 @@ async def test_probe_wss_needs_a_url_as_its_help_says() -> None:
 async def test_monitor_does_not_crash_on_nothing_listening() -> None:
     run = await cli("monitor", "--port", str(free_port()), "--once")
     assert run.code == 1 and "nothing listens" in run.stdout
+
+
+def test_load_threshold_plural() -> None:
+    from lokin_doctor.tools.loadui import Thresholds
+
+    def figures(n: int) -> dict[str, Any]:
+        return {
+            "failures": {"total": n, "by_code": {"tcp.refused": n}},
+            "handshake_ms": {},
+            "echo": {"rtt_ms": {}},
+        }
+
+    assert Thresholds().check(figures(1)) == ["1 failed connection > --max-errors 0 (tcp.refused x1)"]
+    assert Thresholds().check(figures(2))[0].startswith("2 failed connections > ")
