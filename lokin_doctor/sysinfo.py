@@ -92,6 +92,61 @@ def hex_ip(text: str) -> str:
     return str(ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))))
 
 
+def _diag_listeners(port: int | None) -> list[tuple[str, int, str, str]] | None:
+    """LISTEN sockets from the kernel's sock_diag netlink interface (what ``ss -lt`` uses); None if absent.
+
+    The kernel filters on the LISTEN state itself: /proc/net/tcp lists every socket of the machine and
+    costs ~40 ms to generate and parse with 7,000 connections open, a busy server's case; this ~1 ms.
+    """
+    import struct
+
+    netlink_inet_diag, sock_diag_by_family, nlmsg_done, nlmsg_error = 4, 20, 3, 2
+    tcp_listen = 10
+    found: list[tuple[str, int, str, str]] = []
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink_inet_diag)
+    except (OSError, AttributeError):
+        return None
+    with sock:
+        sock.settimeout(1.0)
+        for seq, (family, label) in enumerate(((socket.AF_INET, "ipv4"), (socket.AF_INET6, "ipv6")), 1):
+            request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, 1 << tcp_listen)
+            header = struct.pack("=IHHII", 16 + len(request), sock_diag_by_family, 0x301, seq, 0)
+            try:
+                sock.send(header + request)
+                done = False
+                while not done:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        return None
+                    offset = 0
+                    while offset + 16 <= len(data):
+                        length, kind = struct.unpack_from("=IH", data, offset)
+                        if length < 16:
+                            return None
+                        if kind == nlmsg_done:
+                            done = True
+                            break
+                        if kind == nlmsg_error:
+                            return None
+                        if kind == sock_diag_by_family and length >= 16 + 72:
+                            body = offset + 16
+                            lport = struct.unpack_from(">H", data, body + 4)[0]
+                            raw = data[body + 8 : body + 24]
+                            inode = struct.unpack_from("=I", data, body + 68)[0]
+                            if port is None or lport == port:
+                                address = (
+                                    str(ipaddress.IPv4Address(raw[:4]))
+                                    if family == socket.AF_INET
+                                    else str(ipaddress.IPv6Address(raw))
+                                )
+                                found.append((address, lport, label, str(inode)))
+                        offset += (length + 3) & ~3
+            except (OSError, struct.error):
+                return None
+    return found
+
+
 def _proc_listeners(port: int | None) -> list[tuple[str, int, str, str]] | None:
     """LISTEN sockets read from /proc/net/tcp{,6}: (address, port, family, inode); None off Linux.
 
@@ -136,28 +191,51 @@ def _inode_owners(inodes: set[str], pids: list[int] | None = None) -> dict[str, 
             pids = sorted((int(d) for d in os.listdir("/proc") if d.isdigit()), reverse=True)
         except OSError:
             return owners
-    # A listening socket is opened at start-up: it is nearly always one of a process's first fds. So the
-    # first FIRST_FDS fds of every process are read before the rest of any (a server holding 10,000
-    # client sockets, a load generator): the scan usually stops long before reading them all.
-    listed: list[tuple[int, list[str]]] = []
+    # A listening socket is opened at start-up: it is nearly always one of a process's first fds. So fds
+    # 0..FIRST_FDS-1 of every process are read first, by number (no directory listing: a server holding
+    # 10,000 client sockets has a 10,000-entry fd directory), and the rest only if an owner is still
+    # missing: the scan usually stops long before reading them all.
+    readable: list[int] = []
     for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        gone = False
+        for fd in range(FIRST_FDS):
+            try:
+                link = os.readlink(f"{fd_dir}/{fd}")
+            except FileNotFoundError:
+                if fd == 0 and not os.path.isdir(fd_dir):
+                    gone = True  # the process ended
+                    break
+                continue
+            except OSError:
+                gone = True  # another user's process without root: owner unknown
+                break
+            inode = wanted.pop(link, None)
+            if inode is not None:
+                owners[inode] = pid
+                if not wanted:
+                    return owners
+        if not gone:
+            readable.append(pid)
+    for pid in readable:
+        fd_dir = f"/proc/{pid}/fd"
         try:
-            fds = sorted(os.listdir(f"/proc/{pid}/fd"), key=lambda fd: int(fd) if fd.isdigit() else 0)
+            fds = os.listdir(fd_dir)
         except OSError:
-            continue  # gone, or another user's process without root: owner unknown
-        listed.append((pid, fds))
-    for start, stop in ((0, FIRST_FDS), (FIRST_FDS, None)):
-        for pid, fds in listed:
-            for fd in fds[start:stop]:
-                try:
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                inode = wanted.pop(link, None)
-                if inode is not None:
-                    owners[inode] = pid
-                    if not wanted:
-                        return owners
+            continue
+        for name in fds:
+            if name.isdigit() and int(name) < FIRST_FDS:
+                continue  # read in the first pass
+            try:
+                link = os.readlink(f"{fd_dir}/{name}")
+            except OSError:
+                continue
+            inode = wanted.pop(link, None)
+            if inode is not None:
+                owners[inode] = pid
+                if not wanted:
+                    return owners
+    return owners
     return owners
     return owners
 
@@ -168,7 +246,9 @@ def listeners(port: int | None = None, *, owners_on: int | None = None) -> list[
     ``owners_on``: find the owning pid of the sockets on this port only (the others get ``pid`` None,
     see :func:`listening_ports` for a given process): the fd scan then stops once they are found.
     """
-    fast = _proc_listeners(port)
+    fast = _diag_listeners(port)
+    if fast is None:
+        fast = _proc_listeners(port)
     if fast is not None:
         wanted = {inode for _a, p, _f, inode in fast if owners_on is None or p == owners_on}
         owners = _inode_owners(wanted)
