@@ -202,6 +202,7 @@ def compile_package(lokin: list[str]) -> str:
         capture_output=True,
         text=True,
         timeout=60,
+        cwd="/",  # not the current directory: the package the console script imports
     )
     package = out.stdout.strip()
     if package:
