@@ -137,7 +137,10 @@ ExpectOpt = Annotated[
 ]
 DnsServerOpt = Annotated[
     str | None,
-    typer.Option("--dns-server", help=_("Ask this DNS server (HOST[:PORT]) instead of the system resolver.")),
+    typer.Option(
+        "--dns-server",
+        help=_("Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver."),
+    ),
 ]
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
@@ -172,6 +175,64 @@ VariantsOpt = Annotated[
     bool,
     typer.Option(
         "--variants/--no-variants", help=_("When the target fails, try nearby URLs (ws/wss, ports, paths).")
+    ),
+]
+NginxConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nginx-config",
+        help=_(
+            "nginx's main configuration file to check (default: the running nginx's, when it holds the port)."
+        ),
+    ),
+]
+
+LingerOpt = Annotated[
+    float,
+    typer.Option(
+        "--linger",
+        help=_(
+            "After the greeting and the ping, stay connected (passively) this many seconds, inside "
+            "--timeout, and report a close or a drop in that window; 0 turns it off."
+        ),
+    ),
+]
+
+ClientCertOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--client-cert",
+        help=_("PEM client certificate to offer in TLS (mutual TLS); may hold the key too."),
+    ),
+]
+ClientKeyOpt = Annotated[
+    str | None, typer.Option("--client-key", help=_("PEM private key of --client-cert (unencrypted)."))
+]
+
+BrowserOpt = Annotated[
+    bool,
+    typer.Option(
+        "--browser",
+        help=_(
+            "Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
+            "(needs lokin-doctor[browser]); no URL needed."
+        ),
+    ),
+]
+BrowserPathOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--browser-path", help=_("Chromium/Chrome binary for --browser (default: found automatically).")
+    ),
+]
+BrowserArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--browser-arg",
+        help=_(
+            "Extra Chromium switch for --browser (repeatable), e.g. "
+            "'--host-resolver-rules=MAP example.com 127.0.0.1'."
+        ),
     ),
 ]
 
@@ -331,6 +392,13 @@ def all_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
+    nginx_config: NginxConfigOpt = None,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     if list_checks:
         from lokin_doctor import render
@@ -357,6 +425,13 @@ def all_command(
         "hold": hold,
         "page_url": page_url,
         "variants": variants,
+        "linger": linger,
+        "client_cert": client_cert,
+        "client_key": client_key,
+        "nginx_config": nginx_config,
+        "browser": browser,
+        "browser_path": browser_path,
+        "browser_args": browser_arg or (),
     }
     settings_list = [_settings(one_url, **options) for one_url in (urls or [None])]
     _run(
@@ -450,6 +525,9 @@ def handshake_command(
     expect: ExpectOpt = None,
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
+    linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
 ) -> None:
     settings = _settings(
         url,
@@ -461,6 +539,9 @@ def handshake_command(
         expect=expect,
         ca_file=ca_file,
         insecure=insecure,
+        linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     _run(
         settings,
@@ -511,6 +592,13 @@ def probe_wss_command(
     hold: HoldOpt = None,
     page_url: PageUrlOpt = None,
     variants: VariantsOpt = True,
+    linger: LingerOpt = 1.0,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
+    nginx_config: NginxConfigOpt = None,
+    browser: BrowserOpt = False,
+    browser_path: BrowserPathOpt = None,
+    browser_arg: BrowserArgOpt = None,
 ) -> None:
     from lokin_doctor.runner import REMOTE_CHECKS
 
@@ -530,10 +618,18 @@ def probe_wss_command(
         hold=hold,
         page_url=page_url,
         variants=variants,
+        linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
+        nginx_config=nginx_config,
+        browser=browser,
+        browser_path=browser_path,
+        browser_args=browser_arg or (),
     )
+    checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
     _run(
         settings,
-        list(REMOTE_CHECKS),
+        checks,
         json_out=json_out,
         strict=strict,
         verbose=verbose,

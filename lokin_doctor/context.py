@@ -59,6 +59,7 @@ class Context:
         if ctx is None:
             from lokin_doctor.wire import make_ssl_context
 
-            ctx = make_ssl_context(self.settings.ca_file, self.settings.insecure)
+            s = self.settings
+            ctx = make_ssl_context(s.ca_file, s.insecure, s.client_cert, s.client_key)
             self.facts["_ssl_context"] = ctx
         return ctx

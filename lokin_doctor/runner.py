@@ -108,6 +108,29 @@ CHECKS: tuple[CheckSpec, ...] = (
         requires=("dns",),
         local_only=True,
     ),
+    # The write-up's checklist on this machine: the proxy's own config, auto-restart, the firewall.
+    CheckSpec(
+        "nginx",
+        "nginx's configuration (running nginx or --nginx-config): the server/location serving the URL, file:line",
+        "lokin_doctor.checks.nginx:check",
+        requires=("dns",),
+        after=("port", "process"),
+    ),
+    CheckSpec(
+        "supervisor",
+        "auto-restart: what would restart the server (systemd, pm2, supervisord, nodemon, container, a terminal)",
+        "lokin_doctor.checks.supervisor:check",
+        requires=("dns",),
+        after=("port", "process", "nginx"),
+        local_only=True,
+    ),
+    CheckSpec(
+        "firewall",
+        "nftables/iptables rules of this machine that drop or reject the target port (as root)",
+        "lokin_doctor.checks.firewall:check",
+        requires=("dns",),
+        local_only=True,
+    ),
     CheckSpec(
         "tcp",
         "TCP connect to each address: refused, dropped (timeout) or unreachable",
@@ -174,11 +197,37 @@ CHECKS: tuple[CheckSpec, ...] = (
         extra_time=lambda s: s.hold or 0.0,
     ),
 )
+CHECKS += (
+    CheckSpec(
+        "browser",
+        "--browser: what Chromium sees on --page-url (the WebSockets it opens, blocks, its errors), "
+        "joined with the chain",
+        "lokin_doctor.checks.browser:check",
+        # Every finding it may quote or defer to (not hold: that one runs past the deadline).
+        after=(
+            *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
+            *("backends", "proxy", "variants", "page", "origins", "nginx", "supervisor", "firewall"),
+        ),
+        applies=lambda s: None if s.browser else "no --browser given",
+    ),
+)
 BY_ID = {c.id: c for c in CHECKS}
 
 #: The local checklist (`all` against this machine) and the remote chain (probe-wss).
 #: ``proxy`` is local too: nginx on this machine in front of the server on 8080 is the LOK IN layout.
-LOCAL_CHECKS = ("dns", "process", "port", "tcp", "tls", "handshake", "session", "proxy", "variants", "hold")
+LOCAL_CHECKS: tuple[str, ...] = (
+    "dns",
+    "process",
+    "port",
+    "tcp",
+    "tls",
+    "handshake",
+    "session",
+    "proxy",
+    "variants",
+    "hold",
+)
+LOCAL_CHECKS += ("nginx", "supervisor", "firewall")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",
@@ -195,12 +244,18 @@ REMOTE_CHECKS = (
 )
 
 #: Which failure is the root cause when several fail: the deepest link that explains the others.
+#: ``browser`` comes first: it fails only for page-side causes, which explain the chain's findings
+#: (a page opening ws://localhost makes the chain test localhost); server-side ones are its warnings.
 ROOT_CAUSE_ORDER = (
+    "browser",
     "dns",
     "dns-records",
     "process",
+    "supervisor",
     "port",
+    "firewall",
     "page",
+    "nginx",
     "proxy",
     "variants",
     "tcp",
@@ -249,6 +304,8 @@ def select_checks(
                 if dep not in wanted:
                     wanted.add(dep)
                     stack.append(dep)
+        if settings.browser:
+            wanted.add("browser")  # what the browser saw, next to the checks asked for (not their deps)
         return [c for c in CHECKS if c.id in wanted]
     ids = set(LOCAL_CHECKS)
     target = settings.target
@@ -263,6 +320,8 @@ def select_checks(
         # A name that is not obviously this machine is the production path (its DNS records, proxy,
         # origins...), even when DNS later says it points here: decided by name, before any traffic.
         ids |= set(REMOTE_CHECKS)
+    if settings.browser:
+        ids.add("browser")
     return [c for c in CHECKS if c.id in ids]
 
 
@@ -374,11 +433,17 @@ async def _run_async(
             )
             return await _run_async(settings, only, embedded=False, debug=debug)
     loop = asyncio.get_running_loop()
-    ctx = Context(
-        settings=settings,
-        deadline=deadline if deadline is not None else loop.time() + settings.timeout,
-        debug=debug,
-    )
+    if deadline is None:  # several targets share one deadline, given by run_reports
+        deadline = loop.time() + settings.timeout
+    browser_facts: dict[str, object] = {}
+    if settings.browser and settings.page_url:
+        from lokin_doctor.checks.browser import prestep
+
+        # The page first: the chain then runs on the URL it opened, under the same deadline (counted
+        # from when Chromium was up: starting it is not network time).
+        settings, browser_facts, deadline = await prestep(settings)
+    ctx = Context(settings=settings, deadline=deadline, debug=debug)
+    ctx.facts.update(browser_facts)
     specs = select_checks(settings, only)
     try:
         results = await run_checks(ctx, specs)

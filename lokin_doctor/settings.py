@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,32 +31,21 @@ class Settings:
     hold: float | None = None
     page_url: str | None = None
     variants: bool = True
+    #: Seconds the session stays connected, passive, after the greeting and the ping (0: off).
+    linger: float = 1.0
+    #: Client certificate and key (PEM) offered in TLS handshakes (mutual TLS).
+    client_cert: str | None = None
+    client_key: str | None = None
     #: True when the target came from the user rather than the default (affects variant hints only).
     explicit_target: bool = field(default=True)
-
-
-def _parse_dns_server(text: str) -> tuple[str, int]:
-    value = text.strip()
-    host, port = value, 53
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port_text = rest[1:]
-            if not port_text.isdigit():
-                raise SettingsError(
-                    f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353"
-                )
-            port = int(port_text)
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-        if not port_text.isdigit():
-            raise SettingsError(f"invalid --dns-server {text!r}; use HOST or HOST:PORT, e.g. 127.0.0.1:5353")
-        port = int(port_text)
-    if not host or not 1 <= port <= 65535:
-        raise SettingsError(
-            f"invalid --dns-server {text!r}; use HOST or HOST:PORT with a port from 1 to 65535"
-        )
-    return host, port
+    #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
+    nginx_config: str | None = None
+    #: --browser: load --page-url in Chromium first (docs/browser.md); browser_path is the resolved binary.
+    browser: bool = False
+    browser_path: str | None = None
+    browser_args: tuple[str, ...] = ()
+    #: A WebSocket URL was typed (not derived from --page-url): --browser compares it with the page's.
+    target_given: bool = False
 
 
 def build_settings(
@@ -77,10 +65,34 @@ def build_settings(
     hold: float | None = None,
     page_url: str | None = None,
     variants: bool = True,
+    linger: float = 1.0,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    nginx_config: str | None = None,
+    browser: bool = False,
+    browser_path: str | None = None,
+    browser_args: list[str] | tuple[str, ...] = (),
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
-    if not math.isfinite(timeout) or not 0 < timeout <= 3600:
-        raise SettingsError(f"--timeout must be a number of seconds above 0 and at most 3600, not {timeout}")
+    from lokin_doctor import validate
+
+    def check(problem: str | None) -> None:
+        if problem is not None:
+            raise SettingsError(problem)
+
+    check(validate.number("--timeout", timeout, high=3600))
+    check(validate.number("--linger", linger, low_ok=True, high=3600))
+    if url is not None and not url.strip():
+        raise SettingsError(
+            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out "
+            "for the default"
+        )
+    for option, value, example in (
+        ("--backend", backend, "ws://10.0.0.5:8080/"),
+        ("--page-url", page_url, "https://example.com/"),
+    ):
+        if value is not None and not value.strip():
+            raise SettingsError(f"empty {option}; give a URL such as {example}, or leave the option out")
     try:
         if url:
             target = parse_target(url)
@@ -95,30 +107,44 @@ def build_settings(
         raise SettingsError(str(exc)) from None
     parsed_headers = []
     for h in headers:
-        name, sep, value = h.partition(":")
-        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name.strip()):
-            raise SettingsError(
-                f"invalid --header {h!r}; write it as 'Name: value', e.g. 'Authorization: Bearer x'"
-            )
-        parsed_headers.append((name.strip(), value.strip()))
+        parsed, problem = validate.header(h)
+        check(problem)
+        assert parsed is not None
+        parsed_headers.append(parsed)
+    for sub in subprotocols:
+        check(validate.subprotocol(sub))
     patterns = tuple(process_patterns) or DEFAULT_PROCESS_PATTERNS
-    for p in (*patterns, *([expect] if expect is not None else [])):
+    for option, p in (
+        *(("--process", p) for p in patterns),
+        *((("--expect", expect),) if expect is not None else ()),
+    ):
+        if option == "--process" and not p.strip():
+            raise SettingsError(
+                "empty --process pattern; give a regular expression such as 'node .*server\\.js'"
+            )
         try:
             re.compile(p)
         except re.error as exc:
-            raise SettingsError(f"invalid regular expression {p!r}: {exc}") from None
+            raise SettingsError(f"invalid regular expression for {option} {p!r}: {exc}") from None
     if expect is not None and send is None:
         raise SettingsError("--expect needs --send: say what to send, then what the reply must match")
-    if ca_file is not None and not os.path.isfile(ca_file):
+    if ca_file is not None:
+        check(validate.ca_file(ca_file))
+    check(validate.client_cert(client_cert, client_key))
+    if hold is not None:
+        check(validate.number("--hold", hold, high=86400))
+    if origin is not None:
+        check(validate.origin(origin))
+    dns: tuple[str, int] | None = None
+    if dns_server is not None:
+        dns, problem = validate.dns_server(dns_server)
+        check(problem)
+    if nginx_config is not None and not os.path.isfile(nginx_config):
         raise SettingsError(
-            f"--ca-file {ca_file!r} does not exist or is not a file; give a PEM file of CA certificates"
+            f"--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main "
+            "configuration file, e.g. /etc/nginx/nginx.conf"
         )
-    if hold is not None and (not math.isfinite(hold) or not 0 < hold <= 86400):
-        raise SettingsError(f"--hold must be a number of seconds above 0 and at most 86400, not {hold}")
-    if origin is not None and not re.fullmatch(r"(null|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+)", origin):
-        raise SettingsError(
-            f"invalid --origin {origin!r}; an origin looks like https://example.com (no path)"
-        )
+    browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
         timeout=timeout,
@@ -128,12 +154,54 @@ def build_settings(
         process_patterns=patterns,
         send=send,
         expect=expect,
-        dns_server=_parse_dns_server(dns_server) if dns_server else None,
+        dns_server=dns,
         ca_file=ca_file,
         insecure=insecure,
         backend=backend_target,
         hold=hold,
         page_url=page_url,
         variants=variants,
+        linger=linger,
+        client_cert=client_cert,
+        client_key=client_key,
         explicit_target=bool(url or page_url),
+        nginx_config=os.path.abspath(nginx_config) if nginx_config is not None else None,
+        browser=browser,
+        browser_path=browser_exe,
+        browser_args=tuple(browser_args),
+        target_given=bool(url),
     )
+
+
+def _browser_settings(
+    browser: bool, path: str | None, args: tuple[str, ...], page_url: str | None, ca_file: str | None
+) -> str | None:
+    """Validate the --browser options; return the Chromium binary to launch (found before any traffic)."""
+    if not browser:
+        if path is not None:
+            raise SettingsError("--browser-path needs --browser (load the page in Chromium)")
+        if args:
+            raise SettingsError("--browser-arg needs --browser (load the page in Chromium)")
+        return None
+    if not page_url:
+        raise SettingsError(
+            "--browser needs --page-url: the page to open, e.g. --page-url https://example.com/"
+        )
+    for arg in args:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise SettingsError(
+                f"invalid --browser-arg {arg!r}; give one Chromium switch, e.g. "
+                "'--host-resolver-rules=MAP example.com 127.0.0.1'"
+            )
+    from lokin_doctor.browser import BrowserMissingError, certutil_path, find_browser
+
+    try:
+        found = find_browser(path)
+    except BrowserMissingError as exc:
+        raise SettingsError(str(exc)) from None
+    if ca_file is not None and certutil_path() is None:
+        raise SettingsError(
+            "--ca-file with --browser needs certutil to trust the CA in Chromium; "
+            "install it (sudo apt-get install libnss3-tools)"
+        )
+    return found

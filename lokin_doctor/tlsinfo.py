@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import re
 import ssl
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,14 +55,100 @@ class TlsProbe:
     alpn: str | None = None
     chain: list[bytes] = field(default_factory=list)
     ms: float | None = None
+    #: The server sent a CertificateRequest (it wants, maybe requires, a client certificate).
+    cert_requested: bool = False
 
     @property
     def ok(self) -> bool:
         return self.kind == "ok"
 
 
-def client_context(ca_file: str | None, *, verify: bool, alpn: list[str] | None = None) -> ssl.SSLContext:
-    """A client context: the system CAs plus ``ca_file`` when ``verify``, else no verification at all."""
+#: TLS record content type "handshake" and handshake message type "certificate_request".
+_HANDSHAKE, _CERTIFICATE_REQUEST = 22, 13
+
+
+def watch_cert_requests(ctx: ssl.SSLContext) -> None:
+    """Note on ``ctx`` (and on each connection) when a server sends a CertificateRequest.
+
+    Uses ``SSLContext._msg_callback`` (CPython's TLS message tracing hook, private but present since
+    3.8): it is the only way to see that the server asked for a client certificate, which in TLS 1.3
+    happens inside a handshake that then *succeeds* on the client side.
+    """
+    ctx._lokin_cert_requested = False  # type: ignore[attr-defined]
+
+    def callback(
+        conn: Any, direction: str, version: Any, content_type: Any, msg_type: Any, data: Any
+    ) -> None:
+        if direction == "read" and int(content_type) == _HANDSHAKE and int(msg_type) == _CERTIFICATE_REQUEST:
+            ctx._lokin_cert_requested = True  # type: ignore[attr-defined]
+            try:
+                _REQUESTED.add(conn)
+            except TypeError:
+                pass
+
+    try:
+        ctx._msg_callback = callback  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
+
+
+def cert_requested(ctx: ssl.SSLContext | None = None, sslobj: Any = None) -> bool:
+    """Whether a server asked for a client certificate: on this connection, or on any of ``ctx``'s."""
+    if sslobj is not None:
+        try:
+            if sslobj in _REQUESTED:
+                return True
+        except TypeError:
+            pass
+    return bool(getattr(ctx, "_lokin_cert_requested", False))
+
+
+_REQUESTED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def load_client_cert(ctx: ssl.SSLContext, cert: str | None, key: str | None) -> None:
+    if cert:
+        ctx.load_cert_chain(cert, key)
+
+
+def legacy_context() -> ssl.SSLContext:
+    """A non-verifying context that offers every protocol version and cipher this OpenSSL has, to learn
+    what an old or narrow server does speak (never used for the verdict's own connection)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def offered_versions(ctx: ssl.SSLContext) -> str:
+    """``TLSv1.2-TLSv1.3``: the versions a context offers (OpenSSL's defaults when unset)."""
+    low = ctx.minimum_version
+    high = ctx.maximum_version
+    names = {
+        ssl.TLSVersion.MINIMUM_SUPPORTED: "TLSv1.2",
+        ssl.TLSVersion.MAXIMUM_SUPPORTED: "TLSv1.3",
+    }
+    lo = names.get(low, getattr(low, "name", str(low)).replace("_", "."))
+    hi = names.get(high, getattr(high, "name", str(high)).replace("_", "."))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def client_context(
+    ca_file: str | None,
+    *,
+    verify: bool,
+    alpn: list[str] | None = None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> ssl.SSLContext:
+    """A client context: the system CAs plus ``ca_file`` when ``verify``, else no verification at all;
+    with ``client_cert`` it offers that certificate (mutual TLS)."""
     if verify:
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         if ca_file:
@@ -74,6 +161,8 @@ def client_context(ca_file: str | None, *, verify: bool, alpn: list[str] | None 
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(alpn or ["http/1.1"])
+    load_client_cert(ctx, client_cert, client_key)
+    watch_cert_requests(ctx)
     return ctx
 
 
@@ -105,6 +194,21 @@ async def probe(
     deadline: float,
 ) -> TlsProbe:
     """One TLS handshake with ``address:port`` (SNI ``server_hostname``), never raising for network trouble."""
+    result = await _probe(
+        address, port, server_hostname=server_hostname, ssl_context=ssl_context, deadline=deadline
+    )
+    result.cert_requested = cert_requested(ssl_context)
+    return result
+
+
+async def _probe(
+    address: str,
+    port: int,
+    *,
+    server_hostname: str,
+    ssl_context: ssl.SSLContext,
+    deadline: float,
+) -> TlsProbe:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     try:
@@ -139,8 +243,10 @@ async def probe(
         return TlsProbe("error", re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or str(exc.reason))
     except ConnectionRefusedError as exc:
         return TlsProbe("refused", str(exc) or "connection refused")
-    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-        return TlsProbe("reset", str(exc) or "connection reset during the TLS handshake")
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+        # asyncio words it "Connect call failed" or "Connection reset by peer" depending on when the RST
+        # lands: one wording, so the same server gets the same verdict every run.
+        return TlsProbe("reset", "the server reset the connection during the TLS handshake")
     except OSError as exc:
         return TlsProbe("error", exc.strerror or str(exc))
     try:

@@ -29,6 +29,10 @@ from lokin_doctor.target import Target
 MAX_EVIDENCE = 64 * 1024
 #: Once a full non-101 header block arrived, how long to wait for a body with no length.
 BODY_GRACE_S = 0.3
+#: A reply whose header block is not over after this many bytes is refused (Chromium's limit: 256 KiB).
+MAX_HEADER_BYTES = 256 * 1024
+#: Largest message the session accepts (websockets' ``max_size``): a bigger frame fails at its header.
+MAX_MESSAGE_BYTES = 2**20
 
 
 @dataclass
@@ -39,7 +43,10 @@ class Outcome:
     ``invalid-upgrade`` (101 with bad Upgrade/Connection headers), ``bad-accept`` (101 with a wrong
     Sec-WebSocket-Accept), ``not-http`` (bytes that are not HTTP), ``closed`` (closed with no reply),
     ``reset`` (connection reset), ``timeout`` (no complete reply in time), ``connect-refused``,
-    ``connect-timeout``, ``connect-error``, ``tls-error``.
+    ``connect-timeout``, ``connect-error``, ``tls-error``, ``headers-too-large`` (a header block past
+    :data:`MAX_HEADER_BYTES`, a line past 8 KiB or more than 128 headers), ``bad-subprotocol`` (101
+    naming a subprotocol not offered, or several), ``bad-extension`` (101 with an extension not offered
+    or parameters the client cannot accept).
     """
 
     kind: str
@@ -56,6 +63,11 @@ class Outcome:
     handshake_ms: float | None = None
     conn: WsConn | None = None
     tls: dict[str, Any] | None = None
+    #: The TLS server sent a CertificateRequest (mutual TLS); whether we had a certificate to offer.
+    cert_requested: bool = False
+    client_cert_offered: bool = False
+    #: The negotiation headers the request offered (Sec-WebSocket-Protocol / -Extensions).
+    offered: dict[str, str] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -111,7 +123,13 @@ class Outcome:
 
 
 class WsConn:
-    """An open WebSocket connection driven through the sans-I/O protocol, every wait bounded."""
+    """An open WebSocket connection driven through the sans-I/O protocol, every wait bounded.
+
+    After every chunk fed to the protocol, what websockets concluded is kept: a frame it rejected
+    (:attr:`proto.parser_exc`, with the close frame it queued in :attr:`proto.close_sent`) ends the
+    reading, as a browser would fail the connection. A peer that never stops sending cannot keep
+    the reader past its deadline: the deadline is checked on every read, not only while waiting.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: ClientProtocol):
         self.reader = reader
@@ -119,6 +137,10 @@ class WsConn:
         self.proto = proto
         self.pending: list[Frame] = []
         self.eof = False
+        #: Event-loop time at which the 101 arrived (set by :func:`open_handshake`).
+        self.opened_at = 0.0
+        #: Bytes received after the 101 (counted, not kept).
+        self.bytes_received = 0
 
     def _flush(self) -> None:
         for chunk in self.proto.data_to_send():
@@ -138,17 +160,34 @@ class WsConn:
         self.proto.send_ping(data)
         self._flush()
 
+    @property
+    def protocol_error(self) -> Exception | None:
+        """The frame-level error websockets found (not a plain end of stream), if any."""
+        exc = self.proto.parser_exc
+        return None if exc is None or isinstance(exc, EOFError) else exc
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection as a browser does (close frame ``code``), e.g. on invalid UTF-8 in text."""
+        if self.proto.state is State.OPEN:
+            self.proto.fail(code, reason)
+            self._flush()
+
     async def next_frame(self, deadline: float) -> Frame | None:
-        """The next frame from the server, None on end of stream; TimeoutError past the deadline."""
+        """The next frame from the server; None on end of stream or once the protocol failed the
+        connection (see :attr:`protocol_error`); TimeoutError past the deadline."""
+        loop = asyncio.get_running_loop()
         while not self.pending:
-            if self.eof:
+            if self.eof or self.proto.parser_exc is not None:
                 return None
+            if loop.time() >= deadline:
+                raise TimeoutError
             async with asyncio.timeout_at(deadline):
                 try:
                     data = await self.reader.read(65536)
                 except (ConnectionError, ssl.SSLError, OSError):
                     data = b""
             if data:
+                self.bytes_received += len(data)
                 self.proto.receive_data(data)
             else:
                 self.eof = True
@@ -181,8 +220,16 @@ class WsConn:
             pass
 
 
-def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """A client context like a browser's: system CAs (plus --ca-file), HTTP/1.1 in ALPN."""
+def make_ssl_context(
+    ca_file: str | None = None,
+    insecure: bool = False,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> ssl.SSLContext:
+    """A client context like a browser's: system CAs (plus --ca-file), HTTP/1.1 in ALPN; with
+    ``client_cert`` it offers that certificate. Notes when a server asks for a client certificate."""
+    from lokin_doctor import tlsinfo
+
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     if ca_file:
         # Private CAs are added to, not substituted for, the system store.
@@ -194,6 +241,9 @@ def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
+    tlsinfo.load_client_cert(ctx, client_cert, client_key)
+    tlsinfo.watch_cert_requests(ctx)
+    ctx._lokin_client_cert = bool(client_cert)  # type: ignore[attr-defined]
     return ctx
 
 
@@ -212,6 +262,38 @@ def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple
         k, _, v = line.partition(":")
         headers.append((k.strip(), v.strip()))
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest
+
+
+def _cert_requested(ctx: ssl.SSLContext | None, sslobj: Any) -> bool:
+    if ctx is None:
+        return False
+    from lokin_doctor import tlsinfo
+
+    return tlsinfo.cert_requested(None if sslobj is not None else ctx, sslobj)
+
+
+def _too_large(cause: BaseException | None) -> bool:
+    """websockets' own limits on a reply head: a line past 8 KiB or more than 128 headers."""
+    from websockets.exceptions import HeaderLineTooLong, SecurityError, StatusLineTooLong, TooManyHeaders
+
+    if isinstance(cause, StatusLineTooLong | HeaderLineTooLong | TooManyHeaders):
+        return True
+    return isinstance(cause, SecurityError) and "line too long" in str(cause)
+
+
+def _negotiation_kind(failure: BaseException | None) -> str | None:
+    """``bad-subprotocol`` / ``bad-extension`` for a 101 whose negotiation websockets refused."""
+    from websockets.exceptions import InvalidHeader, NegotiationError
+
+    text = str(failure).lower()
+    if isinstance(failure, InvalidHeader):
+        name = failure.name.lower()
+        if name == "sec-websocket-protocol":
+            return "bad-subprotocol"
+        return "bad-extension" if name == "sec-websocket-extensions" else None
+    if isinstance(failure, NegotiationError):
+        return "bad-subprotocol" if "subprotocol" in text else "bad-extension"
+    return None
 
 
 def _from_response(out: Outcome, response: Response) -> None:
@@ -263,7 +345,7 @@ async def open_handshake(
         origin=Origin(origin) if origin else None,
         subprotocols=[Subprotocol(s) for s in subprotocols] or None,
         extensions=extensions,
-        max_size=2**20,
+        max_size=MAX_MESSAGE_BYTES,
     )
     request = proto.connect()
     request.headers["User-Agent"] = f"lokin-doctor (websockets; pid {os.getpid()})"
@@ -272,9 +354,15 @@ async def open_handshake(
             del request.headers[name]
         request.headers[name] = value
     proto.send_request(request)
+    out.offered = {
+        k: request.headers[k]
+        for k in ("Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
+        if k in request.headers
+    }
 
     t0 = loop.time()
     use_ssl = ssl_context if target.secure else None
+    out.client_cert_offered = bool(getattr(use_ssl, "_lokin_client_cert", False))
     try:
         async with asyncio.timeout_at(deadline):
             reader, writer = await asyncio.open_connection(
@@ -296,6 +384,7 @@ async def open_handshake(
             getattr(exc, "verify_message", None) or exc.reason or str(exc),
             exc,
         )
+        out.cert_requested = _cert_requested(use_ssl, None)
         return out
     except (ConnectionResetError, ConnectionAbortedError) as exc:
         # A reset during the TLS handshake usually means the port does not speak TLS.
@@ -310,6 +399,7 @@ async def open_handshake(
         return out
     out.connect_ms = (loop.time() - t0) * 1000
     out.tls = describe_tls(writer)
+    out.cert_requested = _cert_requested(use_ssl, writer.get_extra_info("ssl_object"))
 
     conn = WsConn(reader, writer, proto)
     conn._flush()
@@ -317,10 +407,15 @@ async def open_handshake(
     t1 = loop.time()
     response: Response | None = None
     body_deadline: float | None = None
+    received = 0
+    head_ended = False
+    tail = b""
     try:
         while response is None and proto.handshake_exc is None:
             limit = deadline if body_deadline is None else min(deadline, body_deadline)
             try:
+                if loop.time() >= limit:  # a peer that never pauses must not outlive the deadline
+                    raise TimeoutError
                 async with asyncio.timeout_at(limit):
                     data = await reader.read(65536)
             except TimeoutError:
@@ -357,9 +452,19 @@ async def open_handshake(
                     return out
             else:
                 if len(raw) < MAX_EVIDENCE:
-                    raw += data
+                    raw += data[: MAX_EVIDENCE - len(raw)]
+                received += len(data)
+                head_ended = head_ended or b"\r\n\r\n" in tail + data
+                tail = data[-3:]
+                if not head_ended and received > MAX_HEADER_BYTES:
+                    out.kind = "headers-too-large"
+                    out.error = (
+                        f"the reply's header block went past {MAX_HEADER_BYTES // 1024} KiB without ending"
+                    )
+                    conn.abort()
+                    return out
                 proto.receive_data(data)
-                if body_deadline is None and b"\r\n\r\n" in raw and not raw.startswith(b"HTTP/1.1 101"):
+                if body_deadline is None and head_ended and not raw.startswith(b"HTTP/1.1 101"):
                     body_deadline = loop.time() + BODY_GRACE_S
             for event in proto.events_received():
                 if isinstance(event, Response):
@@ -376,6 +481,7 @@ async def open_handshake(
         _from_response(out, response)
     if failure is None and response is not None:
         out.kind = "upgraded"
+        conn.opened_at = loop.time()
         conn._flush()
         if keep_open:
             out.conn = conn
@@ -391,6 +497,14 @@ async def open_handshake(
         out.kind, out.error = "bad-accept", str(failure)
     elif isinstance(failure, InvalidUpgrade):
         out.kind, out.error = "invalid-upgrade", str(failure)
+    elif _too_large(failure) or (isinstance(failure, InvalidMessage) and _too_large(failure.__cause__)):
+        detail = failure.__cause__ if isinstance(failure, InvalidMessage) else failure
+        out.kind, out.error = (
+            "headers-too-large",
+            f"the reply's head is too large ({detail or 'line too long'})",
+        )
+    elif response is not None and response.status_code == 101 and (negotiation := _negotiation_kind(failure)):
+        out.kind, out.error = negotiation, str(failure)
     elif isinstance(failure, InvalidMessage):
         cause = failure.__cause__
         parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None

@@ -73,10 +73,22 @@ def test_nothing_listening_names_the_missing_server() -> None:
 
 
 def test_default_target_with_nothing_running_is_humane() -> None:
-    # The default target (ws://localhost:8080/) must give a verdict, whatever holds 8080 here.
-    run = run_cli("all", "-t", "2")
-    assert run.code in (0, 1)
-    assert "Root cause" in run.stdout or "All good" in run.stdout or "warnings" in run.stdout
+    # The default target is ws://localhost:8080/: with nothing there, the verdict says so and how to start it.
+    import socket
+
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as probe:
+            probe.settimeout(1)
+            if probe.connect_ex((address, 8080)) == 0:
+                pytest.skip(f"something listens on {address}:8080 on this machine")
+    run = run_cli("all", "-t", "2", "--process", r"no-such-server-\d+", "--json")
+    assert run.code == 1, run.stdout
+    assert run.report["target"] == "ws://localhost:8080/"
+    assert run.root_code == "process.not-running", run.report["root_cause"]
+    assert "8080" in run.report["root_cause"]["hint"]
+    human = run_cli("all", "-t", "2", "--process", r"no-such-server-\d+")
+    assert human.code == 1
+    assert "Root cause" in human.stdout and "Fix:" in human.stdout
 
 
 def test_server_on_another_port_is_named(node_server: Any) -> None:
@@ -131,9 +143,23 @@ def test_close_after_101_reports_code_and_reason(bad_server: Any) -> None:
     assert session["evidence"]["close_reason"] == "bye"
 
 
-def test_reset_before_reply(bad_server: Any) -> None:
-    run = run_cli("all", bad_server("reset").url, "--json")
-    assert run.root_code in ("handshake.reset", "handshake.closed")
+@pytest.mark.parametrize("kind", ["reset", "reset-at-accept"])
+def test_reset_gets_one_verdict_every_time(bad_server: Any, kind: str) -> None:
+    # A reset after the request, or right at accept (racing the client's connect): the same verdict each run.
+    peer = bad_server(kind)
+    codes = []
+    for _ in range(6):
+        run = run_cli("all", peer.url, "--json", "--no-variants", "-t", "2")
+        codes.append(run.root_code)
+        assert run.check("tcp")["status"] == "ok", run.check("tcp")
+    assert codes == ["handshake.reset"] * 6, codes
+
+
+def test_reset_at_accept_over_tls_gets_one_verdict(bad_server: Any) -> None:
+    url = bad_server("reset-at-accept").url.replace("ws://", "wss://")
+    runs = [run_cli("all", url, "--json", "--no-variants", "-t", "2") for _ in range(5)]
+    assert [r.root_code for r in runs] == ["tls.reset"] * 5, [r.report["root_cause"] for r in runs]
+    assert len({r.report["root_cause"]["summary"] for r in runs}) == 1
 
 
 def test_silent_server_costs_one_timeout(bad_server: Any) -> None:
@@ -213,10 +239,17 @@ def test_nginx_without_upgrade_names_proxy_and_lines(nginx_proxy: Any, ws_server
     run = run_cli("all", proxy.url, "--json")
     assert run.code == 1
     rc = run.report["root_cause"]
-    assert rc["code"] in ("handshake.upgrade-dropped", "proxy.upgrade-not-forwarded")
+    assert rc["code"] in (
+        "handshake.upgrade-dropped",
+        "proxy.upgrade-not-forwarded",
+        "nginx.upgrade-header-missing",
+    )
     assert "nginx" in rc["summary"]
     assert "proxy_set_header Upgrade $http_upgrade;" in rc["hint"]
-    assert 'proxy_set_header Connection "upgrade";' in rc["hint"]
+    assert (
+        'proxy_set_header Connection "upgrade";' in rc["hint"]
+        or "Connection $connection_upgrade;" in rc["hint"]
+    )
 
 
 def test_nginx_without_upgrade_in_front_of_node(nginx_proxy: Any, node_server: Any) -> None:
@@ -228,13 +261,17 @@ def test_nginx_without_upgrade_in_front_of_node(nginx_proxy: Any, node_server: A
 
 def test_nginx_http10_upstream(nginx_proxy: Any, ws_server: Any) -> None:
     run = run_cli("all", nginx_proxy("http10", ws_server.port).url, "--json")
-    assert run.root_code in ("handshake.http10-upstream", "proxy.http10-upstream")
+    assert run.root_code in ("handshake.http10-upstream", "proxy.http10-upstream", "nginx.http10-upstream")
     assert "proxy_http_version 1.1;" in run.report["root_cause"]["hint"]
 
 
 def test_nginx_upstream_down(nginx_proxy: Any) -> None:
     run = run_cli("all", nginx_proxy("upstream-down").url, "--json")
-    assert run.root_code in ("handshake.bad-gateway", "proxy.backend-down")
+    assert run.root_code in (
+        "handshake.bad-gateway",
+        "proxy.backend-down",
+        "nginx.proxy-pass-nothing-listens",
+    )
     assert "nginx" in run.report["root_cause"]["summary"]
 
 
@@ -282,7 +319,24 @@ def test_human_report_names_root_cause_and_fix() -> None:
     run = run_cli("all", f"ws://127.0.0.1:{port}/")
     assert run.code == 1
     assert "Root cause" in run.stdout and "Fix:" in run.stdout
-    assert "\x1b[" not in run.stdout  # NO_COLOR / not a terminal: no escape codes
+
+
+def test_no_escape_codes_when_not_a_terminal() -> None:
+    # No NO_COLOR here (run_cli always sets it) and a colour terminal type: only the pipe says "no colour".
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", "all", f"ws://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1
+    assert "Root cause" in proc.stdout
+    assert "\x1b[" not in proc.stdout and "\x1b[" not in proc.stderr
 
 
 def test_python_dash_m_and_interrupt(bad_server: Any) -> None:
@@ -370,3 +424,43 @@ def test_dropped_syns_read_as_a_firewall() -> None:
     assert run.root_code == "tcp.timeout"
     assert "firewall" in run.report["root_cause"]["hint"]
     assert run.seconds < 1 + 2.5  # one timeout for the whole run
+
+
+def test_check_port_and_process_say_only_what_they_saw(tmp_path: Any) -> None:
+    # A port that accepts TCP and never answers, held by a program whose command line has newlines.
+    import socket
+
+    port = free_port()
+    code = (
+        "import socket, sys, time\n"
+        "# a comment line that makes this command line long and multi-line " + "x" * 120 + "\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        port_run = run_cli("check-port", f"ws://127.0.0.1:{port}/", "--json")
+        process_run = run_cli(
+            "check-process", f"ws://127.0.0.1:{port}/", "--json", "--process", r"import socket, sys"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    port_check = port_run.check("port")
+    assert port_check["status"] == "warn"  # not the expected server: said, not "answers"
+    process_check = process_run.check("process")
+    assert process_check["status"] == "ok", process_check
+    for summary in (port_check["summary"], process_check["summary"]):
+        assert f"pid {proc.pid}" in summary
+        assert "\n" not in summary
+        assert "answer" not in summary
+        assert "…" in summary and len(summary) < 260
+    assert process_check["summary"].startswith(f"port {port} is held by python")
+    # The evidence keeps the whole command line.
+    assert "\n" in process_check["evidence"]["processes"][0]["cmdline"]

@@ -74,6 +74,21 @@ def test_page_url_gives_the_client_url() -> None:
         ({"ca_file": "/nonexistent.pem"}, "--ca-file"),
         ({"hold": -1}, "--hold"),
         ({"origin": "not an origin"}, "--origin"),
+        ({"linger": float("nan")}, "--linger"),
+        ({"linger": -1.0}, "--linger"),
+        ({"timeout": float("inf")}, "--timeout"),
+        ({"hold": float("inf")}, "--hold"),
+        ({"headers": ["X-A: b\r\nX-Injected: 1"]}, "--header"),
+        ({"headers": ["X-A: b\x00"]}, "--header"),
+        ({"headers": ["X-A: caf\u00e9"]}, "--header"),
+        ({"subprotocols": ["a b"]}, "--subprotocol"),
+        ({"dns_server": "dns.example.com"}, "not an IP address"),
+        ({"dns_server": "[::1"}, "--dns-server"),
+        ({"dns_server": "[127.0.0.1]"}, "brackets are for IPv6"),
+        ({"dns_server": "10.0.0.1:0"}, "from 1 to 65535"),
+        ({"client_key": "/etc/hostname"}, "--client-key needs --client-cert"),
+        ({"client_cert": "/etc/hostname"}, "--client-cert"),
+        ({"backend": " "}, "--backend"),
     ],
 )
 def test_bad_options_are_usage_errors(kwargs: dict[str, object], says: str) -> None:
@@ -85,3 +100,16 @@ def test_dns_server_forms() -> None:
     assert build_settings(None, dns_server="127.0.0.1").dns_server == ("127.0.0.1", 53)
     assert build_settings(None, dns_server="127.0.0.1:5354").dns_server == ("127.0.0.1", 5354)
     assert build_settings(None, dns_server="[::1]:5354").dns_server == ("::1", 5354)
+
+
+def test_empty_url_argument_is_an_error() -> None:
+    with pytest.raises(SettingsError, match="empty URL"):
+        build_settings("")
+    with pytest.raises(SettingsError, match="empty URL"):
+        build_settings("   ")
+    assert build_settings(None).target.url == "ws://localhost:8080/"
+
+
+def test_linger_default_and_off() -> None:
+    assert build_settings(None).linger == 1.0
+    assert build_settings(None, linger=0).linger == 0

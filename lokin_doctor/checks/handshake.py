@@ -38,6 +38,70 @@ def proxy_name(out: Outcome) -> str | None:
     return None
 
 
+#: TLS alerts a server sends when it refuses the client certificate it got.
+CLIENT_CERT_REFUSED_ALERTS = (
+    "unknown ca",
+    "bad certificate",
+    "certificate unknown",
+    "access denied",
+    "certificate expired",
+    "certificate revoked",
+    "unsupported certificate",
+    "decrypt error",
+)
+CLIENT_CERT_HINT = (
+    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate "
+    "issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate "
+    "installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
+)
+CLIENT_CERT_REJECTED_HINT = (
+    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx "
+    "ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage "
+    "clientAuth)"
+)
+
+
+def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> CheckResult | None:
+    """Mutual TLS, whoever says it: the TLS alert (1.2: during the handshake, 1.3: at the first read, or
+    a bare close after a CertificateRequest), or a proxy's 400 page (nginx "No required SSL certificate
+    was sent" / "The SSL certificate error")."""
+    where = ev["address"]
+    error = (out.error or "").lower()
+    body = out.body_text(500).lower() if out.kind == "status" else ""
+    ev = {
+        **ev,
+        "client_certificate_requested": out.cert_requested,
+        "client_certificate_offered": out.client_cert_offered,
+    }
+    tls_broke = out.kind in ("tls-error", "closed", "reset")
+    if (
+        "no required ssl certificate was sent" in body
+        or "certificate required" in error
+        or (tls_broke and out.cert_requested and not out.client_cert_offered)
+    ):
+        who = f" ({proxy_name(out)}: HTTP {out.status})" if out.kind == "status" and proxy_name(out) else ""
+        return fail(
+            check_id,
+            "tls.client-cert-required",
+            f"{where} requires a client certificate (mutual TLS){who} and none was offered",
+            CLIENT_CERT_HINT,
+            **ev,
+        )
+    if "the ssl certificate error" in body or (
+        tls_broke
+        and out.client_cert_offered
+        and (out.cert_requested or any(a in error for a in CLIENT_CERT_REFUSED_ALERTS))
+    ):
+        return fail(
+            check_id,
+            "tls.client-cert-rejected",
+            f"{where} refused the client certificate offered: {out.error or out.status_line}",
+            CLIENT_CERT_REJECTED_HINT,
+            **ev,
+        )
+    return None
+
+
 def _is_tls_record(data: bytes) -> bool:
     return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03
 
@@ -74,6 +138,9 @@ def classify(
             "the host drops packets or is overloaded: check the firewall and the server's load",
             **ev,
         )
+    mtls = client_cert_result(out, check_id, ev)
+    if mtls is not None:
+        return mtls
     if out.kind == "tls-error":
         return fail(
             check_id,
@@ -145,6 +212,17 @@ def classify(
             "backend directly and fix or upgrade the server's WebSocket library",
             **ev,
         )
+    if out.kind == "headers-too-large":
+        return fail(
+            check_id,
+            "handshake.headers-too-large",
+            f"{where} sent a reply head too large to take: {out.error}",
+            "something sends a runaway header block (a broken proxy or application adding headers in a loop, "
+            "huge cookies): compare with the backend directly and fix what adds the headers",
+            **ev,
+        )
+    if out.kind in ("bad-subprotocol", "bad-extension"):
+        return _classify_negotiation(out, check_id, ev)
     if out.kind == "invalid-upgrade":
         return fail(
             check_id,
@@ -157,6 +235,72 @@ def classify(
     return _classify_status(out, target, check_id, origin, ev)
 
 
+def _negotiation_evidence(out: Outcome, ev: dict[str, object]) -> dict[str, object]:
+    ev = dict(ev)
+    ev["offered"] = {k.lower(): v for k, v in out.offered.items()} or "nothing"
+    ev["answered"] = {
+        k: v
+        for k in ("sec-websocket-protocol", "sec-websocket-extensions")
+        if (v := out.header(k)) is not None
+    } or "nothing"
+    if out.error:
+        ev["error"] = out.error
+    return ev
+
+
+def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) -> CheckResult:
+    """A 101 whose subprotocol or extension the client never offered (or cannot accept): browsers fail it."""
+    where = ev["address"]
+    ev = _negotiation_evidence(out, ev)
+    offered_proto = out.offered.get("Sec-WebSocket-Protocol")
+    if out.kind == "bad-subprotocol":
+        chosen = out.header("sec-websocket-protocol") or ""
+        offered_text = f"offered {offered_proto!r}" if offered_proto else "offered none"
+        first = chosen.split(",")[0].strip() or "NAME"
+        return fail(
+            check_id,
+            "handshake.subprotocol-not-offered",
+            f"{where} answered 101 selecting subprotocol {chosen!r}, but the client {offered_text}: "
+            "a browser fails this connection",
+            f"make the page offer it (new WebSocket(url, [{first!r}])) and retry with --subprotocol {first}, "
+            "or fix the server to select only a subprotocol the client offered (or none)",
+            **ev,
+        )
+    answered = out.header("sec-websocket-extensions") or ""
+    offered_ext = out.offered.get("Sec-WebSocket-Extensions")
+    name = answered.split(";")[0].split(",")[0].strip()
+    offered_names = [e.split(";")[0].strip() for e in (offered_ext or "").split(",") if e.strip()]
+    if name and name not in offered_names:
+        return fail(
+            check_id,
+            "handshake.extension-not-offered",
+            f"{where} answered 101 with extension {name!r}, which the client never offered "
+            f"(offered: {offered_ext or 'none'}): a browser fails this connection",
+            f"the server (or a proxy) forces {name!r}: disable it on the server, or enable only "
+            "permessage-deflate, which browsers offer",
+            **ev,
+        )
+    return fail(
+        check_id,
+        "handshake.extension-params",
+        f"{where} answered 101 with {answered!r}, parameters the client cannot accept ({out.error})",
+        "the server's permessage-deflate settings are outside what clients accept (window bits 8-15, "
+        "client_max_window_bits only when offered): use the library's defaults for compression",
+        **ev,
+    )
+
+
+def _required_subprotocol(body: str) -> str | None:
+    """The subprotocol a rejection page names, if it names one."""
+    m = re.search(r"expected one of ([\w.:/+-]+)", body) or re.search(
+        r"subprotocols?(?: required)?[:=\s]+[\"'`]?([A-Za-z][\w.:/+-]*)", body, re.I
+    )
+    if m is None:
+        return None
+    value = m.group(1).rstrip(".,")
+    return None if value.lower() in ("required", "missing", "is", "not", "was", "must") else value
+
+
 def _classify_status(
     out: Outcome, target: Target, check_id: str, origin: str | None, ev: dict[str, object]
 ) -> CheckResult:
@@ -166,6 +310,28 @@ def _classify_status(
     body = out.body_text(500)
     ctype = (out.header("content-type") or "").lower()
     line = f"HTTP {status} {out.reason}".rstrip()
+    if 400 <= status < 500 and re.search(r"subprotocol|sec-websocket-protocol", body, re.I):
+        wanted = _required_subprotocol(body)
+        nev = _negotiation_evidence(out, ev)
+        nev.pop("answered", None)
+        if wanted:
+            hint = (
+                f"offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with "
+                f"new WebSocket(url, [{wanted!r}])"
+            )
+        else:
+            hint = (
+                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the "
+                "server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
+            )
+        return fail(
+            check_id,
+            "handshake.subprotocol-required",
+            f"{line}{via}: the server requires a subprotocol the client did not offer"
+            + (f" ({body.strip()[:120]})" if body.strip() else ""),
+            hint,
+            **nev,
+        )
     if status == 400 and "plain http request was sent to https port" in body.lower():
         return fail(
             check_id,
@@ -349,7 +515,9 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     ):
         return result
     owners = ctx.facts.get("port_owners") or {}
-    names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
+    from lokin_doctor.checks.port import describe_owner
+
+    names = "; ".join(describe_owner(o) for o in owners.values())
     port = ctx.target.port
     return replace(
         result,

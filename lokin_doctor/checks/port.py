@@ -30,6 +30,25 @@ async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
     return await ctx.blocking("listeners", work)
 
 
+#: Longest command line shown in a summary; the evidence keeps it whole.
+COMMAND_CHARS = 80
+
+
+def short_command(info: ProcInfo, limit: int = COMMAND_CHARS) -> str:
+    """The command line on one line (the program's base name, newlines and runs of blanks as one space),
+    cut to ``limit``; the evidence keeps the whole command line."""
+    import os
+
+    argv = list(info.cmdline) or [info.name]
+    text = " ".join(" ".join([os.path.basename(argv[0]), *argv[1:]]).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def describe_owner(info: ProcInfo) -> str:
+    """``node server.js 8080, pid 4242``: what holds a port, as a summary names it."""
+    return f"{short_command(info)}, pid {info.pid}"
+
+
 def _is_loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1"
 
@@ -95,7 +114,7 @@ async def check(ctx: Context) -> CheckResult:
             "owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port",
             **evidence,
         )
-    names = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values())
+    names = "; ".join(describe_owner(o) for o in owners.values())
     foreign = [o for o in owners.values() if not looks_like_ws_server(o, ctx.settings.process_patterns)]
     if foreign and len(foreign) == len(owners):
         evidence["expected"] = list(ctx.settings.process_patterns)
@@ -107,4 +126,6 @@ async def check(ctx: Context) -> CheckResult:
             "to a free port (and the client URL with it); if this is your server, pass --process to name it",
             **evidence,
         )
-    return ok("port", f"{names or 'a process'} listens on {', '.join(bound)}", **evidence)
+    # Only what this check saw: who holds the socket. Whether it answers is the handshake's to say.
+    held_by = f"held by {names}" if names else "held by a process"
+    return ok("port", f"port {port} is {held_by} (listening on {', '.join(bound)})", **evidence)

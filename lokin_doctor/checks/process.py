@@ -5,7 +5,7 @@ Facts written: ``server_processes`` (ProcInfo list).
 
 from __future__ import annotations
 
-from lokin_doctor.checks.port import scan
+from lokin_doctor.checks.port import scan, short_command
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, fail, ok, warn
 from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, ProcInfo, find_processes
@@ -18,7 +18,7 @@ def describe_patterns(patterns: tuple[str, ...]) -> str:
 
 
 def _describe(p: ProcInfo) -> str:
-    return f"pid {p.pid} ({p.command})"
+    return f"pid {p.pid} ({short_command(p)})"
 
 
 def _vitals(p: ProcInfo) -> str:
@@ -69,7 +69,13 @@ async def check(ctx: Context) -> CheckResult:
         if others:
             evidence["other_instances"] = [p.to_dict() for p in others]
         ports = ", ".join(map(str, main.listening_ports)) or str(port)
-        return ok("process", f"{_describe(main)} serves port(s) {ports}; {_vitals(main)}", **evidence)
+        # What was seen: the process and its sockets; whether it answers is the handshake's to say.
+        return ok(
+            "process",
+            f"port {port} is held by {short_command(main)}, pid {main.pid} (listening on {ports}); "
+            f"{_vitals(main)}",
+            **evidence,
+        )
     if on_port:
         # Someone listens but psutil cannot name them (another user's process, not root).
         if matches:

@@ -1,13 +1,20 @@
 """``session``: what happens after the 101 — greeting and client id, ping round trip,
-``--send``/``--expect``, and a clean close.
+``--send``/``--expect``, a short passive window (``--linger``), and a clean close.
 
 Uses the connection the handshake left open (fact ``conn``), so it costs no second handshake.
 Facts written: ``greeting`` (text of the first message), ``client_id``.
+
+What the protocol concludes is the verdict: after every chunk, the websockets protocol's own
+error (a reserved opcode, bad RSV bits, a frame past 1 MiB...) ends the check at once with the close
+code our side sent, and text messages are decoded as UTF-8 the way a browser does (invalid UTF-8
+fails the connection with 1007). Memory stays bounded whatever the server sends: the first
+:data:`KEEP_MESSAGES` messages are kept (each cut at :data:`KEEP_CHARS`), the rest only counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import os
 import re
@@ -19,92 +26,259 @@ from lokin_doctor.wire import WsConn
 
 #: After the pong, how long a greeting may still take to arrive.
 GREETING_WAIT_S = 0.1
+#: Messages kept for the report (the greeting, replies); later ones are only counted.
+KEEP_MESSAGES = 5
+#: Characters kept of each kept message (a JSON welcome fits).
+KEEP_CHARS = 64 * 1024
+#: Time kept for the closing handshake at the end of the linger window.
+CLOSE_MARGIN_S = 0.1
+
+#: What a close code the server sent means for the person reading the report.
+_CLOSE_MEANING = {
+    1000: "the server ended the session normally, by itself",
+    1001: "the server is going away (restarting or shutting down)",
+    1002: "the server saw a protocol error on our side",
+    1003: "the server refuses a data type we sent",
+    1005: "the server sent an empty close frame (no code)",
+    1007: "the server got data it could not decode",
+    1008: "the server's policy refused this client (authentication, authorization, origin, a login timer)",
+    1009: "a message was too big for the server",
+    1010: "the server wanted an extension we did not negotiate",
+    1011: "the server's handler failed (an exception in its connection or message handler)",
+    1012: "the server is restarting",
+    1013: "the server is overloaded (try again later)",
+}
 
 
-def _text(frame_data: bytes) -> str:
-    return bytes(frame_data).decode("utf-8", "replace")
+def close_meaning(code: int | None) -> str:
+    if code is None:
+        return "the TCP connection was cut without a close frame (1006: a crash, a killed process or a proxy)"
+    if 4000 <= code <= 4999:
+        return f"close code {code} is the application's own: look it up in the server's code"
+    return _CLOSE_MEANING.get(code, f"close code {code}")
 
 
-def _close_info(conn: WsConn) -> tuple[int | None, str]:
-    rcvd = conn.proto.close_rcvd
-    if rcvd is None:
-        return None, ""
-    return int(rcvd.code), rcvd.reason
+def close_hint(code: int | None) -> str:
+    if code == 1011:
+        return "the server's handler crashes on new connections: read its log at that time for the exception"
+    if code == 1008:
+        return (
+            "the server accepts the upgrade, then refuses the client: send what it expects (a token with "
+            "--header 'Authorization: ...', an allowed --origin, a first message with --send) and read its log"
+        )
+    if code in (1001, 1012):
+        return (
+            "the server was restarting or shutting down: run the check again once it is up, and read its log"
+        )
+    if code == 1013:
+        return "the server is overloaded: check its load and connection limits"
+    if code == 1000:
+        return (
+            "the server's handler closes every connection soon after it opens (a page sees connect, then "
+            "disconnect): read its connection handler"
+        )
+    if code is None:
+        return (
+            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's "
+            "log; with nginx check proxy_read_timeout"
+        )
+    return f"read the server's log at the time of the close (code {code}) to see why it ends connections"
 
 
-async def check(ctx: Context) -> CheckResult:
-    from websockets.frames import Opcode
+class _Stream:
+    """What the server sent after the 101, bounded: pong, the first messages, counts of the rest."""
 
-    conn: WsConn = ctx.facts["conn"]
-    loop = asyncio.get_running_loop()
-    messages: list[str] = []
-    evidence: dict[str, Any] = {}
-    payload = os.urandom(8)
-    t_ping = loop.time()
-    conn.send_ping(payload)
-    rtt_ms: float | None = None
-    fragments: list[bytes] = []
+    def __init__(self, conn: WsConn, payload: bytes, t_ping: float) -> None:
+        self.conn = conn
+        self.payload = payload
+        self.t_ping = t_ping
+        self.rtt_ms: float | None = None
+        self.messages: list[str] = []
+        self.count = 0
+        self.data_bytes = 0
+        self.invalid_utf8: str | None = None
+        self.pattern: re.Pattern[str] | None = None
+        self.watch_from = -1
+        self.matched: str | None = None
+        self._parts: list[str] = []
+        self._kept = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._text = False
 
-    async def read_until(pred: Any, deadline: float) -> bool:
-        """Read frames until ``pred()`` holds; False on close/EOF."""
-        nonlocal rtt_ms
+    def _fragment(self, data: bytes, fin: bool) -> None:
+        self.data_bytes += len(data)
+        if self._text:
+            assert self._decoder is not None
+            try:
+                piece = self._decoder.decode(data, final=fin)
+            except UnicodeDecodeError as exc:
+                self.invalid_utf8 = f"invalid UTF-8 in a text message: {exc.reason} at byte {exc.start}"
+                self.conn.fail(1007, "invalid UTF-8")
+                return
+        else:
+            piece = data.decode("utf-8", "replace")
+        if self._kept < KEEP_CHARS:
+            piece = piece[: KEEP_CHARS - self._kept]
+            self._parts.append(piece)
+            self._kept += len(piece)
+        if fin:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._kept = 0
+            self.count += 1
+            if len(self.messages) < KEEP_MESSAGES:
+                self.messages.append(text)
+            if self.pattern is not None and self.count > self.watch_from and self.matched is None:
+                if self.pattern.search(text):
+                    self.matched = text
+            elif self.pattern is None and self.watch_from >= 0 and self.count > self.watch_from:
+                self.matched = self.matched or text
+
+    def feed(self, frame: Any) -> bool:
+        """Take one frame; False when it ends the reading (a close frame, invalid UTF-8)."""
+        from websockets.frames import Opcode
+
+        if frame.opcode is Opcode.CLOSE:
+            return False
+        if frame.opcode is Opcode.PONG:
+            if bytes(frame.data) == self.payload and self.rtt_ms is None:
+                loop = asyncio.get_running_loop()
+                self.rtt_ms = (loop.time() - self.t_ping) * 1000
+        elif frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self._text = frame.opcode is Opcode.TEXT
+            self._decoder = codecs.getincrementaldecoder("utf-8")() if self._text else None
+            self._fragment(bytes(frame.data), frame.fin)
+        elif frame.opcode is Opcode.CONT:
+            self._fragment(bytes(frame.data), frame.fin)
+        return self.invalid_utf8 is None
+
+    async def read_until(self, pred: Any, deadline: float) -> bool:
+        """Read frames until ``pred()`` holds; False when the connection ended or failed first."""
         while not pred():
-            frame = await conn.next_frame(deadline)
-            if frame is None or frame.opcode is Opcode.CLOSE:
+            frame = await self.conn.next_frame(deadline)
+            if frame is None or not self.feed(frame):
                 return False
-            if frame.opcode is Opcode.PONG and bytes(frame.data) == payload and rtt_ms is None:
-                rtt_ms = (loop.time() - t_ping) * 1000
-            elif frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-                fragments.append(bytes(frame.data))
-                if frame.fin:
-                    messages.append(_text(b"".join(fragments)))
-                    fragments.clear()
         return True
 
-    def closed_result(stage: str) -> CheckResult:
-        code, reason = _close_info(conn)
-        evidence["messages"] = messages[:5]
-        if code is not None:
-            what = f"close code {code}" + (f" ({reason})" if reason else "")
+
+def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], *, soon: bool) -> CheckResult:
+    """The result once the connection ended early: our protocol's verdict first, then the server's close."""
+    loop = asyncio.get_running_loop()
+    after_ms = round((loop.time() - conn.opened_at) * 1000, 1) if conn.opened_at else None
+    evidence["messages"] = [m[:300] for m in stream.messages]
+    evidence["messages_received"] = stream.count
+    if after_ms is not None:
+        evidence["after_open_ms"] = after_ms
+    when = f" {after_ms:.0f} ms after the upgrade" if after_ms is not None else ""
+    paren = f" ({when.strip()})" if when else ""
+    proto_exc = conn.protocol_error
+    if stream.invalid_utf8 is not None or proto_exc is not None:
+        from websockets.exceptions import PayloadTooBig
+
+        sent = conn.proto.close_sent
+        sent_code = int(sent.code) if sent is not None else None
+        evidence["close_code_sent"] = sent_code
+        if stream.invalid_utf8 is not None or isinstance(proto_exc, UnicodeDecodeError):
+            reason = stream.invalid_utf8 or f"invalid UTF-8 in a close reason: {proto_exc}"
+            evidence["error"] = reason
             return fail(
                 "session",
-                "session.closed-at-once",
-                f"the server closed the connection {stage} with {what}",
-                "the server accepts the upgrade, then drops the client: read its log for the error at "
-                f"close code {code} (1008 policy/auth, 1011 server error, 1002/1006 protocol or compression "
-                "mismatch)",
-                close_code=code,
-                close_reason=reason,
+                "session.invalid-utf8",
+                f"the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)",
+                "the server sends text frames that are not UTF-8: send binary frames for bytes, or encode the "
+                "text as UTF-8 (Buffer.from(s, 'utf8'), str.encode())",
+                **evidence,
+            )
+        evidence["error"] = str(proto_exc)
+        if isinstance(proto_exc, PayloadTooBig):
+            return fail(
+                "session",
+                "session.frame-too-big",
+                f"the server announced a message too big to take{when}: {proto_exc}; our side closed "
+                f"with {sent_code}",
+                "the server sends (or claims to send) a huge message: check what it sends on connect; if the "
+                "header is garbage, something else than a WebSocket server writes to the connection",
                 **evidence,
             )
         return fail(
             "session",
-            "session.dropped",
-            f"the server dropped the TCP connection {stage} without a close frame (1006)",
-            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's "
-            "log; with nginx check proxy_read_timeout",
+            "session.protocol-error",
+            f"the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with "
+            f"{sent_code}, as a browser would",
+            "the server (or a proxy) writes invalid WebSocket frames (reserved opcode, RSV bits without an "
+            "extension, bad masking, a bad close code): upgrade or fix the server's WebSocket library, and "
+            "make sure nothing else writes to the socket after the upgrade",
             **evidence,
         )
+    rcvd = conn.proto.close_rcvd
+    if rcvd is not None:
+        code, reason = int(rcvd.code), rcvd.reason
+        what = f"close code {code}" + (f" ({reason})" if reason else "")
+        evidence["close_code"] = code
+        evidence["close_reason"] = reason
+        return fail(
+            "session",
+            "session.closed-soon" if soon else "session.closed-at-once",
+            f"the server closed the connection {stage} with {what}{when}: {close_meaning(code)}",
+            close_hint(code),
+            **evidence,
+        )
+    return fail(
+        "session",
+        "session.dropped-soon" if soon else "session.dropped",
+        f"the server dropped the TCP connection {stage} without a close frame (1006){when}",
+        close_hint(None),
+        **evidence,
+    )
+
+
+async def check(ctx: Context) -> CheckResult:
+    conn: WsConn = ctx.facts["conn"]
+    settings = ctx.settings
+    loop = asyncio.get_running_loop()
+    evidence: dict[str, Any] = {}
+    payload = os.urandom(8)
+    stream = _Stream(conn, payload, loop.time())
+    # Frames that came with the 101 may already have failed the protocol: no ping then.
+    if conn.protocol_error is None and conn.proto.close_rcvd is None and not conn.eof:
+        conn.send_ping(payload)
 
     try:
-        if not await read_until(lambda: rtt_ms is not None, ctx.deadline):
-            return closed_result("right after the upgrade")
-        if not messages:
+        if not await stream.read_until(lambda: stream.rtt_ms is not None, ctx.deadline):
+            return _ended(conn, stream, "right after the upgrade", evidence, soon=False)
+        if not stream.messages:
             try:
-                await read_until(lambda: bool(messages), min(ctx.deadline, loop.time() + GREETING_WAIT_S))
+                alive = await stream.read_until(
+                    lambda: bool(stream.messages), min(ctx.deadline, loop.time() + GREETING_WAIT_S)
+                )
             except TimeoutError:
-                pass
+                alive = True
+            if not alive:
+                return _ended(conn, stream, "while we waited for a greeting", evidence, soon=True)
     except TimeoutError:
-        evidence["messages"] = messages[:5]
+        evidence["messages"] = [m[:300] for m in stream.messages]
+        evidence["messages_received"] = stream.count
+        evidence["bytes_received"] = conn.bytes_received
+        meanwhile = (
+            f" (it sent {stream.count} messages, {conn.bytes_received / 1048576:.0f} MiB, meanwhile: only the "
+            f"first {KEEP_MESSAGES} were kept)"
+            if stream.count > KEEP_MESSAGES
+            else ""
+        )
         return fail(
             "session",
             "session.no-pong",
-            f"the server never answered a ping within the {ctx.settings.timeout:g} s deadline",
-            "the server's event loop is blocked, or a proxy swallows control frames: check the server's CPU "
-            "and log",
+            f"the server never answered a ping within the {settings.timeout:g} s deadline{meanwhile}",
+            (
+                "the server floods new connections and never answers the ping: check what it sends on connect "
+                "(a broadcast or replay loop?) and whether its event loop keeps up"
+                if meanwhile
+                else "the server's event loop is blocked, or a proxy swallows control frames: check the server's "
+                "CPU and log"
+            ),
             **evidence,
         )
-    greeting = messages[0] if messages else None
+    greeting = stream.messages[0] if stream.messages else None
     client_id = None
     if greeting is not None:
         evidence["greeting"] = greeting[:300]
@@ -118,24 +292,19 @@ async def check(ctx: Context) -> CheckResult:
         if client_id is not None:
             evidence["client_id"] = str(client_id)
             ctx.facts["client_id"] = str(client_id)
-    assert rtt_ms is not None
+    assert stream.rtt_ms is not None
+    rtt_ms = stream.rtt_ms
     evidence["ping_rtt_ms"] = round(rtt_ms, 2)
 
-    settings = ctx.settings
     if settings.send is not None:
-        before = len(messages)
+        stream.watch_from = stream.count
         conn.send_text(settings.send)
-        pattern = re.compile(settings.expect) if settings.expect is not None else None
-
-        def matched() -> bool:
-            new = messages[before:]
-            return bool(new) if pattern is None else any(pattern.search(m) for m in new)
-
+        stream.pattern = re.compile(settings.expect) if settings.expect is not None else None
         try:
-            alive = await read_until(matched, ctx.deadline)
+            alive = await stream.read_until(lambda: stream.matched is not None, ctx.deadline)
         except TimeoutError:
-            evidence["replies"] = messages[before:][:5]
-            if pattern is None:
+            evidence["replies"] = [m[:300] for m in stream.messages[stream.watch_from :]]
+            if stream.pattern is None:
                 summary = f"no reply to {settings.send!r} within the deadline"
             else:
                 summary = f"no reply matching {settings.expect!r} to {settings.send!r} within the deadline"
@@ -147,12 +316,27 @@ async def check(ctx: Context) -> CheckResult:
                 **evidence,
             )
         if not alive:
-            return closed_result(f"after {settings.send!r} was sent")
-        evidence["reply"] = messages[before:][-1][:300]
+            return _ended(conn, stream, f"after {settings.send!r} was sent", evidence, soon=False)
+        assert stream.matched is not None
+        evidence["reply"] = stream.matched[:300]
 
-    code, reason = await conn.close(min(ctx.deadline, loop.time() + 1.0))
+    linger = settings.linger
+    if linger > 0:
+        # Passive: nothing the application would see is sent; server pings are answered, as a browser does.
+        end = min(loop.time() + linger, ctx.deadline - CLOSE_MARGIN_S)
+        t_window = loop.time()
+        try:
+            alive = await stream.read_until(lambda: False, end) if end > t_window else True
+        except TimeoutError:
+            alive = True
+        evidence["linger_s"] = round(max(0.0, min(loop.time(), end) - t_window), 2)
+        if not alive:
+            return _ended(conn, stream, "during the observation window", evidence, soon=True)
+
+    code, _ = await conn.close(min(ctx.deadline, loop.time() + 1.0))
     ctx.facts.pop("conn", None)
     evidence["close_code"] = code
+    evidence["messages_received"] = stream.count
     parts = []
     if greeting is not None:
         parts.append(f"greeting received{f' (clientId {client_id})' if client_id else ''}")
@@ -163,5 +347,7 @@ async def check(ctx: Context) -> CheckResult:
         parts.append(
             f"reply to {settings.send!r} matched" if settings.expect else f"reply to {settings.send!r}"
         )
+    if "linger_s" in evidence:
+        parts.append(f"still open after {evidence['linger_s']:g} s")
     parts.append(f"closed cleanly ({code})" if code is not None else "closed without a close frame")
     return ok("session", "; ".join(parts), **evidence)

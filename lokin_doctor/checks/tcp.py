@@ -32,6 +32,11 @@ async def connect(address: str, port: int, deadline: float) -> tuple[str, float 
         return "timeout", None, "no answer (packets dropped?)"
     except ConnectionRefusedError:
         return "refused", (loop.time() - t0) * 1000, "connection refused"
+    except (ConnectionResetError, ConnectionAbortedError):
+        # A reset can only follow a completed three-way handshake (a SYN answered by RST is "refused"):
+        # the server accepted, then reset. Whether it lands before or after connect() returns is a race,
+        # so it counts as connected and the handshake check names it (handshake.reset) every time.
+        return "ok", (loop.time() - t0) * 1000, "connected, then reset by the server"
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             return "unreachable", None, exc.strerror or str(exc)

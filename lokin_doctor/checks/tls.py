@@ -203,7 +203,10 @@ async def check(ctx: Context) -> CheckResult:
     where = _where(host, address, port)
     loop = asyncio.get_running_loop()
     ca_file = ctx.settings.ca_file
-    verify_ctx = tlsinfo.client_context(ca_file, verify=True)
+    settings = ctx.settings
+    verify_ctx = tlsinfo.client_context(
+        ca_file, verify=True, client_cert=settings.client_cert, client_key=settings.client_key
+    )
 
     main_task = asyncio.ensure_future(
         tlsinfo.probe(address, port, server_hostname=host, ssl_context=verify_ctx, deadline=ctx.deadline)
@@ -268,7 +271,7 @@ async def check(ctx: Context) -> CheckResult:
             )
 
         # Not TLS-looking failure: does the port speak plain HTTP?
-        if main.kind in ("wrong-version", "eof", "reset", "timeout"):
+        if main.kind in ("wrong-version", "eof", "reset", "timeout") and not main.cert_requested:
             if plain_task is None and ctx.remaining() > 0:
                 plain_task = asyncio.ensure_future(_plain_probe(ctx, address))
             plain = await plain_task if plain_task is not None else None
@@ -309,6 +312,20 @@ async def check(ctx: Context) -> CheckResult:
                     "there; if it speaks plain ws://, drop the s",
                     address=where,
                 )
+        narrowed = await _narrow_failure(ctx, main, where, verify_ctx, address)
+        if narrowed is not None:
+            return narrowed
+        if main.kind == "reset":
+            return fail(
+                "tls",
+                "tls.reset",
+                f"{where} accepted the TCP connection, then reset it before the TLS handshake finished",
+                "the server or a firewall resets connections: read the server's log, check its limits "
+                "(max connections, per-IP caps) and firewall rules; if the port does not speak TLS, use ws://",
+                address=where,
+                kind=main.kind,
+                error=main.error,
+            )
         error = (main.error or "").lower()
         if "protocol version" in error or "unsupported protocol" in error:
             hint = (
@@ -340,6 +357,91 @@ async def check(ctx: Context) -> CheckResult:
                     await task
 
 
+async def _narrow_failure(
+    ctx: Context, main: TlsProbe, where: str, verify_ctx: Any, address: str
+) -> CheckResult | None:
+    """Name what a failed TLS handshake means: mutual TLS, a protocol version or a cipher no side shares."""
+    from lokin_doctor.checks.handshake import (
+        CLIENT_CERT_HINT,
+        CLIENT_CERT_REFUSED_ALERTS,
+        CLIENT_CERT_REJECTED_HINT,
+    )
+
+    settings = ctx.settings
+    error = (main.error or "").lower()
+    ev: dict[str, Any] = {
+        "address": where,
+        "error": main.error,
+        "kind": main.kind,
+        "client_certificate_requested": main.cert_requested,
+        "client_certificate_offered": bool(settings.client_cert),
+    }
+    if main.cert_requested or "certificate required" in error:
+        if not settings.client_cert:
+            return fail(
+                "tls",
+                "tls.client-cert-required",
+                f"{where} asked for a client certificate (mutual TLS) and ended the handshake without one: "
+                f"{main.error}",
+                CLIENT_CERT_HINT,
+                **ev,
+            )
+        if (
+            any(a in error for a in CLIENT_CERT_REFUSED_ALERTS)
+            or "handshake failure" in error
+            or main.kind in ("reset", "eof")
+        ):
+            return fail(
+                "tls",
+                "tls.client-cert-rejected",
+                f"{where} refused the client certificate {settings.client_cert}: {main.error}",
+                CLIENT_CERT_REJECTED_HINT,
+                **ev,
+            )
+    version_problem = any(
+        w in error for w in ("protocol version", "unsupported protocol", "no protocols available")
+    )
+    cipher_problem = any(
+        w in error for w in ("handshake failure", "no shared cipher", "insufficient security")
+    )
+    if not (version_problem or cipher_problem) or ctx.remaining() <= 0:
+        return None
+    legacy = await tlsinfo.probe(
+        address,
+        ctx.target.port,
+        server_hostname=ctx.target.host,
+        ssl_context=tlsinfo.legacy_context(),
+        deadline=ctx.deadline,
+    )
+    ours = tlsinfo.offered_versions(verify_ctx)
+    ev["client_offers"] = ours
+    if not legacy.ok:
+        ev["legacy_probe"] = legacy.error
+        return None
+    ev["server_speaks"] = {"version": legacy.version, "cipher": legacy.cipher}
+    if legacy.version in ("TLSv1", "TLSv1.1", "SSLv3"):
+        return fail(
+            "tls",
+            "tls.protocol-version",
+            f"{where} speaks only {legacy.version} (it chose {legacy.version} when offered everything); this client "
+            f"offers {ours}, as browsers do (TLS 1.0 and 1.1 are disabled everywhere)",
+            "enable TLS 1.2 and 1.3 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3; Node: minVersion "
+            "'TLSv1.2'), and upgrade its OpenSSL if it cannot",
+            **ev,
+        )
+    return fail(
+        "tls",
+        "tls.cipher-mismatch",
+        f"{where} accepts only cipher suites this client does not offer: with every suite offered it chose "
+        f"{legacy.cipher} ({legacy.version}); this client offers Python's default list (ECDHE with AES-GCM, "
+        "ChaCha20 or AES-SHA2)",
+        "configure a modern cipher list on the server (Mozilla 'intermediate': nginx ssl_ciphers "
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:...; or leave OpenSSL's defaults) and keep "
+        "TLS 1.3 enabled",
+        **ev,
+    )
+
+
 def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> CheckResult:
     host = ctx.target.host
     info: dict[str, Any] = {"version": probe.version, "cipher": probe.cipher, "alpn": probe.alpn}
@@ -349,6 +451,11 @@ def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> Chec
         info["served_chain"] = _served_summary(probe.chain)
     ctx.facts["tls_info"] = info
     ev = {"address": where, **info}
+    if probe.cert_requested:
+        # TLS 1.3 asks inside a handshake that succeeds here; a server that requires the certificate says so
+        # at the first read, which the handshake check does (tls.client-cert-required).
+        ev["client_certificate_requested"] = True
+        ev["client_certificate_offered"] = bool(ctx.settings.client_cert)
     for short, full in (("subject_cn", "subject"), ("issuer_cn", "issuer")):
         if ev.get(short) == ev.get(full):
             ev.pop(short, None)

@@ -100,6 +100,13 @@ def load_command(
     ] = True,
 ) -> None:
     from lokin_doctor.tools.common import ToolError
+
+    if url is not None and not url.strip():
+        sys.stderr.write(
+            "lokin-doctor: error: empty URL argument (or LOKIN_URL); give a target such as "
+            "ws://localhost:8080/, or leave it out for the default\n"
+        )
+        raise typer.Exit(2)
     from lokin_doctor.tools.loadui import main
 
     try:

@@ -51,8 +51,13 @@ def monitor_command(
     if not 1 <= port <= 65535:
         sys.stderr.write(f"lokin-doctor: error: --port must be 1-65535, not {port}\n")
         raise typer.Exit(2)
-    if interval <= 0 or (count is not None and count < 1):
-        sys.stderr.write("lokin-doctor: error: --interval must be > 0 and --count at least 1\n")
+    from lokin_doctor import validate
+
+    problem = validate.number("--interval", interval, high=3600)
+    if problem is None and count is not None and count < 1:
+        problem = f"--count must be at least 1, not {count}"
+    if problem is not None:
+        sys.stderr.write(f"lokin-doctor: error: {problem}\n")
         raise typer.Exit(2)
     raise typer.Exit(
         main(port=port, interval=interval, count=count, once=once, json_out=json_out, health=health)

@@ -84,21 +84,28 @@ class LoadConfig:
     compression: bool = False
 
     def __post_init__(self) -> None:
+        from lokin_doctor import validate
+
         problems = []
         if self.connections < 1:
             problems.append("--connections must be at least 1")
-        if self.rate < 0:
-            problems.append("--rate must be >= 0 (0: as fast as --concurrency allows)")
+        rate = validate.number("--rate", self.rate, low_ok=True, high=1e6, unit="handshakes per second")
+        if rate:
+            problems.append(rate + " (0: as fast as --concurrency allows)")
         if self.concurrency < 1:
             problems.append("--concurrency must be at least 1")
-        if self.duration < 0:
-            problems.append("--duration must be >= 0")
+        for problem in (
+            validate.number("--duration", self.duration, low_ok=True, high=86400),
+            validate.number("--timeout", self.timeout, high=3600),
+        ):
+            if problem:
+                problems.append(problem)
         if self.messages < 0:
             problems.append("--messages must be >= 0")
-        if self.message_size < 16:
-            problems.append("--message-size must be at least 16 bytes")
-        if self.timeout <= 0:
-            problems.append("--timeout must be > 0")
+        if not 16 <= self.message_size <= 2**20:
+            problems.append(f"--message-size must be from 16 to {2**20} bytes, not {self.message_size}")
+        if self.origin is not None and (problem := validate.origin(self.origin)):
+            problems.append(problem)
         if self.engine not in ENGINES:
             problems.append(f"--engine must be one of {', '.join(ENGINES)}")
         if problems:

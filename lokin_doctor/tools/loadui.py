@@ -328,6 +328,12 @@ def main(
     """Run the load test; the exit code (0 pass, 1 thresholds broken, 2 usage, 130 interrupted)."""
     if max_errors < 0:
         raise ToolError("--max-errors must be >= 0")
+    if max_p99_ms is not None:
+        from lokin_doctor import validate
+
+        problem = validate.number("--max-p99-ms", max_p99_ms, high=3_600_000, unit="milliseconds")
+        if problem:
+            raise ToolError(problem)
     target, address, _limits = prepare(
         url, connections=connections, allow_remote=allow_remote, timeout=timeout
     )

@@ -52,19 +52,24 @@ class WatchConfig:
     insecure: bool = False
 
     def __post_init__(self) -> None:
+        from lokin_doctor import validate
+
         problems = []
         if self.retries < 0:
             problems.append("--retries must be >= 0")
-        if self.delay < 0:
-            problems.append("--delay must be >= 0")
-        if self.factor < 1:
-            problems.append("--factor must be >= 1")
-        if self.max_delay <= 0:
-            problems.append("--max-delay must be > 0")
-        if self.max_time is not None and self.max_time <= 0:
-            problems.append("--max-time must be > 0")
-        if self.timeout <= 0:
-            problems.append("--timeout must be > 0")
+        checks = [
+            validate.number("--delay", self.delay, low_ok=True, high=86400),
+            validate.number("--factor", self.factor, low=1.0, low_ok=True, high=100, unit=""),
+            validate.number("--max-delay", self.max_delay, high=86400),
+            validate.number("--timeout", self.timeout, high=3600),
+        ]
+        if self.max_time is not None:
+            checks.append(validate.number("--max-time", self.max_time, high=31 * 86400))
+        if self.origin is not None:
+            checks.append(validate.origin(self.origin))
+        if self.ca_file is not None:
+            checks.append(validate.ca_file(self.ca_file))
+        problems += [p for p in checks if p]
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -302,12 +302,21 @@ KINDS: dict[str, Handler] = {
 }
 
 
+def all_kinds() -> dict[str, Handler]:
+    """:data:`KINDS` plus the hostile peers of :mod:`tests.peers.hostile` (imported here: no cycle)."""
+    from tests.peers.hostile import HOSTILE_KINDS
+
+    return {**KINDS, **HOSTILE_KINDS}
+
+
 def start_bad_server(kind: str, *, delay: float = 1.5, host: str = LOOPBACK, port: int = 0) -> Peer:
-    """Start a bad server of ``kind`` (one of :data:`KINDS`) on a loop thread; ``delay`` is for "slow"."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown bad_server kind {kind!r}; choose from {sorted(KINDS)}")
+    """Start a bad server of ``kind`` (see :func:`all_kinds`) on a loop thread; ``delay`` is for "slow"
+    and the hostile peers' timers."""
+    kinds = all_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown bad_server kind {kind!r}; choose from {sorted(kinds)}")
     ensure_loopback(host)
-    handle = KINDS[kind]
+    handle = kinds[kind]
     srv = BadServer(kind, delay)
 
     async def on_connect(reader: Reader, writer: Writer) -> None:

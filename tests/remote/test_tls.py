@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+import trustme
+
+from tests.helpers import run_cli
 from tests.peers.certs import CertPair
+from tests.peers.wsserver import server_ssl_context, start_ws_server
 from tests.remote._util import doctor
 
 
@@ -113,5 +121,146 @@ def test_old_protocol_only_server(openssl_server: Any, certs: Any) -> None:
     port = openssl_server(certs.good, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
     run = doctor(f"wss://localhost:{port}/ws", only=["tls"], ca_file=certs.ca_file)
     r = run["tls"]
-    assert r.code == "tls.handshake-failed", run.explain()
+    assert r.code == "tls.protocol-version", run.explain()
+    # Both sides named: what the server speaks, what this client offers.
+    assert "only TLSv1.1" in r.summary and "TLSv1.2-TLSv1.3" in r.summary
+    assert r.evidence["server_speaks"]["version"] == "TLSv1.1"
     assert "TLSv1.2" in str(r.hint)
+
+
+def test_cipher_mismatch(openssl_server: Any, certs: Any) -> None:
+    # TLS 1.2 only, one legacy CBC-SHA1 suite that Python's default client list leaves out.
+    port = openssl_server(certs.good, "-no_tls1_3", "-cipher", "ECDHE-ECDSA-AES128-SHA")
+    run = doctor(f"wss://localhost:{port}/ws", only=["tls"], ca_file=certs.ca_file)
+    r = run["tls"]
+    assert r.code == "tls.cipher-mismatch", run.explain()
+    assert "ECDHE-ECDSA-AES128-SHA" in r.summary
+    assert r.evidence["server_speaks"]["version"] == "TLSv1.2"
+
+
+# --- mutual TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_pem(certs: Any, tmp_path: Path) -> str:
+    """A client certificate (and its key, one PEM file) issued by the test CA the servers trust."""
+    leaf = certs.ca.issue_cert("client.lokin.test")
+    path = tmp_path / "client.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def stranger_pem(tmp_path: Path) -> tuple[str, str]:
+    """A client certificate from a CA no server here trusts, as separate cert and key files."""
+    leaf = trustme.CA().issue_cert("stranger.lokin.test")
+    cert, key = tmp_path / "stranger.crt", tmp_path / "stranger.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def mtls_server(certs: Any) -> Iterator[Callable[..., Any]]:
+    """``mtls_server(max_version=None)``: a wss:// websockets server that requires a client certificate."""
+    peers: list[Any] = []
+
+    def start(max_version: ssl.TLSVersion | None = None) -> Any:
+        ctx = server_ssl_context(certs.good.certfile, certs.good.keyfile)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(certs.ca_file)
+        if max_version is not None:
+            ctx.maximum_version = max_version
+        peer = start_ws_server(ssl_context=ctx, kind="mtls-ws", url_hostname="localhost")
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.stop()
+
+
+def test_mtls_tls13_without_a_certificate(mtls_server: Any, certs: Any) -> None:
+    # TLS 1.3: the client's handshake completes; the refusal comes at the first read.
+    run = doctor(mtls_server().url, only=["tls", "handshake"], ca_file=certs.ca_file)
+    assert run["tls"].status.value == "ok", run.explain()
+    assert run["tls"].evidence["client_certificate_requested"] is True
+    assert run.root == "tls.client-cert-required", run.explain()
+    assert "--client-cert" in str(run.report.root_cause.hint if run.report.root_cause else "")
+    whole = doctor(mtls_server().url, ca_file=certs.ca_file)
+    assert whole.root == "tls.client-cert-required", whole.explain()
+
+
+def test_mtls_tls12_without_a_certificate(mtls_server: Any, certs: Any) -> None:
+    # TLS 1.2: the alert (handshake_failure) comes during the handshake; the CertificateRequest names it.
+    run = doctor(mtls_server(ssl.TLSVersion.TLSv1_2).url, only=["tls"], ca_file=certs.ca_file)
+    assert run["tls"].code == "tls.client-cert-required", run.explain()
+    assert run["tls"].evidence["client_certificate_requested"] is True
+
+
+def test_mtls_handshake_command_alone(mtls_server: Any, certs: Any) -> None:
+    run = doctor(mtls_server().url, only=["handshake"], ca_file=certs.ca_file)
+    assert run.root == "tls.client-cert-required", run.explain()
+
+
+@pytest.mark.parametrize("max_version", [None, ssl.TLSVersion.TLSv1_2])
+def test_mtls_with_a_client_certificate(
+    mtls_server: Any, certs: Any, client_pem: str, max_version: ssl.TLSVersion | None
+) -> None:
+    run = doctor(
+        mtls_server(max_version).url,
+        only=["tls", "session"],
+        ca_file=certs.ca_file,
+        client_cert=client_pem,
+        linger=0,
+    )
+    assert run.root is None, run.explain()
+    assert run["session"].status.value == "ok"
+
+
+def test_mtls_with_an_untrusted_certificate(
+    mtls_server: Any, certs: Any, stranger_pem: tuple[str, str]
+) -> None:
+    cert, key = stranger_pem
+    run = doctor(
+        mtls_server(ssl.TLSVersion.TLSv1_2).url,
+        only=["tls"],
+        ca_file=certs.ca_file,
+        client_cert=cert,
+        client_key=key,
+    )
+    assert run["tls"].code == "tls.client-cert-rejected", run.explain()
+
+
+def test_nginx_requires_a_client_certificate(
+    nginx_proxy: Any, ws_server: Any, certs: Any, client_pem: str
+) -> None:
+    conf = f"ssl_verify_client on;\n        ssl_client_certificate {certs.ca_file};"
+    proxy = nginx_proxy("tls", ws_server.port, extra_server_conf=conf)
+    run = doctor(proxy.url, only=["tls", "handshake"], ca_file=certs.ca_file)
+    assert run.root == "tls.client-cert-required", run.explain()
+    assert "nginx" in run["handshake"].summary
+    assert run["handshake"].evidence["status_line"].startswith("HTTP/1.1 400")
+    good = doctor(proxy.url, only=["tls", "session"], ca_file=certs.ca_file, client_cert=client_pem, linger=0)
+    assert good.root is None, good.explain()
+    # The whole chain (proxy comparison, variants...) still names mutual TLS as the root cause.
+    whole = doctor(proxy.url, ca_file=certs.ca_file, backend=ws_server.url)
+    assert whole.root == "tls.client-cert-required", whole.explain()
+
+
+def test_client_cert_options_on_the_cli(mtls_server: Any, certs: Any, client_pem: str) -> None:
+    peer = mtls_server()
+    run = run_cli(
+        "handshake",
+        peer.url,
+        "--ca-file",
+        certs.ca_file,
+        "--client-cert",
+        client_pem,
+        "--json",
+        "--linger",
+        "0",
+    )
+    assert run.code == 0, run.stdout
+    bad = run_cli("handshake", peer.url, "--ca-file", certs.ca_file, "--json", "--linger", "0")
+    assert bad.root_code == "tls.client-cert-required"

@@ -131,8 +131,16 @@ async def test_client_that_does_not_read_is_not_read_either(make_server: Any) ->
 
 async def test_broadcast_target_over_the_cap_is_closed_with_1008(make_server: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(app_module, "BROADCAST_DROP_LIMIT", 64 * 1024)
-    async with make_server(ping_interval=None, shutdown_timeout=1) as srv:  # close timeout 0.8 s
-        reader, writer = await raw_open(srv.port)  # never reads
+    # A long close timeout: the silent client reads its backlog, close frame included, before the abort.
+    async with make_server(ping_interval=None, shutdown_timeout=10) as srv:
+        reader, writer = await raw_open(srv.port)  # does not read until the server gave up on it
+
+        def failed_with_1008() -> bool:
+            return any(
+                c.protocol.close_sent is not None and c.protocol.close_sent.code == 1008
+                for c in list(srv._app._clients)
+            )
+
         async with connect(srv.url) as sender:
             await sender.recv()
             big = {"type": "broadcast", "data": "y" * 60_000}
@@ -140,7 +148,17 @@ async def test_broadcast_target_over_the_cap_is_closed_with_1008(make_server: An
                 for _ in range(200):  # 12 MB for the silent client: more than its socket buffers
                     await sender.send(json.dumps(big))
                     await sender.recv()
-                    if srv.connections == 1:
+                    if failed_with_1008():
                         break
-                await wait_until(lambda: srv.connections == 1, what="the slow client to be dropped")
-        writer.close()
+            assert failed_with_1008()
+            # What the silent client finds at the end of its backlog: a close frame with code 1008.
+            async with asyncio.timeout(10):
+                while True:
+                    opcode, payload = await read_frame(reader)
+                    if opcode == 0x8:
+                        break
+            (code,) = struct.unpack("!H", payload[:2])
+            assert code == 1008
+            assert b"too slow" in payload[2:]
+            writer.close()
+            await wait_until(lambda: srv.connections == 1, what="the slow client to be dropped")
