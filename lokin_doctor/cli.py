@@ -602,7 +602,7 @@ def probe_wss_command(
 ) -> None:
     from lokin_doctor.runner import REMOTE_CHECKS
 
-    if not url and not page_url:
+    if url is None and not page_url:  # an empty URL is settings' "empty URL" error
         usage_error(
             _("probe-wss needs the URL to probe (e.g. wss://example.com/ws) or --page-url to derive it")
         )

@@ -16,9 +16,9 @@ async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
     """Every listening socket and the owners of the target port's sockets (once per run)."""
 
     def work() -> tuple[list[Listener], dict[int, ProcInfo]]:
-        # Owners of the target port's sockets only: finding every listener's owner reads every fd of the
-        # machine (~130 ms on a box with 10,000 sockets); a matched process's own ports come from its fds.
-        all_listeners = listeners(owners_on=ctx.target.port)
+        # Every listener's owner: nginx and supervisor read the other ports' owners too (the scan reads
+        # fds 0-31 of every process first, where listening sockets nearly always are).
+        all_listeners = listeners()
         owners: dict[int, ProcInfo] = {}
         for li in all_listeners:
             if li.port == ctx.target.port and li.pid is not None and li.pid not in owners:
