@@ -29,6 +29,9 @@ Servers (``--servers``, comma-separated):
   to every other client, so an echo phase at N connections costs N sends per message: it runs with
   ``--messages 0`` (handshakes and memory only);
 * ``proto``: ``bench/proto_server.py``, the prototype whose design ``serve`` now uses (kept for comparison).
+* ``bun``: ``bench/bun/echo_server.js`` on Bun (uWebSockets inside; npm ``@oven/bun-linux-x64``, installed by
+  ``npm ci --prefix bench/bun`` on first use): same welcome and echo as ``node``, the performance anchor.
+* ``picows``: ``bench/picows_server.py``, the same welcome and echo on picows (Cython, ``pip install picows``).
 
 Extra arguments for serve go through ``--serve-args "--ping-interval 0"``.
 """
@@ -62,7 +65,8 @@ from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load  # noqa: E
 
 NODE_DIR = ROOT / "tests" / "peers" / "node"
 SERVER_CORE, CLIENT_CORE = 0, 1
-ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "proto")
+BUN_DIR = ROOT / "bench" / "bun"
+ALL_SERVERS = ("serve", "node", "serve-logs", "node-serverjs", "proto", "bun", "picows")
 
 
 def revision() -> str:
@@ -134,6 +138,28 @@ def ensure_node() -> str:
     return node
 
 
+def ensure_bun() -> str:
+    """The Bun binary of npm's @oven/bun-linux-x64 (bench/bun, pinned by its package-lock.json)."""
+    binary = BUN_DIR / "node_modules" / "@oven" / "bun-linux-x64" / "bin" / "bun"
+    if not binary.exists():
+        if shutil.which("npm") is None:
+            raise SystemExit("bench/bun/node_modules is missing and npm is not installed")
+        print("installing bun: npm ci --prefix bench/bun", file=sys.stderr)
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(BUN_DIR), "--no-audit", "--no-fund"], check=True, timeout=300
+        )
+    return str(binary)
+
+
+def bun_version() -> str:
+    binary = BUN_DIR / "node_modules" / "@oven" / "bun-linux-x64" / "bin" / "bun"
+    if not binary.exists():
+        return "missing"
+    return subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+
+
 def lokin_command() -> list[str]:
     """The installed console script (its real path, not a pyenv shim), else python -m lokin_doctor."""
     script = Path(sys.executable).with_name("lokin-doctor")
@@ -191,6 +217,10 @@ class Server:
             cmd = [ensure_node(), str(ROOT / "bench" / "node" / "echo_server.js"), str(self.port)]
         elif kind == "node-serverjs":
             cmd = [ensure_node(), str(NODE_DIR / "server.js"), str(self.port)]
+        elif kind == "bun":
+            cmd = [ensure_bun(), str(BUN_DIR / "echo_server.js"), str(self.port)]
+        elif kind == "picows":
+            cmd = [sys.executable, str(ROOT / "bench" / "picows_server.py"), str(self.port)]
         else:
             raise SystemExit(f"unknown server {kind!r}; choose from {', '.join(ALL_SERVERS)}")
         self.cmd = cmd
@@ -421,6 +451,44 @@ def ratios(rows: list[dict[str, Any]], a: str, b: str) -> str:
     return "\n".join(out)
 
 
+#: issue 10's goals for serve against Bun, in one run: CPU per handshake, per echoed message, memory.
+BUN_GOALS = {"hs": 2.0, "msg": 1.0, "kb": 2.0}
+
+
+def bun_goals(rows: list[dict[str, Any]]) -> str:
+    """serve against the Bun anchor: CPU ratios (server CPU per handshake / per echoed message) and KB/conn."""
+    by = {(r["server"], r["connections"]): r for r in rows}
+    out = [
+        f"| N | serve/bun CPU per handshake (goal <= {BUN_GOALS['hs']:g}) | serve/bun CPU per echoed msg "
+        f"(goal <= {BUN_GOALS['msg']:g}) | serve KB/conn (goal <= {BUN_GOALS['kb']:g}) | bun KB/conn | goals met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in sorted({r["connections"] for r in rows}):
+        ra, rb = by.get(("serve", n)), by.get(("bun", n))
+        if not ra or not rb:
+            continue
+
+        def q(key: str, ra: dict[str, Any] = ra, rb: dict[str, Any] = rb) -> float | None:
+            x, y = ra.get(key), rb.get(key)
+            return round(x / y, 2) if x is not None and y else None
+
+        hs, msg, kb = q("server_cpu_us_per_handshake"), q("server_cpu_us_per_msg"), ra.get("kb_per_conn")
+        met = [
+            name
+            for name, value, goal in (
+                ("hs", hs, BUN_GOALS["hs"]),
+                ("msg", msg, BUN_GOALS["msg"]),
+                ("kb", kb, BUN_GOALS["kb"]),
+            )
+            if value is not None and value <= goal
+        ]
+        out.append(
+            f"| {n} | {fmt(hs)} | {fmt(msg)} | {fmt(kb, '.2f')} | {fmt(rb.get('kb_per_conn'), '.2f')} | "
+            f"{', '.join(met) or 'none'} of hs, msg, kb |"
+        )
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,5000,10000")
@@ -457,6 +525,8 @@ def main() -> int:
         print("fewer than 2 cores: server and client share the CPU; figures are pessimistic", file=sys.stderr)
     if any(kind.startswith("node") for _, kind, _ in specs):
         ensure_node()
+    if any(kind == "bun" for _, kind, _ in specs):
+        ensure_bun()
     deadline = time.monotonic() + args.max_time
     rows: list[dict[str, Any]] = []
     logdir = Path(tempfile.mkdtemp(prefix="lokin-capacity-"))
@@ -487,19 +557,24 @@ def main() -> int:
                     rows.append(median_row(results[label]))
     finally:
         runner.close()
-    print(f"\nserve code: {revision()}; node {node_version()}; websockets {websockets_version()}")
+    print(
+        f"\nserve code: {revision()}; node {node_version()}; bun {bun_version()}; websockets {websockets_version()}"
+    )
     print(
         f"server on core {SERVER_CORE}, client on core {CLIENT_CORE}; python {sys.version.split()[0]}; "
         f"hold {args.duration:g} s, {args.messages} echo x {args.message_size} B per connection, "
         f"concurrency {args.concurrency}; logs in {logdir}\n"
     )
     print(table(rows))
-    pairs = [("serve", "node"), ("serve-logs", "node-serverjs"), ("proto", "node")]
+    pairs = [("serve", "node"), ("serve-logs", "node-serverjs"), ("proto", "node"), ("serve", "bun")]
     pairs += [tuple(p.split("/", 1)) for p in args.pairs.split(",") if "/" in p]  # type: ignore[misc]
     for a, b in pairs:
         if a in servers and b in servers:
             print(f"\nratios {a} / {b}:\n")
             print(ratios(rows, a, b))
+    if "serve" in servers and "bun" in servers:
+        print("\nserve against the Bun anchor (issue 10 goals):\n")
+        print(bun_goals(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -6,13 +6,20 @@ Certificates are always verified here (system CAs plus ``--ca-file``), even with
 browser verifies every backend, and one stale certificate behind a balancer is a classic. When every
 address fails the same way, the tcp/tls/handshake checks already say it, so this one skips.
 
-Facts written: ``backends`` (address -> cause code, "ok" for a 101).
+Each address that upgrades is asked for its welcome (half a second at most): a ``lokin-doctor serve``
+names its serving process there (``instance``), so the result says which instance answered where.
+
+Facts written: ``backends`` (address -> cause code, "ok" for a 101), ``backend_instances``
+(address -> instance, for the addresses whose welcome named one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+
+from websockets.frames import Opcode
 
 from lokin_doctor import tlsinfo
 from lokin_doctor.checks.handshake import classify
@@ -39,6 +46,31 @@ def _verb(out: Outcome, plural: bool) -> str:
     if pair is None:
         return "fail the handshake" if plural else "fails the handshake"
     return pair[1] if plural else pair[0]
+
+
+#: Seconds an upgraded address gets to send its welcome (the instance id) before we close.
+WELCOME_WAIT_S = 0.5
+
+
+async def _instance(out: Outcome, deadline: float) -> str | None:
+    """The ``instance`` named by the first text message of an upgraded connection, then close it."""
+    conn = out.conn
+    if conn is None:
+        return None
+    loop = asyncio.get_running_loop()
+    instance = None
+    try:
+        frame = await conn.next_frame(min(deadline, loop.time() + WELCOME_WAIT_S))
+        if frame is not None and frame.opcode is Opcode.TEXT and frame.fin:
+            data = json.loads(bytes(frame.data))
+            if isinstance(data, dict) and isinstance(data.get("instance"), str):
+                instance = data["instance"][:64]
+    except (TimeoutError, ValueError, OSError):
+        pass
+    finally:
+        await conn.close(min(deadline, loop.time() + 1.0))
+        out.conn = None
+    return instance
 
 
 def _detail(out: Outcome) -> str:
@@ -70,24 +102,36 @@ async def check(ctx: Context) -> CheckResult:
                 subprotocols=settings.subprotocols,
                 ssl_context=ssl_context,
                 server_hostname=target.host,
-                keep_open=False,
+                keep_open=True,
             )
             for address in addresses
         )
     )
+    instances = await asyncio.gather(*(_instance(o, ctx.deadline) for o in outcomes))
     results = [classify(o, target, check_id="backends", origin=settings.origin) for o in outcomes]
     table: dict[str, str] = {}
     evidence: dict[str, Any] = {}
-    for address, out, res in zip(addresses, outcomes, results, strict=True):
+    named: dict[str, str] = {}
+    for address, out, res, instance in zip(addresses, outcomes, results, instances, strict=True):
         table[address] = "ok" if res.status is Status.OK else str(res.code)
         evidence[address] = "101" if res.status is Status.OK else f"{res.code}: {_detail(out)}"
+        if instance is not None:
+            named[address] = instance
+            evidence[address] += f" (instance {instance})"
     ctx.facts["backends"] = table
+    ctx.facts["backend_instances"] = named
     bad = [
         (a, o, r) for a, o, r in zip(addresses, outcomes, results, strict=True) if r.status is not Status.OK
     ]
     n, m = len(bad), len(addresses)
     if not bad:
-        return ok("backends", f"all {m} addresses of {target.host} answer 101", addresses=evidence)
+        summary = f"all {m} addresses of {target.host} answer 101"
+        if named:
+            distinct = len(set(named.values()))
+            summary += f"; {distinct} distinct instance{'s' if distinct != 1 else ''}: " + ", ".join(
+                f"{a} -> {i}" for a, i in named.items()
+            )
+        return ok("backends", summary, addresses=evidence, instances=named)
     if n == m:
         codes = {r.code for _, _, r in bad}
         if len(codes) == 1:

@@ -280,6 +280,7 @@ async def check(ctx: Context) -> CheckResult:
         )
     greeting = stream.messages[0] if stream.messages else None
     client_id = None
+    instance = None  # lokin-doctor serve names the serving process (serve --redis, --workers)
     if greeting is not None:
         evidence["greeting"] = greeting[:300]
         ctx.facts["greeting"] = greeting
@@ -287,11 +288,15 @@ async def check(ctx: Context) -> CheckResult:
             data = json.loads(greeting)
             if isinstance(data, dict):
                 client_id = data.get("clientId") or data.get("client_id") or data.get("id")
+                instance = data.get("instance")
         except ValueError:
             pass
         if client_id is not None:
             evidence["client_id"] = str(client_id)
             ctx.facts["client_id"] = str(client_id)
+        if instance is not None:
+            evidence["instance"] = str(instance)
+            ctx.facts["instance"] = str(instance)
     assert stream.rtt_ms is not None
     rtt_ms = stream.rtt_ms
     evidence["ping_rtt_ms"] = round(rtt_ms, 2)
@@ -340,6 +345,8 @@ async def check(ctx: Context) -> CheckResult:
     parts = []
     if greeting is not None:
         parts.append(f"greeting received{f' (clientId {client_id})' if client_id else ''}")
+        if instance is not None:
+            parts.append(f"answered by instance {instance}")
     else:
         parts.append("no greeting")
     parts.append(f"ping {rtt_ms:.1f} ms")

@@ -7,10 +7,18 @@ every start); the server itself is imported inside the command.
 from __future__ import annotations
 
 import enum
+import math
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+
+
+class Protocol(str, enum.Enum):
+    """What the server speaks once a WebSocket is open."""
+
+    lokin = "lokin"
+    echo = "echo"
 
 
 class LogFormat(str, enum.Enum):
@@ -20,16 +28,62 @@ class LogFormat(str, enum.Enum):
     json = "json"
 
 
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise typer.BadParameter(f"must be > 0, not {value:g}", param_hint=name)
+#: Longest timeout or interval accepted, in seconds (one day; ServerConfig.MAX_SECONDS).
+MAX_SECONDS = 86400.0
+
+
+def _bad(option: str, value: object, expected: str) -> NoReturn:
+    """One line on stderr, exit 2 (the contract for every bad input)."""
+    sys.stderr.write(f"lokin-doctor: error: {option} {value}: {expected}\n")
+    raise typer.Exit(2)
+
+
+def _seconds(option: str, value: float, *, zero_is_off: bool = False) -> float | None:
+    """A finite number of seconds in (0, MAX_SECONDS]; 0 means off where ``zero_is_off``."""
+    if zero_is_off and value == 0:
+        return None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        low = ">= 0 (0 turns it off)" if zero_is_off else "> 0"
+        _bad(option, f"{value:g}", f"must be a number of seconds {low} and <= {MAX_SECONDS:g}, e.g. 10")
     return value
 
 
-def _optional_seconds(name: str, value: float) -> float | None:
-    if value < 0:
-        raise typer.BadParameter(f"must be >= 0 (0 turns it off), not {value:g}", param_hint=name)
-    return value or None
+def _count(option: str, value: int, low: int, high: int | None = None, what: str = "") -> int:
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        _bad(option, value, f"must be a whole number {bounds}{what}")
+    return value
+
+
+def _workers(value: str, redis: str | None) -> int:
+    """--workers N|auto, and --redis, checked before anything starts."""
+    if redis is not None:
+        from lokin_doctor.server.broker import redis_url_problem
+
+        problem = redis_url_problem(redis)
+        if problem:
+            _bad("--redis", redis, problem)
+        try:
+            import redis as _redis  # noqa: F401
+        except ImportError:
+            _bad("--redis", redis, "needs the redis package: pip install 'lokin-doctor[redis]'")
+    text = value.strip().lower()
+    if text == "auto":
+        from lokin_doctor.server.workers import auto_workers
+
+        count = auto_workers()
+    elif text.isdigit() and 1 <= int(text) <= 256:
+        count = int(text)
+    else:
+        _bad("--workers", value, "must be a whole number from 1 to 256, or auto (one per core)")
+    if count > 1 and redis is None:
+        _bad(
+            "--workers",
+            value,
+            f"{count} processes need --redis redis://HOST:PORT/DB so a broadcast reaches the clients of "
+            "every worker (start Redis, or use --workers 1)",
+        )
+    return count
 
 
 def _loop_factory() -> object | None:
@@ -59,8 +113,6 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--port",
                 "-p",
-                min=0,
-                max=65535,
                 help="TCP port; 0 picks a free one (printed on the ready line).",
             ),
         ] = 8080,
@@ -75,15 +127,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         max_connections: Annotated[
             int,
-            typer.Option(
-                "--max-connections", min=1, help="Open WebSocket connections in total; more get HTTP 503."
-            ),
+            typer.Option("--max-connections", help="Open WebSocket connections in total; more get HTTP 503."),
         ] = 10000,
         max_per_ip: Annotated[
             int,
             typer.Option(
                 "--max-per-ip",
-                min=0,
                 help="Open WebSocket connections per client IP; more get HTTP 429. 0 = no cap "
                 "(behind a reverse proxy every client has the proxy's IP).",
             ),
@@ -92,7 +141,6 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--max-message-size",
-                min=1,
                 help="Largest message accepted, in bytes; bigger closes with 1009.",
             ),
         ] = 1 << 20,
@@ -100,8 +148,8 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--open-timeout",
-                help="Seconds a new connection has to complete its opening handshake (TLS included) "
-                "before it is cut, so half-open connections cannot pile up.",
+                help="Seconds from the TCP accept for a new connection to complete TLS and the WebSocket "
+                "upgrade (one timeout for both) before it is cut, so half-open connections cannot pile up.",
             ),
         ] = 10.0,
         ping_interval: Annotated[
@@ -134,9 +182,9 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--keyfile", help="PEM private key of --certfile, if not inside it.")
         ] = None,
         log_format: Annotated[
-            LogFormat,
-            typer.Option("--log-format", help="Log lines on stderr as text or JSON (one object per line)."),
-        ] = LogFormat.text,
+            str,
+            typer.Option("--log-format", help="Log lines on stderr: text, or json (one object per line)."),
+        ] = LogFormat.text.value,
         shutdown_timeout: Annotated[
             float,
             typer.Option(
@@ -145,23 +193,69 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 5.0,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No banner and no log lines.")] = False,
+        redis: Annotated[
+            str | None,
+            typer.Option(
+                "--redis",
+                help="redis://HOST:PORT/DB: publish every broadcast on this Redis so the clients of every "
+                "instance (other hosts, other workers) get it. Needs the redis extra: pip install 'lokin-doctor[redis]'.",
+            ),
+        ] = None,
+        workers: Annotated[
+            str,
+            typer.Option(
+                "--workers",
+                help="Serving processes on the port (SO_REUSEPORT) under a parent that restarts them; "
+                "auto = one per core. More than 1 needs --redis.",
+            ),
+        ] = "1",
+        max_fragments: Annotated[
+            int,
+            typer.Option(
+                "--max-fragments",
+                help="Most frames one fragmented message may have; more closes with 1009 "
+                "(each frame's header also counts toward --max-message-size).",
+            ),
+        ] = 4096,
+        protocol: Annotated[
+            str,
+            typer.Option(
+                "--protocol",
+                help="lokin: the LOK IN protocol (welcome, ping/pong, broadcast, echo of the rest); "
+                "echo: every message sent back as it came, nothing else (for conformance suites).",
+            ),
+        ] = Protocol.lokin.value,
     ) -> None:
         """Run the LOK IN WebSocket server (replaces server.js): welcome, ping/pong, broadcast, echo;
         test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)."""
         from lokin_doctor.server.origins import origin_problem
 
-        open_timeout = _positive("--open-timeout", open_timeout)
-        shutdown_timeout = _positive("--shutdown-timeout", shutdown_timeout)
-        interval = _optional_seconds("--ping-interval", ping_interval)
-        timeout = _optional_seconds("--ping-timeout", ping_timeout)
+        if log_format not in {f.value for f in LogFormat}:
+            _bad("--log-format", log_format, "must be text or json")
+        if protocol not in {p.value for p in Protocol}:
+            _bad("--protocol", protocol, "must be lokin (the LOK IN protocol) or echo (pure echo)")
+        _count("--port", port, 0, 65535, " (0 picks a free port)")
+        _count("--max-connections", max_connections, 1)
+        _count("--max-per-ip", max_per_ip, 0, what=" (0 = no cap)")
+        _count("--max-message-size", max_message_size, 1, what=" (bytes)")
+        _count("--max-fragments", max_fragments, 1)
+        _seconds("--open-timeout", open_timeout)
+        _seconds("--shutdown-timeout", shutdown_timeout)
+        interval = _seconds("--ping-interval", ping_interval, zero_is_off=True)
+        timeout = _seconds("--ping-timeout", ping_timeout, zero_is_off=True)
         if keyfile and not certfile:
-            raise typer.BadParameter("--keyfile needs --certfile", param_hint="--keyfile")
+            sys.stderr.write(
+                f"lokin-doctor: error: --keyfile needs --certfile (the certificate of {keyfile})\n"
+            )
+            raise typer.Exit(2)
         if not host.strip():
-            raise typer.BadParameter("must not be empty (127.0.0.1 or 0.0.0.0)", param_hint="--host")
+            _bad("--host", repr(host), "must not be empty (127.0.0.1 or 0.0.0.0)")
         for origin in allow_origin or []:
             problem = origin_problem(origin)
             if problem:
-                raise typer.BadParameter(problem, param_hint="--allow-origin")
+                _bad("--allow-origin", origin, problem)
+
+        count = _workers(workers, redis)
 
         from lokin_doctor.server import ServerConfig
         from lokin_doctor.server.run import serve_until_signal, tune_gc_for_serving
@@ -179,10 +273,17 @@ def register(app: typer.Typer) -> None:
             compression=compression,
             certfile=certfile,
             keyfile=keyfile,
-            log_format=log_format.value,
+            log_format=log_format,
             shutdown_timeout=shutdown_timeout,
             quiet=quiet,
+            redis=redis,
+            max_fragments=max_fragments,
+            protocol=protocol,
         )
+        if count > 1:
+            from lokin_doctor.server.workers import run_workers
+
+            raise typer.Exit(run_workers(config, count))
         import asyncio
 
         factory = _loop_factory()

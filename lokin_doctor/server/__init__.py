@@ -24,9 +24,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lokin_doctor.server.app import LokinServer
 
-__all__ = ["LOG_FORMATS", "RunningServer", "ServerConfig", "ServerStartError", "running_server"]
+__all__ = ["LOG_FORMATS", "PROTOCOLS", "RunningServer", "ServerConfig", "ServerStartError", "running_server"]
 
 LOG_FORMATS = ("text", "json")
+
+#: What ``serve`` speaks once a WebSocket is open: the LOK IN protocol (welcome, ping/pong,
+#: broadcast, echo of the rest), or a pure echo (for conformance suites such as Autobahn).
+PROTOCOLS = ("lokin", "echo")
+
+#: Longest timeout or interval accepted (one day): beyond, event loops overflow or never fire.
+MAX_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class ServerConfig:
     ``max_per_ip=0`` disables the per-IP cap (behind a reverse proxy every client has its IP).
     ``ping_interval=None`` disables the keepalive pings; ``ping_timeout=None`` never drops a
     client that does not answer them. ``quiet=True`` prints nothing at all (no banner, no logs).
+    ``max_fragments`` caps the frames of one fragmented message (1009 beyond); ``protocol="echo"``
+    sends every message back as it came (no welcome, no JSON handling).
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +63,15 @@ class ServerConfig:
     log_format: str = "text"
     shutdown_timeout: float = 5.0
     quiet: bool = False
+    #: ``redis://HOST:PORT/DB``: broadcasts reach the clients of every instance on that Redis.
+    redis: str | None = None
+    #: Bind with SO_REUSEPORT (the workers of ``serve --workers N`` share one port).
+    reuse_port: bool = False
+    #: Set by the ``--workers`` parent: the shared status directory and this worker's slot.
+    workers_dir: str | None = None
+    worker_index: int = 0
+    max_fragments: int = 4096
+    protocol: str = "lokin"
 
     def __post_init__(self) -> None:
         # Programmer errors from the in-process API; the CLI validates its options before this.
@@ -66,14 +84,26 @@ class ServerConfig:
             problems.append("max_per_ip must be 0 (no limit) or more")
         if self.max_message_size < 1:
             problems.append("max_message_size must be at least 1 byte")
-        if self.open_timeout <= 0:
-            problems.append("open_timeout must be > 0")
-        if self.shutdown_timeout <= 0:
-            problems.append("shutdown_timeout must be > 0")
+        for name in ("open_timeout", "shutdown_timeout", "ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            # "not 0 < value" also refuses nan; None (off) is allowed for the keepalive ones.
+            if (value is not None or name in ("open_timeout", "shutdown_timeout")) and not (
+                isinstance(value, int | float) and 0 < value <= MAX_SECONDS
+            ):
+                problems.append(f"{name} must be > 0 and <= {MAX_SECONDS:g} seconds, not {value!r}")
+        if self.max_fragments < 1:
+            problems.append("max_fragments must be at least 1")
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}")
         if self.log_format not in LOG_FORMATS:
             problems.append(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.keyfile and not self.certfile:
             problems.append("keyfile needs certfile")
+        if self.redis is not None:
+            from lokin_doctor.server.broker import redis_url_problem
+
+            if problem := redis_url_problem(self.redis):
+                problems.append(f"redis: {problem}")
         if isinstance(self.allow_origins, str):
             problems.append("allow_origins is a tuple of origins, not a string")
         if problems:

@@ -44,6 +44,9 @@ class EventLog:
         stream: Where to write; ``None`` means the current ``sys.stderr``.
     """
 
+    #: Fields added to every line of this process (``worker=N`` in a ``serve --workers`` worker).
+    context: dict[str, Any] = {}  # process-wide on purpose
+
     def __init__(self, fmt: str = "text", *, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.fmt = fmt
         self.quiet = quiet
@@ -61,6 +64,8 @@ class EventLog:
         if self.quiet:
             return
         details = {k: v for k, v in fields.items() if v is not None}
+        if EventLog.context:  # a --workers worker names itself on every line
+            details.update(EventLog.context)
         if self.fmt == "json":
             record: dict[str, Any] = {"ts": _now(), "level": level, "event": event}
             if message:

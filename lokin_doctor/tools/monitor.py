@@ -172,10 +172,20 @@ class Monitor:
         listeners, established, states = parsed
         unknown = [li for li in listeners if li["inode"] not in self._inode_pid]
         if unknown:
-            found, _, _ = self._sockets_psutil()
-            by_key = {(li["address"], li["family"]): li["pid"] for li in found}
+            # Owner by inode: several processes listen on the same address with SO_REUSEPORT
+            # (serve --workers), so (address, family) does not name one pid.
+            from lokin_doctor.sysinfo import _inode_owners
+
+            owners = _inode_owners({li["inode"] for li in unknown})
+            by_key: dict[tuple[str, str], int | None] = {}
+            if len(owners) < len(unknown):
+                found, _, _ = self._sockets_psutil()
+                by_key = {(li["address"], li["family"]): li["pid"] for li in found}
             for li in unknown:
-                self._inode_pid[li["inode"]] = by_key.get((li["address"], li["family"]))
+                pid = owners.get(li["inode"])
+                self._inode_pid[li["inode"]] = (
+                    pid if pid is not None else by_key.get((li["address"], li["family"]))
+                )
         out = []
         for li in listeners:
             pid = self._inode_pid.get(li.pop("inode"))
@@ -258,6 +268,12 @@ class Monitor:
                     info["matched_by"] = "command line"
                     processes.append(info)
         remotes = Counter(ip for ip, _, _ in established)
+        health = self._health(listeners)
+        cluster = cluster_view(health)
+        if cluster is not None:  # serve --workers: each process's connections, as its worker reports them
+            per_pid = {w["pid"]: w["connections"] for w in cluster["workers"]}
+            for info in processes:
+                info["connections"] = per_pid.get(info["pid"])
         doc = {
             "port": self.port,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -271,11 +287,43 @@ class Monitor:
                 "top_remotes": [{"address": a, "count": n} for a, n in remotes.most_common(TOP_REMOTES)],
                 "other_states": dict(states.most_common()),
             },
-            "health": self._health(listeners),
+            "health": health,
+            "cluster": cluster,
             "note": note,
         }
         doc["snapshot_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return doc
+
+
+def cluster_view(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The workers of a ``serve --workers`` set and the Redis broker state, from its /health; None if neither."""
+    body = (health or {}).get("body")
+    if not isinstance(body, dict) or not ("workers" in body or "broker" in body):
+        return None
+    broker = body.get("broker") if isinstance(body.get("broker"), dict) else None
+    workers = [w for w in body.get("workers") or [] if isinstance(w, dict)]
+    return {
+        "status": body.get("status"),
+        "reason": body.get("reason"),
+        "parent_pid": body.get("pid") if workers else None,
+        "instance": body.get("instance"),
+        "answered_by": body.get("answered_by"),
+        "workers_wanted": body.get("workers_wanted"),
+        "worker_restarts": body.get("worker_restarts"),
+        "workers": [
+            {
+                k: w.get(k)
+                for k in ("index", "pid", "instance", "connections", "handshaking", "broker", "status")
+            }
+            for w in workers
+        ],
+        "broker": None
+        if broker is None
+        else {
+            k: broker.get(k)
+            for k in ("state", "reason", "url", "published", "received", "dropped", "failures")
+        },
+    }
 
 
 def _bytes(n: int | None) -> str:
@@ -308,6 +356,7 @@ PROCESS_COLUMNS = (
     ("avg%", "right"),
     ("fds", "right"),
     ("thr", "right"),
+    ("conns", "right"),
 )
 
 
@@ -342,6 +391,7 @@ def process_table(processes: list[dict[str, Any]], width: int = 80) -> Any:
             "?" if p.get("cpu_percent_avg") is None else f"{p['cpu_percent_avg']:.1f}",
             "?" if p.get("num_fds") is None else str(p["num_fds"]),
             "?" if p.get("num_threads") is None else str(p["num_threads"]),
+            "-" if p.get("connections") is None else str(p["connections"]),
         )
         for p in processes
     ]
@@ -403,6 +453,9 @@ def render(doc: dict[str, Any]) -> Any:
         lis.add_row(addr, li["family"], "?" if li["pid"] is None else str(li["pid"]))
     if doc["listeners"]:
         parts += [Text("listening sockets", style="bold"), lis]
+    cluster = doc.get("cluster")
+    if cluster is not None:
+        parts.extend(_render_cluster(cluster, Table, Text))
     health = doc.get("health")
     if health is not None:
         if "body" in health:
@@ -412,3 +465,38 @@ def render(doc: dict[str, Any]) -> Any:
         else:
             parts.append(Text(f"/health: {health.get('error')}", style="dim"))
     return Group(*parts)
+
+
+def _render_cluster(cluster: dict[str, Any], table_cls: Any, text_cls: Any) -> list[Any]:
+    out: list[Any] = []
+    workers = cluster["workers"]
+    if workers:
+        title = (
+            f"workers (parent pid {cluster['parent_pid']}): {len(workers)} of {cluster['workers_wanted']} "
+            f"reporting, {cluster['worker_restarts'] or 0} restart(s)"
+        )
+        table = table_cls(title=title, title_justify="left")
+        for col in ("worker", "pid", "instance", "connections", "handshaking", "Redis", "status"):
+            table.add_column(col, justify="right" if col in ("connections", "handshaking") else "left")
+        for w in workers:
+            table.add_row(
+                str(w["index"]),
+                str(w["pid"]),
+                str(w["instance"]),
+                str(w["connections"]),
+                str(w["handshaking"]),
+                str(w["broker"] or "-"),
+                str(w["status"]),
+            )
+        out.append(table)
+    broker = cluster["broker"]
+    if broker is not None:
+        if broker["state"] == "up":
+            line = f"Redis broker: up ({broker['url']}), published {broker['published']}, received {broker['received']}"
+            out.append(text_cls(line, style="green"))
+        else:
+            line = f"Redis broker: {broker['state']}: {broker['reason']} ({broker['url']}); broadcasts stay local"
+            out.append(text_cls(line, style="red"))
+    if cluster["status"] not in ("ok", None):
+        out.append(text_cls(f"status {cluster['status']}: {cluster['reason']}", style="yellow"))
+    return out
