@@ -13,17 +13,24 @@ import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import typer
+from lokin_doctor import i18n
 
-from lokin_doctor import __version__
-from lokin_doctor.model import ExitCode
+# The language is chosen before typer is imported and before the help texts below are built.
+i18n.setup_from_argv()
+
+import typer  # noqa: E402
+
+from lokin_doctor import __version__  # noqa: E402
+from lokin_doctor.i18n import _  # noqa: E402
+from lokin_doctor.model import ExitCode  # noqa: E402
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from lokin_doctor.model import Report
     from lokin_doctor.settings import Settings
 
 app = typer.Typer(
     name="lokin-doctor",
-    help=(
+    help=_(
         "Find out why a page cannot connect to its WebSocket server: which link of the chain is broken "
         "(DNS, TCP, port, process, TLS, proxy, upgrade, session) and how to fix it."
     ),
@@ -40,7 +47,7 @@ COMMAND_MODULES = ("serve", "load", "watch", "monitor")
 
 def usage_error(message: str) -> NoReturn:
     """One line on stderr, exit 2: the contract for every bad input."""
-    sys.stderr.write(f"lokin-doctor: error: {message}\n")
+    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
     raise typer.Exit(ExitCode.USAGE)
 
 
@@ -53,7 +60,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help=_("Print the version and exit.")),
     ] = False,
 ) -> None:
     """lokin-doctor."""
@@ -64,87 +72,118 @@ UrlArg = Annotated[
     str | None,
     typer.Argument(
         envvar="LOKIN_URL",
-        show_default="ws://localhost:8080/",
-        help="WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port.",
+        show_envvar=False,
+        show_default=False,
+        help=_(
+            "WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port; "
+            "default: $LOKIN_URL, else ws://localhost:8080/."
+        ),
     ),
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", "-t", help="One deadline in seconds for the whole run (every network step)."),
+    typer.Option(
+        "--timeout", "-t", help=_("One deadline in seconds for the whole run (every network step).")
+    ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the JSON report on stdout (schema 1), nothing else.")
+    bool,
+    typer.Option("--json", help=_("Short for --format json: the JSON report on stdout, nothing else.")),
 ]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="text|json|junit|markdown",
+        help=_("Report format: text (terminal), json, junit (CI test results) or markdown (to paste)."),
+    ),
+]
+RedactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redact",
+        help=_("Replace host names, addresses, tokens and cookies by placeholders (HOST-1, IP-1, TOKEN-1)."),
+    ),
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help=_("Exit 1 on warnings too."))]
 VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Show each check's evidence and passed checks' details.")
+    bool, typer.Option("--verbose", "-v", help=_("Show each check's evidence and passed checks' details."))
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help=_("Show tracebacks of internal errors on stderr."))]
 OriginOpt = Annotated[
-    str | None, typer.Option("--origin", help="Origin header to send (as a browser page would).")
+    str | None, typer.Option("--origin", help=_("Origin header to send (as a browser page would)."))
 ]
 HeaderOpt = Annotated[
-    list[str] | None, typer.Option("--header", "-H", help="Extra request header 'Name: value' (repeatable).")
+    list[str] | None,
+    typer.Option("--header", "-H", help=_("Extra request header 'Name: value' (repeatable).")),
 ]
 SubprotocolOpt = Annotated[
-    list[str] | None, typer.Option("--subprotocol", help="Sec-WebSocket-Protocol to offer (repeatable).")
+    list[str] | None, typer.Option("--subprotocol", help=_("Sec-WebSocket-Protocol to offer (repeatable)."))
 ]
 ProcessOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--process",
-        help="Regular expression for the server's command line (repeatable). "
-        "Default: 'node ... server.js' or 'lokin-doctor serve'.",
+        help=_(
+            "Regular expression for the server's command line (repeatable). "
+            "Default: 'node ... server.js' or 'lokin-doctor serve'."
+        ),
     ),
 ]
-SendOpt = Annotated[str | None, typer.Option("--send", help="After the upgrade, send this text message.")]
+SendOpt = Annotated[str | None, typer.Option("--send", help=_("After the upgrade, send this text message."))]
 ExpectOpt = Annotated[
-    str | None, typer.Option("--expect", help="Regular expression a reply to --send must match.")
+    str | None, typer.Option("--expect", help=_("Regular expression a reply to --send must match."))
 ]
 DnsServerOpt = Annotated[
     str | None,
     typer.Option(
         "--dns-server",
-        help="Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver.",
+        help=_("Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver."),
     ),
 ]
 CaFileOpt = Annotated[
-    str | None, typer.Option("--ca-file", help="PEM file of CA certificates to trust (private CA).")
+    str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]
 InsecureOpt = Annotated[
     bool,
     typer.Option(
-        "--insecure", "-k", help="Go on past a bad certificate (still reported) to test the upgrade."
+        "--insecure", "-k", help=_("Go on past a bad certificate (still reported) to test the upgrade.")
     ),
 ]
 BackendOpt = Annotated[
     str | None,
     typer.Option(
-        "--backend", help="The backend URL behind the proxy, to compare with (default: same host, port 8080)."
+        "--backend",
+        help=_("The backend URL behind the proxy, to compare with (default: same host, port 8080)."),
     ),
 ]
 HoldOpt = Annotated[
     float | None,
-    typer.Option("--hold", help="Keep an idle connection open this many seconds and report how it died."),
+    typer.Option("--hold", help=_("Keep an idle connection open this many seconds and report how it died.")),
 ]
 PageUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--page-url",
-        help="The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin.",
+        help=_(
+            "The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin."
+        ),
     ),
 ]
 VariantsOpt = Annotated[
     bool,
     typer.Option(
-        "--variants/--no-variants", help="When the target fails, try nearby URLs (ws/wss, ports, paths)."
+        "--variants/--no-variants", help=_("When the target fails, try nearby URLs (ws/wss, ports, paths).")
     ),
 ]
 NginxConfigOpt = Annotated[
     str | None,
     typer.Option(
         "--nginx-config",
-        help="nginx's main configuration file to check (default: the running nginx's, when it holds the port).",
+        help=_(
+            "nginx's main configuration file to check (default: the running nginx's, when it holds the port)."
+        ),
     ),
 ]
 
@@ -152,8 +191,10 @@ LingerOpt = Annotated[
     float,
     typer.Option(
         "--linger",
-        help="After the greeting and the ping, stay connected (passively) this many seconds, inside "
-        "--timeout, and report a close or a drop in that window; 0 turns it off.",
+        help=_(
+            "After the greeting and the ping, stay connected (passively) this many seconds, inside "
+            "--timeout, and report a close or a drop in that window; 0 turns it off."
+        ),
     ),
 ]
 
@@ -161,33 +202,37 @@ ClientCertOpt = Annotated[
     str | None,
     typer.Option(
         "--client-cert",
-        help="PEM client certificate to offer in TLS (mutual TLS); may hold the key too.",
+        help=_("PEM client certificate to offer in TLS (mutual TLS); may hold the key too."),
     ),
 ]
 ClientKeyOpt = Annotated[
-    str | None, typer.Option("--client-key", help="PEM private key of --client-cert (unencrypted).")
+    str | None, typer.Option("--client-key", help=_("PEM private key of --client-cert (unencrypted)."))
 ]
 
 BrowserOpt = Annotated[
     bool,
     typer.Option(
         "--browser",
-        help="Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
-        "(needs lokin-doctor[browser]); no URL needed.",
+        help=_(
+            "Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
+            "(needs lokin-doctor[browser]); no URL needed."
+        ),
     ),
 ]
 BrowserPathOpt = Annotated[
     str | None,
     typer.Option(
-        "--browser-path", help="Chromium/Chrome binary for --browser (default: found automatically)."
+        "--browser-path", help=_("Chromium/Chrome binary for --browser (default: found automatically).")
     ),
 ]
 BrowserArgOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--browser-arg",
-        help="Extra Chromium switch for --browser (repeatable), e.g. "
-        "'--host-resolver-rules=MAP example.com 127.0.0.1'.",
+        help=_(
+            "Extra Chromium switch for --browser (repeatable), e.g. "
+            "'--host-resolver-rules=MAP example.com 127.0.0.1'."
+        ),
     ),
 ]
 
@@ -202,8 +247,46 @@ def _settings(url: str | None, **options: Any) -> Settings:
         usage_error(str(exc))
 
 
+def _output_format(fmt: str, json_out: bool) -> str:
+    from lokin_doctor.formats import FORMATS
+
+    if fmt not in FORMATS:
+        usage_error(
+            _("invalid --format {value!r}; use one of {formats}").format(
+                value=fmt, formats=", ".join(FORMATS)
+            )
+        )
+    if json_out and fmt not in ("text", "json"):
+        usage_error(
+            _("--json is short for --format json; give one of them, not --json with --format {fmt}").format(
+                fmt=fmt
+            )
+        )
+    return "json" if json_out else fmt
+
+
+def _emit(reports: list[Report], fmt: str, *, verbose: bool, redact: bool, many: bool) -> None:
+    if redact:
+        from lokin_doctor.formats.redact import redact_reports
+
+        reports = redact_reports(reports)
+    if fmt == "text":
+        from lokin_doctor import render
+
+        render.print_reports(reports, verbose=verbose)
+        return
+    if fmt == "json" and many:
+        from lokin_doctor import render
+
+        sys.stdout.write(render.to_json_many(reports) + "\n")
+        return
+    from lokin_doctor.formats import render as render_format
+
+    sys.stdout.write(render_format(fmt, reports))
+
+
 def _run(
-    settings: Settings,
+    settings: Settings | list[Settings],
     only: list[str] | None,
     *,
     json_out: bool,
@@ -211,41 +294,90 @@ def _run(
     verbose: bool,
     debug: bool,
     embedded: bool = False,
+    fmt: str = "text",
+    redact: bool = False,
+    many: bool = False,
 ) -> NoReturn:
-    from lokin_doctor.runner import UnknownCheckError, run_report
+    """Run one target (or several, ``many``), print the report in ``fmt``, exit with the overall code."""
+    from lokin_doctor.runner import UnknownCheckError, run_report, run_reports
 
+    fmt = _output_format(fmt, json_out)
+    settings_list = settings if isinstance(settings, list) else [settings]
     try:
-        report = run_report(settings, only=only, embedded=embedded, debug=debug)
+        if len(settings_list) == 1 and not many:
+            reports = [run_report(settings_list[0], only=only, embedded=embedded, debug=debug)]
+        else:
+            reports = run_reports(settings_list, only=only, debug=debug)
     except UnknownCheckError as exc:
         usage_error(str(exc))
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: interrupted\n")
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    from lokin_doctor import render
-
-    if json_out:
-        sys.stdout.write(render.to_json(report) + "\n")
-    else:
-        render.print_report(report, verbose=verbose)
-    raise typer.Exit(report.exit_code(strict))
+    _emit(reports, fmt, verbose=verbose, redact=redact, many=many)
+    raise typer.Exit(max(report.exit_code(strict) for report in reports))
 
 
-@app.command("all")
+def _read_targets(path: str) -> list[str]:
+    """One URL a line; blank lines and lines starting with # are ignored."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        usage_error(
+            _("--targets {path!r} cannot be read ({reason}); give a text file with one URL a line").format(
+                path=path, reason=getattr(exc, "strerror", None) or type(exc).__name__
+            )
+        )
+    urls = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not urls:
+        usage_error(_("--targets {path!r} lists no URL; write one URL a line").format(path=path))
+    return urls
+
+
+UrlsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        envvar="LOKIN_URL",
+        show_envvar=False,
+        show_default=False,
+        help=_(
+            "WebSocket URL(s), checked at the same time: ws://, wss://, http(s)://, host:port, host or port; "
+            "default: $LOKIN_URL, else ws://localhost:8080/."
+        ),
+    ),
+]
+TargetsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--targets", metavar="FILE", help=_("Also check the URLs of this file (one a line, # comments).")
+    ),
+]
+
+
+@app.command(
+    "all",
+    help=_("Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."),
+)
 def all_command(
-    url: UrlArg = None,
+    url: UrlsArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
+    targets: TargetsOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Run only these checks (and what they need); repeatable."),
+        typer.Option("--only", help=_("Run only these checks (and what they need); repeatable.")),
     ] = None,
-    list_checks: Annotated[bool, typer.Option("--list-checks", help="List the checks and exit.")] = False,
+    list_checks: Annotated[bool, typer.Option("--list-checks", help=_("List the checks and exit."))] = False,
     embedded: Annotated[
         bool,
-        typer.Option("--embedded", help="Start the embedded server on a free loopback port and diagnose it."),
+        typer.Option(
+            "--embedded", help=_("Start the embedded server on a free loopback port and diagnose it.")
+        ),
     ] = False,
     origin: OriginOpt = None,
     header: HeaderOpt = None,
@@ -268,76 +400,121 @@ def all_command(
     browser_path: BrowserPathOpt = None,
     browser_arg: BrowserArgOpt = None,
 ) -> None:
-    """Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."""
     if list_checks:
         from lokin_doctor import render
         from lokin_doctor.runner import CHECKS
 
         render.print_check_list(CHECKS)
         raise typer.Exit()
-    if embedded and url:
-        usage_error("--embedded diagnoses the embedded server; give no URL with it")
-    settings = _settings(
-        url,
-        timeout=timeout,
-        origin=origin,
-        headers=header or (),
-        subprotocols=subprotocol or (),
-        process_patterns=process or (),
-        send=send,
-        expect=expect,
-        dns_server=dns_server,
-        ca_file=ca_file,
-        insecure=insecure,
-        backend=backend,
-        hold=hold,
-        page_url=page_url,
-        variants=variants,
-        linger=linger,
-        client_cert=client_cert,
-        client_key=client_key,
-        nginx_config=nginx_config,
-        browser=browser,
-        browser_path=browser_path,
-        browser_args=browser_arg or (),
+    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets else [])]
+    if embedded and urls:
+        usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
+    many = len(urls) > 1 or targets is not None
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "origin": origin,
+        "headers": header or (),
+        "subprotocols": subprotocol or (),
+        "process_patterns": process or (),
+        "send": send,
+        "expect": expect,
+        "dns_server": dns_server,
+        "ca_file": ca_file,
+        "insecure": insecure,
+        "backend": backend,
+        "hold": hold,
+        "page_url": page_url,
+        "variants": variants,
+        "linger": linger,
+        "client_cert": client_cert,
+        "client_key": client_key,
+        "nginx_config": nginx_config,
+        "browser": browser,
+        "browser_path": browser_path,
+        "browser_args": browser_arg or (),
+    }
+    settings_list = [_settings(one_url, **options) for one_url in (urls or [None])]
+    _run(
+        settings_list if many else settings_list[0],
+        only,
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        embedded=embedded,
+        fmt=fmt,
+        redact=redact,
+        many=many,
     )
-    _run(settings, only, json_out=json_out, strict=strict, verbose=verbose, debug=debug, embedded=embedded)
 
 
-@app.command("check-port")
+@app.command(
+    "check-port",
+    help=_("Who listens on the target's port on this machine (pid, command line, bound address)."),
+)
 def check_port_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Who listens on the target's port on this machine (pid, command line, bound address)."""
     settings = _settings(url, timeout=timeout)
-    _run(settings, ["port"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["port"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("check-process")
+@app.command(
+    "check-process",
+    help=_("Is the WebSocket server process running, and does it listen on the target's port."),
+)
 def check_process_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     process: ProcessOpt = None,
 ) -> None:
-    """Is the WebSocket server process running, and does it listen on the target's port."""
     settings = _settings(url, timeout=timeout, process_patterns=process or ())
-    _run(settings, ["process"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["process"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("handshake")
+@app.command(
+    "handshake",
+    help=_(
+        "A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."
+    ),
+)
 def handshake_command(
     url: UrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -352,7 +529,6 @@ def handshake_command(
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
 ) -> None:
-    """A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."""
     settings = _settings(
         url,
         timeout=timeout,
@@ -367,14 +543,43 @@ def handshake_command(
         client_cert=client_cert,
         client_key=client_key,
     )
-    _run(settings, ["handshake", "session"], json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        ["handshake", "session"],
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
-@app.command("probe-wss")
+ProbeUrlArg = Annotated[
+    str | None,
+    typer.Argument(
+        envvar="LOKIN_URL",
+        show_envvar=False,
+        show_default=False,
+        help=_(
+            "The production WebSocket URL (wss://host/path), or $LOKIN_URL; required unless --page-url gives it."
+        ),
+    ),
+]
+
+
+@app.command(
+    "probe-wss",
+    help=_(
+        "The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."
+    ),
+)
 def probe_wss_command(
-    url: UrlArg = None,
+    url: ProbeUrlArg = None,
     timeout: TimeoutOpt = 5.0,
     json_out: JsonOpt = False,
+    fmt: FormatOpt = "text",
+    redact: RedactOpt = False,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
@@ -395,9 +600,12 @@ def probe_wss_command(
     browser_path: BrowserPathOpt = None,
     browser_arg: BrowserArgOpt = None,
 ) -> None:
-    """The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."""
     from lokin_doctor.runner import REMOTE_CHECKS
 
+    if url is None and not page_url:  # an empty URL is settings' "empty URL" error
+        usage_error(
+            _("probe-wss needs the URL to probe (e.g. wss://example.com/ws) or --page-url to derive it")
+        )
     settings = _settings(
         url,
         timeout=timeout,
@@ -419,7 +627,16 @@ def probe_wss_command(
         browser_args=browser_arg or (),
     )
     checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
-    _run(settings, checks, json_out=json_out, strict=strict, verbose=verbose, debug=debug)
+    _run(
+        settings,
+        checks,
+        json_out=json_out,
+        strict=strict,
+        verbose=verbose,
+        debug=debug,
+        fmt=fmt,
+        redact=redact,
+    )
 
 
 def _register_commands() -> None:
@@ -436,12 +653,84 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _lang_callback(ctx: Any, param: Any, value: str | None) -> None:
+    """``--lang`` was already applied by :func:`i18n.setup_from_argv`; here it is only validated."""
+    if value is not None and value not in i18n.LANGUAGES:
+        usage_error(_("invalid --lang {value!r}; use en or fr").format(value=value))
+
+
+def _add_lang_option(group: Any) -> None:
+    """``--lang en|fr`` on every command (theirs included), without touching their signatures."""
+    from typer.core import TyperOption
+
+    for command in [group, *group.commands.values()]:
+        if any(p.name == "lang" for p in command.params):
+            continue
+        command.params.append(
+            TyperOption(
+                param_decls=["--lang"],
+                metavar="en|fr",
+                expose_value=False,
+                is_eager=True,
+                callback=_lang_callback,
+                help=_("Language of the messages: en or fr (default: from LC_ALL, LC_MESSAGES, LANG)."),
+            )
+        )
+
+
+def _lean_app(argv: list[str]) -> typer.Typer:
+    """The app with only the command being run: Typer builds every command's Click object from its type
+    hints on each start (~30 ms for all of them); one is enough unless the root itself is asked for."""
+    import copy
+
+    args = iter(argv)
+    name = None
+    for arg in args:
+        if arg == "--lang":
+            next(args, None)
+        elif not arg.startswith("-"):
+            name = arg
+            break
+        elif arg != "--" and not arg.startswith("--lang="):
+            return app  # --help, --version...: the root's business
+    wanted = [c for c in app.registered_commands if (c.name or "") == name]
+    if name is None or len(wanted) != 1:
+        return app  # no command, or an unknown one: the full app says what exists
+    lean = copy.copy(app)
+    lean.registered_commands = wanted
+    return lean
+
+
 def main() -> None:
     """Console-script entry point: no traceback ever reaches the user."""
     if os.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
+    i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
+    i18n.patch_click_texts()
     try:
-        app()
+        command = typer.main.get_command(_lean_app(sys.argv[1:]))
+        _add_lang_option(command)
+        code = command.main(prog_name=None, standalone_mode=False)
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: interrupted\n")
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        _click_exit(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exit(exc: Exception) -> NoReturn:
+    """Click's own exceptions: usage errors as one line on stderr (exit 2), Abort as an interruption."""
+    name = type(exc).__name__
+    if name == "Abort":
+        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+        sys.exit(ExitCode.INTERRUPTED)
+    format_message = getattr(exc, "format_message", None)
+    if format_message is None:
+        raise exc
+    message = i18n.click_error(format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
+    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
+    sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Report, RootCause, Status, fail, skip
 from lokin_doctor.settings import Settings
 
@@ -51,22 +52,22 @@ class CheckSpec:
 
 
 def _secure_only(s: Settings) -> str | None:
-    return None if s.target.secure else "not a wss:// target"
+    return None if s.target.secure else _("not a wss:// target")
 
 
 def _hold_only(s: Settings) -> str | None:
-    return None if s.hold else "no --hold given"
+    return None if s.hold else _("no --hold given")
 
 
 def _page_only(s: Settings) -> str | None:
-    return None if s.page_url else "no --page-url given"
+    return None if s.page_url else _("no --page-url given")
 
 
 def _named_host(s: Settings) -> str | None:
     if s.target.ip is not None:
-        return "an IP address, no DNS records"
+        return _("an IP address, no DNS records")
     if s.target.host == "localhost" or s.target.host.endswith(".localhost"):
-        return "localhost is not resolved through DNS"
+        return _("localhost is not resolved through DNS")
     return None
 
 
@@ -352,20 +353,22 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
     async def _execute(spec: CheckSpec) -> CheckResult:
         reason = spec.applies(ctx.settings) if spec.applies else None
         if reason:
-            return skip(spec.id, f"not applicable: {reason}", applicable=False)
+            return skip(spec.id, _("not applicable: {reason}").format(reason=reason), applicable=False)
         for dep in spec.requires:
             if dep not in selected:
                 continue
             dep_result = ctx.results[dep]
             if dep_result.status is Status.FAIL:
-                return skip(spec.id, f"skipped: {dep} failed")
+                return skip(spec.id, _("skipped: {dep} failed").format(dep=dep))
             if dep_result.status is Status.SKIP:
-                return skip(spec.id, f"skipped: {dep} was skipped")
+                return skip(spec.id, _("skipped: {dep} was skipped").format(dep=dep))
         if spec.local_only and not ctx.facts.get("local", False):
             return skip(
                 spec.id,
-                f"skipped: {ctx.settings.target.host} is not this machine; "
-                "run lokin-doctor on the server to check its process and port",
+                _(
+                    "skipped: {host} is not this machine; "
+                    "run lokin-doctor on the server to check its process and port"
+                ).format(host=ctx.settings.target.host),
             )
         t0 = loop.time()
         extra = spec.extra_time(ctx.settings) if spec.extra_time else 0.0
@@ -377,8 +380,10 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
             result = fail(
                 spec.id,
                 f"{spec.id}.timeout",
-                f"no result within the {ctx.settings.timeout:g} s deadline",
-                "the host or this machine is too slow to answer; raise --timeout or check the network path",
+                _("no result within the {timeout} s deadline").format(timeout=f"{ctx.settings.timeout:g}"),
+                _(
+                    "the host or this machine is too slow to answer; raise --timeout or check the network path"
+                ),
             )
         except Exception as exc:  # one check's bug must not hide the others' findings
             if ctx.debug:
@@ -386,8 +391,10 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
             result = fail(
                 spec.id,
                 "internal-error",
-                f"lokin-doctor's {spec.id} check crashed: {type(exc).__name__}: {exc}",
-                "re-run with --debug to see the traceback, and report it",
+                _("lokin-doctor's {check} check crashed: {error}").format(
+                    check=spec.id, error=f"{type(exc).__name__}: {exc}"
+                ),
+                _("re-run with --debug to see the traceback, and report it"),
             )
         return replace(result, duration_ms=(loop.time() - t0) * 1000)
 
@@ -404,7 +411,13 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
     return [ctx.results[s.id] for s in specs]
 
 
-async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: bool, debug: bool) -> Report:
+async def _run_async(
+    settings: Settings,
+    only: Iterable[str] | None,
+    embedded: bool,
+    debug: bool,
+    deadline: float | None = None,
+) -> Report:
     started = time.perf_counter()
     if embedded:
         from lokin_doctor.server import ServerConfig, running_server
@@ -420,7 +433,8 @@ async def _run_async(settings: Settings, only: Iterable[str] | None, embedded: b
             )
             return await _run_async(settings, only, embedded=False, debug=debug)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.timeout
+    if deadline is None:  # several targets share one deadline, given by run_reports
+        deadline = loop.time() + settings.timeout
     browser_facts: dict[str, object] = {}
     if settings.browser and settings.page_url:
         from lokin_doctor.checks.browser import prestep
@@ -453,3 +467,22 @@ def run_report(
     if only:
         select_checks(settings, only)  # unknown ids are a usage error before any traffic
     return asyncio.run(_run_async(settings, only, embedded, debug))
+
+
+async def _run_many(settings_list: list[Settings], only: Iterable[str] | None, debug: bool) -> list[Report]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(s.timeout for s in settings_list)  # one deadline for every target
+    only_list = list(only) if only else None
+    return list(
+        await asyncio.gather(*(_run_async(s, only_list, False, debug, deadline) for s in settings_list))
+    )
+
+
+def run_reports(
+    settings_list: list[Settings], only: Iterable[str] | None = None, debug: bool = False
+) -> list[Report]:
+    """Several targets at the same time under one deadline; one report each, in the order given."""
+    if only:
+        for settings in settings_list:
+            select_checks(settings, only)
+    return asyncio.run(_run_many(settings_list, only, debug))

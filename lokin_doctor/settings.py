@@ -48,7 +48,6 @@ class Settings:
     target_given: bool = False
 
 
-
 def build_settings(
     url: str | None,
     *,

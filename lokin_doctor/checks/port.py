@@ -16,6 +16,8 @@ async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
     """Every listening socket and the owners of the target port's sockets (once per run)."""
 
     def work() -> tuple[list[Listener], dict[int, ProcInfo]]:
+        # Every listener's owner: nginx and supervisor read the other ports' owners too (the scan reads
+        # fds 0-31 of every process first, where listening sockets nearly always are).
         all_listeners = listeners()
         owners: dict[int, ProcInfo] = {}
         for li in all_listeners:

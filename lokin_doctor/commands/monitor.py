@@ -10,34 +10,42 @@ from typing import Annotated
 
 import typer
 
+from lokin_doctor.i18n import N_, _
+
+MONITOR_HELP = N_(
+    """Live view: server process (pid, uptime, RSS, CPU), ESTABLISHED connections, listening sockets, /health.
+
+What the write-up did with netstat, lsof and pm2 monit. Exit 0; with --once, 1 when nothing listens
+on the port; 130 on Ctrl-C."""
+)
+
 
 def register(app: typer.Typer) -> None:
-    app.command("monitor")(monitor_command)
+    app.command("monitor", help=_(MONITOR_HELP))(monitor_command)
 
 
 def monitor_command(
-    port: Annotated[int, typer.Option("--port", "-p", help="The WebSocket server's port.")] = 8080,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
+    port: Annotated[int, typer.Option("--port", "-p", help=_("The WebSocket server's port."))] = 8080,
+    interval: Annotated[float, typer.Option("--interval", help=_("Seconds between refreshes."))] = 1.0,
     count: Annotated[
-        int | None, typer.Option("--count", help="Stop after this many refreshes (default: until Ctrl-C).")
+        int | None, typer.Option("--count", help=_("Stop after this many refreshes (default: until Ctrl-C)."))
     ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="One snapshot, then exit (1 if nothing listens).")
+        bool, typer.Option("--once", help=_("One snapshot, then exit (1 if nothing listens)."))
     ] = False,
     json_out: Annotated[
         bool,
-        typer.Option("--json", help="JSON on stdout (one document with --once, else one line per refresh)."),
+        typer.Option(
+            "--json", help=_("JSON on stdout (one document with --once, else one line per refresh).")
+        ),
     ] = False,
     health: Annotated[
         bool,
-        typer.Option("--health/--no-health", help="GET http://127.0.0.1:PORT/health when the port listens."),
+        typer.Option(
+            "--health/--no-health", help=_("GET http://127.0.0.1:PORT/health when the port listens.")
+        ),
     ] = True,
 ) -> None:
-    """Live view: server process (pid, uptime, RSS, CPU), ESTABLISHED connections, listening sockets, /health.
-
-    What the write-up did with netstat, lsof and pm2 monit. Exit 0; with --once, 1 when nothing listens
-    on the port; 130 on Ctrl-C.
-    """
     from lokin_doctor.tools.monitorui import main
 
     if not 1 <= port <= 65535:

@@ -263,8 +263,10 @@ def require_loopback(host: str, addresses: list[str], allow_remote: bool, what: 
         return
     remote = [a for a in addresses if not is_loopback(a)]
     if remote:
+        # Name the address once: "10.0.0.5 is not ..." rather than "10.0.0.5 is not ... (10.0.0.5)".
+        named = host if remote == [host.strip("[]")] else f"{host} ({', '.join(remote)})"
         raise ToolError(
-            f"{host} is not a loopback address ({', '.join(remote)}): {what} only targets this machine unless "
+            f"{named} is not a loopback address: {what} only targets this machine unless "
             "you add --allow-remote (never point it at a production host by accident)"
         )
 

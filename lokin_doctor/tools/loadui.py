@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,8 @@ class Thresholds:
         errors = figures["failures"]["total"]
         if errors > self.max_errors:
             codes = ", ".join(f"{c} x{n}" for c, n in figures["failures"]["by_code"].items())
-            broken.append(f"{errors} failed connections > --max-errors {self.max_errors} ({codes})")
+            noun = "failed connection" if errors == 1 else "failed connections"
+            broken.append(f"{errors} {noun} > --max-errors {self.max_errors} ({codes})")
         if self.max_p99_ms is not None:
             for name, key in (("handshake", "handshake_ms"), ("echo round-trip", "rtt_ms")):
                 stats = figures[key] if key == "handshake_ms" else figures["echo"][key]
@@ -71,21 +73,90 @@ def prepare(
     return target, address, limits
 
 
+#: Seconds between two lines of the plain progress (``--progress`` when stderr is not a terminal).
+LINE_PROGRESS_S = 1.0
+
+
+def progress_mode(progress: bool | None, json_out: bool) -> str | None:
+    """``bar`` (rich, on a terminal), ``lines`` (plain text: --progress on a pipe, a log, TERM=dumb) or None."""
+    if json_out or progress is False:
+        return None
+    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    if progress is None:
+        return "bar" if terminal else None
+    return "bar" if terminal else "lines"
+
+
+def _phase_figures(run: LoadRun, hold_elapsed: float) -> tuple[str, float, float]:
+    """(phase label, done, total) for the progress display."""
+    cfg = run.config
+    if run.phase == "hold":
+        return "holding", round(min(cfg.duration, hold_elapsed), 1), max(cfg.duration, 0.001)
+    if run.phase == "echo":
+        return "echo", run.echo_received, max(1, run.opened * cfg.messages)
+    if run.phase == "close":
+        return "closing", run.settled, cfg.connections
+    return "connecting", run.settled, cfg.connections
+
+
+class _LineProgress:
+    """Plain progress lines on stderr, no escape codes: one per phase change and every LINE_PROGRESS_S."""
+
+    def __init__(self, run: LoadRun) -> None:
+        self.run = run
+        self.last: tuple[str, float] | None = None
+        self.hold_start = 0.0
+
+    def __enter__(self) -> _LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        run = self.run
+        if run.phase == "hold" and not self.hold_start:
+            self.hold_start = now
+        label, done, total = _phase_figures(run, now - self.hold_start)
+        if self.last is not None and self.last[0] == label and now - self.last[1] < LINE_PROGRESS_S:
+            return
+        self.last = (label, now)
+        sys.stderr.write(f"load: {label:<10} {done:g}/{total:g}  open {run.open_now}  failed {run.failed}\n")
+        sys.stderr.flush()
+
+
 class _Progress:
     """A rich progress bar on stderr, redrawn from the counters every PROGRESS_S."""
 
     def __init__(self, run: LoadRun) -> None:
         from rich.console import Console  # noqa: TID251 - the load progress is a live view
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: TID251
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn  # noqa: TID251
 
         self.run = run
+        no_color = os.environ.get("NO_COLOR") is not None
+        bar: Any = BarColumn()
+        if no_color:
+
+            class AsciiBar(ProgressColumn):
+                """``[#####-----]``: reads without colour, where rich's bar is one solid line."""
+
+                def render(self, task: Any) -> Any:
+                    from rich.text import Text  # noqa: TID251
+
+                    width = 20
+                    done = 0 if not task.total else min(width, round(width * task.completed / task.total))
+                    return Text("[" + "#" * done + "-" * (width - done) + "]")
+
+            bar = AsciiBar()
         self.progress = Progress(
             TextColumn("{task.description:<10}"),
-            BarColumn(),
+            bar,
             TextColumn("{task.completed:>7g}/{task.total:g}"),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=Console(stderr=True, no_color=no_color or None),
             auto_refresh=False,
             transient=True,
         )
@@ -129,10 +200,11 @@ class _Progress:
         self.progress.refresh()
 
 
-async def _drive(config: LoadConfig, run: LoadRun, show_progress: bool) -> LoadRun:
+async def _drive(config: LoadConfig, run: LoadRun, show_progress: str | None) -> LoadRun:
     if not show_progress:
         return await run_load(config, run=run)
-    with _Progress(run) as bar:
+    display: _LineProgress | _Progress = _LineProgress(run) if show_progress == "lines" else _Progress(run)
+    with display as bar:
         main = asyncio.ensure_future(run_load(config, run=run))
         try:
             while not main.done():
@@ -171,50 +243,65 @@ def _ms(stats: dict[str, Any]) -> str:
 
 
 def render_text(doc: dict[str, Any]) -> str:
+    from lokin_doctor.i18n import _
+
+    def row(label: str, text: str) -> str:
+        return f"  {label:<13} {text}"
+
     conns, cfg = doc["connections"], doc["config"]
     ramp, echo, dropped = doc["ramp"], doc["echo"], doc["dropped"]
+    opened = _("{opened}/{requested} opened, {failed} failed").format(
+        opened=conns["opened"], requested=conns["requested"], failed=conns["failed"]
+    )
+    if ramp["handshakes_per_s"]:
+        opened += _(", ramp {seconds} s = {rate} handshakes/s").format(
+            seconds=f"{ramp['seconds']:.2f}", rate=f"{ramp['handshakes_per_s']:.0f}"
+        )
+    held = _("{seconds} s, dropped by the server while held: {n}").format(
+        seconds=f"{doc['hold']['seconds']:.1f}", n=dropped["while_held"]
+    )
+    if dropped["by_close_code"]:
+        codes = ", ".join(f"{k} x{v}" for k, v in dropped["by_close_code"].items())
+        held += " " + _("(close codes: {codes})").format(codes=codes)
     lines = [
-        f"load test of {doc['target']} ({doc['address']}), engine {cfg['engine']} on {cfg['loop']}",
-        f"  connections   {conns['opened']}/{conns['requested']} opened, {conns['failed']} failed"
-        + (
-            f", ramp {ramp['seconds']:.2f} s = {ramp['handshakes_per_s']:.0f} handshakes/s"
-            if ramp["handshakes_per_s"]
-            else ""
+        _("load test of {target} ({address}), engine {engine} on {loop}").format(
+            target=doc["target"], address=doc["address"], engine=cfg["engine"], loop=cfg["loop"]
         ),
-        f"  handshake     {_ms(doc['handshake_ms'])}",
-        f"  greeting      {_ms(doc['greeting_ms'])}",
-        f"  held          {doc['hold']['seconds']:.1f} s, dropped by the server while held: {dropped['while_held']}"
-        + (
-            f" (close codes: {', '.join(f'{k} x{v}' for k, v in dropped['by_close_code'].items())})"
-            if dropped["by_close_code"]
-            else ""
-        ),
+        row(_("connections"), opened),
+        row(_("handshake"), _ms(doc["handshake_ms"])),
+        row(_("greeting"), _ms(doc["greeting_ms"])),
+        row(_("held"), held),
     ]
     if cfg["messages"]:
         rate = f"{echo['messages_per_s']:.0f} msg/s" if echo["messages_per_s"] else "-"
-        lines.append(
-            f"  echo          {echo['received']}/{echo['expected']} round trips in {echo['seconds']:.2f} s"
-            f" = {rate}, dropped during echo: {dropped['during_echo']}"
+        text = _(
+            "{received}/{expected} round trips in {seconds} s = {rate}, dropped during echo: {n}"
+        ).format(
+            received=echo["received"],
+            expected=echo["expected"],
+            seconds=f"{echo['seconds']:.2f}",
+            rate=rate,
+            n=dropped["during_echo"],
         )
-        lines.append(f"  round trip    {_ms(echo['rtt_ms'])}")
+        lines.append(row(_("echo"), text))
+        lines.append(row(_("round trip"), _ms(echo["rtt_ms"])))
         if echo["other_messages"]:
-            lines.append(
-                f"  other msgs    {echo['other_messages']} messages that were not echoes (broadcasts?)"
-            )
+            text = _("{n} messages that were not echoes (broadcasts?)").format(n=echo["other_messages"])
+            lines.append(row(_("other msgs"), text))
     failures = doc["failures"]
     if failures["total"]:
-        lines.append(f"  failures      {failures['total']}")
+        lines.append(row(_("failures"), str(failures["total"])))
         for code, n in failures["by_code"].items():
             ex = failures["examples"][code]
             lines.append(f"    {code} x{n}: {ex['summary']}")
-            lines.append(f"      fix: {ex['hint']}")
+            lines.append("      " + _("fix: {hint}").format(hint=ex["hint"]))
     th = doc["thresholds"]
     if doc.get("interrupted"):
-        lines.append("  result        interrupted")
+        lines.append(row(_("result"), _("interrupted")))
     elif th["passed"]:
-        lines.append("  result        PASS")
+        lines.append(row(_("result"), "PASS"))
     else:
-        lines.append("  result        FAIL: " + "; ".join(th["broken"]))
+        lines.append(row(_("result"), "FAIL: " + "; ".join(th["broken"])))
     return "\n".join(lines)
 
 
@@ -268,7 +355,7 @@ def main(
     except ValueError as exc:
         raise ToolError(str(exc)) from None
     thresholds = Thresholds(max_errors=max_errors, max_p99_ms=max_p99_ms)
-    show = (not json_out and sys.stderr.isatty()) if progress is None else (progress and not json_out)
+    show = progress_mode(progress, json_out)
     run = LoadRun(config)
     interrupted = False
     with asyncio.Runner(loop_factory=uvloop_factory(use_uvloop)) as runner:

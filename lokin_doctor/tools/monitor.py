@@ -346,9 +346,76 @@ def _duration(s: float | None) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+#: Columns of the process table: (header, justify). The command column takes what the others leave.
+PROCESS_COLUMNS = (
+    ("pid", "right"),
+    ("command", "left"),
+    ("uptime", "right"),
+    ("RSS", "right"),
+    ("CPU%", "right"),
+    ("avg%", "right"),
+    ("fds", "right"),
+    ("thr", "right"),
+    ("conns", "right"),
+)
+
+
+def short_command(cmdline: str) -> str:
+    """The command line with the program's directory dropped: ``python -m lokin_doctor serve``."""
+    program, sep, rest = cmdline.partition(" ")
+    return program.rpartition("/")[2] + sep + rest
+
+
+class _ProcessTable:
+    """The process table, laid out for the width it is drawn at (a rich renderable)."""
+
+    def __init__(self, processes: list[dict[str, Any]]) -> None:
+        self.processes = processes
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield process_table(self.processes, options.max_width)
+
+
+def process_table(processes: list[dict[str, Any]], width: int = 80) -> Any:
+    """The server-process table within ``width`` columns: every figure whole, only the command shortened."""
+    from rich import box  # noqa: TID251 - monitor is a live view
+    from rich.table import Table  # noqa: TID251
+
+    rows = [
+        (
+            str(p["pid"]),
+            short_command(p.get("cmdline", "")),
+            _duration(p.get("uptime_s")),
+            _bytes(p.get("rss_bytes")),
+            "?" if p.get("cpu_percent") is None else f"{p['cpu_percent']:.1f}",
+            "?" if p.get("cpu_percent_avg") is None else f"{p['cpu_percent_avg']:.1f}",
+            "?" if p.get("num_fds") is None else str(p["num_fds"]),
+            "?" if p.get("num_threads") is None else str(p["num_threads"]),
+            "-" if p.get("connections") is None else str(p["connections"]),
+        )
+        for p in processes
+    ]
+    widths = [max([len(header), *(len(r[i]) for r in rows)]) for i, (header, _) in enumerate(PROCESS_COLUMNS)]
+    # Two spaces between columns (the box's blank divider and the right padding); the command gets the
+    # rest, at least its header.
+    others = sum(w for (header, _), w in zip(PROCESS_COLUMNS, widths, strict=True) if header != "command")
+    gaps = 2 * (len(PROCESS_COLUMNS) - 1)
+    command_width = max(len("command"), min(widths[1], width - others - gaps))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    for (header, justify), w in zip(PROCESS_COLUMNS, widths, strict=True):
+        if header == "command":
+            table.add_column(header, overflow="ellipsis", no_wrap=True, width=command_width)
+        else:
+            table.add_column(header, justify=justify, no_wrap=True, width=w)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
 def render(doc: dict[str, Any]) -> Any:
     """A rich renderable for one snapshot (used by the live view and by --once)."""
-    from rich.console import Group  # noqa: TID251 - monitor is a live view
+    from rich import box  # noqa: TID251 - monitor is a live view
+    from rich.console import Group  # noqa: TID251
     from rich.table import Table  # noqa: TID251
     from rich.text import Text  # noqa: TID251
 
@@ -360,30 +427,15 @@ def render(doc: dict[str, Any]) -> Any:
         parts.append(
             Text(f"nothing listens on port {port}: the server is not running (tcp.refused)", style="red")
         )
-    procs = Table(title="server process", title_justify="left", expand=False)
-    for col in ("pid", "command", "uptime", "RSS", "CPU %", "avg CPU %", "fds", "threads", "conns"):
-        if col == "command":
-            procs.add_column(col, overflow="ellipsis", no_wrap=True, min_width=12, max_width=48)
-        else:
-            procs.add_column(col, no_wrap=True)
-    for p in doc["processes"]:
-        procs.add_row(
-            str(p["pid"]),
-            p.get("cmdline", "")[:60],
-            _duration(p.get("uptime_s")),
-            _bytes(p.get("rss_bytes")),
-            "?" if p.get("cpu_percent") is None else f"{p['cpu_percent']:.1f}",
-            "?" if p.get("cpu_percent_avg") is None else f"{p['cpu_percent_avg']:.1f}",
-            "?" if p.get("num_fds") is None else str(p["num_fds"]),
-            "?" if p.get("num_threads") is None else str(p["num_threads"]),
-            "-" if p.get("connections") is None else str(p["connections"]),
-        )
+    procs = _ProcessTable(doc["processes"])
     if doc["processes"]:
-        parts.append(procs)
+        parts += [Text("server process", style="bold"), procs]
     if doc.get("note"):
         parts.append(Text(doc["note"], style="yellow"))
     est = doc["established"]
-    conns = Table(title=f"ESTABLISHED connections to :{port}: {est['count']}", title_justify="left")
+    # Titles are lines of their own: a table title wraps to the table's width, often narrower.
+    parts.append(Text(f"ESTABLISHED connections to :{port}: {est['count']}", style="bold"))
+    conns = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     conns.add_column("remote address")
     conns.add_column("connections", justify="right")
     for r in est["top_remotes"]:
@@ -393,14 +445,14 @@ def render(doc: dict[str, Any]) -> Any:
     parts.append(conns)
     if est["other_states"]:
         parts.append(Text("other states: " + ", ".join(f"{k} {v}" for k, v in est["other_states"].items())))
-    lis = Table(title="listening sockets", title_justify="left")
+    lis = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in ("address", "family", "pid"):
         lis.add_column(col)
     for li in doc["listeners"]:
         addr = f"[{li['address']}]:{port}" if ":" in li["address"] else f"{li['address']}:{port}"
         lis.add_row(addr, li["family"], "?" if li["pid"] is None else str(li["pid"]))
     if doc["listeners"]:
-        parts.append(lis)
+        parts += [Text("listening sockets", style="bold"), lis]
     cluster = doc.get("cluster")
     if cluster is not None:
         parts.extend(_render_cluster(cluster, Table, Text))

@@ -89,6 +89,11 @@ class WatchState:
     result: str = "running"
     connected: bool = False
     connected_since: float | None = None
+    #: Seconds after the start from which uptime is counted: the end of the first attempt (a first
+    #: connection's handshake is not downtime, so a watch that never lost it reports 100 %).
+    window_start: float | None = None
+    #: time.monotonic() when the watch stopped (before the closing handshake, which is not downtime).
+    ended_at: float | None = None
 
 
 class Watcher:
@@ -271,6 +276,8 @@ class Watcher:
                 got = await self.attempt()
                 if isinstance(got, Cause):
                     st.failures[got.code] += 1
+                    if st.window_start is None:
+                        st.window_start = 0.0  # down from the start
                     self.emit("failed", attempt=st.attempts, retry=retry, **got.to_dict())
                 else:
                     out, conn = got
@@ -279,6 +286,8 @@ class Watcher:
                     st.connections += 1
                     st.connected = True
                     st.connected_since = time.monotonic()
+                    if st.window_start is None:
+                        st.window_start = st.connected_since - self.start
                     retry = 0  # a successful connection resets the counter, as script.js does
                     self.last_rx = time.monotonic()
                     self.emit(
@@ -322,8 +331,9 @@ class Watcher:
         except asyncio.CancelledError:
             st.result = "interrupted"
         finally:
+            st.ended_at = time.monotonic()
             if st.connected and st.connected_since is not None:
-                st.connected_s += time.monotonic() - st.connected_since
+                st.connected_s += st.ended_at - st.connected_since
             if conn is not None:
                 try:
                     loop = asyncio.get_running_loop()
@@ -334,8 +344,9 @@ class Watcher:
 
     def summary(self) -> dict[str, Any]:
         st = self.state
-        total = self.now()
-        ratio = (st.connected_s / total) if total > 0 else 0.0
+        total = (st.ended_at - self.start) if st.ended_at is not None else self.now()
+        window = total - (st.window_start or 0.0)
+        ratio = (st.connected_s / window) if window > 0 else 0.0
         return self.emit(
             "summary",
             result=st.result,
@@ -365,45 +376,84 @@ def _client_id(greeting: str | None) -> str | None:
 
 
 def format_event(ev: dict[str, Any]) -> list[str]:
-    """Human lines for one event (the text output of ``watch``)."""
+    """Human lines for one event (the text output of ``watch``), in the chosen language."""
+    from lokin_doctor.i18n import _, ngettext
+
+    def attempts(n: int) -> str:
+        return ngettext("{n} attempt", "{n} attempts", n).format(n=n)
+
+    def retries(n: int) -> str:
+        return ngettext("{n} retry", "{n} retries", n).format(n=n)
+
     clock = ev["time"][11:23]
+    pad = " " * 14
     kind = ev["event"]
     if kind == "start":
-        mode = "forever" if ev["forever"] else f"{ev['retries']} retries"
-        return [
-            f"{clock}  watching {ev['url']} ({mode}, delay {ev['delay']:g} s x {ev['factor']:g}^(n-1)); Ctrl-C stops"
-        ]
+        mode = _("forever") if ev["forever"] else retries(ev["retries"])
+        text = _("watching {url} ({mode}, delay {delay} s x {factor}^(n-1)); Ctrl-C stops").format(
+            url=ev["url"], mode=mode, delay=f"{ev['delay']:g}", factor=f"{ev['factor']:g}"
+        )
+        return [f"{clock}  {text}"]
     if kind == "attempt":
-        suffix = f" (retry {ev['retry']})" if ev["retry"] else ""
-        return [f"{clock}  attempt {ev['attempt']}{suffix}"]
+        if ev["retry"]:
+            return [
+                f"{clock}  " + _("attempt {n} (retry {retry})").format(n=ev["attempt"], retry=ev["retry"])
+            ]
+        return [f"{clock}  " + _("attempt {n}").format(n=ev["attempt"])]
     if kind == "failed":
-        return [f"{clock}  x {ev['code']}: {ev['summary']}", f"{' ' * 14}fix: {ev['hint']}"]
+        return [f"{clock}  x {ev['code']}: {ev['summary']}", pad + _("fix: {hint}").format(hint=ev["hint"])]
     if kind == "connected":
-        parts = [f"{clock}  connected to {ev['address']} (handshake {ev['handshake_ms']:.1f} ms)"]
+        parts = [
+            f"{clock}  "
+            + _("connected to {address} (handshake {ms} ms)").format(
+                address=ev["address"], ms=f"{ev['handshake_ms']:.1f}"
+            )
+        ]
         if ev["greeting"] is not None:
             cid = f" (clientId {ev['client_id']})" if ev["client_id"] else ""
-            parts.append(f"{' ' * 14}greeting: {ev['greeting'][:200]}{cid}")
+            parts.append(pad + _("greeting: {greeting}").format(greeting=ev["greeting"][:200]) + cid)
         else:
-            parts.append(f"{' ' * 14}no greeting within {GREETING_WAIT_S:g} s")
+            parts.append(pad + _("no greeting within {seconds} s").format(seconds=f"{GREETING_WAIT_S:g}"))
         return parts
     if kind == "disconnected":
         reason = f" ({ev['close_reason']})" if ev["close_reason"] else ""
-        return [
-            f"{clock}  disconnected: close code {ev['close_code']}{reason} after {ev['lived_s']:.1f} s "
-            f"connected [{ev['code']}]"
-        ]
+        text = _("disconnected: close code {close_code}{reason} after {seconds} s connected [{code}]").format(
+            close_code=ev["close_code"], reason=reason, seconds=f"{ev['lived_s']:.1f}", code=ev["code"]
+        )
+        return [f"{clock}  {text}"]
     if kind == "retry":
         of = f"/{ev['of']}" if ev["of"] is not None else ""
-        return [f"{' ' * 14}retry {ev['retry']}{of} in {ev['in_s']:g} s"]
-    if kind == "gave-up":
-        return [f"{clock}  gave up after {ev['attempts']} attempts ({ev['retries']} retries)"]
-    if kind == "summary":
-        fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or "none"
-        discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or "none"
         return [
-            f"summary: {ev['result']}; {ev['attempts']} attempts, {ev['connections']} connections, "
-            f"connected {ev['connected_s']:.1f} s of {ev['duration_s']:.1f} s "
-            f"({100 * ev['uptime_ratio']:.1f} % uptime)",
-            f"         disconnects by close code: {discs}; failures: {fails}; messages received: {ev['messages']}",
+            pad
+            + _("retry {retry}{of} in {seconds} s").format(
+                retry=ev["retry"], of=of, seconds=f"{ev['in_s']:g}"
+            )
         ]
+    if kind == "gave-up":
+        text = _("gave up after {attempts} ({retries})").format(
+            attempts=attempts(ev["attempts"]), retries=retries(ev["retries"])
+        )
+        return [f"{clock}  {text}"]
+    if kind == "summary":
+        none = _("none")
+        fails = ", ".join(f"{k} x{v}" for k, v in ev["failures"].items()) or none
+        discs = ", ".join(f"{k} x{v}" for k, v in ev["disconnects"].items()) or none
+        connections = ngettext("{n} connection", "{n} connections", ev["connections"]).format(
+            n=ev["connections"]
+        )
+        first = _(
+            "summary: {result}; {attempts}, {connections}, connected {connected} s of {duration} s "
+            "({uptime} % uptime)"
+        ).format(
+            result=ev["result"],
+            attempts=attempts(ev["attempts"]),
+            connections=connections,
+            connected=f"{ev['connected_s']:.1f}",
+            duration=f"{ev['duration_s']:.1f}",
+            uptime=f"{100 * ev['uptime_ratio']:.1f}",
+        )
+        second = _("disconnects by close code: {discs}; failures: {fails}; messages received: {n}").format(
+            discs=discs, fails=fails, n=ev["messages"]
+        )
+        return [first, " " * 9 + second]
     return [json.dumps(ev)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -56,10 +57,28 @@ def main(
 
     watcher = Watcher(config, emit)
     summary: dict[str, Any] | None = None
+
+    async def run_until_signal() -> dict[str, Any]:
+        # SIGTERM (systemd, docker stop, kill) ends the watch as Ctrl-C does: summary, then exit 130.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        try:
+            if task is not None:
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+        try:
+            return await watcher.run()
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGTERM)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
     # The standard loop: wire.py times handshakes with loop.time(), which uvloop rounds to milliseconds.
     with asyncio.Runner() as runner:
         try:
-            summary = runner.run(watcher.run())
+            summary = runner.run(run_until_signal())
         except KeyboardInterrupt:
             summary = None
     if summary is None:  # interrupted before the engine could write its summary
