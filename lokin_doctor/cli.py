@@ -23,6 +23,39 @@ import typer  # noqa: E402
 from lokin_doctor import __version__  # noqa: E402
 from lokin_doctor.i18n import _  # noqa: E402
 from lokin_doctor.model import ExitCode  # noqa: E402
+from lokin_doctor.options import (  # noqa: E402
+    BackendOpt,
+    BrowserArgOpt,
+    BrowserOpt,
+    BrowserPathOpt,
+    CaFileOpt,
+    ClientCertOpt,
+    ClientKeyOpt,
+    DebugOpt,
+    DnsServerOpt,
+    ExpectOpt,
+    FormatOpt,
+    HeaderOpt,
+    HoldOpt,
+    InsecureOpt,
+    JsonOpt,
+    LingerOpt,
+    NginxConfigOpt,
+    OriginOpt,
+    PageUrlOpt,
+    ProbeUrlArg,
+    ProcessOpt,
+    RedactOpt,
+    SendOpt,
+    StrictOpt,
+    SubprotocolOpt,
+    TargetsOpt,
+    TimeoutOpt,
+    UrlArg,
+    UrlsArg,
+    VariantsOpt,
+    VerboseOpt,
+)
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
     from lokin_doctor.model import Report
@@ -68,173 +101,6 @@ def _root(
 
 
 # Options shared by the check commands. Defaults live here so `--help` shows them.
-UrlArg = Annotated[
-    str | None,
-    typer.Argument(
-        envvar="LOKIN_URL",
-        show_envvar=False,
-        show_default=False,
-        help=_(
-            "WebSocket URL (ws://, wss://, http(s):// mapped to ws(s)://), host:port, host or port; "
-            "default: $LOKIN_URL, else ws://localhost:8080/."
-        ),
-    ),
-]
-TimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        "--timeout", "-t", help=_("One deadline in seconds for the whole run (every network step).")
-    ),
-]
-JsonOpt = Annotated[
-    bool,
-    typer.Option("--json", help=_("Short for --format json: the JSON report on stdout, nothing else.")),
-]
-FormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        "-f",
-        metavar="text|json|junit|markdown",
-        help=_("Report format: text (terminal), json, junit (CI test results) or markdown (to paste)."),
-    ),
-]
-RedactOpt = Annotated[
-    bool,
-    typer.Option(
-        "--redact",
-        help=_("Replace host names, addresses, tokens and cookies by placeholders (HOST-1, IP-1, TOKEN-1)."),
-    ),
-]
-StrictOpt = Annotated[bool, typer.Option("--strict", help=_("Exit 1 on warnings too."))]
-VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help=_("Show each check's evidence and passed checks' details."))
-]
-DebugOpt = Annotated[bool, typer.Option("--debug", help=_("Show tracebacks of internal errors on stderr."))]
-OriginOpt = Annotated[
-    str | None, typer.Option("--origin", help=_("Origin header to send (as a browser page would)."))
-]
-HeaderOpt = Annotated[
-    list[str] | None,
-    typer.Option("--header", "-H", help=_("Extra request header 'Name: value' (repeatable).")),
-]
-SubprotocolOpt = Annotated[
-    list[str] | None, typer.Option("--subprotocol", help=_("Sec-WebSocket-Protocol to offer (repeatable)."))
-]
-ProcessOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--process",
-        help=_(
-            "Regular expression for the server's command line (repeatable). "
-            "Default: 'node ... server.js' or 'lokin-doctor serve'."
-        ),
-    ),
-]
-SendOpt = Annotated[str | None, typer.Option("--send", help=_("After the upgrade, send this text message."))]
-ExpectOpt = Annotated[
-    str | None, typer.Option("--expect", help=_("Regular expression a reply to --send must match."))
-]
-DnsServerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--dns-server",
-        help=_("Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver."),
-    ),
-]
-CaFileOpt = Annotated[
-    str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
-]
-InsecureOpt = Annotated[
-    bool,
-    typer.Option(
-        "--insecure", "-k", help=_("Go on past a bad certificate (still reported) to test the upgrade.")
-    ),
-]
-BackendOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--backend",
-        help=_("The backend URL behind the proxy, to compare with (default: same host, port 8080)."),
-    ),
-]
-HoldOpt = Annotated[
-    float | None,
-    typer.Option("--hold", help=_("Keep an idle connection open this many seconds and report how it died.")),
-]
-PageUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--page-url",
-        help=_(
-            "The web page's URL (https://site/): derive its WebSocket URL, check CSP, mixed content, Origin."
-        ),
-    ),
-]
-VariantsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--variants/--no-variants", help=_("When the target fails, try nearby URLs (ws/wss, ports, paths).")
-    ),
-]
-NginxConfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--nginx-config",
-        help=_(
-            "nginx's main configuration file to check (default: the running nginx's, when it holds the port)."
-        ),
-    ),
-]
-
-LingerOpt = Annotated[
-    float,
-    typer.Option(
-        "--linger",
-        help=_(
-            "After the greeting and the ping, stay connected (passively) this many seconds, inside "
-            "--timeout, and report a close or a drop in that window; 0 turns it off."
-        ),
-    ),
-]
-
-ClientCertOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--client-cert",
-        help=_("PEM client certificate to offer in TLS (mutual TLS); may hold the key too."),
-    ),
-]
-ClientKeyOpt = Annotated[
-    str | None, typer.Option("--client-key", help=_("PEM private key of --client-cert (unencrypted)."))
-]
-
-BrowserOpt = Annotated[
-    bool,
-    typer.Option(
-        "--browser",
-        help=_(
-            "Load --page-url in headless Chromium and diagnose the WebSockets it really opens "
-            "(needs lokin-doctor[browser]); no URL needed."
-        ),
-    ),
-]
-BrowserPathOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--browser-path", help=_("Chromium/Chrome binary for --browser (default: found automatically).")
-    ),
-]
-BrowserArgOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--browser-arg",
-        help=_(
-            "Extra Chromium switch for --browser (repeatable), e.g. "
-            "'--host-resolver-rules=MAP example.com 127.0.0.1'."
-        ),
-    ),
-]
 
 
 def _settings(url: str | None, **options: Any) -> Settings:
@@ -332,26 +198,6 @@ def _read_targets(path: str) -> list[str]:
     if not urls:
         usage_error(_("--targets {path!r} lists no URL; write one URL a line").format(path=path))
     return urls
-
-
-UrlsArg = Annotated[
-    list[str] | None,
-    typer.Argument(
-        envvar="LOKIN_URL",
-        show_envvar=False,
-        show_default=False,
-        help=_(
-            "WebSocket URL(s), checked at the same time: ws://, wss://, http(s)://, host:port, host or port; "
-            "default: $LOKIN_URL, else ws://localhost:8080/."
-        ),
-    ),
-]
-TargetsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--targets", metavar="FILE", help=_("Also check the URLs of this file (one a line, # comments).")
-    ),
-]
 
 
 @app.command(
@@ -553,19 +399,6 @@ def handshake_command(
         fmt=fmt,
         redact=redact,
     )
-
-
-ProbeUrlArg = Annotated[
-    str | None,
-    typer.Argument(
-        envvar="LOKIN_URL",
-        show_envvar=False,
-        show_default=False,
-        help=_(
-            "The production WebSocket URL (wss://host/path), or $LOKIN_URL; required unless --page-url gives it."
-        ),
-    ),
-]
 
 
 @app.command(
