@@ -309,9 +309,14 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     if f.code in nf.BACKEND_CODES or f.code == "nginx.not-proxied":
         live = codes & {"proxy.backend-down", "handshake.bad-gateway"}
         if f.code == "nginx.proxy-pass-wrong-port":
-            # Whatever holds that port answers nginx: any failed handshake through it is the symptom.
+            # Whatever holds that port answers nginx: a failed upgrade through it is the symptom. Not a TLS
+            # failure (tls.client-cert-required...): nginx decides those itself, before any proxy_pass.
             failed = ctx.results.get("handshake")
-            if failed is not None and failed.status is Status.FAIL and failed.code:
+            if (
+                failed is not None
+                and failed.status is Status.FAIL
+                and (failed.code or "").startswith("handshake.")
+            ):
                 live.add(failed.code)
         if live:
             return "fail", f"the live handshake found {sorted(live)[0]}"

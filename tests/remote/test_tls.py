@@ -264,3 +264,22 @@ def test_client_cert_options_on_the_cli(mtls_server: Any, certs: Any, client_pem
     assert run.code == 0, run.stdout
     bad = run_cli("handshake", peer.url, "--ca-file", certs.ca_file, "--json", "--linger", "0")
     assert bad.root_code == "tls.client-cert-required"
+
+
+def test_client_cert_required_is_not_blamed_on_proxy_pass(
+    nginx_proxy: Any, ws_server: Any, certs: Any
+) -> None:
+    # A lokin-doctor serve elsewhere on the machine makes the backend look like "another program's port"
+    # to the nginx check. Mutual TLS is decided by nginx itself before any proxy_pass: it stays the root cause.
+    from tests.server.conftest import ServeProcess
+
+    other = ServeProcess("--host", "127.0.0.1", "--port", "0")
+    try:
+        assert other.ready_port()
+        conf = f"ssl_verify_client on;\n        ssl_client_certificate {certs.ca_file};"
+        proxy = nginx_proxy("tls", ws_server.port, extra_server_conf=conf)
+        run = doctor(proxy.url, ca_file=certs.ca_file)
+        assert run.root == "tls.client-cert-required", run.explain()
+        assert run["nginx"].status.value != "fail", run.explain()
+    finally:
+        other.stop()
