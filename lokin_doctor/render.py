@@ -139,13 +139,32 @@ def report_lines(report: Report, verbose: bool = False) -> list[Line]:
             lines.append([((f"  {fix} " if i == 0 else pad) + hint_line, "red")])
         lines.append([(tally, "dim")])
     elif report.status is Status.WARN:
-        lines.append([(_("! Reachable, with warnings: {tally}").format(tally=tally), "bold yellow")])
-    else:
+        if _upgraded(report):
+            text = _("! Reachable, with warnings: {tally}").format(tally=tally)
+        else:
+            text = _("! Passed with warnings ({checks}): {tally}").format(checks=_ran(report), tally=tally)
+        lines.append([(text, "bold yellow")])
+    elif _upgraded(report):
         text = _("✓ All good: the WebSocket server at {target} answers. {tally}").format(
             target=report.target, tally=tally
         )
         lines.append([(text, "bold green")])
+    else:
+        # check-port, check-process, --only without a handshake: say only what was checked.
+        text = _(
+            "✓ All good for what was checked ({checks}); no WebSocket handshake was made. {tally}"
+        ).format(checks=_ran(report), tally=tally)
+        lines.append([(text, "bold green")])
     return lines
+
+
+def _upgraded(report: Report) -> bool:
+    """Whether this run made a WebSocket handshake that succeeded (the only ground for "answers")."""
+    return any(r.id == "handshake" and r.status in (Status.OK, Status.WARN) for r in report.results)
+
+
+def _ran(report: Report) -> str:
+    return ", ".join(r.id for r in report.results if r.status is not Status.SKIP)
 
 
 def _plain_output() -> bool:

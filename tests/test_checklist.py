@@ -442,6 +442,7 @@ def test_check_port_and_process_say_only_what_they_saw(tmp_path: Any) -> None:
         process_run = run_cli(
             "check-process", f"ws://127.0.0.1:{port}/", "--json", "--process", r"import socket, sys"
         )
+        process_text = run_cli("check-process", f"ws://127.0.0.1:{port}/", "--process", r"import socket, sys")
     finally:
         proc.kill()
         proc.wait()
@@ -455,5 +456,10 @@ def test_check_port_and_process_say_only_what_they_saw(tmp_path: Any) -> None:
         assert "answer" not in summary
         assert "…" in summary and len(summary) < 260
     assert process_check["summary"].startswith(f"port {port} is held by python")
+    # The verdict line says what was checked, never that the server answers: no handshake was made.
+    assert process_text.code == 0
+    last = process_text.stdout.strip().splitlines()[-1]
+    assert last.startswith("✓ All good for what was checked (dns, process); no WebSocket handshake"), last
+    assert "answers" not in process_text.stdout
     # The evidence keeps the whole command line.
     assert "\n" in process_check["evidence"]["processes"][0]["cmdline"]

@@ -315,7 +315,8 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
             if (
                 failed is not None
                 and failed.status is Status.FAIL
-                and (failed.code or "").startswith("handshake.")
+                and failed.code is not None
+                and failed.code.startswith("handshake.")
             ):
                 live.add(failed.code)
         if live:
