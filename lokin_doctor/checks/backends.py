@@ -24,6 +24,7 @@ from websockets.frames import Opcode
 from lokin_doctor import tlsinfo
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip
 from lokin_doctor.wire import Outcome, open_handshake
 
@@ -85,10 +86,14 @@ async def check(ctx: Context) -> CheckResult:
     target = ctx.target
     addresses: list[str] = ctx.facts["addresses"]
     if len(addresses) < 2:
-        return skip("backends", f"not applicable: {target.host} has a single address", applicable=False)
+        return skip(
+            "backends",
+            _("not applicable: {host} has a single address").format(host=target.host),
+            applicable=False,
+        )
     tcp = ctx.results.get("tcp")
     if tcp is not None and tcp.status is Status.FAIL:
-        return skip("backends", "skipped: tcp failed on every address")
+        return skip("backends", _("skipped: tcp failed on every address"))
     settings = ctx.settings
     ssl_context = tlsinfo.client_context(settings.ca_file, verify=True) if target.secure else None
     outcomes = await asyncio.gather(
@@ -137,8 +142,9 @@ async def check(ctx: Context) -> CheckResult:
         if len(codes) == 1:
             return skip(
                 "backends",
-                f"every address of {target.host} fails the same way ({codes.pop()}); the tcp, tls and "
-                "handshake checks say why",
+                _(
+                    "every address of {host} fails the same way ({pop}); the tcp, tls and handshake checks say why"
+                ).format(host=target.host, pop=codes.pop()),
                 addresses=evidence,
             )
     kinds = {(o.kind, o.status) for _, o, _ in bad}
@@ -154,8 +160,11 @@ async def check(ctx: Context) -> CheckResult:
         "backends",
         code,
         summary,
-        f"fix or start the server on {', '.join(names)} (see the evidence for each), or remove "
-        f"{'that address' if n == 1 else 'those addresses'} from the DNS records of {target.host}",
+        _(
+            "fix or start the server on {names} (see the evidence for each), or remove {value} from the DNS records of {host}"
+        ).format(
+            names=", ".join(names), value="that address" if n == 1 else "those addresses", host=target.host
+        ),
         addresses=evidence,
         causes={a: r.code for a, _, r in bad},
     )

@@ -11,6 +11,7 @@ import asyncio
 import socket
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.sysinfo import is_local_address
 
@@ -33,8 +34,10 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
         return fail(
             "dns",
             "dns.timeout",
-            f"the system resolver did not answer for {host} within {ctx.settings.timeout:g} s",
-            "check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server",
+            _("the system resolver did not answer for {host} within {timeout:g} s").format(
+                host=host, timeout=ctx.settings.timeout
+            ),
+            _("check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server"),
         )
     except socket.gaierror as exc:
         code = _GAI_CODES.get(exc.errno or 0, "dns.error")
@@ -52,7 +55,7 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
             hint = "check the host's DNS records (A/AAAA) and /etc/hosts"
         return fail("dns", code, summary, hint, errno=exc.errno)
     addresses: list[str] = []
-    for family, _, _, _, sockaddr in infos:
+    for family, __, __, __, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):
             addr = str(sockaddr[0])
             if addr not in addresses:
@@ -79,7 +82,11 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
     }
     assert answer.error is not None
     return fail(
-        "dns", f"dns.{answer.error}", f"{answer.detail} (asked {where})", hints[answer.error], server=where
+        "dns",
+        f"dns.{answer.error}",
+        _("{detail} (asked {where})").format(detail=answer.detail, where=where),
+        hints[answer.error],
+        server=where,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from lokin_doctor.context import Context
 from lokin_doctor.dnsquery import Answer, lookup
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 
 HOSTS_FILE = "/etc/hosts"
@@ -36,7 +37,7 @@ async def _system(host: str, port: int, deadline: float) -> list[str] | str:
     except socket.gaierror as exc:
         return exc.strerror or str(exc)
     out: list[str] = []
-    for family, *_, sockaddr in infos:
+    for family, *__, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and str(sockaddr[0]) not in out:
             out.append(str(sockaddr[0]))
     return out
@@ -83,11 +84,18 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "dns-records",
                 "dns.resolvers-disagree",
-                f"{host} resolves on this machine ({', '.join(system)}"
-                + (f", from {HOSTS_FILE}" if hosts else "")
-                + f") but not in DNS: {answer.detail} (asked {asked})",
-                f"other machines cannot resolve {host}: add A/AAAA records for it in its DNS zone, or use an "
-                "address the clients can resolve",
+                _(
+                    "{host} resolves on this machine ({system}{value}) but not in DNS: {detail} (asked {asked})"
+                ).format(
+                    host=host,
+                    system=", ".join(system),
+                    value=f", from {HOSTS_FILE}" if hosts else "",
+                    detail=answer.detail,
+                    asked=asked,
+                ),
+                _(
+                    "other machines cannot resolve {host}: add A/AAAA records for it in its DNS zone, or use an address the clients can resolve"
+                ).format(host=host),
                 **evidence,
             )
         hints = {
@@ -104,7 +112,9 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "dns-records",
             f"dns.{answer.error}",
-            f"{answer.detail} (asked {asked}: {_records(answer)})",
+            _("{detail} (asked {asked}: {answer})").format(
+                detail=answer.detail, asked=asked, answer=_records(answer)
+            ),
             hints[answer.error],
             **evidence,
         )
@@ -116,9 +126,12 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "dns-records",
             "dns.resolvers-disagree",
-            f"{summary}, but this machine's system resolver does not resolve {host} ({system})",
-            f"this machine (and others configured like it) cannot reach {host}: make its resolver use "
-            f"{asked} (or serve the same records), or fix the split-horizon DNS",
+            _("{summary}, but this machine's system resolver does not resolve {host} ({system})").format(
+                summary=summary, host=host, system=system
+            ),
+            _(
+                "this machine (and others configured like it) cannot reach {host}: make its resolver use {asked} (or serve the same records), or fix the split-horizon DNS"
+            ).format(host=host, asked=asked),
             **evidence,
         )
     if set(system) != dns_set:
@@ -127,14 +140,18 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "dns-records",
             "dns.resolvers-disagree",
-            f"{summary}, but this machine's system resolver says {', '.join(system) or 'nothing'}{source}"
-            + (f"; only here: {', '.join(only_sys)}" if only_sys else ""),
-            (
-                f"remove or fix the {HOSTS_FILE} line for {host}"
+            _("{summary}, but this machine's system resolver says {value}{source}{value2}").format(
+                summary=summary,
+                value=", ".join(system) or "nothing",
+                source=source,
+                value2=f"; only here: {', '.join(only_sys)}" if only_sys else "",
+            ),
+            _("{value}: browsers elsewhere use the DNS answer ({addresses})").format(
+                value=f"remove or fix the {HOSTS_FILE} line for {host}"
                 if hosts
-                else "align the resolvers (split horizon?)"
-            )
-            + f": browsers elsewhere use the DNS answer ({', '.join(answer.addresses)})",
+                else "align the resolvers (split horizon?)",
+                addresses=", ".join(answer.addresses),
+            ),
             **evidence,
         )
-    return ok("dns-records", f"{summary}; the system resolver agrees", **evidence)
+    return ok("dns-records", _("{summary}; the system resolver agrees").format(summary=summary), **evidence)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, skip, warn
 
 
@@ -276,7 +277,7 @@ def iptables_verdict(
                 got = nxt in ("tcp", "6", "all")
                 i += 1
             elif w in ("--dport", "--destination-port"):
-                lo, _, hi = nxt.partition(":")
+                lo, __, hi = nxt.partition(":")
                 got = int(lo or 0) <= port <= int(hi or lo or 65535)
                 i += 1
             elif w == "--dports":
@@ -313,7 +314,7 @@ def iptables_verdict(
 
     def walk(chain: str, depth: int) -> Verdict | None | str:
         for num, words in rules.get(chain, []):
-            decided, target, _ = decide(words)
+            decided, target, __ = decide(words)
             if decided is False or target is None:
                 continue
             text = f"-A {chain} " + " ".join(words)
@@ -459,14 +460,14 @@ async def check(ctx: Context) -> CheckResult:
     if os.geteuid() != 0:
         return skip(
             "firewall",
-            "skipped: reading the firewall rules needs root (sudo lokin-doctor all ...)",
+            _("skipped: reading the firewall rules needs root (sudo lokin-doctor all ...)"),
             applicable=False,
         )
     port = ctx.target.port
     budget = min(2.0, max(0.2, ctx.remaining()))
     source, views, why = await asyncio.to_thread(read_rules, port, budget)
     if why is not None:
-        return skip("firewall", f"skipped: {why}", source=source)
+        return skip("firewall", _("skipped: {why}").format(why=why), source=source)
     remote, loop = views.get("remote"), views.get("loopback")
     ev: dict[str, Any] = {"source": source, "port": port}
     for name, v in (("remote", remote), ("loopback", loop)):
@@ -482,7 +483,11 @@ async def check(ctx: Context) -> CheckResult:
         cond = [c for v in (remote, loop) if v is not None for c in v.conditional]
         note = f"; rules that may, depending on the source: {'; '.join(sorted(set(cond)))}" if cond else ""
         return ok(
-            "firewall", f"no rule of this machine ({source}) drops or rejects TCP port {port}{note}", **ev
+            "firewall",
+            _("no rule of this machine ({source}) drops or rejects TCP port {port}{note}").format(
+                source=source, port=port, note=note
+            ),
+            **ev,
         )
     v = blocked[0]
     code = "firewall.rejects-port" if v.action == "reject" else "firewall.drops-port"
@@ -523,8 +528,10 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "firewall",
             code,
-            summary + f"; fine if port {port} sits behind a proxy on this machine",
-            f"if clients connect to port {port} directly, {hint}",
+            _("{summary}; fine if port {port} sits behind a proxy on this machine").format(
+                summary=summary, port=port
+            ),
+            _("if clients connect to port {port} directly, {hint}").format(port=port, hint=hint),
             **ev,
         )
     return fail("firewall", code, summary, hint, **ev)

@@ -15,6 +15,7 @@ from typing import Any
 
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.wire import open_handshake
 
@@ -60,7 +61,7 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "hold",
             "hold.no-connection",
-            f"could not open the connection to hold: {r.summary}",
+            _("could not open the connection to hold: {summary}").format(summary=r.summary),
             r.hint or "see the handshake check",
             **r.evidence,
         )
@@ -117,7 +118,11 @@ async def check(ctx: Context) -> CheckResult:
                 "no server pings: a proxy idle timeout longer than the hold could still cut it "
                 "(nginx/load balancers 60 s, Cloudflare ~100 s): hold longer or enable server pings"
             )
-        return ok("hold", f"held an idle connection {held:.1f} s: still open; {how}", **evidence)
+        return ok(
+            "hold",
+            _("held an idle connection {held:.1f} s: still open; {how}").format(held=held, how=how),
+            **evidence,
+        )
 
     elapsed = died_at - t_open
     idle = died_at - last
@@ -127,10 +132,14 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "hold",
             "hold.closed-by-server",
-            f"the server closed the idle connection after {elapsed:.1f} s with close code {close_code}"
-            + (f" ({close_reason})" if close_reason else ""),
-            "the server closes idle clients: raise its idle/keepalive timeout, or make the client send "
-            "application pings; read its log at that time",
+            _(
+                "the server closed the idle connection after {elapsed:.1f} s with close code {close_code}{value}"
+            ).format(
+                elapsed=elapsed, close_code=close_code, value=f" ({close_reason})" if close_reason else ""
+            ),
+            _(
+                "the server closes idle clients: raise its idle/keepalive timeout, or make the client send application pings; read its log at that time"
+            ),
             **evidence,
         )
     evidence["close_code"] = 1006
@@ -147,19 +156,22 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "hold",
             "hold.idle-timeout",
-            f"the connection was dropped without a close frame (1006) after {elapsed:.1f} s idle, with no server "
-            f"ping in between: a proxy idle timeout ({what})",
-            "raise the proxy's idle timeout (nginx, in the location: proxy_read_timeout 86400s; "
-            f"proxy_send_timeout 86400s;) or make the server ping every {interval} s or less "
-            f"(ws: setInterval(() => client.ping(), {interval * 1000}); websockets: ping_interval={interval})",
+            _(
+                "the connection was dropped without a close frame (1006) after {elapsed:.1f} s idle, with no server ping in between: a proxy idle timeout ({what})"
+            ).format(elapsed=elapsed, what=what),
+            _(
+                "raise the proxy's idle timeout (nginx, in the location: proxy_read_timeout 86400s; proxy_send_timeout 86400s;) or make the server ping every {interval} s or less (ws: setInterval(() => client.ping(), {interval2}); websockets: ping_interval={interval})"
+            ).format(interval=interval, interval2=interval * 1000),
             **evidence,
         )
     return fail(
         "hold",
         "hold.dropped",
-        f"the connection was dropped without a close frame (1006) after {elapsed:.1f} s despite server pings "
-        f"(last traffic {idle:.1f} s before): not an idle timeout",
-        "something cuts connections regardless of traffic: a proxy's maximum connection age, a server restart "
-        "or a NAT/firewall; read the proxy's and the server's logs at that time",
+        _(
+            "the connection was dropped without a close frame (1006) after {elapsed:.1f} s despite server pings (last traffic {idle:.1f} s before): not an idle timeout"
+        ).format(elapsed=elapsed, idle=idle),
+        _(
+            "something cuts connections regardless of traffic: a proxy's maximum connection age, a server restart or a NAT/firewall; read the proxy's and the server's logs at that time"
+        ),
         **evidence,
     )

@@ -27,6 +27,7 @@ from typing import Any
 from lokin_doctor import nginxconf as nc
 from lokin_doctor import nginxfindings as nf
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 
 #: Most telling first: the code a result carries when several findings are present.
@@ -176,7 +177,9 @@ async def check(ctx: Context) -> CheckResult:
     if not local and path is None:
         return skip(
             "nginx",
-            f"skipped: {target.host} is not this machine; run lokin-doctor on the proxy, or give --nginx-config FILE",
+            _(
+                "skipped: {host} is not this machine; run lokin-doctor on the proxy, or give --nginx-config FILE"
+            ).format(host=target.host),
         )
     all_listeners, owners = await scan(ctx) if local else ([], {})
     source = "--nginx-config"
@@ -191,14 +194,18 @@ async def check(ctx: Context) -> CheckResult:
                 else "no nginx runs on this machine"
             )
             return skip(
-                "nginx", f"not applicable: {why} (give --nginx-config FILE to read one)", applicable=False
+                "nginx",
+                _("not applicable: {why} (give --nginx-config FILE to read one)").format(why=why),
+                applicable=False,
             )
         holding = [m for m in masters if m["holds_port"]]
         if not holding and (port_pids or len(masters) > 1):
             held = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values()) or "another process"
             return skip(
                 "nginx",
-                f"not applicable: port {target.port} is held by {held}, not by nginx",
+                _("not applicable: port {port} is held by {held}, not by nginx").format(
+                    port=target.port, held=held
+                ),
                 applicable=False,
                 nginx_masters=[m["pid"] for m in masters],
             )
@@ -216,7 +223,7 @@ async def check(ctx: Context) -> CheckResult:
     except nc.ConfigError as exc:
         return skip(
             "nginx",
-            f"skipped: {exc} (run as root to read nginx's configuration)",
+            _("skipped: {exc} (run as root to read nginx's configuration)").format(exc=exc),
             config=path,
             source=source,
         )
@@ -254,12 +261,20 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "nginx",
                 "nginx.no-server",
-                f"no server block of {config.main} listens on port {target.port}",
-                f"add a server with listen {target.port} (or use the port nginx listens on in the URL)",
+                _("no server block of {main} listens on port {port}").format(
+                    main=config.main, port=target.port
+                ),
+                _("add a server with listen {port} (or use the port nginx listens on in the URL)").format(
+                    port=target.port
+                ),
                 **ev,
             )
         return skip(
-            "nginx", f"not applicable: no server block of {config.main} listens on port {target.port}", **ev
+            "nginx",
+            _("not applicable: no server block of {main} listens on port {port}").format(
+                main=config.main, port=target.port
+            ),
+            **ev,
         )
     # Only this machine's backends are asked (the doctor sends no traffic to hosts the URL does not name).
     local_ups = tuple(u for u in analysis.upstreams if local and on_this_machine(u.host))
@@ -343,13 +358,15 @@ def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckRes
         notes = "; ".join(f"{f.where}: {f.message}" for f, _, _ in weighed)
         return ok(
             "nginx",
-            f"{analysis.describe()} proxies the upgrade" + (f" (note: {notes})" if notes else ""),
+            _("{describe} proxies the upgrade{value}").format(
+                describe=analysis.describe(), value=f" (note: {notes})" if notes else ""
+            ),
             **evidence,
         )
     worst = max(rank[s] for _, s, _ in problems)
     top = [p for p in problems if rank[p[1]] == worst]
     top.sort(key=lambda p: CODE_ORDER.index(p[0].code) if p[0].code in CODE_ORDER else len(CODE_ORDER))
-    first, _, said = top[0]
+    first, __, said = top[0]
     codes = {f.code for f, _, _ in problems}
     ws_port = ctx.facts.get("nginx_ws_port")
     block = nf.fixed_block(analysis, codes, ws_port)

@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.wire import WsConn
 
@@ -184,9 +185,12 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
             return fail(
                 "session",
                 "session.invalid-utf8",
-                f"the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)",
-                "the server sends text frames that are not UTF-8: send binary frames for bytes, or encode the "
-                "text as UTF-8 (Buffer.from(s, 'utf8'), str.encode())",
+                _(
+                    "the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)"
+                ).format(reason=reason, paren=paren),
+                _(
+                    "the server sends text frames that are not UTF-8: send binary frames for bytes, or encode the text as UTF-8 (Buffer.from(s, 'utf8'), str.encode())"
+                ),
                 **evidence,
             )
         evidence["error"] = str(proto_exc)
@@ -194,20 +198,23 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
             return fail(
                 "session",
                 "session.frame-too-big",
-                f"the server announced a message too big to take{when}: {proto_exc}; our side closed "
-                f"with {sent_code}",
-                "the server sends (or claims to send) a huge message: check what it sends on connect; if the "
-                "header is garbage, something else than a WebSocket server writes to the connection",
+                _(
+                    "the server announced a message too big to take{when}: {proto_exc}; our side closed with {sent_code}"
+                ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
+                _(
+                    "the server sends (or claims to send) a huge message: check what it sends on connect; if the header is garbage, something else than a WebSocket server writes to the connection"
+                ),
                 **evidence,
             )
         return fail(
             "session",
             "session.protocol-error",
-            f"the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with "
-            f"{sent_code}, as a browser would",
-            "the server (or a proxy) writes invalid WebSocket frames (reserved opcode, RSV bits without an "
-            "extension, bad masking, a bad close code): upgrade or fix the server's WebSocket library, and "
-            "make sure nothing else writes to the socket after the upgrade",
+            _(
+                "the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with {sent_code}, as a browser would"
+            ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
+            _(
+                "the server (or a proxy) writes invalid WebSocket frames (reserved opcode, RSV bits without an extension, bad masking, a bad close code): upgrade or fix the server's WebSocket library, and make sure nothing else writes to the socket after the upgrade"
+            ),
             **evidence,
         )
     rcvd = conn.proto.close_rcvd
@@ -219,14 +226,18 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
         return fail(
             "session",
             "session.closed-soon" if soon else "session.closed-at-once",
-            f"the server closed the connection {stage} with {what}{when}: {close_meaning(code)}",
+            _("the server closed the connection {stage} with {what}{when}: {code}").format(
+                stage=stage, what=what, when=when, code=close_meaning(code)
+            ),
             close_hint(code),
             **evidence,
         )
     return fail(
         "session",
         "session.dropped-soon" if soon else "session.dropped",
-        f"the server dropped the TCP connection {stage} without a close frame (1006){when}",
+        _("the server dropped the TCP connection {stage} without a close frame (1006){when}").format(
+            stage=stage, when=when
+        ),
         close_hint(None),
         **evidence,
     )
@@ -268,7 +279,9 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "session",
             "session.no-pong",
-            f"the server never answered a ping within the {settings.timeout:g} s deadline{meanwhile}",
+            _("the server never answered a ping within the {timeout:g} s deadline{meanwhile}").format(
+                timeout=settings.timeout, meanwhile=meanwhile
+            ),
             (
                 "the server floods new connections and never answers the ping: check what it sends on connect "
                 "(a broadcast or replay loop?) and whether its event loop keeps up"
@@ -317,7 +330,7 @@ async def check(ctx: Context) -> CheckResult:
                 "session",
                 "session.expect-mismatch",
                 summary,
-                "check the server's protocol for this message (does it echo? what does it answer?)",
+                _("check the server's protocol for this message (does it echo? what does it answer?)"),
                 **evidence,
             )
         if not alive:
@@ -338,7 +351,7 @@ async def check(ctx: Context) -> CheckResult:
         if not alive:
             return _ended(conn, stream, "during the observation window", evidence, soon=True)
 
-    code, _ = await conn.close(min(ctx.deadline, loop.time() + 1.0))
+    code, __ = await conn.close(min(ctx.deadline, loop.time() + 1.0))
     ctx.facts.pop("conn", None)
     evidence["close_code"] = code
     evidence["messages_received"] = stream.count

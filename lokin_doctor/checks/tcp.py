@@ -10,6 +10,7 @@ import errno
 import socket
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 
 
@@ -63,7 +64,11 @@ async def check(ctx: Context) -> CheckResult:
             if len(reachable) == 1
             else f"all {len(reachable)} addresses on port {port}"
         )
-        return ok("tcp", f"TCP connect to {where} succeeded ({best:.1f} ms)", **evidence)
+        return ok(
+            "tcp",
+            _("TCP connect to {where} succeeded ({best:.1f} ms)").format(where=where, best=best),
+            **evidence,
+        )
     if reachable:
         failed = [a for a in addresses if a not in reachable]
         kinds = {table[a][0] for a in failed}
@@ -76,19 +81,27 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "tcp",
                 "tcp.localhost-family",
-                f"{host} resolves to both families and {family_now} is {kind} on port {port} while "
-                f"{family_other} answers",
-                f"clients that try {family_now.split()[0]} first (Node >= 17, some browsers) fail: bind the server "
-                f"to both (host '::' or both addresses), or use {family_other.split()[0]} in the client URL",
+                _(
+                    "{host} resolves to both families and {family_now} is {kind} on port {port} while {family_other} answers"
+                ).format(host=host, family_now=family_now, kind=kind, port=port, family_other=family_other),
+                _(
+                    "clients that try {family_now} first (Node >= 17, some browsers) fail: bind the server to both (host '::' or both addresses), or use {family_other} in the client URL"
+                ).format(family_now=family_now.split()[0], family_other=family_other.split()[0]),
                 **evidence,
             )
         return warn(
             "tcp",
             "tcp.some-addresses-fail",
-            f"{len(failed)} of {len(addresses)} addresses {'refuse' if kind == 'refused' else 'fail'} on port "
-            f"{port}: {', '.join(failed)}",
-            "clients given a failing address cannot connect: fix or remove those DNS records, or start the "
-            "server on those hosts",
+            _("{n_failed} of {n_addresses} addresses {value} on port {port}: {failed}").format(
+                n_failed=len(failed),
+                n_addresses=len(addresses),
+                value="refuse" if kind == "refused" else "fail",
+                port=port,
+                failed=", ".join(failed),
+            ),
+            _(
+                "clients given a failing address cannot connect: fix or remove those DNS records, or start the server on those hosts"
+            ),
             **evidence,
         )
     kinds = {o[0] for o in outcomes}
@@ -97,19 +110,22 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "tcp",
             "tcp.refused",
-            f"connection refused on {where}: nothing accepts connections there",
-            f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
-            "or fix the port in the client URL",
+            _("connection refused on {where}: nothing accepts connections there").format(where=where),
+            _(
+                "start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), or fix the port in the client URL"
+            ).format(port=port),
             **evidence,
         )
     if "timeout" in kinds and kinds <= {"timeout", "unreachable", "error"}:
         return fail(
             "tcp",
             "tcp.timeout",
-            f"no answer from {where} within {ctx.settings.timeout:g} s: packets are dropped (firewall?) "
-            "or the host is down",
-            f"open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check "
-            "the host is up",
+            _(
+                "no answer from {where} within {timeout:g} s: packets are dropped (firewall?) or the host is down"
+            ).format(where=where, timeout=ctx.settings.timeout),
+            _(
+                "open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check the host is up"
+            ).format(port=port),
             **evidence,
         )
     if kinds == {"unreachable"}:
@@ -117,14 +133,17 @@ async def check(ctx: Context) -> CheckResult:
             "tcp",
             "tcp.unreachable",
             f"{where}: {outcomes[0][2]}",
-            "no route to the host: check the address, the network, or a firewall that rejects with "
-            "host-unreachable",
+            _(
+                "no route to the host: check the address, the network, or a firewall that rejects with host-unreachable"
+            ),
             **evidence,
         )
     return fail(
         "tcp",
         "tcp.error",
-        f"cannot connect to {where}: " + "; ".join(sorted({o[2] for o in outcomes})),
-        "check the address and port in the client URL and the network path",
+        _("cannot connect to {where}: {value}").format(
+            where=where, value="; ".join(sorted({o[2] for o in outcomes}))
+        ),
+        _("check the address and port in the client URL and the network path"),
         **evidence,
     )
