@@ -24,29 +24,29 @@ from websockets.frames import Opcode
 from lokin_doctor import tlsinfo
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip
 from lokin_doctor.wire import Outcome, open_handshake
 
 #: How an outcome reads after "1 of 3 addresses ..." (singular, plural).
 _VERBS = {
-    "connect-refused": ("refuses", "refuse"),
-    "connect-timeout": ("does not answer", "do not answer"),
-    "connect-error": ("is unreachable", "are unreachable"),
-    "tls-error": ("fails TLS", "fail TLS"),
-    "timeout": ("does not answer the handshake", "do not answer the handshake"),
-    "reset": ("resets the connection", "reset the connection"),
-    "closed": ("closes without a reply", "close without a reply"),
+    "connect-refused": (N_("refuses"), N_("refuse")),
+    "connect-timeout": (N_("does not answer"), N_("do not answer")),
+    "connect-error": (N_("is unreachable"), N_("are unreachable")),
+    "tls-error": (N_("fails TLS"), N_("fail TLS")),
+    "timeout": (N_("does not answer the handshake"), N_("do not answer the handshake")),
+    "reset": (N_("resets the connection"), N_("reset the connection")),
+    "closed": (N_("closes without a reply"), N_("close without a reply")),
 }
 
 
 def _verb(out: Outcome, plural: bool) -> str:
     if out.kind == "status":
-        return f"answer{'' if plural else 's'} HTTP {out.status}"
+        return _("answer{value} HTTP {status}").format(value="" if plural else "s", status=out.status)
     pair = _VERBS.get(out.kind)
     if pair is None:
-        return "fail the handshake" if plural else "fails the handshake"
-    return pair[1] if plural else pair[0]
+        return _("fail the handshake") if plural else _("fails the handshake")
+    return _(pair[1]) if plural else _(pair[0])
 
 
 #: Seconds an upgraded address gets to send its welcome (the instance id) before we close.
@@ -130,11 +130,13 @@ async def check(ctx: Context) -> CheckResult:
     ]
     n, m = len(bad), len(addresses)
     if not bad:
-        summary = f"all {m} addresses of {target.host} answer 101"
+        summary = _("all {m} addresses of {host} answer 101").format(m=m, host=target.host)
         if named:
             distinct = len(set(named.values()))
-            summary += f"; {distinct} distinct instance{'s' if distinct != 1 else ''}: " + ", ".join(
-                f"{a} -> {i}" for a, i in named.items()
+            summary += _("; {distinct} distinct instance{value}: {named}").format(
+                distinct=distinct,
+                value="s" if distinct != 1 else "",
+                named=", ".join((f"{a} -> {i}" for a, i in named.items())),
             )
         return ok("backends", summary, addresses=evidence, instances=named)
     if n == m:
@@ -150,12 +152,16 @@ async def check(ctx: Context) -> CheckResult:
     kinds = {(o.kind, o.status) for _, o, _ in bad}
     names = [a for a, _, _ in bad]
     if len(kinds) == 1:
-        summary = f"{n} of {m} addresses {_verb(bad[0][1], n > 1)}: {', '.join(names)}"
+        summary = _("{n} of {m} addresses {bad}: {names}").format(
+            n=n, m=m, bad=_verb(bad[0][1], n > 1), names=", ".join(names)
+        )
     else:
-        summary = f"{n} of {m} addresses fail: " + ", ".join(f"{a} ({_detail(o)})" for a, o, _ in bad)
+        summary = _("{n} of {m} addresses fail: {bad}").format(
+            n=n, m=m, bad=", ".join((f"{a} ({_detail(o)})" for a, o, _ in bad))
+        )
     code = "backends.all-fail" if n == m else "backends.some-fail"
     if n < m:
-        summary += "; browsers given those addresses cannot connect"
+        summary += _("; browsers given those addresses cannot connect")
     return fail(
         "backends",
         code,
@@ -163,7 +169,9 @@ async def check(ctx: Context) -> CheckResult:
         _(
             "fix or start the server on {names} (see the evidence for each), or remove {value} from the DNS records of {host}"
         ).format(
-            names=", ".join(names), value="that address" if n == 1 else "those addresses", host=target.host
+            names=", ".join(names),
+            value=_("that address") if n == 1 else _("those addresses"),
+            host=target.host,
         ),
         addresses=evidence,
         causes={a: r.code for a, _, r in bad},

@@ -114,17 +114,17 @@ def _status(sock: SocketSeen) -> int | None:
 def _what_failed(sock: SocketSeen) -> str:
     status = _status(sock)
     if status is not None and status != 101:
-        return f"gets HTTP {status} there"
+        return _("gets HTTP {status} there").format(status=status)
     if sock.error:
         return f"fails: {sock.error}"
     if sock.state == "connecting":
-        return "gets no answer before the deadline"
-    code = f" (close code {sock.close_code})" if sock.close_code else ""
+        return _("gets no answer before the deadline")
+    code = _(" (close code {close_code})").format(close_code=sock.close_code) if sock.close_code else ""
     return f"fails{code}"
 
 
 def _where(t: Target) -> str:
-    return f"port {t.port}, path {t.resource}"
+    return _("port {port}, path {resource}").format(port=t.port, resource=t.resource)
 
 
 async def _answers(ctx: Context, url: str) -> bool:
@@ -139,7 +139,7 @@ async def _said(ctx: Context, url: str) -> str:
     try:
         t = parse_target(url)
     except TargetError:
-        return "not a WebSocket URL"
+        return _("not a WebSocket URL")
     try:
         async with asyncio.timeout_at(ctx.deadline):
             if t.ip is not None:
@@ -151,8 +151,8 @@ async def _said(ctx: Context, url: str) -> str:
             else:
                 addresses = await httpget.system_resolve(t.host)
     except (OSError, TimeoutError) as exc:
-        return f"not resolved ({exc or 'no answer in time'})"
-    said = "not resolved"
+        return _("not resolved ({value})").format(value=exc or _("no answer in time"))
+    said = _("not resolved")
     for address in addresses[:2]:
         out = await open_handshake(
             t,
@@ -341,7 +341,11 @@ async def check(ctx: Context) -> CheckResult:
         )
     if not obs.sockets:
         errors = "; ".join(obs.page_errors[:3])
-        detail = f" (script error: {errors})" if errors else " and shows no script error"
+        detail = (
+            _(" (script error: {errors})").format(errors=errors)
+            if errors
+            else _(" and shows no script error")
+        )
         return fail(
             "browser",
             "page.no-websocket",
@@ -350,19 +354,19 @@ async def check(ctx: Context) -> CheckResult:
             ).format(page_url=page_url, waited_s=obs.waited_s, detail=detail),
             _(
                 "fix the page's script so it calls new WebSocket(url) on load (open the browser's developer console on the page); if it connects only on a user action, --browser cannot see it{value}"
-            ).format(value="" if errors else ", or raise --timeout if it connects late"),
+            ).format(value="" if errors else _(", or raise --timeout if it connects late")),
             **ev,
         )
 
     sock = obs.sockets[0]
     url = sock.url
-    told = f" (the page says: {obs.page_said})" if obs.page_said else ""
+    told = _(" (the page says: {page_said})").format(page_said=obs.page_said) if obs.page_said else ""
     others = list(dict.fromkeys(s.url for s in obs.sockets[1:] if s.url != url))[:MAX_OTHER_URLS]
     if others:
         # The whole chain runs on the first URL; the others get its core (dns to session) each.
         found = await asyncio.gather(*(_core_chain(ctx, u) for u in others))
         ev["other_urls"] = dict(zip(others, found, strict=True))
-    page = f"the page at {page_url}"
+    page = _("the page at {page_url}").format(page_url=page_url)
     try:
         opened = parse_target(url)
     except TargetError:
@@ -409,16 +413,22 @@ async def check(ctx: Context) -> CheckResult:
             _(
                 "Chromium refused to open {url}: {page}'s Content-Security-Policy ({directive}) does not allow it"
             ).format(url=url, page=page, directive=directive),
-            f"add the WebSocket origin to the page's policy: {directive} {origin}"
+            _("add the WebSocket origin to the page's policy: {directive} {origin}").format(
+                directive=directive, origin=origin
+            )
             if directive.startswith(name)
-            else f"allow {origin} in the page's {name}",
+            else _("allow {origin} in the page's {name}").format(origin=origin, name=name),
             browser_message=csp,
             **ev,
         )
     net = _NET_ERROR.search(sock.error or "")
     if net and net.group(1).startswith("ERR_CERT_"):
         tls = ctx.results.get("tls")
-        seen = f"; the tls check says: {tls.summary}" if tls is not None and tls.status is Status.FAIL else ""
+        seen = (
+            _("; the tls check says: {summary}").format(summary=tls.summary)
+            if tls is not None and tls.status is Status.FAIL
+            else ""
+        )
         return fail(
             "browser",
             "page.certificate-rejected",
@@ -443,7 +453,9 @@ async def check(ctx: Context) -> CheckResult:
             w = parse_target(working)
             code, part = _differs(opened, w)
             answers = (
-                f"the WebSocket server answers on {w.resource}" if part == "path" else f"{working} answers"
+                _("the WebSocket server answers on {resource}").format(resource=w.resource)
+                if part == "path"
+                else f"{working} answers"
             )
             return fail(
                 "browser",
@@ -453,10 +465,14 @@ async def check(ctx: Context) -> CheckResult:
                 ),
                 _("make the page open {working}{value}{value2}").format(
                     working=working,
-                    value=f" (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '{w.resource}')"
+                    value=_(
+                        " (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '{resource}')"
+                    ).format(resource=w.resource)
                     if _on_page_host(w, page_url)
                     else "",
-                    value2=f", or route {opened.resource} to the WebSocket server in the proxy"
+                    value2=_(", or route {resource} to the WebSocket server in the proxy").format(
+                        resource=opened.resource
+                    )
                     if part == "path"
                     else "",
                 ),
@@ -484,7 +500,9 @@ async def check(ctx: Context) -> CheckResult:
                 page=page,
                 url=url,
                 sock=_what_failed(sock),
-                value="connects to it" if checked == url else f"connects to {checked}",
+                value=_("connects to it")
+                if checked == url
+                else _("connects to {checked}").format(checked=checked),
                 told=told,
             ),
             _(
@@ -494,11 +512,15 @@ async def check(ctx: Context) -> CheckResult:
         )
     if sock.state == "closed" and sock.close_code not in _NORMAL_CLOSE:
         reason = f" {sock.close_reason!r}" if sock.close_reason else ""
-        sent = f", after the page sent {sock.frames_sent} frame(s)" if sock.frames_sent else ""
-        first = f" (first: {sock.first_sent[0]})" if sock.first_sent else ""
-        closed = (
-            f"{page} opens {url}; it connects, then is closed with {sock.close_code}{reason}{sent}{first}"
+        sent = (
+            _(", after the page sent {frames_sent} frame(s)").format(frames_sent=sock.frames_sent)
+            if sock.frames_sent
+            else ""
         )
+        first = f" (first: {sock.first_sent[0]})" if sock.first_sent else ""
+        closed = _(
+            "{page} opens {url}; it connects, then is closed with {close_code}{reason}{sent}{first}"
+        ).format(page=page, url=url, close_code=sock.close_code, reason=reason, sent=sent, first=first)
         chain = _chain_failure(ctx)
         if chain is not None:
             return warn(

@@ -33,7 +33,7 @@ async def _system(host: str, port: int, deadline: float) -> list[str] | str:
         async with asyncio.timeout_at(deadline):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError:
-        return "no answer in time"
+        return _("no answer in time")
     except socket.gaierror as exc:
         return exc.strerror or str(exc)
     out: list[str] = []
@@ -70,7 +70,7 @@ async def check(ctx: Context) -> CheckResult:
         _system(host, ctx.target.port, ctx.deadline),
     )
     ctx.facts["dns_records"] = answer
-    asked = answer.server or "the configured DNS server"
+    asked = answer.server or _("the configured DNS server")
     evidence: dict[str, Any] = {"server": asked, "records": dict(answer.by_type)}
     if answer.cnames:
         evidence["cname_chain"] = [host, *answer.cnames]
@@ -99,15 +99,20 @@ async def check(ctx: Context) -> CheckResult:
                 **evidence,
             )
         hints = {
-            "nxdomain": f"the name {host} does not exist at {asked}: fix the name in the client URL or add the "
-            "record (A/AAAA) in its zone",
-            "no-answer": f"{host} exists at {asked} but has no A or AAAA record: add one",
-            "refused": f"{asked} refuses or fails to answer for {host} ({_records(answer)}): ask the DNS server "
-            "that serves this zone (split horizon?) or fix its configuration",
-            "timeout": f"nothing answered at {asked}: check the DNS server address and port, and the network "
-            "path (UDP/TCP 53)",
-            "no-config": "configure a name server in /etc/resolv.conf, or give --dns-server",
-            "error": f"check the DNS server {asked}",
+            "nxdomain": _(
+                "the name {host} does not exist at {asked}: fix the name in the client URL or add the record (A/AAAA) in its zone"
+            ).format(host=host, asked=asked),
+            "no-answer": _("{host} exists at {asked} but has no A or AAAA record: add one").format(
+                host=host, asked=asked
+            ),
+            "refused": _(
+                "{asked} refuses or fails to answer for {host} ({answer}): ask the DNS server that serves this zone (split horizon?) or fix its configuration"
+            ).format(asked=asked, host=host, answer=_records(answer)),
+            "timeout": _(
+                "nothing answered at {asked}: check the DNS server address and port, and the network path (UDP/TCP 53)"
+            ).format(asked=asked),
+            "no-config": _("configure a name server in /etc/resolv.conf, or give --dns-server"),
+            "error": _("check the DNS server {asked}").format(asked=asked),
         }
         return fail(
             "dns-records",
@@ -119,7 +124,7 @@ async def check(ctx: Context) -> CheckResult:
             **evidence,
         )
 
-    chain = f" via CNAME {' -> '.join([host, *answer.cnames])}" if answer.cnames else ""
+    chain = _(" via CNAME {value}").format(value=" -> ".join([host, *answer.cnames])) if answer.cnames else ""
     summary = f"{host}{chain}: {_records(answer)} (asked {asked})"
     dns_set = set(answer.addresses)
     if isinstance(system, str):
@@ -144,12 +149,14 @@ async def check(ctx: Context) -> CheckResult:
                 summary=summary,
                 value=", ".join(system) or "nothing",
                 source=source,
-                value2=f"; only here: {', '.join(only_sys)}" if only_sys else "",
+                value2=_("; only here: {only_sys}").format(only_sys=", ".join(only_sys)) if only_sys else "",
             ),
             _("{value}: browsers elsewhere use the DNS answer ({addresses})").format(
-                value=f"remove or fix the {HOSTS_FILE} line for {host}"
+                value=_("remove or fix the {HOSTS_FILE} line for {host}").format(
+                    HOSTS_FILE=HOSTS_FILE, host=host
+                )
                 if hosts
-                else "align the resolvers (split horizon?)",
+                else _("align the resolvers (split horizon?)"),
                 addresses=", ".join(answer.addresses),
             ),
             **evidence,

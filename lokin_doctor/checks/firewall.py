@@ -415,7 +415,7 @@ def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
                 ruleset = json.loads(out or '{"nftables": []}')
             except ValueError:
                 ruleset = None
-                nft_error = "nft -j list ruleset printed no JSON"
+                nft_error = _("nft -j list ruleset printed no JSON")
             if ruleset is not None:
                 sources.append("nft -j list ruleset")
                 views = {
@@ -440,7 +440,7 @@ def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
     sources += used
     if not sources:
         if nft is None and not tools:
-            return "", {}, "neither nft nor iptables-save is installed"
+            return "", {}, _("neither nft nor iptables-save is installed")
         why = nft_error or save_error
         if why:
             return "", {}, why
@@ -481,7 +481,11 @@ async def check(ctx: Context) -> CheckResult:
     blocked = [v for v in (loop, remote) if v is not None and v.action in ("drop", "reject")]
     if not blocked:
         cond = [c for v in (remote, loop) if v is not None for c in v.conditional]
-        note = f"; rules that may, depending on the source: {'; '.join(sorted(set(cond)))}" if cond else ""
+        note = (
+            _("; rules that may, depending on the source: {cond}").format(cond="; ".join(sorted(set(cond))))
+            if cond
+            else ""
+        )
         return ok(
             "firewall",
             _("no rule of this machine ({source}) drops or rejects TCP port {port}{note}").format(
@@ -492,19 +496,21 @@ async def check(ctx: Context) -> CheckResult:
     v = blocked[0]
     code = "firewall.rejects-port" if v.action == "reject" else "firewall.drops-port"
     seen = (
-        "clients get a reset or 'unreachable' at once (tcp.refused)"
+        _("clients get a reset or 'unreachable' at once (tcp.refused)")
         if v.action == "reject"
-        else "clients' SYNs go unanswered: they see tcp.timeout"
+        else _("clients' SYNs go unanswered: they see tcp.timeout")
     )
     scope = (
-        "every client, loopback included"
+        _("every client, loopback included")
         if loop is not None and loop in blocked
-        else "clients on other machines"
+        else _("clients on other machines")
     )
     tcp = ctx.results.get("tcp")
     if tcp is not None and tcp.code in ("tcp.timeout", "tcp.refused"):
-        seen += f" (the {tcp.code} above)"
-    summary = f"{_describe(v)} {v.action}s new TCP connections to port {port} from {scope}: {seen}"
+        seen += _(" (the {code} above)").format(code=tcp.code)
+    summary = _("{v} {action}s new TCP connections to port {port} from {scope}: {seen}").format(
+        v=_describe(v), action=v.action, port=port, scope=scope, seen=seen
+    )
     if v.tool == "nft":
         delete = (
             f"nft delete rule {v.family} {v.table} {v.chain} handle {v.handle}"
@@ -515,11 +521,12 @@ async def check(ctx: Context) -> CheckResult:
     else:
         delete = f"{v.tool} -D {v.chain} {v.handle}" if v.handle is not None else None
         allow = f"{v.tool} -I {v.chain} -p tcp --dport {port} -j ACCEPT"
-    hint = (
-        f"open port {port}: {allow}"
-        + (f" (or remove the rule: {delete})" if delete else "")
-        + "; make it permanent in /etc/nftables.conf (or ufw allow "
-        + f"{port}/tcp, firewall-cmd --add-port={port}/tcp --permanent)"
+    hint = _(
+        "open port {port}: {allow}{value}; make it permanent in /etc/nftables.conf (or ufw allow {port}/tcp, firewall-cmd --add-port={port}/tcp --permanent)"
+    ).format(
+        port=port,
+        allow=allow,
+        value=_(" (or remove the rule: {delete})").format(delete=delete) if delete else "",
     )
     local_target = ctx.target.host in ("localhost",) or (
         ctx.target.ip is not None and ctx.target.ip.is_loopback

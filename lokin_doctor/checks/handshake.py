@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 
 from lokin_doctor.context import Context
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, skip
 from lokin_doctor.target import Target
 from lokin_doctor.wire import Outcome, open_handshake
@@ -33,7 +33,7 @@ def proxy_name(out: Outcome) -> str | None:
         return server.split("/")[0]  # "nginx/1.22.1" -> "nginx"
     via = out.header("via")
     if via:
-        return f"a proxy (Via: {via})"
+        return _("a proxy (Via: {via})").format(via=via)
     if b"<center>nginx" in out.body:
         return "nginx"
     return None
@@ -50,15 +50,11 @@ CLIENT_CERT_REFUSED_ALERTS = (
     "unsupported certificate",
     "decrypt error",
 )
-CLIENT_CERT_HINT = (
-    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate "
-    "issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate "
-    "installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
+CLIENT_CERT_HINT = N_(
+    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
 )
-CLIENT_CERT_REJECTED_HINT = (
-    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx "
-    "ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage "
-    "clientAuth)"
+CLIENT_CERT_REJECTED_HINT = N_(
+    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage clientAuth)"
 )
 
 
@@ -87,7 +83,7 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
             _("{where} requires a client certificate (mutual TLS){who} and none was offered").format(
                 where=where, who=who
             ),
-            CLIENT_CERT_HINT,
+            _(CLIENT_CERT_HINT),
             **ev,
         )
     if "the ssl certificate error" in body or (
@@ -101,7 +97,7 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
             _("{where} refused the client certificate offered: {value}").format(
                 where=where, value=out.error or out.status_line
             ),
-            CLIENT_CERT_REJECTED_HINT,
+            _(CLIENT_CERT_REJECTED_HINT),
             **ev,
         )
     return None
@@ -121,7 +117,11 @@ def classify(
         ext = out.header("sec-websocket-extensions")
         proto = out.header("sec-websocket-protocol")
         extra = "".join([f", extensions: {ext}" if ext else "", f", subprotocol: {proto}" if proto else ""])
-        ms = f" in {out.handshake_ms:.1f} ms" if out.handshake_ms is not None else ""
+        ms = (
+            _(" in {handshake_ms:.1f} ms").format(handshake_ms=out.handshake_ms)
+            if out.handshake_ms is not None
+            else ""
+        )
         return ok(
             check_id,
             _("HTTP 101 Switching Protocols from {where}{ms}, Sec-WebSocket-Accept valid{extra}").format(
@@ -278,7 +278,7 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
     offered_proto = out.offered.get("Sec-WebSocket-Protocol")
     if out.kind == "bad-subprotocol":
         chosen = out.header("sec-websocket-protocol") or ""
-        offered_text = f"offered {offered_proto!r}" if offered_proto else "offered none"
+        offered_text = f"offered {offered_proto!r}" if offered_proto else _("offered none")
         first = chosen.split(",")[0].strip() or "NAME"
         return fail(
             check_id,
@@ -345,14 +345,12 @@ def _classify_status(
         nev = _negotiation_evidence(out, ev)
         nev.pop("answered", None)
         if wanted:
-            hint = (
-                f"offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with "
-                f"new WebSocket(url, [{wanted!r}])"
-            )
+            hint = _(
+                "offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with new WebSocket(url, [{wanted!r}])"
+            ).format(wanted=wanted)
         else:
-            hint = (
-                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the "
-                "server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
+            hint = _(
+                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
             )
         return fail(
             check_id,
@@ -374,7 +372,7 @@ def _classify_status(
             **ev,
         )
     if status == 426 or (status == 400 and proxy and re.search(r"upgrade|connection", body, re.I)):
-        who = proxy or "a proxy between the client and the server"
+        who = proxy or _("a proxy between the client and the server")
         return fail(
             check_id,
             "handshake.upgrade-dropped",
@@ -398,17 +396,15 @@ def _classify_status(
         )
     if status in (401, 403):
         if origin:
-            hint = (
-                f"the server rejects Origin {origin} or needs credentials: add the page's origin to the server's "
-                "allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
-            )
+            hint = _(
+                "the server rejects Origin {origin} or needs credentials: add the page's origin to the server's allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
+            ).format(origin=origin)
         else:
-            hint = (
-                "the server needs credentials or an allowed Origin: retry with --origin https://your-site "
-                "or --header 'Authorization: ...'; check the server's origin allow-list"
+            hint = _(
+                "the server needs credentials or an allowed Origin: retry with --origin https://your-site or --header 'Authorization: ...'; check the server's origin allow-list"
             )
         cdn = (
-            " by a CDN/WAF"
+            _(" by a CDN/WAF")
             if out.header("cf-ray") or "cloudflare" in (out.header("server") or "").lower()
             else ""
         )
@@ -430,10 +426,12 @@ def _classify_status(
             **ev,
         )
     if 300 <= status < 400:
-        location = out.header("location") or "(no Location header)"
-        hint = f"WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
+        location = out.header("location") or _("(no Location header)")
+        hint = _(
+            "WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
+        ).format(location=location)
         if location.startswith("https://") and not target.secure:
-            hint += "; the site redirects to https, so the client must use wss://"
+            hint += _("; the site redirects to https, so the client must use wss://")
         return fail(
             check_id,
             "handshake.redirect",

@@ -15,15 +15,15 @@ from typing import Any
 
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.wire import open_handshake
 
 #: Known idle timeouts: (seconds, who).
 CULPRITS = (
-    (60.0, "nginx's proxy_read_timeout default (60 s) or a cloud load balancer's idle timeout (60 s)"),
-    (100.0, "Cloudflare's idle timeout (~100 s)"),
-    (350.0, "AWS NLB/Gateway idle timeout (350 s)"),
+    (60.0, N_("nginx's proxy_read_timeout default (60 s) or a cloud load balancer's idle timeout (60 s)")),
+    (100.0, N_("Cloudflare's idle timeout (~100 s)")),
+    (350.0, N_("AWS NLB/Gateway idle timeout (350 s)")),
 )
 #: Time kept for the closing handshake before the runner's own limit.
 CLOSE_MARGIN_S = 0.15
@@ -32,7 +32,7 @@ CLOSE_MARGIN_S = 0.15
 def culprit(idle: float) -> str | None:
     for seconds, who in CULPRITS:
         if abs(idle - seconds) <= max(3.0, seconds * 0.08):
-            return who
+            return _(who)
     return None
 
 
@@ -62,7 +62,7 @@ async def check(ctx: Context) -> CheckResult:
             "hold",
             "hold.no-connection",
             _("could not open the connection to hold: {summary}").format(summary=r.summary),
-            r.hint or "see the handshake check",
+            r.hint or _("see the handshake check"),
             **r.evidence,
         )
     conn = out.conn
@@ -109,14 +109,15 @@ async def check(ctx: Context) -> CheckResult:
         held = loop.time() - t_open
         if pings:
             how = (
-                f"the server pings every ~{ping_every:g} s, which keeps it alive"
+                _("the server pings every ~{ping_every:g} s, which keeps it alive").format(
+                    ping_every=ping_every
+                )
                 if ping_every
-                else ("the server sent a ping, which keeps it alive")
+                else (_("the server sent a ping, which keeps it alive"))
             )
         else:
-            how = (
-                "no server pings: a proxy idle timeout longer than the hold could still cut it "
-                "(nginx/load balancers 60 s, Cloudflare ~100 s): hold longer or enable server pings"
+            how = _(
+                "no server pings: a proxy idle timeout longer than the hold could still cut it (nginx/load balancers 60 s, Cloudflare ~100 s): hold longer or enable server pings"
             )
         return ok(
             "hold",
@@ -148,9 +149,9 @@ async def check(ctx: Context) -> CheckResult:
         what = (
             f"matches {who}"
             if who
-            else f"after about {idle:.1f} s"
+            else _("after about {idle:.1f} s").format(idle=idle)
             if idle < 10
-            else f"after about {idle:.0f} s"
+            else _("after about {idle:.0f} s").format(idle=idle)
         )
         interval = max(1, int(idle / 2))
         return fail(

@@ -40,7 +40,7 @@ def page_origin(ctx: Context) -> tuple[str, str]:
         return f"{parts.scheme}://{host}{port}", "--page-url"
     if settings.origin:
         return settings.origin, "--origin"
-    return ctx.target.http_origin, "the target's own origin"
+    return ctx.target.http_origin, _("the target's own origin")
 
 
 def _said(out: Outcome) -> str:
@@ -97,9 +97,8 @@ async def check(ctx: Context) -> CheckResult:
         f"page Origin {page} ({source})": _said(got["page"]),
         f"foreign Origin {FOREIGN_ORIGIN}": _said(got["foreign"]),
     }
-    line = (
-        f"no Origin: {_said(got['none'])}; page Origin {page}: {_said(got['page'])}; "
-        f"foreign Origin: {_said(got['foreign'])}"
+    line = _("no Origin: {none}; page Origin {page}: {page2}; foreign Origin: {foreign}").format(
+        none=_said(got["none"]), page=page, page2=_said(got["page"]), foreign=_said(got["foreign"])
     )
     if _rejected(got["page"]):
         return fail(
@@ -132,7 +131,7 @@ async def check(ctx: Context) -> CheckResult:
             **evidence,
         )
     if _rejected(got["foreign"]):
-        note = "" if got["none"].kind == "upgraded" else "; requests without an Origin are refused too"
+        note = "" if got["none"].kind == "upgraded" else _("; requests without an Origin are refused too")
         return ok(
             "origins",
             _("the server filters origins: the page's is accepted, a foreign one refused{note}").format(

@@ -203,7 +203,7 @@ async def check(ctx: Context) -> CheckResult:
     page_origin = _origin_of(page_url)
     evidence: dict[str, Any] = {"page_url": page_url, "websocket_url": target.url}
     if not settings.explicit_target or target == _derived(page_url):
-        evidence["websocket_url_from"] = "derived from the page (same host, /ws)"
+        evidence["websocket_url_from"] = _("derived from the page (same host, /ws)")
 
     mixed = page_origin.scheme == "https" and not target.secure and not _trustworthy(target.host)
 
@@ -288,7 +288,9 @@ async def check(ctx: Context) -> CheckResult:
             **evidence,
         )
     csp_note = (
-        "no Content-Security-Policy" if "csp" not in evidence else "its Content-Security-Policy allows it"
+        _("no Content-Security-Policy")
+        if "csp" not in evidence
+        else _("its Content-Security-Policy allows it")
     )
     return ok(
         "page",

@@ -141,7 +141,7 @@ async def check(ctx: Context) -> CheckResult:
             **evidence,
         )
     # Only what this check saw: who holds the socket. Whether it answers is the handshake's to say.
-    held_by = f"held by {names}" if names else "held by a process"
+    held_by = _("held by {names}").format(names=names) if names else _("held by a process")
     return ok(
         "port",
         _("port {port} is {held_by} (listening on {bound})").format(

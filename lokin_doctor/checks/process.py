@@ -14,7 +14,7 @@ from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, ProcInfo, find_proces
 
 def describe_patterns(patterns: tuple[str, ...]) -> str:
     if patterns == DEFAULT_PROCESS_PATTERNS:
-        return "'node server.js' or 'lokin-doctor serve'"
+        return _("'node server.js' or 'lokin-doctor serve'")
     return " or ".join(repr(p) for p in patterns)
 
 
@@ -25,7 +25,7 @@ def _describe(p: ProcInfo) -> str:
 def _vitals(p: ProcInfo) -> str:
     parts = [f"up {_duration(p.uptime_s)}"]
     if p.rss is not None:
-        parts.append(f"RSS {p.rss / 1048576:.1f} MiB")
+        parts.append(_("RSS {rss:.1f} MiB").format(rss=p.rss / 1048576))
     if p.cpu_percent is not None:
         parts.append(f"CPU {p.cpu_percent:.1f}%")
     return ", ".join(parts)
@@ -125,7 +125,8 @@ async def check(ctx: Context) -> CheckResult:
     listening = [m for m in matches if m.listening_ports]
     if listening:
         where = "; ".join(
-            f"{_describe(m)} listens on {', '.join(map(str, m.listening_ports))}" for m in listening
+            _("{m} listens on {str}").format(m=_describe(m), str=", ".join(map(str, m.listening_ports)))
+            for m in listening
         )
         t = ctx.target
         urls = ", ".join(

@@ -115,7 +115,7 @@ def _said(out: Outcome) -> str:
         return "101"
     if out.kind == "status":
         return f"HTTP {out.status}"
-    return {"connect-refused": "connection refused", "connect-timeout": "no answer (timeout)"}.get(
+    return {"connect-refused": _("connection refused"), "connect-timeout": _("no answer (timeout)")}.get(
         out.kind, out.error or out.kind
     )
 
@@ -161,17 +161,17 @@ async def check(ctx: Context) -> CheckResult:
         return skip("proxy", _("not applicable: no proxy recognised in the reply"), applicable=False)
 
     backend = await _probe_backend(ctx)
-    who = name or "the proxy"
-    public = f"{who} answers HTTP {status} at {target.url}"
+    who = name or _("the proxy")
+    public = _("{who} answers HTTP {status} at {url}").format(who=who, status=status, url=target.url)
     if backend is not None:
         b_target, b_out = backend
         ctx.facts["backend_outcome"] = b_out
         ev["backend"] = {"url": b_target.url, **b_out.evidence()}
         b_ok = b_out.kind == "upgraded"
-        b_said = f"backend {b_target.url} answers {_said(b_out)}"
+        b_said = _("backend {url} answers {b_out}").format(url=b_target.url, b_out=_said(b_out))
     else:
         b_target, b_out, b_ok = None, None, False
-        b_said = "backend not compared (give --backend URL)"
+        b_said = _("backend not compared (give --backend URL)")
     location = target.resource.split("?")[0]
 
     if upgrade_dropped:
@@ -202,27 +202,24 @@ async def check(ctx: Context) -> CheckResult:
         )
     if status in (502, 504):
         if b_ok:
-            tail = (
-                f"{b_said} directly: {who} points at the wrong address or port (check proxy_pass), "
-                "or cannot reach it (a firewall or SELinux between them)"
-            )
+            tail = _(
+                "{b_said} directly: {who} points at the wrong address or port (check proxy_pass), or cannot reach it (a firewall or SELinux between them)"
+            ).format(b_said=b_said, who=who)
             assert b_target is not None
-            hint = (
-                f"point {who}'s proxy_pass at the address and port where the backend listens ({b_target.url})"
-            )
+            hint = _(
+                "point {who}'s proxy_pass at the address and port where the backend listens ({url})"
+            ).format(who=who, url=b_target.url)
         elif b_out is not None:
-            tail = f"{b_said} either: the WebSocket server is down"
-            hint = (
-                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and "
-                "check that proxy_pass names its address and port"
+            tail = _("{b_said} either: the WebSocket server is down").format(b_said=b_said)
+            hint = _(
+                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check that proxy_pass names its address and port"
             )
         else:
-            tail = "the backend was not compared (give --backend URL to check it directly)"
-            hint = (
-                "start the WebSocket server behind the proxy and check the proxy_pass address and port; "
-                "compare with --backend ws://backend-host:8080/"
+            tail = _("the backend was not compared (give --backend URL to check it directly)")
+            hint = _(
+                "start the WebSocket server behind the proxy and check the proxy_pass address and port; compare with --backend ws://backend-host:8080/"
             )
-        what = "does not answer" if status == 502 else "does not answer in time"
+        what = _("does not answer") if status == 502 else _("does not answer in time")
         return fail(
             "proxy",
             "proxy.backend-down",

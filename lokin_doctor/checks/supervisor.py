@@ -113,7 +113,7 @@ def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> 
 def _systemctl_restart(unit: str, timeout: float) -> tuple[str | None, str]:
     """(Restart= value, why unknown)."""
     if shutil.which("systemctl") is None:
-        return None, "systemctl is not installed"
+        return None, _("systemctl is not installed")
     rc, out, err = _run(["systemctl", "show", unit, "-p", "Restart", "--value"], timeout)
     if rc != 0 or not out.strip():
         return None, (err.strip().splitlines() or [f"systemctl exited {rc}"])[0]
@@ -240,15 +240,9 @@ def unit_hint(server: Ancestor, cwd: str | None) -> str:
         if found:
             exec_start = " ".join(shlex.quote(a) for a in (found, *server.cmdline[1:]))
     wd = f"WorkingDirectory={cwd}\n" if cwd else ""
-    return (
-        "run it under a supervisor that restarts it: the systemd unit of deploy/lokin-ws.service, with this "
-        "server's command, as /etc/systemd/system/lokin-ws.service:\n"
-        "[Unit]\nDescription=LOK IN WebSocket server\nAfter=network-online.target\n\n"
-        f"[Service]\n{wd}ExecStart={exec_start}\nRestart=always\nRestartSec=2\n\n"
-        "[Install]\nWantedBy=multi-user.target\n"
-        "then: sudo systemctl daemon-reload && sudo systemctl enable --now lokin-ws "
-        "(or with pm2: pm2 start server.js --name lokin-ws && pm2 save && pm2 startup)"
-    )
+    return _(
+        "run it under a supervisor that restarts it: the systemd unit of deploy/lokin-ws.service, with this server's command, as /etc/systemd/system/lokin-ws.service:\n[Unit]\nDescription=LOK IN WebSocket server\nAfter=network-online.target\n\n[Service]\n{wd}ExecStart={exec_start}\nRestart=always\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\nthen: sudo systemctl daemon-reload && sudo systemctl enable --now lokin-ws (or with pm2: pm2 start server.js --name lokin-ws && pm2 save && pm2 startup)"
+    ).format(wd=wd, exec_start=exec_start)
 
 
 async def _server_pid(ctx: Context) -> int | None:
@@ -328,9 +322,9 @@ def classify(
                         **ev,
                     )
                 said = (
-                    f"autorestart on, {env.get('restart_time', 0)} restart(s) so far"
+                    _("autorestart on, {env} restart(s) so far").format(env=env.get("restart_time", 0))
                     if autorestart
-                    else "autorestart unknown: pm2 jlist could not be run, pm2's default is on"
+                    else _("autorestart unknown: pm2 jlist could not be run, pm2's default is on")
                 )
                 return ok(
                     "supervisor",
@@ -339,7 +333,7 @@ def classify(
                     ),
                     **ev,
                 )
-            said = "neither pm2 jlist nor PM2_HOME/pids names it"
+            said = _("neither pm2 jlist nor PM2_HOME/pids names it")
             return ok(
                 "supervisor",
                 _("{who} is supervised by pm2 (God Daemon pid {pid}; {said})").format(
@@ -365,9 +359,13 @@ def classify(
                     **ev,
                 )
             said = (
-                f"program {program}, autorestart={autorestart}"
+                _("program {program}, autorestart={autorestart}").format(
+                    program=program, autorestart=autorestart
+                )
                 if program
-                else f"no [program:x] of {conf or 'its configuration'} matches its command"
+                else _("no [program:x] of {value} matches its command").format(
+                    value=conf or _("its configuration")
+                )
             )
             return ok(
                 "supervisor",
@@ -419,7 +417,11 @@ def classify(
             ).format(who=who, container=container),
             **ev,
         )
-    parent_said = f"its parent is pid {parent.pid} ({parent.command})" if parent else "it has no parent"
+    parent_said = (
+        _("its parent is pid {pid} ({command})").format(pid=parent.pid, command=parent.command)
+        if parent
+        else _("it has no parent")
+    )
     return warn(
         "supervisor",
         "supervisor.none",

@@ -30,14 +30,14 @@ async def connect(address: str, port: int, deadline: float) -> tuple[str, float 
             await loop.sock_connect(sock, (address, port))
         return "ok", (loop.time() - t0) * 1000, "connected"
     except TimeoutError:
-        return "timeout", None, "no answer (packets dropped?)"
+        return "timeout", None, _("no answer (packets dropped?)")
     except ConnectionRefusedError:
-        return "refused", (loop.time() - t0) * 1000, "connection refused"
+        return "refused", (loop.time() - t0) * 1000, _("connection refused")
     except (ConnectionResetError, ConnectionAbortedError):
         # A reset can only follow a completed three-way handshake (a SYN answered by RST is "refused"):
         # the server accepted, then reset. Whether it lands before or after connect() returns is a race,
         # so it counts as connected and the handshake check names it (handshake.reset) every time.
-        return "ok", (loop.time() - t0) * 1000, "connected, then reset by the server"
+        return "ok", (loop.time() - t0) * 1000, _("connected, then reset by the server")
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             return "unreachable", None, exc.strerror or str(exc)
@@ -54,7 +54,8 @@ async def check(ctx: Context) -> CheckResult:
     reachable = [a for a in addresses if table[a][0] == "ok"]
     ctx.facts["reachable"] = reachable
     evidence = {
-        fmt(a, port): (f"{o[2]} in {o[1]:.1f} ms" if o[1] is not None else o[2]) for a, o in table.items()
+        fmt(a, port): (_("{o} in {o2:.1f} ms").format(o=o[2], o2=o[1]) if o[1] is not None else o[2])
+        for a, o in table.items()
     }
     host = ctx.target.host
     if reachable and len(reachable) == len(addresses):
@@ -62,7 +63,7 @@ async def check(ctx: Context) -> CheckResult:
         where = (
             fmt(reachable[0], port)
             if len(reachable) == 1
-            else f"all {len(reachable)} addresses on port {port}"
+            else _("all {n_reachable} addresses on port {port}").format(n_reachable=len(reachable), port=port)
         )
         return ok(
             "tcp",

@@ -53,9 +53,17 @@ def _where(host: str, address: str, port: int) -> str:
 def _leaf_notes(info: dict[str, Any], host: str) -> list[str]:
     notes = []
     if info.get("days_left", 0) < 0:
-        notes.append(f"it expired {abs(info['days_left']):g} days ago ({info['not_after']})")
+        notes.append(
+            _("it expired {days_left:g} days ago ({not_after})").format(
+                days_left=abs(info["days_left"]), not_after=info["not_after"]
+            )
+        )
     if info.get("matches_host") is False:
-        notes.append(f"its names ({', '.join(info['sans']) or 'none'}) do not include {host}")
+        notes.append(
+            _("its names ({value}) do not include {host}").format(
+                value=", ".join(info["sans"]) or "none", host=host
+            )
+        )
     return notes
 
 
@@ -90,7 +98,7 @@ def _verify_failure(
         ev["served_chain"] = _served_summary(chain)
     notes = _leaf_notes(info, host) if info else []
     subject = info.get("subject_cn", "the certificate")
-    ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else "this machine's CA store"
+    ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else _("this machine's CA store")
 
     def extra(skip: str) -> str:
         others = [n for n in notes if not (skip and n.startswith(skip))]
@@ -101,7 +109,7 @@ def _verify_failure(
             "tls",
             "tls.expired",
             _("the certificate of {where} expired on {info}{value}").format(
-                where=where, info=info.get("not_after", "?"), value=extra("it expired")
+                where=where, info=info.get("not_after", "?"), value=extra(_("it expired"))
             ),
             _(
                 "renew the certificate (certbot renew, or your CA) and reload the server/proxy; check the renewal timer"
@@ -126,7 +134,7 @@ def _verify_failure(
             "tls",
             "tls.hostname-mismatch",
             _("the certificate of {where} is for {names}, not {host}{value}").format(
-                where=where, names=names, host=host, value=extra("its names")
+                where=where, names=names, host=host, value=extra(_("its names"))
             ),
             _(
                 "issue a certificate that includes {host} (subjectAltName), or use a URL with one of its names"
@@ -172,9 +180,13 @@ def _verify_failure(
                 if aia:
                     ev["aia_ca_issuers"] = aia
                 why = (
-                    f"browsers may still work by fetching it from {aia[0]}, Node and Python fail"
+                    _("browsers may still work by fetching it from {aia}, Node and Python fail").format(
+                        aia=aia[0]
+                    )
                     if aia
-                    else f"it is not in {ca_hint} either, so clients cannot build the chain"
+                    else _("it is not in {ca_hint} either, so clients cannot build the chain").format(
+                        ca_hint=ca_hint
+                    )
                 )
                 return fail(
                     "tls",
@@ -302,9 +314,9 @@ async def check(ctx: Context) -> CheckResult:
             if plain is not None and plain.kind in ("upgraded", "status"):
                 ws_url = replace(target, scheme="ws").url
                 what = (
-                    "a WebSocket server (101 on ws://)"
+                    _("a WebSocket server (101 on ws://)")
                     if plain.kind == "upgraded"
-                    else (f"plain HTTP ({plain.status_line})")
+                    else (_("plain HTTP ({status_line})").format(status_line=plain.status_line))
                 )
                 return fail(
                     "tls",
@@ -362,17 +374,15 @@ async def check(ctx: Context) -> CheckResult:
             )
         error = (main.error or "").lower()
         if "protocol version" in error or "unsupported protocol" in error:
-            hint = (
-                "the server offers only TLS versions browsers and Python refuse (1.0/1.1): enable TLS 1.2 and "
-                "1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
+            hint = _(
+                "the server offers only TLS versions browsers and Python refuse (1.0/1.1): enable TLS 1.2 and 1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
             )
         elif "handshake failure" in error or "no shared cipher" in error:
-            hint = (
-                "the server and clients share no cipher suite (or the server lacks a usable certificate/key): "
-                "use a modern cipher list (nginx: ssl_ciphers HIGH:!aNULL:!MD5;) and check ssl_certificate_key"
+            hint = _(
+                "the server and clients share no cipher suite (or the server lacks a usable certificate/key): use a modern cipher list (nginx: ssl_ciphers HIGH:!aNULL:!MD5;) and check ssl_certificate_key"
             )
         else:
-            hint = (
+            hint = _(
                 "check the server's TLS configuration (protocols, ciphers, certificate and key) and its log"
             )
         return fail(
@@ -418,7 +428,7 @@ async def _narrow_failure(
                 _(
                     "{where} asked for a client certificate (mutual TLS) and ended the handshake without one: {error}"
                 ).format(where=where, error=main.error),
-                CLIENT_CERT_HINT,
+                _(CLIENT_CERT_HINT),
                 **ev,
             )
         if (
@@ -432,7 +442,7 @@ async def _narrow_failure(
                 _("{where} refused the client certificate {client_cert}: {error}").format(
                     where=where, client_cert=settings.client_cert, error=main.error
                 ),
-                CLIENT_CERT_REJECTED_HINT,
+                _(CLIENT_CERT_REJECTED_HINT),
                 **ev,
             )
     version_problem = any(
@@ -499,15 +509,19 @@ def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> Chec
         if ev.get(short) == ev.get(full):
             ev.pop(short, None)
     if ctx.settings.ca_file:
-        ev["trusted_via"] = f"system CAs + --ca-file {ctx.settings.ca_file}"
+        ev["trusted_via"] = _("system CAs + --ca-file {ca_file}").format(ca_file=ctx.settings.ca_file)
     subject = info.get("subject_cn", "?")
     issuer = info.get("issuer_cn", "?")
     days = info.get("days_left")
     alpn = probe.alpn or "none"
-    desc = f"{probe.version}, {probe.cipher}, ALPN {alpn}; certificate valid for {host}"
+    desc = _("{version}, {cipher}, ALPN {alpn}; certificate valid for {host}").format(
+        version=probe.version, cipher=probe.cipher, alpn=alpn, host=host
+    )
     if days is not None:
-        desc += f", expires in {days:g} days ({str(info.get('not_after', ''))[:10]})"
-    desc += f"; issued by {issuer}"
+        desc += _(", expires in {days:g} days ({info})").format(
+            days=days, info=str(info.get("not_after", ""))[:10]
+        )
+    desc += _("; issued by {issuer}").format(issuer=issuer)
     if days is not None and days < EXPIRY_WARN_DAYS:
         return warn(
             "tls",

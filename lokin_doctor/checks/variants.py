@@ -105,9 +105,9 @@ def _said(out: Outcome) -> str:
         return f"HTTP {out.status}"
     return {
         "connect-refused": "refused",
-        "connect-timeout": "no answer",
-        "timeout": "no reply in time",
-        "tls-error": "TLS failed",
+        "connect-timeout": _("no answer"),
+        "timeout": _("no reply in time"),
+        "tls-error": _("TLS failed"),
     }.get(out.kind, out.kind)
 
 
@@ -238,11 +238,13 @@ async def check(ctx: Context) -> CheckResult:
             ),
             **evidence,
         )
-    hint = f"use {best.url} in the client"
+    hint = _("use {url} in the client").format(url=best.url)
     if best.resource != target.resource:
-        hint += f", or make the server (or the proxy's location) answer on {target.resource}"
+        hint += _(", or make the server (or the proxy's location) answer on {resource}").format(
+            resource=target.resource
+        )
     if page_secure and not best.secure:
-        hint += "; the page is https, so browsers need wss://: put TLS in front of it"
+        hint += _("; the page is https, so browsers need wss://: put TLS in front of it")
     return fail(
         "variants",
         "variants.url-mismatch",
