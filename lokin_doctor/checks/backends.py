@@ -42,7 +42,7 @@ _VERBS = {
 
 def _verb(out: Outcome, plural: bool) -> str:
     if out.kind == "status":
-        return _("answer{value} HTTP {status}").format(value="" if plural else "s", status=out.status)
+        return (_("answer HTTP {status}") if plural else _("answers HTTP {status}")).format(status=out.status)
     pair = _VERBS.get(out.kind)
     if pair is None:
         return _("fail the handshake") if plural else _("fails the handshake")

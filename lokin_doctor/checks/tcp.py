@@ -96,7 +96,7 @@ async def check(ctx: Context) -> CheckResult:
             _("{n_failed} of {n_addresses} addresses {value} on port {port}: {failed}").format(
                 n_failed=len(failed),
                 n_addresses=len(addresses),
-                value="refuse" if kind == "refused" else "fail",
+                value=_("refuse") if kind == "refused" else _("fail"),
                 port=port,
                 failed=", ".join(failed),
             ),
