@@ -23,7 +23,7 @@ def _describe(p: ProcInfo) -> str:
 
 
 def _vitals(p: ProcInfo) -> str:
-    parts = [f"up {_duration(p.uptime_s)}"]
+    parts = [_("up {duration}").format(duration=_duration(p.uptime_s))]
     if p.rss is not None:
         parts.append(_("RSS {rss:.1f} MiB").format(rss=p.rss / 1048576))
     if p.cpu_percent is not None:
@@ -38,7 +38,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds / 60:.0f} min"
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    return _("{days:.1f} days").format(days=seconds / 86400)
 
 
 async def check(ctx: Context) -> CheckResult:
