@@ -549,8 +549,9 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     tcp = ctx.results.get("tcp")
     if result.code not in ("firewall.drops-port", "firewall.rejects-port") or tcp is None:
         return result
-    if tcp.code in ("tcp.timeout", "tcp.refused") and f"the {tcp.code} above" not in result.summary:
+    note = _(" (the {code} above)").format(code=tcp.code)
+    if tcp.code in ("tcp.timeout", "tcp.refused") and note not in result.summary:
         from dataclasses import replace
 
-        return replace(result, summary=f"{result.summary} (the {tcp.code} above)")
+        return replace(result, summary=result.summary + note)
     return result

@@ -578,7 +578,11 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     port = ctx.target.port
     return replace(
         result,
-        summary=f"{result.summary}; port {port} is held by {names}",
-        hint=f"{names} holds port {port} instead of the WebSocket server: stop it or move one of the two "
-        "to another port (and the client URL with it)",
+        summary=_("{summary}; port {port} is held by {names}").format(
+            summary=result.summary, port=port, names=names
+        ),
+        hint=_(
+            "{names} holds port {port} instead of the WebSocket server: stop it or move one of the two "
+            "to another port (and the client URL with it)"
+        ).format(names=names, port=port),
     )

@@ -15,7 +15,7 @@ from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, ProcInfo, find_proces
 def describe_patterns(patterns: tuple[str, ...]) -> str:
     if patterns == DEFAULT_PROCESS_PATTERNS:
         return _("'node server.js' or 'lokin-doctor serve'")
-    return " or ".join(repr(p) for p in patterns)
+    return _(" or ").join(repr(p) for p in patterns)
 
 
 def _describe(p: ProcInfo) -> str:

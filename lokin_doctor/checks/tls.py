@@ -97,7 +97,7 @@ def _verify_failure(
         ev["certificate"] = info
         ev["served_chain"] = _served_summary(chain)
     notes = _leaf_notes(info, host) if info else []
-    subject = info.get("subject_cn", "the certificate")
+    subject = info.get("subject_cn", _("the certificate"))
     ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else _("this machine's CA store")
 
     def extra(skip: str) -> str:
