@@ -10,8 +10,16 @@ import errno
 import socket
 
 from lokin_doctor.context import Context
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, warn
+
+#: How a failed connect reads in "... is {kind} on port ..." (the outcome's own word, translated).
+KINDS = {
+    "refused": N_("refused"),
+    "timeout": N_("timeout"),
+    "unreachable": N_("unreachable"),
+    "error": N_("error"),
+}
 
 
 def fmt(address: str, port: int) -> str:
@@ -84,7 +92,13 @@ async def check(ctx: Context) -> CheckResult:
                 "tcp.localhost-family",
                 _(
                     "{host} resolves to both families and {family_now} is {kind} on port {port} while {family_other} answers"
-                ).format(host=host, family_now=family_now, kind=kind, port=port, family_other=family_other),
+                ).format(
+                    host=host,
+                    family_now=family_now,
+                    kind=_(KINDS[kind]) if kind in KINDS else kind,
+                    port=port,
+                    family_other=family_other,
+                ),
                 _(
                     "clients that try {family_now} first (Node >= 17, some browsers) fail: bind the server to both (host '::' or both addresses), or use {family_other} in the client URL"
                 ).format(family_now=family_now.split()[0], family_other=family_other.split()[0]),
