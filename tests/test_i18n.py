@@ -334,3 +334,25 @@ def test_serve_help_options_in_french() -> None:
     assert "No banner and no log lines." not in flat
     en = " ".join(run_cli("serve", "--help", env={**EN, "COLUMNS": "200"}).stdout.split())
     assert "TCP port; 0 picks a free one (printed on the ready line)." in en
+
+
+def test_check_texts_follow_the_language_chosen_after_import() -> None:
+    """Module-level texts (N_) are translated when a result is made, not when the module is imported."""
+    from lokin_doctor.checks import hold, session
+
+    try:
+        i18n.set_language("fr")
+        assert session.close_meaning(1011) == (
+            "le gestionnaire du serveur a échoué (une exception dans son gestionnaire de connexion ou de message)"
+        )
+        assert session.close_meaning(4001) == (
+            "le code de fermeture 4001 est propre à l'application : cherchez-le dans le code du serveur"
+        )
+        assert hold.culprit(100.0) == "délai d'inactivité de Cloudflare (~100 s)"
+        i18n.set_language("en")
+        assert session.close_meaning(1011) == (
+            "the server's handler failed (an exception in its connection or message handler)"
+        )
+        assert hold.culprit(100.0) == "Cloudflare's idle timeout (~100 s)"
+    finally:
+        i18n.set_language(None)
