@@ -12,13 +12,17 @@ import math
 import os
 import re
 
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 
 #: RFC 9110 token (header names, subprotocol names).
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: RFC 9110 field-value as this tool sends it: visible ASCII, spaces and tabs inside (no CR, LF, NUL,
 #: no other control, no non-ASCII: obs-text is obsolete and browsers' fetch() refuses it too).
 FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?|")
+
+
+#: The units callers pass to :func:`number`, marked for translation (translated where the message is made).
+UNITS = (N_("seconds"), N_("milliseconds"), N_("handshakes per second"))
 
 
 def number(
@@ -34,7 +38,7 @@ def number(
     if math.isfinite(value) and (value > low or (low_ok and value == low)) and value <= high:
         return None
     above = _("{low:g} or more").format(low=low) if low_ok else _("above {low:g}").format(low=low)
-    what = _("a number of {unit}").format(unit=unit) if unit else _("a number")
+    what = _("a number of {unit}").format(unit=_(unit)) if unit else _("a number")
     return _("{option} must be {what}, {above} and at most {high:g}, not {value!r}").format(
         option=option, what=what, above=above, high=high, value=value
     )

@@ -304,6 +304,11 @@ def test_a_misbehaving_peers_404_is_told_in_french(bad_server: Any) -> None:
             "--expect needs --send: say what to send, then what the reply must match",
         ),
         (
+            ("--timeout", "0"),
+            "--timeout doit être un nombre de secondes, au-dessus de 0 et au plus 3600, pas 0.0",
+            "--timeout must be a number of seconds, above 0 and at most 3600, not 0.0",
+        ),
+        (
             ("--origin", "https://example.com/path"),
             "--origin 'https://example.com/path' invalide ; une origine ressemble à https://example.com (sans chemin)",
             "invalid --origin 'https://example.com/path'; an origin looks like https://example.com (no path)",
@@ -314,7 +319,7 @@ def test_a_misbehaving_peers_404_is_told_in_french(bad_server: Any) -> None:
             "invalid --dns-server 'dns.example': 'dns.example' is not an IP address (names are not accepted)",
         ),
     ],
-    ids=["settings", "validate-origin", "validate-dns-server"],
+    ids=["settings", "validate-number", "validate-origin", "validate-dns-server"],
 )
 def test_option_validation_errors_in_french(args: tuple[str, ...], french: str, english: str) -> None:
     url = _refused()
