@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor.i18n import _
 from lokin_doctor.nginxconf import (
     DEFAULT_TIMEOUT_S,
     Config,
@@ -113,8 +114,14 @@ class Analysis:
     def describe(self) -> str:
         names = server_names(self.server)
         loc = self.location
-        where = f"location {' '.join(loc.args)} at {loc.where}" if loc else f"server at {self.server.where}"
-        return f"{where} (server {' '.join(names) or '_'} on port {self.listen.port})"
+        where = (
+            _("location {args} at {where}").format(args=" ".join(loc.args), where=loc.where)
+            if loc
+            else _("server at {where}").format(where=self.server.where)
+        )
+        return _("{where} (server {value} on port {port})").format(
+            where=where, value=" ".join(names) or "_", port=self.listen.port
+        )
 
     def evidence(self) -> dict[str, Any]:
         loc = self.location
@@ -153,7 +160,7 @@ def analyse(
         return None
     server, listen, server_reason = picked
     found = select_location(server, path.split("?", 1)[0] or "/")
-    locations, location_reason = found if found else ([], "no location matches: the server block itself")
+    locations, location_reason = found if found else ([], _("no location matches: the server block itself"))
     http = config.http()
     levels = [*([http] if http else []), server, *locations]
     anchor = locations[-1] if locations else server
@@ -171,9 +178,11 @@ def analyse(
             "nginx.not-proxied",
             "fail",
             anchor,
-            f"{'location ' + ' '.join(anchor.args) if locations else 'the server block'} has no proxy_pass: "
-            f"nginx answers {path} itself "
-            "(a file or a 404), it never reaches the WebSocket server",
+            _(
+                "{value} has no proxy_pass: nginx answers {path} itself (a file or a 404), it never reaches the WebSocket server"
+            ).format(
+                value="location " + " ".join(anchor.args) if locations else _("the server block"), path=path
+            ),
         )
     else:
         upstreams = proxy_targets(config, proxy_pass)
@@ -183,18 +192,20 @@ def analyse(
             said = (
                 f"proxy_http_version {version.args[0]}"
                 if version
-                else "no proxy_http_version (nginx's default is 1.0)"
+                else _("no proxy_http_version (nginx's default is 1.0)")
             )
             add(
                 "nginx.http10-upstream",
                 "fail",
                 at,
-                f"{said}: nginx talks HTTP/1.0 to the backend, which cannot upgrade",
+                _("{said}: nginx talks HTTP/1.0 to the backend, which cannot upgrade").format(said=said),
             )
         by_name = {h.args[0].lower(): h for h in headers if h.args}
         inherited = ""
         if headers_level is not None and headers_level is not anchor:
-            inherited = f" (the proxy_set_header lines in force come from {headers_level.name} at {headers_level.where})"
+            inherited = _(" (the proxy_set_header lines in force come from {name} at {where})").format(
+                name=headers_level.name, where=headers_level.where
+            )
         own = anchor.children("proxy_set_header")
         shadow = ""
         if own:
@@ -207,10 +218,9 @@ def analyse(
                 and h.args[0].lower() not in {o.args[0].lower() for o in own if o.args}
             ]
             if lost:
-                shadow = (
-                    f"; {lost[0].text()} at {lost[0].where} is not inherited: a level with its own "
-                    "proxy_set_header lines inherits none from above"
-                )
+                shadow = _(
+                    "; {text} at {where} is not inherited: a level with its own proxy_set_header lines inherits none from above"
+                ).format(text=lost[0].text(), where=lost[0].where)
         upgrade = by_name.get("upgrade")
         if (
             upgrade is None
@@ -221,12 +231,13 @@ def analyse(
                 "nginx.upgrade-header-missing",
                 "fail",
                 upgrade or anchor,
-                (
-                    "no proxy_set_header Upgrade $http_upgrade"
+                _("{value}: the backend never sees the Upgrade request{inherited}{shadow}").format(
+                    value=_("no proxy_set_header Upgrade $http_upgrade")
                     if upgrade is None
-                    else f"{upgrade.text()} does not forward the client's Upgrade"
-                )
-                + f": the backend never sees the Upgrade request{inherited}{shadow}",
+                    else _("{text} does not forward the client's Upgrade").format(text=upgrade.text()),
+                    inherited=inherited,
+                    shadow=shadow,
+                ),
             )
         conn = by_name.get("connection")
         known_maps = maps(config)
@@ -235,7 +246,9 @@ def analyse(
                 "nginx.connection-header-missing",
                 "fail",
                 conn or anchor,
-                f"no proxy_set_header Connection: nginx sends 'Connection: close' to the backend{inherited}{shadow}",
+                _(
+                    "no proxy_set_header Connection: nginx sends 'Connection: close' to the backend{inherited}{shadow}"
+                ).format(inherited=inherited, shadow=shadow),
             )
         else:
             value = conn.args[1]
@@ -244,8 +257,9 @@ def analyse(
                     "nginx.connection-header-empty",
                     "fail",
                     conn,
-                    'proxy_set_header Connection "" (the upstream keepalive recipe) removes the Connection '
-                    "header, so the backend sees no upgrade request",
+                    _(
+                        'proxy_set_header Connection "" (the upstream keepalive recipe) removes the Connection header, so the backend sees no upgrade request'
+                    ),
                 )
             elif value.startswith("$"):
                 m = known_maps.get(value)
@@ -254,8 +268,9 @@ def analyse(
                         "nginx.connection-map-missing",
                         "fail",
                         conn,
-                        f"Connection {value} but no map defines {value} in the http block "
-                        "(nginx -t fails with 'unknown variable')",
+                        _(
+                            "Connection {value} but no map defines {value} in the http block (nginx -t fails with 'unknown variable')"
+                        ).format(value=value),
                     )
                 else:
                     map_var = value
@@ -265,15 +280,16 @@ def analyse(
                             "nginx.connection-header-empty",
                             "fail",
                             m,
-                            f"the map at {m.where} gives {value} = {given!r} to a request with "
-                            "'Upgrade: websocket', not 'upgrade'",
+                            _(
+                                "the map at {where} gives {value} = {given!r} to a request with 'Upgrade: websocket', not 'upgrade'"
+                            ).format(where=m.where, value=value, given=given),
                         )
             elif "upgrade" not in value.lower():
                 add(
                     "nginx.connection-header-missing",
                     "fail",
                     conn,
-                    f"{conn.text()}: the backend sees no upgrade request",
+                    _("{text}: the backend sees no upgrade request").format(text=conn.text()),
                 )
         for directive, code in (
             ("proxy_read_timeout", "nginx.read-timeout-short"),
@@ -283,28 +299,39 @@ def analyse(
             seconds = parse_time(d.args[0]) if d and d.args else DEFAULT_TIMEOUT_S
             if seconds is None:
                 continue
-            said = f"{d.text()}" if d else f"{directive} not set (nginx's default 60 s)"
+            said = (
+                f"{d.text()}"
+                if d
+                else _("{directive} not set (nginx's default 60 s)").format(directive=directive)
+            )
             if facts.ping_interval is not None and facts.ping_interval > 0:
                 if seconds <= facts.ping_interval:
                     add(
                         code,
                         "warn",
                         d or anchor,
-                        f"{said} is not longer than the server's ping interval ({facts.ping_interval:g} s"
-                        f"{', ' + facts.ping_source if facts.ping_source else ''}): nginx closes idle clients "
-                        f"after {seconds:g} s",
+                        _(
+                            "{said} is not longer than the server's ping interval ({ping_interval:g} s{value}): nginx closes idle clients after {seconds:g} s"
+                        ).format(
+                            said=said,
+                            ping_interval=facts.ping_interval,
+                            value=", " + facts.ping_source if facts.ping_source else "",
+                            seconds=seconds,
+                        ),
                     )
             elif facts.ping_interval == 0 or d is not None and seconds < DEFAULT_TIMEOUT_S:
                 why = (
-                    "the server sends no keepalive pings"
+                    _("the server sends no keepalive pings")
                     if facts.ping_interval == 0
-                    else "the server's ping interval is unknown"
+                    else _("the server's ping interval is unknown")
                 )
                 add(
                     code,
                     "warn",
                     d or anchor,
-                    f"{said}: nginx closes a WebSocket idle for {seconds:g} s and {why}, so quiet clients are dropped",
+                    _(
+                        "{said}: nginx closes a WebSocket idle for {seconds:g} s and {why}, so quiet clients are dropped"
+                    ).format(said=said, seconds=seconds, why=why),
                 )
         is_local = facts.is_local or _is_loopback
         for up in upstreams:
@@ -313,7 +340,9 @@ def analyse(
                 continue
             if facts.listening_ports is not None and up.port not in facts.listening_ports:
                 where = (
-                    f" (the WebSocket server listens on {', '.join(map(str, sorted(facts.ws_ports)))})"
+                    _(" (the WebSocket server listens on {str})").format(
+                        str=", ".join(map(str, sorted(facts.ws_ports)))
+                    )
                     if facts.ws_ports
                     else ""
                 )
@@ -321,15 +350,18 @@ def analyse(
                     "nginx.proxy-pass-nothing-listens",
                     "fail",
                     at,
-                    f"{at.text()}: nothing listens on {up.host}:{up.port} on this machine{where}; nginx answers 502",
+                    _(
+                        "{text}: nothing listens on {host}:{port} on this machine{where}; nginx answers 502"
+                    ).format(text=at.text(), host=up.host, port=up.port, where=where),
                 )
             elif facts.ws_ports and up.port in facts.other_ports:
                 add(
                     "nginx.proxy-pass-wrong-port",
                     "warn",
                     at,
-                    f"{at.text()} points at port {up.port}, held by another program, while the WebSocket "
-                    f"server listens on {', '.join(map(str, sorted(facts.ws_ports)))}",
+                    _(
+                        "{text} points at port {port}, held by another program, while the WebSocket server listens on {str}"
+                    ).format(text=at.text(), port=up.port, str=", ".join(map(str, sorted(facts.ws_ports)))),
                 )
         loc = locations[-1] if locations else None
         for up in upstreams[:1]:
@@ -344,8 +376,9 @@ def analyse(
                     "nginx.path-rewritten",
                     "warn",
                     proxy_pass,
-                    f"{proxy_pass.text()} has a URI part ({up.uri}): nginx replaces the location prefix "
-                    f"{prefix} with it, so the backend receives {sent} instead of {bare}",
+                    _(
+                        "{text} has a URI part ({uri}): nginx replaces the location prefix {prefix} with it, so the backend receives {sent} instead of {bare}"
+                    ).format(text=proxy_pass.text(), uri=up.uri, prefix=prefix, sent=sent, bare=bare),
                 )
     if map_var is None and "$connection_upgrade" in maps(config):
         map_var = "$connection_upgrade"
@@ -357,7 +390,9 @@ def analyse(
                 "nginx.leaf-only-certificate",
                 "note",
                 cert,
-                f"{cert.text()}: the file holds one certificate (the leaf only, no intermediate)",
+                _("{text}: the file holds one certificate (the leaf only, no intermediate)").format(
+                    text=cert.text()
+                ),
             )
     return Analysis(
         config,

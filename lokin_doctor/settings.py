@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from lokin_doctor.i18n import _
 from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
 
@@ -84,15 +85,20 @@ def build_settings(
     check(validate.number("--linger", linger, low_ok=True, high=3600))
     if url is not None and not url.strip():
         raise SettingsError(
-            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out "
-            "for the default"
+            _(
+                "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
+            )
         )
     for option, value, example in (
         ("--backend", backend, "ws://10.0.0.5:8080/"),
         ("--page-url", page_url, "https://example.com/"),
     ):
         if value is not None and not value.strip():
-            raise SettingsError(f"empty {option}; give a URL such as {example}, or leave the option out")
+            raise SettingsError(
+                _("empty {option}; give a URL such as {example}, or leave the option out").format(
+                    option=option, example=example
+                )
+            )
     try:
         if url:
             target = parse_target(url)
@@ -120,14 +126,16 @@ def build_settings(
     ):
         if option == "--process" and not p.strip():
             raise SettingsError(
-                "empty --process pattern; give a regular expression such as 'node .*server\\.js'"
+                _("empty --process pattern; give a regular expression such as 'node .*server\\.js'")
             )
         try:
             re.compile(p)
         except re.error as exc:
-            raise SettingsError(f"invalid regular expression for {option} {p!r}: {exc}") from None
+            raise SettingsError(
+                _("invalid regular expression for {option} {p!r}: {exc}").format(option=option, p=p, exc=exc)
+            ) from None
     if expect is not None and send is None:
-        raise SettingsError("--expect needs --send: say what to send, then what the reply must match")
+        raise SettingsError(_("--expect needs --send: say what to send, then what the reply must match"))
     if ca_file is not None:
         check(validate.ca_file(ca_file))
     check(validate.client_cert(client_cert, client_key))
@@ -141,8 +149,9 @@ def build_settings(
         check(problem)
     if nginx_config is not None and not os.path.isfile(nginx_config):
         raise SettingsError(
-            f"--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main "
-            "configuration file, e.g. /etc/nginx/nginx.conf"
+            _(
+                "--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main configuration file, e.g. /etc/nginx/nginx.conf"
+            ).format(nginx_config=nginx_config)
         )
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
@@ -179,19 +188,20 @@ def _browser_settings(
     """Validate the --browser options; return the Chromium binary to launch (found before any traffic)."""
     if not browser:
         if path is not None:
-            raise SettingsError("--browser-path needs --browser (load the page in Chromium)")
+            raise SettingsError(_("--browser-path needs --browser (load the page in Chromium)"))
         if args:
-            raise SettingsError("--browser-arg needs --browser (load the page in Chromium)")
+            raise SettingsError(_("--browser-arg needs --browser (load the page in Chromium)"))
         return None
     if not page_url:
         raise SettingsError(
-            "--browser needs --page-url: the page to open, e.g. --page-url https://example.com/"
+            _("--browser needs --page-url: the page to open, e.g. --page-url https://example.com/")
         )
     for arg in args:
         if not arg.startswith("--") or len(arg) < 3:
             raise SettingsError(
-                f"invalid --browser-arg {arg!r}; give one Chromium switch, e.g. "
-                "'--host-resolver-rules=MAP example.com 127.0.0.1'"
+                _(
+                    "invalid --browser-arg {arg!r}; give one Chromium switch, e.g. '--host-resolver-rules=MAP example.com 127.0.0.1'"
+                ).format(arg=arg)
             )
     from lokin_doctor.browser import BrowserMissingError, certutil_path, find_browser
 
@@ -201,7 +211,8 @@ def _browser_settings(
         raise SettingsError(str(exc)) from None
     if ca_file is not None and certutil_path() is None:
         raise SettingsError(
-            "--ca-file with --browser needs certutil to trust the CA in Chromium; "
-            "install it (sudo apt-get install libnss3-tools)"
+            _(
+                "--ca-file with --browser needs certutil to trust the CA in Chromium; install it (sudo apt-get install libnss3-tools)"
+            )
         )
     return found

@@ -22,6 +22,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor.i18n import _
+
 #: OpenSSL X509_V_ERR_* codes the tls check names.
 V_UNABLE_TO_GET_ISSUER_CERT = 2
 V_CERT_NOT_YET_VALID = 9
@@ -213,7 +215,7 @@ async def _probe(
     t0 = loop.time()
     try:
         async with asyncio.timeout_at(deadline):
-            _, writer = await asyncio.open_connection(
+            __, writer = await asyncio.open_connection(
                 address,
                 port,
                 ssl=ssl_context,
@@ -221,7 +223,7 @@ async def _probe(
                 ssl_handshake_timeout=max(0.01, deadline - loop.time()),
             )
     except TimeoutError:
-        return TlsProbe("timeout", "no TLS answer (ServerHello) within the deadline")
+        return TlsProbe("timeout", _("no TLS answer (ServerHello) within the deadline"))
     except ssl.SSLCertVerificationError as exc:
         return TlsProbe(
             "verify",
@@ -234,19 +236,21 @@ async def _probe(
         low = text.lower()
         if "no application protocol" in low or "no_application_protocol" in low:
             return TlsProbe(
-                "alpn", "the server sent a no_application_protocol alert (it rejects ALPN http/1.1)"
+                "alpn", _("the server sent a no_application_protocol alert (it rejects ALPN http/1.1)")
             )
         if "wrong version number" in low or "packet length too long" in low or "record layer failure" in low:
-            return TlsProbe("wrong-version", f"the reply is not TLS ({exc.reason or text})")
+            return TlsProbe(
+                "wrong-version", _("the reply is not TLS ({value})").format(value=exc.reason or text)
+            )
         if isinstance(exc, ssl.SSLEOFError) or "eof" in low:
-            return TlsProbe("eof", "the server closed the connection during the TLS handshake")
+            return TlsProbe("eof", _("the server closed the connection during the TLS handshake"))
         return TlsProbe("error", re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or str(exc.reason))
     except ConnectionRefusedError as exc:
-        return TlsProbe("refused", str(exc) or "connection refused")
+        return TlsProbe("refused", str(exc) or _("connection refused"))
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         # asyncio words it "Connect call failed" or "Connection reset by peer" depending on when the RST
         # lands: one wording, so the same server gets the same verdict every run.
-        return TlsProbe("reset", "the server reset the connection during the TLS handshake")
+        return TlsProbe("reset", _("the server reset the connection during the TLS handshake"))
     except OSError as exc:
         return TlsProbe("error", exc.strerror or str(exc))
     try:

@@ -12,11 +12,17 @@ import math
 import os
 import re
 
+from lokin_doctor.i18n import N_, _
+
 #: RFC 9110 token (header names, subprotocol names).
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: RFC 9110 field-value as this tool sends it: visible ASCII, spaces and tabs inside (no CR, LF, NUL,
 #: no other control, no non-ASCII: obs-text is obsolete and browsers' fetch() refuses it too).
 FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?|")
+
+
+#: The units callers pass to :func:`number`, marked for translation (translated where the message is made).
+UNITS = (N_("seconds"), N_("milliseconds"), N_("handshakes per second"))
 
 
 def number(
@@ -31,29 +37,39 @@ def number(
     """``option`` must be finite and within [low, high] (``low`` excluded unless ``low_ok``)."""
     if math.isfinite(value) and (value > low or (low_ok and value == low)) and value <= high:
         return None
-    above = f"{low:g} or more" if low_ok else f"above {low:g}"
-    what = f"a number of {unit}" if unit else "a number"
-    return f"{option} must be {what}, {above} and at most {high:g}, not {value!r}"
+    above = _("{low:g} or more").format(low=low) if low_ok else _("above {low:g}").format(low=low)
+    what = _("a number of {unit}").format(unit=_(unit)) if unit else _("a number")
+    return _("{option} must be {what}, {above} and at most {high:g}, not {value!r}").format(
+        option=option, what=what, above=above, high=high, value=value
+    )
 
 
 def integer(option: str, value: int, *, low: int, high: int) -> str | None:
     if low <= value <= high:
         return None
-    return f"{option} must be a whole number from {low} to {high}, not {value}"
+    return _("{option} must be a whole number from {low} to {high}, not {value}").format(
+        option=option, low=low, high=high, value=value
+    )
 
 
 def header(text: str) -> tuple[tuple[str, str] | None, str | None]:
     """Parse ``Name: value`` as RFC 9110 allows: ((name, value), None) or (None, problem)."""
     name, sep, value = text.partition(":")
-    example = "write it as 'Name: value' with a token name and printable ASCII value, e.g. 'Authorization: Bearer x'"
+    example = _(
+        "write it as 'Name: value' with a token name and printable ASCII value, e.g. 'Authorization: Bearer x'"
+    )
     if not sep or not TOKEN.fullmatch(name.strip()) or name != name.lstrip():
-        return None, f"invalid --header {text!r}: bad header name; {example}"
+        return None, _("invalid --header {text!r}: bad header name; {example}").format(
+            text=text, example=example
+        )
     value = value.strip(" \t")
     if not FIELD_VALUE.fullmatch(value):
         bad = next((c for c in value if not (" " <= c <= "~" or c == "\t")), "?")
         return (
             None,
-            f"invalid --header {text!r}: the value contains {bad!r} (CR, LF, controls and non-ASCII are not allowed); {example}",
+            _(
+                "invalid --header {text!r}: the value contains {bad!r} (CR, LF, controls and non-ASCII are not allowed); {example}"
+            ).format(text=text, bad=bad, example=example),
         )
     return (name.strip(), value), None
 
@@ -61,13 +77,17 @@ def header(text: str) -> tuple[tuple[str, str] | None, str | None]:
 def subprotocol(value: str) -> str | None:
     if TOKEN.fullmatch(value):
         return None
-    return f"invalid --subprotocol {value!r}; a subprotocol is an RFC 9110 token (letters, digits, - . _ ~ ...), e.g. chat.v1"
+    return _(
+        "invalid --subprotocol {value!r}; a subprotocol is an RFC 9110 token (letters, digits, - . _ ~ ...), e.g. chat.v1"
+    ).format(value=value)
 
 
 def origin(value: str) -> str | None:
     if re.fullmatch(r"(null|[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/]+)", value) and value.isascii():
         return None
-    return f"invalid --origin {value!r}; an origin looks like https://example.com (no path)"
+    return _("invalid --origin {value!r}; an origin looks like https://example.com (no path)").format(
+        value=value
+    )
 
 
 def ca_file(path: str, option: str = "--ca-file") -> str | None:
@@ -75,20 +95,26 @@ def ca_file(path: str, option: str = "--ca-file") -> str | None:
     import ssl
 
     if not os.path.isfile(path):
-        return f"{option} {path!r} does not exist or is not a file; give a PEM file of CA certificates"
+        return _(
+            "{option} {path!r} does not exist or is not a file; give a PEM file of CA certificates"
+        ).format(option=option, path=path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(1 << 20)
     except OSError as exc:
-        return (
-            f"{option} {path!r} cannot be read ({exc.strerror}); give a readable PEM file of CA certificates"
-        )
+        return _(
+            "{option} {path!r} cannot be read ({strerror}); give a readable PEM file of CA certificates"
+        ).format(option=option, path=path, strerror=exc.strerror)
     if b"-----BEGIN CERTIFICATE-----" not in head:
-        return f"{option} {path!r} holds no PEM certificate; give a PEM file ('-----BEGIN CERTIFICATE-----' blocks)"
+        return _(
+            "{option} {path!r} holds no PEM certificate; give a PEM file ('-----BEGIN CERTIFICATE-----' blocks)"
+        ).format(option=option, path=path)
     try:
         ssl.create_default_context().load_verify_locations(cafile=path)
     except (ssl.SSLError, ValueError) as exc:
-        return f"{option} {path!r} is not a valid PEM file of CA certificates ({exc}); check its contents"
+        return _(
+            "{option} {path!r} is not a valid PEM file of CA certificates ({exc}); check its contents"
+        ).format(option=option, path=path, exc=exc)
     return None
 
 
@@ -97,12 +123,14 @@ def client_cert(cert: str | None, key: str | None) -> str | None:
     import ssl
 
     if key is not None and cert is None:
-        return "--client-key needs --client-cert: give the client certificate (PEM) it belongs to"
+        return _("--client-key needs --client-cert: give the client certificate (PEM) it belongs to")
     if cert is None:
         return None
     for option, path in (("--client-cert", cert), ("--client-key", key)):
         if path is not None and not os.path.isfile(path):
-            return f"{option} {path!r} does not exist or is not a file; give a PEM file"
+            return _("{option} {path!r} does not exist or is not a file; give a PEM file").format(
+                option=option, path=path
+            )
 
     def no_password() -> str:
         raise ValueError("encrypted")
@@ -110,13 +138,16 @@ def client_cert(cert: str | None, key: str | None) -> str | None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=no_password)
     except ValueError:
-        return f"--client-key {key or cert!r} is encrypted; give an unencrypted PEM key (openssl pkey -in K -out K2)"
+        return _(
+            "--client-key {value!r} is encrypted; give an unencrypted PEM key (openssl pkey -in K -out K2)"
+        ).format(value=key or cert)
     except (ssl.SSLError, OSError) as exc:
-        return (
-            f"--client-cert {cert!r}"
-            + (f" / --client-key {key!r}" if key else "")
-            + f" cannot be loaded ({getattr(exc, 'reason', None) or exc}); give a PEM certificate and its "
-            "matching PEM private key"
+        return _(
+            "--client-cert {cert!r}{value} cannot be loaded ({value2}); give a PEM certificate and its matching PEM private key"
+        ).format(
+            cert=cert,
+            value=f" / --client-key {key!r}" if key else "",
+            value2=getattr(exc, "reason", None) or exc,
         )
     return None
 
@@ -127,34 +158,44 @@ def dns_server(text: str) -> tuple[tuple[str, int] | None, str | None]:
     Names are refused: the DNS server is where names get resolved, so it is given by address.
     """
     value = text.strip()
-    example = "use IP or IP:PORT, IPv6 in brackets, e.g. 127.0.0.1:5353 or [::1]:53"
+    example = _("use IP or IP:PORT, IPv6 in brackets, e.g. 127.0.0.1:5353 or [::1]:53")
     host, port_text = value, ""
     if value.startswith("["):
         inner, close, rest = value[1:].partition("]")
         if not close or (rest and not rest.startswith(":")):
-            return None, f"invalid --dns-server {text!r}; {example}"
+            return None, _("invalid --dns-server {text!r}; {example}").format(text=text, example=example)
         host, port_text = inner, rest[1:] if rest else ""
         if rest == ":":
-            return None, f"invalid --dns-server {text!r}: empty port; {example}"
+            return None, _("invalid --dns-server {text!r}: empty port; {example}").format(
+                text=text, example=example
+            )
     elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
+        host, __, port_text = value.partition(":")
         if not port_text:
-            return None, f"invalid --dns-server {text!r}: empty port; {example}"
+            return None, _("invalid --dns-server {text!r}: empty port; {example}").format(
+                text=text, example=example
+            )
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return (
             None,
-            f"invalid --dns-server {text!r}: {host!r} is not an IP address (names are not accepted); {example}",
+            _(
+                "invalid --dns-server {text!r}: {host!r} is not an IP address (names are not accepted); {example}"
+            ).format(text=text, host=host, example=example),
         )
     if value.startswith("[") and address.version != 6:
-        return None, f"invalid --dns-server {text!r}: brackets are for IPv6 addresses; {example}"
+        return None, _("invalid --dns-server {text!r}: brackets are for IPv6 addresses; {example}").format(
+            text=text, example=example
+        )
     port = 53
     if port_text:
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
             return (
                 None,
-                f"invalid --dns-server {text!r}: the port must be a number from 1 to 65535; {example}",
+                _(
+                    "invalid --dns-server {text!r}: the port must be a number from 1 to 65535; {example}"
+                ).format(text=text, example=example),
             )
         port = int(port_text)
     return (str(address), port), None

@@ -23,6 +23,7 @@ from websockets.protocol import State
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
+from lokin_doctor.i18n import _
 from lokin_doctor.target import Target
 
 #: How much of the reply we keep as evidence.
@@ -259,7 +260,7 @@ def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple
         return None
     headers = []
     for line in lines[1:]:
-        k, _, v = line.partition(":")
+        k, __, v = line.partition(":")
         headers.append((k.strip(), v.strip()))
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest
 
@@ -373,7 +374,10 @@ async def open_handshake(
                 ssl_handshake_timeout=max(0.01, deadline - loop.time()) if use_ssl else None,
             )
     except TimeoutError:
-        out.kind, out.error = "connect-timeout", "no answer to the TCP connect (or the TLS handshake) in time"
+        out.kind, out.error = (
+            "connect-timeout",
+            _("no answer to the TCP connect (or the TLS handshake) in time"),
+        )
         return out
     except ConnectionRefusedError as exc:
         out.kind, out.error, out.exc = "connect-refused", str(exc), exc
@@ -390,7 +394,7 @@ async def open_handshake(
         # A reset during the TLS handshake usually means the port does not speak TLS.
         out.kind, out.error, out.exc = (
             ("tls-error" if use_ssl else "reset"),
-            str(exc) or "connection reset",
+            str(exc) or _("connection reset"),
             exc,
         )
         return out
@@ -425,12 +429,12 @@ async def open_handshake(
                     out.status, out.reason, out.headers, body = parsed
                     out.body = body[:MAX_EVIDENCE]
                 else:
-                    out.kind, out.error = "timeout", "no complete reply to the opening handshake in time"
+                    out.kind, out.error = "timeout", _("no complete reply to the opening handshake in time")
                 out.raw = bytes(raw[:MAX_EVIDENCE])
                 conn.abort()
                 return out
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-                out.kind, out.error, out.exc = "reset", str(exc) or "connection reset by peer", exc
+                out.kind, out.error, out.exc = "reset", str(exc) or _("connection reset by peer"), exc
                 out.raw = bytes(raw[:MAX_EVIDENCE])
                 conn.abort()
                 if raw:
@@ -447,7 +451,7 @@ async def open_handshake(
             if not data:
                 proto.receive_eof()
                 if not raw:
-                    out.kind, out.error = "closed", "the server closed the connection without replying"
+                    out.kind, out.error = "closed", _("the server closed the connection without replying")
                     conn.abort()
                     return out
             else:
@@ -458,9 +462,9 @@ async def open_handshake(
                 tail = data[-3:]
                 if not head_ended and received > MAX_HEADER_BYTES:
                     out.kind = "headers-too-large"
-                    out.error = (
-                        f"the reply's header block went past {MAX_HEADER_BYTES // 1024} KiB without ending"
-                    )
+                    out.error = _(
+                        "the reply's header block went past {MAX_HEADER_BYTES} KiB without ending"
+                    ).format(MAX_HEADER_BYTES=MAX_HEADER_BYTES // 1024)
                     conn.abort()
                     return out
                 proto.receive_data(data)
@@ -501,7 +505,7 @@ async def open_handshake(
         detail = failure.__cause__ if isinstance(failure, InvalidMessage) else failure
         out.kind, out.error = (
             "headers-too-large",
-            f"the reply's head is too large ({detail or 'line too long'})",
+            _("the reply's head is too large ({value})").format(value=detail or _("line too long")),
         )
     elif response is not None and response.status_code == 101 and (negotiation := _negotiation_kind(failure)):
         out.kind, out.error = negotiation, str(failure)
@@ -509,7 +513,7 @@ async def open_handshake(
         cause = failure.__cause__
         parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None
         if isinstance(cause, EOFError) and not raw:
-            out.kind, out.error = "closed", "the server closed the connection without replying"
+            out.kind, out.error = "closed", _("the server closed the connection without replying")
         elif parsed is not None and not isinstance(cause, EOFError):
             # websockets only takes HTTP/1.1; an HTTP/1.0 server (python -m http.server) still said something.
             out.kind = "status"
@@ -522,11 +526,14 @@ async def open_handshake(
                 out.status, out.reason, out.headers, body = parsed
                 out.body = body[:MAX_EVIDENCE]
             else:
-                out.kind, out.error = "closed", "the server closed the connection in the middle of its reply"
+                out.kind, out.error = (
+                    "closed",
+                    _("the server closed the connection in the middle of its reply"),
+                )
         else:
             out.kind, out.error = "not-http", str(cause) if cause else str(failure)
     elif failure is not None:
         out.kind, out.error = "invalid-upgrade", str(failure)
     else:
-        out.kind, out.error = "closed", "the server closed the connection without a complete reply"
+        out.kind, out.error = "closed", _("the server closed the connection without a complete reply")
     return out

@@ -215,3 +215,149 @@ async def test_load_and_watch_in_french() -> None:
     assert refused.code == 1
     assert "tcp.refused" in refused.stdout and "correctif : " in refused.stdout
     assert "abandon après 1 tentative (0 nouvel essai)" in refused.stdout
+
+
+# -- the checks' own sentences (summaries and hints made in lokin_doctor/checks/*) ---------------------
+
+
+def _english_words(text: str) -> list[str]:
+    """English sentence words that must not survive in French output (technical tokens aside)."""
+    words = (
+        " the ",
+        " nothing ",
+        " is not ",
+        " cannot ",
+        " start the ",
+        " check the ",
+        " listens ",
+        " refused on ",
+    )
+    return [w for w in words if w in f" {text} "]
+
+
+def test_all_on_a_closed_port_speaks_french_with_the_same_codes() -> None:
+    """The whole chain on a port nobody listens on: every summary and hint French, codes English."""
+    url = _refused()
+    port = url.rsplit(":", 1)[1].strip("/")
+    fr = run_cli("all", url, "--no-variants", "--json", env=FR)
+    en = run_cli("all", url, "--no-variants", "--json", env=EN)
+    assert fr.code == en.code == 1
+    # On this shared machine another helper's server may match --process: either layer names the cause.
+    assert fr.root_code in ("process.not-running", "process.wrong-port", "tcp.refused"), fr.stdout
+    tcp_fr, tcp_en = fr.check("tcp"), en.check("tcp")
+    assert (tcp_fr["status"], tcp_fr["code"]) == (tcp_en["status"], tcp_en["code"]) == ("fail", "tcp.refused")
+    assert (
+        tcp_fr["summary"]
+        == f"connexion refusée sur 127.0.0.1:{port} : rien n'accepte de connexions à cette adresse"
+    )
+    assert tcp_fr["hint"].startswith(f"démarrez le serveur WebSocket sur le port {port} (node server.js, ou ")
+    assert f"lokin-doctor serve --port {port}" in tcp_fr["hint"]  # commands stay as they are
+    # English is unchanged, byte for byte.
+    assert tcp_en["summary"] == f"connection refused on 127.0.0.1:{port}: nothing accepts connections there"
+    assert tcp_en["hint"] == (
+        f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
+        "or fix the port in the client URL"
+    )
+    root = fr.report["root_cause"]
+    assert root["code"] == fr.root_code and not _english_words(root["summary"] + " " + root["hint"]), root
+    if root["code"] == "process.not-running":
+        assert root["summary"].startswith(
+            "le serveur WebSocket ne tourne pas : aucun processus ne correspond à"
+        )
+        assert root["hint"].startswith(f"démarrez-le : node server.js (écoute sur {port})")
+    port_fr = fr.check("port")
+    assert port_fr["code"] == "port.not-listening"
+    assert port_fr["summary"] == f"rien n'écoute sur le port {port} sur cette machine"
+    for c in fr.report["checks"]:
+        assert not _english_words(c["summary"]), c  # dns, process, port, supervisor, firewall, tcp, skips
+        assert set(c) == set(en.check(c["id"])), c["id"]  # JSON keys unchanged
+
+
+def test_a_misbehaving_peers_404_is_told_in_french(bad_server: Any) -> None:
+    peer = bad_server("not-found")
+    url = f"ws://{peer.address}/ws"
+    text = run_cli("all", url, "--only", "tcp,handshake,session", "--no-variants", "--lang", "fr")
+    assert text.code == 1
+    assert "HTTP 404 Not Found : aucun point d'accès WebSocket au chemin /ws  [handshake.not-found]" in (
+        text.stdout
+    )
+    assert "corrigez le chemin dans l'URL du client (/ ou /ws) ou le bloc location du proxy" in text.stdout
+    assert (
+        "Cause première (handshake, handshake.not-found) : HTTP 404 Not Found : aucun point d'accès"
+        in text.stdout
+    )
+    assert "no WebSocket endpoint" not in text.stdout and "fix the path" not in text.stdout
+    en = run_cli("all", url, "--only", "tcp,handshake,session", "--no-variants", "--json", env=EN)
+    hs = en.check("handshake")
+    assert (hs["code"], hs["summary"]) == (
+        "handshake.not-found",
+        "HTTP 404 Not Found: no WebSocket endpoint at path /ws",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "french", "english"),
+    [
+        (
+            ("--expect", "pong"),
+            "--expect demande --send : dites quoi envoyer, puis ce à quoi la réponse doit correspondre",
+            "--expect needs --send: say what to send, then what the reply must match",
+        ),
+        (
+            ("--timeout", "0"),
+            "--timeout doit être un nombre de secondes, au-dessus de 0 et au plus 3600, pas 0.0",
+            "--timeout must be a number of seconds, above 0 and at most 3600, not 0.0",
+        ),
+        (
+            ("--origin", "https://example.com/path"),
+            "--origin 'https://example.com/path' invalide ; une origine ressemble à https://example.com (sans chemin)",
+            "invalid --origin 'https://example.com/path'; an origin looks like https://example.com (no path)",
+        ),
+        (
+            ("--dns-server", "dns.example"),
+            "--dns-server 'dns.example' invalide : 'dns.example' n'est pas une adresse IP (les noms ne sont pas acceptés)",
+            "invalid --dns-server 'dns.example': 'dns.example' is not an IP address (names are not accepted)",
+        ),
+    ],
+    ids=["settings", "validate-number", "validate-origin", "validate-dns-server"],
+)
+def test_option_validation_errors_in_french(args: tuple[str, ...], french: str, english: str) -> None:
+    url = _refused()
+    fr = run_cli("all", url, *args, env=FR)
+    en = run_cli("all", url, *args, env=EN)
+    assert fr.code == en.code == 2
+    assert len(fr.stderr.strip().splitlines()) == 1 and french in fr.stderr, fr.stderr
+    assert english in en.stderr, en.stderr
+
+
+def test_serve_help_options_in_french() -> None:
+    run = run_cli("serve", "--help", env={**FR, "COLUMNS": "200"})
+    assert run.code == 0
+    flat = " ".join(run.stdout.split())
+    assert "Port TCP ; 0 en choisit un libre (affiché sur la ligne ready)." in flat
+    assert "Ni bannière ni lignes de journal." in flat
+    assert "No banner and no log lines." not in flat
+    en = " ".join(run_cli("serve", "--help", env={**EN, "COLUMNS": "200"}).stdout.split())
+    assert "TCP port; 0 picks a free one (printed on the ready line)." in en
+
+
+def test_check_texts_follow_the_language_chosen_after_import() -> None:
+    """Module-level texts (N_) are translated when a result is made, not when the module is imported."""
+    from lokin_doctor.checks import hold, session
+
+    try:
+        i18n.set_language("fr")
+        assert session.close_meaning(1011) == (
+            "le gestionnaire du serveur a échoué (une exception dans son gestionnaire de connexion ou de message)"
+        )
+        assert session.close_meaning(4001) == (
+            "le code de fermeture 4001 est propre à l'application : cherchez-le dans le code du serveur"
+        )
+        assert hold.culprit(100.0) == "délai d'inactivité de Cloudflare (~100 s)"
+        i18n.set_language("en")
+        assert session.close_meaning(1011) == (
+            "the server's handler failed (an exception in its connection or message handler)"
+        )
+        assert hold.culprit(100.0) == "Cloudflare's idle timeout (~100 s)"
+    finally:
+        i18n.set_language(None)

@@ -24,28 +24,29 @@ from websockets.frames import Opcode
 from lokin_doctor import tlsinfo
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip
 from lokin_doctor.wire import Outcome, open_handshake
 
 #: How an outcome reads after "1 of 3 addresses ..." (singular, plural).
 _VERBS = {
-    "connect-refused": ("refuses", "refuse"),
-    "connect-timeout": ("does not answer", "do not answer"),
-    "connect-error": ("is unreachable", "are unreachable"),
-    "tls-error": ("fails TLS", "fail TLS"),
-    "timeout": ("does not answer the handshake", "do not answer the handshake"),
-    "reset": ("resets the connection", "reset the connection"),
-    "closed": ("closes without a reply", "close without a reply"),
+    "connect-refused": (N_("refuses"), N_("refuse")),
+    "connect-timeout": (N_("does not answer"), N_("do not answer")),
+    "connect-error": (N_("is unreachable"), N_("are unreachable")),
+    "tls-error": (N_("fails TLS"), N_("fail TLS")),
+    "timeout": (N_("does not answer the handshake"), N_("do not answer the handshake")),
+    "reset": (N_("resets the connection"), N_("reset the connection")),
+    "closed": (N_("closes without a reply"), N_("close without a reply")),
 }
 
 
 def _verb(out: Outcome, plural: bool) -> str:
     if out.kind == "status":
-        return f"answer{'' if plural else 's'} HTTP {out.status}"
+        return (_("answer HTTP {status}") if plural else _("answers HTTP {status}")).format(status=out.status)
     pair = _VERBS.get(out.kind)
     if pair is None:
-        return "fail the handshake" if plural else "fails the handshake"
-    return pair[1] if plural else pair[0]
+        return _("fail the handshake") if plural else _("fails the handshake")
+    return _(pair[1]) if plural else _(pair[0])
 
 
 #: Seconds an upgraded address gets to send its welcome (the instance id) before we close.
@@ -85,10 +86,14 @@ async def check(ctx: Context) -> CheckResult:
     target = ctx.target
     addresses: list[str] = ctx.facts["addresses"]
     if len(addresses) < 2:
-        return skip("backends", f"not applicable: {target.host} has a single address", applicable=False)
+        return skip(
+            "backends",
+            _("not applicable: {host} has a single address").format(host=target.host),
+            applicable=False,
+        )
     tcp = ctx.results.get("tcp")
     if tcp is not None and tcp.status is Status.FAIL:
-        return skip("backends", "skipped: tcp failed on every address")
+        return skip("backends", _("skipped: tcp failed on every address"))
     settings = ctx.settings
     ssl_context = tlsinfo.client_context(settings.ca_file, verify=True) if target.secure else None
     outcomes = await asyncio.gather(
@@ -125,11 +130,13 @@ async def check(ctx: Context) -> CheckResult:
     ]
     n, m = len(bad), len(addresses)
     if not bad:
-        summary = f"all {m} addresses of {target.host} answer 101"
+        summary = _("all {m} addresses of {host} answer 101").format(m=m, host=target.host)
         if named:
             distinct = len(set(named.values()))
-            summary += f"; {distinct} distinct instance{'s' if distinct != 1 else ''}: " + ", ".join(
-                f"{a} -> {i}" for a, i in named.items()
+            summary += _("; {distinct} distinct instance{value}: {named}").format(
+                distinct=distinct,
+                value="s" if distinct != 1 else "",
+                named=", ".join((f"{a} -> {i}" for a, i in named.items())),
             )
         return ok("backends", summary, addresses=evidence, instances=named)
     if n == m:
@@ -137,25 +144,35 @@ async def check(ctx: Context) -> CheckResult:
         if len(codes) == 1:
             return skip(
                 "backends",
-                f"every address of {target.host} fails the same way ({codes.pop()}); the tcp, tls and "
-                "handshake checks say why",
+                _(
+                    "every address of {host} fails the same way ({pop}); the tcp, tls and handshake checks say why"
+                ).format(host=target.host, pop=codes.pop()),
                 addresses=evidence,
             )
     kinds = {(o.kind, o.status) for _, o, _ in bad}
     names = [a for a, _, _ in bad]
     if len(kinds) == 1:
-        summary = f"{n} of {m} addresses {_verb(bad[0][1], n > 1)}: {', '.join(names)}"
+        summary = _("{n} of {m} addresses {bad}: {names}").format(
+            n=n, m=m, bad=_verb(bad[0][1], n > 1), names=", ".join(names)
+        )
     else:
-        summary = f"{n} of {m} addresses fail: " + ", ".join(f"{a} ({_detail(o)})" for a, o, _ in bad)
+        summary = _("{n} of {m} addresses fail: {bad}").format(
+            n=n, m=m, bad=", ".join((f"{a} ({_detail(o)})" for a, o, _ in bad))
+        )
     code = "backends.all-fail" if n == m else "backends.some-fail"
     if n < m:
-        summary += "; browsers given those addresses cannot connect"
+        summary += _("; browsers given those addresses cannot connect")
     return fail(
         "backends",
         code,
         summary,
-        f"fix or start the server on {', '.join(names)} (see the evidence for each), or remove "
-        f"{'that address' if n == 1 else 'those addresses'} from the DNS records of {target.host}",
+        _(
+            "fix or start the server on {names} (see the evidence for each), or remove {value} from the DNS records of {host}"
+        ).format(
+            names=", ".join(names),
+            value=_("that address") if n == 1 else _("those addresses"),
+            host=target.host,
+        ),
         addresses=evidence,
         causes={a: r.code for a, _, r in bad},
     )

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from lokin_doctor.browser import LOAD_TIMEOUT
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, warn
 from lokin_doctor.settings import Settings
 from lokin_doctor.target import Target, TargetError, page_websocket_url, parse_target
@@ -113,17 +114,17 @@ def _status(sock: SocketSeen) -> int | None:
 def _what_failed(sock: SocketSeen) -> str:
     status = _status(sock)
     if status is not None and status != 101:
-        return f"gets HTTP {status} there"
+        return _("gets HTTP {status} there").format(status=status)
     if sock.error:
         return f"fails: {sock.error}"
     if sock.state == "connecting":
-        return "gets no answer before the deadline"
-    code = f" (close code {sock.close_code})" if sock.close_code else ""
+        return _("gets no answer before the deadline")
+    code = _(" (close code {close_code})").format(close_code=sock.close_code) if sock.close_code else ""
     return f"fails{code}"
 
 
 def _where(t: Target) -> str:
-    return f"port {t.port}, path {t.resource}"
+    return _("port {port}, path {resource}").format(port=t.port, resource=t.resource)
 
 
 async def _answers(ctx: Context, url: str) -> bool:
@@ -138,7 +139,7 @@ async def _said(ctx: Context, url: str) -> str:
     try:
         t = parse_target(url)
     except TargetError:
-        return "not a WebSocket URL"
+        return _("not a WebSocket URL")
     try:
         async with asyncio.timeout_at(ctx.deadline):
             if t.ip is not None:
@@ -150,8 +151,8 @@ async def _said(ctx: Context, url: str) -> str:
             else:
                 addresses = await httpget.system_resolve(t.host)
     except (OSError, TimeoutError) as exc:
-        return f"not resolved ({exc or 'no answer in time'})"
-    said = "not resolved"
+        return _("not resolved ({value})").format(value=exc or _("no answer in time"))
+    said = _("not resolved")
     for address in addresses[:2]:
         out = await open_handshake(
             t,
@@ -265,27 +266,32 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "browser",
             "browser.launch-failed",
-            "the browser did not run",
-            "run with --browser and --page-url",
+            _("the browser did not run"),
+            _("run with --browser and --page-url"),
         )
     ev = _evidence(obs)
     if obs.error:
         return fail(
             "browser",
             "browser.launch-failed",
-            f"Chromium ({obs.browser.get('executable')}) could not load {page_url}: {obs.error}",
-            "check that the browser starts (--browser-path, or sudo apt-get install chromium); the other "
-            "checks do not depend on it",
+            _("Chromium ({browser}) could not load {page_url}: {error}").format(
+                browser=obs.browser.get("executable"), page_url=page_url, error=obs.error
+            ),
+            _(
+                "check that the browser starts (--browser-path, or sudo apt-get install chromium); the other checks do not depend on it"
+            ),
             **ev,
         )
     if obs.load_error == LOAD_TIMEOUT:
         return fail(
             "browser",
             "page.load-timeout",
-            f"Chromium did not finish loading {page_url} within the time it had "
-            f"({BROWSER_SHARE:.0%} of the {ctx.settings.timeout:g} s --timeout, after the browser started)",
-            "raise --timeout; if the page is slow for users too, find what holds its load event (a script or "
-            "image from a silent host) in the browser's network panel",
+            _(
+                "Chromium did not finish loading {page_url} within the time it had ({BROWSER_SHARE:.0%} of the {timeout:g} s --timeout, after the browser started)"
+            ).format(page_url=page_url, BROWSER_SHARE=BROWSER_SHARE, timeout=ctx.settings.timeout),
+            _(
+                "raise --timeout; if the page is slow for users too, find what holds its load event (a script or image from a silent host) in the browser's network panel"
+            ),
             **ev,
         )
     if obs.load_error:
@@ -294,60 +300,73 @@ async def check(ctx: Context) -> CheckResult:
             return fail(
                 "browser",
                 "page.certificate-rejected",
-                f"Chromium rejects the certificate of the page {page_url} ({net.group(1)}): the page never "
-                "loads, so it opens no WebSocket",
-                "serve the page with a certificate browsers trust for this name (a public CA such as Let's "
-                "Encrypt, the full chain, valid dates); for a private CA, install it on the users' machines "
-                "and pass it here with --ca-file",
+                _(
+                    "Chromium rejects the certificate of the page {page_url} ({group}): the page never loads, so it opens no WebSocket"
+                ).format(page_url=page_url, group=net.group(1)),
+                _(
+                    "serve the page with a certificate browsers trust for this name (a public CA such as Let's Encrypt, the full chain, valid dates); for a private CA, install it on the users' machines and pass it here with --ca-file"
+                ),
                 **ev,
             )
         return fail(
             "browser",
             "page.load-failed",
-            f"Chromium could not load the page {page_url}: {obs.load_error}",
-            "check the --page-url (the address users open) and that the web server answers it",
+            _("Chromium could not load the page {page_url}: {load_error}").format(
+                page_url=page_url, load_error=obs.load_error
+            ),
+            _("check the --page-url (the address users open) and that the web server answers it"),
             **ev,
         )
     if obs.page_status is not None and obs.page_status >= 400:
         return fail(
             "browser",
             "page.load-failed",
-            f"the page {obs.final_url or page_url} answers HTTP {obs.page_status} in Chromium",
-            "check the --page-url (the address users open) and the web server's routes",
+            _("the page {value} answers HTTP {page_status} in Chromium").format(
+                value=obs.final_url or page_url, page_status=obs.page_status
+            ),
+            _("check the --page-url (the address users open) and the web server's routes"),
             **ev,
         )
     if not obs.sockets and obs.loaded is False:
         return fail(
             "browser",
             "page.load-timeout",
-            f"the page {page_url} answered (HTTP {obs.page_status}) but did not finish loading within "
-            f"{obs.waited_s:g} s, and opened no WebSocket meanwhile",
-            "find what holds the page's load event (a script or image from a silent host) in the browser's "
-            "network panel; raise --timeout if the page is only slow",
+            _(
+                "the page {page_url} answered (HTTP {page_status}) but did not finish loading within {waited_s:g} s, and opened no WebSocket meanwhile"
+            ).format(page_url=page_url, page_status=obs.page_status, waited_s=obs.waited_s),
+            _(
+                "find what holds the page's load event (a script or image from a silent host) in the browser's network panel; raise --timeout if the page is only slow"
+            ),
             **ev,
         )
     if not obs.sockets:
         errors = "; ".join(obs.page_errors[:3])
-        detail = f" (script error: {errors})" if errors else " and shows no script error"
+        detail = (
+            _(" (script error: {errors})").format(errors=errors)
+            if errors
+            else _(" and shows no script error")
+        )
         return fail(
             "browser",
             "page.no-websocket",
-            f"the page {page_url} never opens a WebSocket within {obs.waited_s:g} s of its response{detail}",
-            "fix the page's script so it calls new WebSocket(url) on load (open the browser's developer "
-            "console on the page); if it connects only on a user action, --browser cannot see it"
-            + ("" if errors else ", or raise --timeout if it connects late"),
+            _(
+                "the page {page_url} never opens a WebSocket within {waited_s:g} s of its response{detail}"
+            ).format(page_url=page_url, waited_s=obs.waited_s, detail=detail),
+            _(
+                "fix the page's script so it calls new WebSocket(url) on load (open the browser's developer console on the page); if it connects only on a user action, --browser cannot see it{value}"
+            ).format(value="" if errors else _(", or raise --timeout if it connects late")),
             **ev,
         )
 
     sock = obs.sockets[0]
     url = sock.url
-    told = f" (the page says: {obs.page_said})" if obs.page_said else ""
+    told = _(" (the page says: {page_said})").format(page_said=obs.page_said) if obs.page_said else ""
     others = list(dict.fromkeys(s.url for s in obs.sockets[1:] if s.url != url))[:MAX_OTHER_URLS]
     if others:
         # The whole chain runs on the first URL; the others get its core (dns to session) each.
         found = await asyncio.gather(*(_core_chain(ctx, u) for u in others))
         ev["other_urls"] = dict(zip(others, found, strict=True))
-    page = f"the page at {page_url}"
+    page = _("the page at {page_url}").format(page_url=page_url)
     try:
         opened = parse_target(url)
     except TargetError:
@@ -357,11 +376,12 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "browser",
             "page.dev-url-in-production",
-            f"{page} opens {url}: a development URL in production — every visitor's browser tries its "
-            "own machine",
-            "build the URL from the page's location in the page's script: "
-            "(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' "
-            "(or the public wss:// URL of the WebSocket server)",
+            _(
+                "{page} opens {url}: a development URL in production — every visitor's browser tries its own machine"
+            ).format(page=page, url=url),
+            _(
+                "build the URL from the page's location in the page's script: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' (or the public wss:// URL of the WebSocket server)"
+            ),
             **ev,
         )
     mixed = _console_about(obs, url, "Mixed Content")
@@ -372,10 +392,12 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "browser",
             "page.mixed-content-blocked",
-            f"Chromium blocked {url} as mixed content: {page} is https and may not open ws:// (the "
-            "browser sends nothing)",
-            f"open {secure} from the page (wss:// with TLS in front of the WebSocket server), e.g. "
-            "(location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'",
+            _(
+                "Chromium blocked {url} as mixed content: {page} is https and may not open ws:// (the browser sends nothing)"
+            ).format(url=url, page=page),
+            _(
+                "open {secure} from the page (wss:// with TLS in front of the WebSocket server), e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'"
+            ).format(secure=secure),
             browser_message=mixed or sock.error,
             **ev,
         )
@@ -388,24 +410,34 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "browser",
             "page.csp-blocked",
-            f"Chromium refused to open {url}: {page}'s Content-Security-Policy ({directive}) does not allow it",
-            f"add the WebSocket origin to the page's policy: {directive} {origin}"
+            _(
+                "Chromium refused to open {url}: {page}'s Content-Security-Policy ({directive}) does not allow it"
+            ).format(url=url, page=page, directive=directive),
+            _("add the WebSocket origin to the page's policy: {directive} {origin}").format(
+                directive=directive, origin=origin
+            )
             if directive.startswith(name)
-            else f"allow {origin} in the page's {name}",
+            else _("allow {origin} in the page's {name}").format(origin=origin, name=name),
             browser_message=csp,
             **ev,
         )
     net = _NET_ERROR.search(sock.error or "")
     if net and net.group(1).startswith("ERR_CERT_"):
         tls = ctx.results.get("tls")
-        seen = f"; the tls check says: {tls.summary}" if tls is not None and tls.status is Status.FAIL else ""
+        seen = (
+            _("; the tls check says: {summary}").format(summary=tls.summary)
+            if tls is not None and tls.status is Status.FAIL
+            else ""
+        )
         return fail(
             "browser",
             "page.certificate-rejected",
-            f"{page} opens {url}, and Chromium rejects its certificate ({net.group(1)}){seen}",
-            "give the WebSocket server (or the proxy in front of it) a certificate browsers trust for this "
-            "name: a public CA, the full chain, valid dates; for a private CA pass it with --ca-file as "
-            "the users' machines have it",
+            _("{page} opens {url}, and Chromium rejects its certificate ({group}){seen}").format(
+                page=page, url=url, group=net.group(1), seen=seen
+            ),
+            _(
+                "give the WebSocket server (or the proxy in front of it) a certificate browsers trust for this name: a public CA, the full chain, valid dates; for a private CA pass it with --ca-file as the users' machines have it"
+            ),
             **ev,
         )
 
@@ -421,23 +453,28 @@ async def check(ctx: Context) -> CheckResult:
             w = parse_target(working)
             code, part = _differs(opened, w)
             answers = (
-                f"the WebSocket server answers on {w.resource}" if part == "path" else f"{working} answers"
+                _("the WebSocket server answers on {resource}").format(resource=w.resource)
+                if part == "path"
+                else f"{working} answers"
             )
             return fail(
                 "browser",
                 code,
-                f"{page} opens {url} ({_where(opened)}) and {_what_failed(sock)}; {answers}",
-                f"make the page open {working}"
-                + (
-                    " (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + "
-                    f"'{w.resource}')"
+                _("{page} opens {url} ({opened}) and {sock}; {answers}").format(
+                    page=page, url=url, opened=_where(opened), sock=_what_failed(sock), answers=answers
+                ),
+                _("make the page open {working}{value}{value2}").format(
+                    working=working,
+                    value=_(
+                        " (e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '{resource}')"
+                    ).format(resource=w.resource)
                     if _on_page_host(w, page_url)
-                    else ""
-                )
-                + (
-                    f", or route {opened.resource} to the WebSocket server in the proxy"
+                    else "",
+                    value2=_(", or route {resource} to the WebSocket server in the proxy").format(
+                        resource=opened.resource
+                    )
                     if part == "path"
-                    else ""
+                    else "",
                 ),
                 works=working,
                 **ev,
@@ -447,45 +484,61 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "browser",
                 "page.websocket-failed",
-                f"{page} opens {url} and {_what_failed(sock)} in Chromium too ({chain.id}: {chain.code})"
-                + told,
-                f"fix what the {chain.id} check names (the root cause below)",
+                _("{page} opens {url} and {sock} in Chromium too ({id}: {code}){told}").format(
+                    page=page, url=url, sock=_what_failed(sock), id=chain.id, code=chain.code, told=told
+                ),
+                _("fix what the {id} check names (the root cause below)").format(id=chain.id),
                 **ev,
             )
         checked = ctx.settings.target.url
         return fail(
             "browser",
             "page.websocket-failed",
-            f"{page} opens {url} and {_what_failed(sock)} in Chromium, though lokin-doctor's own client "
-            + ("connects to it" if checked == url else f"connects to {checked}")
-            + told,
-            "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: "
-            "check the server's allowed origins and its logs for this connection",
+            _(
+                "{page} opens {url} and {sock} in Chromium, though lokin-doctor's own client {value}{told}"
+            ).format(
+                page=page,
+                url=url,
+                sock=_what_failed(sock),
+                value=_("connects to it")
+                if checked == url
+                else _("connects to {checked}").format(checked=checked),
+                told=told,
+            ),
+            _(
+                "compare what the browser sends (Origin, cookies, subprotocols) with what the server accepts: check the server's allowed origins and its logs for this connection"
+            ),
             **ev,
         )
     if sock.state == "closed" and sock.close_code not in _NORMAL_CLOSE:
         reason = f" {sock.close_reason!r}" if sock.close_reason else ""
-        sent = f", after the page sent {sock.frames_sent} frame(s)" if sock.frames_sent else ""
-        first = f" (first: {sock.first_sent[0]})" if sock.first_sent else ""
-        closed = (
-            f"{page} opens {url}; it connects, then is closed with {sock.close_code}{reason}{sent}{first}"
+        sent = (
+            _(", after the page sent {frames_sent} frame(s)").format(frames_sent=sock.frames_sent)
+            if sock.frames_sent
+            else ""
         )
+        first = f" (first: {sock.first_sent[0]})" if sock.first_sent else ""
+        closed = _(
+            "{page} opens {url}; it connects, then is closed with {close_code}{reason}{sent}{first}"
+        ).format(page=page, url=url, close_code=sock.close_code, reason=reason, sent=sent, first=first)
         chain = _chain_failure(ctx)
         if chain is not None:
             return warn(
                 "browser",
                 "page.websocket-closed",
-                f"{closed}; the chain sees it too ({chain.id}: {chain.code})",
-                f"fix what the {chain.id} check names (the root cause below)",
+                _("{closed}; the chain sees it too ({id}: {code})").format(
+                    closed=closed, id=chain.id, code=chain.code
+                ),
+                _("fix what the {id} check names (the root cause below)").format(id=chain.id),
                 **ev,
             )
         return fail(
             "browser",
             "page.websocket-closed",
-            f"{closed}, while lokin-doctor's own session stays open",
-            "the server closed the page's connection for what the page did: read the close code and reason "
-            "and the server's log (1008/1003: it refused a message the page sent, 1009: a message too big, "
-            "1011: the server crashed on it); the page's first frames are in the evidence",
+            _("{closed}, while lokin-doctor's own session stays open").format(closed=closed),
+            _(
+                "the server closed the page's connection for what the page did: read the close code and reason and the server's log (1008/1003: it refused a message the page sent, 1009: a message too big, 1011: the server crashed on it); the page's first frames are in the evidence"
+            ),
             **ev,
         )
     broken = {u: r for u, r in ev.get("other_urls", {}).items() if r["status"] != "ok"}
@@ -494,17 +547,26 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "browser",
             "page.other-websocket-failed",
-            f"{page} opens {url}, which connects, and {other}, which fails: {found['summary']}"
-            + (f" [{found['code']}]" if found["code"] else ""),
-            f"fix {other} too: lokin-doctor all {other} diagnoses it alone",
+            _("{page} opens {url}, which connects, and {other}, which fails: {summary}{value}").format(
+                page=page,
+                url=url,
+                other=other,
+                summary=found["summary"],
+                value=f" [{found['code']}]" if found["code"] else "",
+            ),
+            _("fix {other} too: lokin-doctor all {other} diagnoses it alone").format(other=other),
             **ev,
         )
     if given and given != url:
         return warn(
             "browser",
             "page.url-mismatch",
-            f"{page} opens {url}, not the URL given ({given}); it connects",
-            f"diagnose the URL the page really uses ({url}), or update the page if {given} is the right one",
+            _("{page} opens {url}, not the URL given ({given}); it connects").format(
+                page=page, url=url, given=given
+            ),
+            _(
+                "diagnose the URL the page really uses ({url}), or update the page if {given} is the right one"
+            ).format(url=url, given=given),
             **ev,
         )
     frames = f"{sock.frames_received} frame(s) received"
@@ -512,6 +574,8 @@ async def check(ctx: Context) -> CheckResult:
         frames += f", first: {sock.first_received[0]}"
     return ok(
         "browser",
-        f"{page} opens {url}: Chromium connected (HTTP {sock.status or 101}), {frames}",
+        _("{page} opens {url}: Chromium connected (HTTP {value}), {frames}").format(
+            page=page, url=url, value=sock.status or 101, frames=frames
+        ),
         **ev,
     )

@@ -11,6 +11,7 @@ import asyncio
 import socket
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.sysinfo import is_local_address
 
@@ -33,26 +34,31 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
         return fail(
             "dns",
             "dns.timeout",
-            f"the system resolver did not answer for {host} within {ctx.settings.timeout:g} s",
-            "check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server",
+            _("the system resolver did not answer for {host} within {timeout:g} s").format(
+                host=host, timeout=ctx.settings.timeout
+            ),
+            _("check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server"),
         )
     except socket.gaierror as exc:
         code = _GAI_CODES.get(exc.errno or 0, "dns.error")
         if code == "dns.unknown-host":
-            summary = f"the system resolver does not know {host} ({exc.strerror})"
-            hint = (
-                f"check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; "
-                "for split-horizon DNS ask the right server with --dns-server"
+            summary = _("the system resolver does not know {host} ({strerror})").format(
+                host=host, strerror=exc.strerror
             )
+            hint = _(
+                "check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; for split-horizon DNS ask the right server with --dns-server"
+            ).format(host=host)
         elif code == "dns.temporary-failure":
-            summary = f"temporary failure resolving {host} ({exc.strerror})"
-            hint = "the DNS server did not answer: check the network and /etc/resolv.conf, then retry"
+            summary = _("temporary failure resolving {host} ({strerror})").format(
+                host=host, strerror=exc.strerror
+            )
+            hint = _("the DNS server did not answer: check the network and /etc/resolv.conf, then retry")
         else:
-            summary = f"cannot resolve {host}: {exc.strerror}"
-            hint = "check the host's DNS records (A/AAAA) and /etc/hosts"
+            summary = _("cannot resolve {host}: {strerror}").format(host=host, strerror=exc.strerror)
+            hint = _("check the host's DNS records (A/AAAA) and /etc/hosts")
         return fail("dns", code, summary, hint, errno=exc.errno)
     addresses: list[str] = []
-    for family, _, _, _, sockaddr in infos:
+    for family, *__, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):
             addr = str(sockaddr[0])
             if addr not in addresses:
@@ -71,15 +77,27 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
         return answer.addresses, answer.cnames
     host = ctx.target.host
     hints = {
-        "nxdomain": f"the name {host} does not exist at {where}: fix the client URL or add the record",
-        "no-answer": f"{host} exists at {where} but has no A or AAAA record: add one",
-        "refused": f"{where} refuses or fails to answer for {host}: ask the right DNS server (split horizon?)",
-        "timeout": f"nothing answered at {where}: check the --dns-server address and port",
-        "error": f"check the DNS server {where}",
+        "nxdomain": _(
+            "the name {host} does not exist at {where}: fix the client URL or add the record"
+        ).format(host=host, where=where),
+        "no-answer": _("{host} exists at {where} but has no A or AAAA record: add one").format(
+            host=host, where=where
+        ),
+        "refused": _(
+            "{where} refuses or fails to answer for {host}: ask the right DNS server (split horizon?)"
+        ).format(where=where, host=host),
+        "timeout": _("nothing answered at {where}: check the --dns-server address and port").format(
+            where=where
+        ),
+        "error": _("check the DNS server {where}").format(where=where),
     }
     assert answer.error is not None
     return fail(
-        "dns", f"dns.{answer.error}", f"{answer.detail} (asked {where})", hints[answer.error], server=where
+        "dns",
+        f"dns.{answer.error}",
+        _("{detail} (asked {where})").format(detail=answer.detail, where=where),
+        hints[answer.error],
+        server=where,
     )
 
 
@@ -87,28 +105,36 @@ async def check(ctx: Context) -> CheckResult:
     target = ctx.target
     if target.ip is not None:
         addresses, cnames = [str(target.ip)], list[str]()
-        how = "an IP address, nothing to resolve"
+        how = _("an IP address, nothing to resolve")
     elif ctx.settings.dns_server is not None:
         got = await _server(ctx)
         if isinstance(got, CheckResult):
             return got
         addresses, cnames = got
-        how = f"resolved by {ctx.settings.dns_server[0]}:{ctx.settings.dns_server[1]}"
+        how = _("resolved by {dns_server}:{dns_server2}").format(
+            dns_server=ctx.settings.dns_server[0], dns_server2=ctx.settings.dns_server[1]
+        )
     else:
         got_sys = await _system(ctx)
         if isinstance(got_sys, CheckResult):
             return got_sys
         addresses, cnames = got_sys, []
-        how = "resolved by the system resolver"
+        how = _("resolved by the system resolver")
     local = await asyncio.to_thread(lambda: any(is_local_address(a) for a in addresses))
     ctx.facts["addresses"] = addresses
     ctx.facts["local"] = local
     ctx.facts["cnames"] = cnames
     if target.ip is not None:
-        summary = f"{target.host} is an IP address" + (" of this machine" if local else "")
+        summary = _("{host} is an IP address{value}").format(
+            host=target.host, value=_(" of this machine") if local else ""
+        )
     else:
-        shown = ", ".join(addresses[:6]) + (f" and {len(addresses) - 6} more" if len(addresses) > 6 else "")
-        summary = f"{target.host} resolves to {shown}" + (" (this machine)" if local else "")
+        shown = ", ".join(addresses[:6]) + (
+            _(" and {n_addresses} more").format(n_addresses=len(addresses) - 6) if len(addresses) > 6 else ""
+        )
+        summary = _("{host} resolves to {shown}{value}").format(
+            host=target.host, shown=shown, value=_(" (this machine)") if local else ""
+        )
     evidence: dict[str, object] = {"addresses": addresses, "how": how, "local": local}
     if cnames:
         evidence["cname_chain"] = cnames

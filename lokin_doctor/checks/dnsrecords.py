@@ -20,6 +20,7 @@ from typing import Any
 
 from lokin_doctor.context import Context
 from lokin_doctor.dnsquery import Answer, lookup
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 
 HOSTS_FILE = "/etc/hosts"
@@ -32,11 +33,11 @@ async def _system(host: str, port: int, deadline: float) -> list[str] | str:
         async with asyncio.timeout_at(deadline):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError:
-        return "no answer in time"
+        return _("no answer in time")
     except socket.gaierror as exc:
         return exc.strerror or str(exc)
     out: list[str] = []
-    for family, *_, sockaddr in infos:
+    for family, *__, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and str(sockaddr[0]) not in out:
             out.append(str(sockaddr[0]))
     return out
@@ -69,7 +70,7 @@ async def check(ctx: Context) -> CheckResult:
         _system(host, ctx.target.port, ctx.deadline),
     )
     ctx.facts["dns_records"] = answer
-    asked = answer.server or "the configured DNS server"
+    asked = answer.server or _("the configured DNS server")
     evidence: dict[str, Any] = {"server": asked, "records": dict(answer.by_type)}
     if answer.cnames:
         evidence["cname_chain"] = [host, *answer.cnames]
@@ -83,42 +84,59 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "dns-records",
                 "dns.resolvers-disagree",
-                f"{host} resolves on this machine ({', '.join(system)}"
-                + (f", from {HOSTS_FILE}" if hosts else "")
-                + f") but not in DNS: {answer.detail} (asked {asked})",
-                f"other machines cannot resolve {host}: add A/AAAA records for it in its DNS zone, or use an "
-                "address the clients can resolve",
+                _(
+                    "{host} resolves on this machine ({system}{value}) but not in DNS: {detail} (asked {asked})"
+                ).format(
+                    host=host,
+                    system=", ".join(system),
+                    value=f", from {HOSTS_FILE}" if hosts else "",
+                    detail=answer.detail,
+                    asked=asked,
+                ),
+                _(
+                    "other machines cannot resolve {host}: add A/AAAA records for it in its DNS zone, or use an address the clients can resolve"
+                ).format(host=host),
                 **evidence,
             )
         hints = {
-            "nxdomain": f"the name {host} does not exist at {asked}: fix the name in the client URL or add the "
-            "record (A/AAAA) in its zone",
-            "no-answer": f"{host} exists at {asked} but has no A or AAAA record: add one",
-            "refused": f"{asked} refuses or fails to answer for {host} ({_records(answer)}): ask the DNS server "
-            "that serves this zone (split horizon?) or fix its configuration",
-            "timeout": f"nothing answered at {asked}: check the DNS server address and port, and the network "
-            "path (UDP/TCP 53)",
-            "no-config": "configure a name server in /etc/resolv.conf, or give --dns-server",
-            "error": f"check the DNS server {asked}",
+            "nxdomain": _(
+                "the name {host} does not exist at {asked}: fix the name in the client URL or add the record (A/AAAA) in its zone"
+            ).format(host=host, asked=asked),
+            "no-answer": _("{host} exists at {asked} but has no A or AAAA record: add one").format(
+                host=host, asked=asked
+            ),
+            "refused": _(
+                "{asked} refuses or fails to answer for {host} ({answer}): ask the DNS server that serves this zone (split horizon?) or fix its configuration"
+            ).format(asked=asked, host=host, answer=_records(answer)),
+            "timeout": _(
+                "nothing answered at {asked}: check the DNS server address and port, and the network path (UDP/TCP 53)"
+            ).format(asked=asked),
+            "no-config": _("configure a name server in /etc/resolv.conf, or give --dns-server"),
+            "error": _("check the DNS server {asked}").format(asked=asked),
         }
         return fail(
             "dns-records",
             f"dns.{answer.error}",
-            f"{answer.detail} (asked {asked}: {_records(answer)})",
+            _("{detail} (asked {asked}: {answer})").format(
+                detail=answer.detail, asked=asked, answer=_records(answer)
+            ),
             hints[answer.error],
             **evidence,
         )
 
-    chain = f" via CNAME {' -> '.join([host, *answer.cnames])}" if answer.cnames else ""
+    chain = _(" via CNAME {value}").format(value=" -> ".join([host, *answer.cnames])) if answer.cnames else ""
     summary = f"{host}{chain}: {_records(answer)} (asked {asked})"
     dns_set = set(answer.addresses)
     if isinstance(system, str):
         return warn(
             "dns-records",
             "dns.resolvers-disagree",
-            f"{summary}, but this machine's system resolver does not resolve {host} ({system})",
-            f"this machine (and others configured like it) cannot reach {host}: make its resolver use "
-            f"{asked} (or serve the same records), or fix the split-horizon DNS",
+            _("{summary}, but this machine's system resolver does not resolve {host} ({system})").format(
+                summary=summary, host=host, system=system
+            ),
+            _(
+                "this machine (and others configured like it) cannot reach {host}: make its resolver use {asked} (or serve the same records), or fix the split-horizon DNS"
+            ).format(host=host, asked=asked),
             **evidence,
         )
     if set(system) != dns_set:
@@ -127,14 +145,20 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "dns-records",
             "dns.resolvers-disagree",
-            f"{summary}, but this machine's system resolver says {', '.join(system) or 'nothing'}{source}"
-            + (f"; only here: {', '.join(only_sys)}" if only_sys else ""),
-            (
-                f"remove or fix the {HOSTS_FILE} line for {host}"
+            _("{summary}, but this machine's system resolver says {value}{source}{value2}").format(
+                summary=summary,
+                value=", ".join(system) or "nothing",
+                source=source,
+                value2=_("; only here: {only_sys}").format(only_sys=", ".join(only_sys)) if only_sys else "",
+            ),
+            _("{value}: browsers elsewhere use the DNS answer ({addresses})").format(
+                value=_("remove or fix the {HOSTS_FILE} line for {host}").format(
+                    HOSTS_FILE=HOSTS_FILE, host=host
+                )
                 if hosts
-                else "align the resolvers (split horizon?)"
-            )
-            + f": browsers elsewhere use the DNS answer ({', '.join(answer.addresses)})",
+                else _("align the resolvers (split horizon?)"),
+                addresses=", ".join(answer.addresses),
+            ),
             **evidence,
         )
-    return ok("dns-records", f"{summary}; the system resolver agrees", **evidence)
+    return ok("dns-records", _("{summary}; the system resolver agrees").format(summary=summary), **evidence)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, skip, warn
 
 
@@ -276,7 +277,7 @@ def iptables_verdict(
                 got = nxt in ("tcp", "6", "all")
                 i += 1
             elif w in ("--dport", "--destination-port"):
-                lo, _, hi = nxt.partition(":")
+                lo, __, hi = nxt.partition(":")
                 got = int(lo or 0) <= port <= int(hi or lo or 65535)
                 i += 1
             elif w == "--dports":
@@ -313,7 +314,7 @@ def iptables_verdict(
 
     def walk(chain: str, depth: int) -> Verdict | None | str:
         for num, words in rules.get(chain, []):
-            decided, target, _ = decide(words)
+            decided, target, __ = decide(words)
             if decided is False or target is None:
                 continue
             text = f"-A {chain} " + " ".join(words)
@@ -414,7 +415,7 @@ def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
                 ruleset = json.loads(out or '{"nftables": []}')
             except ValueError:
                 ruleset = None
-                nft_error = "nft -j list ruleset printed no JSON"
+                nft_error = _("nft -j list ruleset printed no JSON")
             if ruleset is not None:
                 sources.append("nft -j list ruleset")
                 views = {
@@ -439,7 +440,7 @@ def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
     sources += used
     if not sources:
         if nft is None and not tools:
-            return "", {}, "neither nft nor iptables-save is installed"
+            return "", {}, _("neither nft nor iptables-save is installed")
         why = nft_error or save_error
         if why:
             return "", {}, why
@@ -459,14 +460,14 @@ async def check(ctx: Context) -> CheckResult:
     if os.geteuid() != 0:
         return skip(
             "firewall",
-            "skipped: reading the firewall rules needs root (sudo lokin-doctor all ...)",
+            _("skipped: reading the firewall rules needs root (sudo lokin-doctor all ...)"),
             applicable=False,
         )
     port = ctx.target.port
     budget = min(2.0, max(0.2, ctx.remaining()))
     source, views, why = await asyncio.to_thread(read_rules, port, budget)
     if why is not None:
-        return skip("firewall", f"skipped: {why}", source=source)
+        return skip("firewall", _("skipped: {why}").format(why=why), source=source)
     remote, loop = views.get("remote"), views.get("loopback")
     ev: dict[str, Any] = {"source": source, "port": port}
     for name, v in (("remote", remote), ("loopback", loop)):
@@ -480,26 +481,36 @@ async def check(ctx: Context) -> CheckResult:
     blocked = [v for v in (loop, remote) if v is not None and v.action in ("drop", "reject")]
     if not blocked:
         cond = [c for v in (remote, loop) if v is not None for c in v.conditional]
-        note = f"; rules that may, depending on the source: {'; '.join(sorted(set(cond)))}" if cond else ""
+        note = (
+            _("; rules that may, depending on the source: {cond}").format(cond="; ".join(sorted(set(cond))))
+            if cond
+            else ""
+        )
         return ok(
-            "firewall", f"no rule of this machine ({source}) drops or rejects TCP port {port}{note}", **ev
+            "firewall",
+            _("no rule of this machine ({source}) drops or rejects TCP port {port}{note}").format(
+                source=source, port=port, note=note
+            ),
+            **ev,
         )
     v = blocked[0]
     code = "firewall.rejects-port" if v.action == "reject" else "firewall.drops-port"
     seen = (
-        "clients get a reset or 'unreachable' at once (tcp.refused)"
+        _("clients get a reset or 'unreachable' at once (tcp.refused)")
         if v.action == "reject"
-        else "clients' SYNs go unanswered: they see tcp.timeout"
+        else _("clients' SYNs go unanswered: they see tcp.timeout")
     )
     scope = (
-        "every client, loopback included"
+        _("every client, loopback included")
         if loop is not None and loop in blocked
-        else "clients on other machines"
+        else _("clients on other machines")
     )
     tcp = ctx.results.get("tcp")
     if tcp is not None and tcp.code in ("tcp.timeout", "tcp.refused"):
-        seen += f" (the {tcp.code} above)"
-    summary = f"{_describe(v)} {v.action}s new TCP connections to port {port} from {scope}: {seen}"
+        seen += _(" (the {code} above)").format(code=tcp.code)
+    summary = _("{v} {action}s new TCP connections to port {port} from {scope}: {seen}").format(
+        v=_describe(v), action=v.action, port=port, scope=scope, seen=seen
+    )
     if v.tool == "nft":
         delete = (
             f"nft delete rule {v.family} {v.table} {v.chain} handle {v.handle}"
@@ -510,11 +521,12 @@ async def check(ctx: Context) -> CheckResult:
     else:
         delete = f"{v.tool} -D {v.chain} {v.handle}" if v.handle is not None else None
         allow = f"{v.tool} -I {v.chain} -p tcp --dport {port} -j ACCEPT"
-    hint = (
-        f"open port {port}: {allow}"
-        + (f" (or remove the rule: {delete})" if delete else "")
-        + "; make it permanent in /etc/nftables.conf (or ufw allow "
-        + f"{port}/tcp, firewall-cmd --add-port={port}/tcp --permanent)"
+    hint = _(
+        "open port {port}: {allow}{value}; make it permanent in /etc/nftables.conf (or ufw allow {port}/tcp, firewall-cmd --add-port={port}/tcp --permanent)"
+    ).format(
+        port=port,
+        allow=allow,
+        value=_(" (or remove the rule: {delete})").format(delete=delete) if delete else "",
     )
     local_target = ctx.target.host in ("localhost",) or (
         ctx.target.ip is not None and ctx.target.ip.is_loopback
@@ -523,8 +535,10 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "firewall",
             code,
-            summary + f"; fine if port {port} sits behind a proxy on this machine",
-            f"if clients connect to port {port} directly, {hint}",
+            _("{summary}; fine if port {port} sits behind a proxy on this machine").format(
+                summary=summary, port=port
+            ),
+            _("if clients connect to port {port} directly, {hint}").format(port=port, hint=hint),
             **ev,
         )
     return fail("firewall", code, summary, hint, **ev)
@@ -535,8 +549,9 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     tcp = ctx.results.get("tcp")
     if result.code not in ("firewall.drops-port", "firewall.rejects-port") or tcp is None:
         return result
-    if tcp.code in ("tcp.timeout", "tcp.refused") and f"the {tcp.code} above" not in result.summary:
+    note = _(" (the {code} above)").format(code=tcp.code)
+    if tcp.code in ("tcp.timeout", "tcp.refused") and note not in result.summary:
         from dataclasses import replace
 
-        return replace(result, summary=f"{result.summary} (the {tcp.code} above)")
+        return replace(result, summary=result.summary + note)
     return result

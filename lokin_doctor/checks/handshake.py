@@ -13,6 +13,7 @@ import re
 from dataclasses import replace
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, skip
 from lokin_doctor.target import Target
 from lokin_doctor.wire import Outcome, open_handshake
@@ -32,7 +33,7 @@ def proxy_name(out: Outcome) -> str | None:
         return server.split("/")[0]  # "nginx/1.22.1" -> "nginx"
     via = out.header("via")
     if via:
-        return f"a proxy (Via: {via})"
+        return _("a proxy (Via: {via})").format(via=via)
     if b"<center>nginx" in out.body:
         return "nginx"
     return None
@@ -49,15 +50,11 @@ CLIENT_CERT_REFUSED_ALERTS = (
     "unsupported certificate",
     "decrypt error",
 )
-CLIENT_CERT_HINT = (
-    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate "
-    "issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate "
-    "installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
+CLIENT_CERT_HINT = N_(
+    "the server wants mutual TLS: retry with --client-cert client.pem --client-key client.key (a certificate issued by the CA the server trusts, e.g. nginx ssl_client_certificate); browsers need that certificate installed in their store, or turn client authentication off (nginx ssl_verify_client off / optional)"
 )
-CLIENT_CERT_REJECTED_HINT = (
-    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx "
-    "ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage "
-    "clientAuth)"
+CLIENT_CERT_REJECTED_HINT = N_(
+    "the server does not accept this client certificate: have it issued by the CA the server trusts (nginx ssl_client_certificate), check its dates and that it allows client authentication (extendedKeyUsage clientAuth)"
 )
 
 
@@ -83,8 +80,10 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
         return fail(
             check_id,
             "tls.client-cert-required",
-            f"{where} requires a client certificate (mutual TLS){who} and none was offered",
-            CLIENT_CERT_HINT,
+            _("{where} requires a client certificate (mutual TLS){who} and none was offered").format(
+                where=where, who=who
+            ),
+            _(CLIENT_CERT_HINT),
             **ev,
         )
     if "the ssl certificate error" in body or (
@@ -95,8 +94,10 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
         return fail(
             check_id,
             "tls.client-cert-rejected",
-            f"{where} refused the client certificate offered: {out.error or out.status_line}",
-            CLIENT_CERT_REJECTED_HINT,
+            _("{where} refused the client certificate offered: {value}").format(
+                where=where, value=out.error or out.status_line
+            ),
+            _(CLIENT_CERT_REJECTED_HINT),
             **ev,
         )
     return None
@@ -116,26 +117,32 @@ def classify(
         ext = out.header("sec-websocket-extensions")
         proto = out.header("sec-websocket-protocol")
         extra = "".join([f", extensions: {ext}" if ext else "", f", subprotocol: {proto}" if proto else ""])
-        ms = f" in {out.handshake_ms:.1f} ms" if out.handshake_ms is not None else ""
+        ms = (
+            _(" in {handshake_ms:.1f} ms").format(handshake_ms=out.handshake_ms)
+            if out.handshake_ms is not None
+            else ""
+        )
         return ok(
             check_id,
-            f"HTTP 101 Switching Protocols from {where}{ms}, Sec-WebSocket-Accept valid{extra}",
+            _("HTTP 101 Switching Protocols from {where}{ms}, Sec-WebSocket-Accept valid{extra}").format(
+                where=where, ms=ms, extra=extra
+            ),
             **ev,
         )
     if out.kind == "connect-refused":
         return fail(
             check_id,
             "handshake.refused",
-            f"connection refused on {where} at the handshake",
-            "the server stopped accepting between checks (crashed or restarting?): read its log",
+            _("connection refused on {where} at the handshake").format(where=where),
+            _("the server stopped accepting between checks (crashed or restarting?): read its log"),
             **ev,
         )
     if out.kind == "connect-timeout":
         return fail(
             check_id,
             "handshake.connect-timeout",
-            f"no answer to the connect on {where} in time",
-            "the host drops packets or is overloaded: check the firewall and the server's load",
+            _("no answer to the connect on {where} in time").format(where=where),
+            _("the host drops packets or is overloaded: check the firewall and the server's load"),
             **ev,
         )
     mtls = client_cert_result(out, check_id, ev)
@@ -145,26 +152,28 @@ def classify(
         return fail(
             check_id,
             "handshake.tls-error",
-            f"TLS failed with {where}: {out.error}",
-            "see the tls check; if the port does not speak TLS, use ws:// instead of wss://",
+            _("TLS failed with {where}: {error}").format(where=where, error=out.error),
+            _("see the tls check; if the port does not speak TLS, use ws:// instead of wss://"),
             **ev,
         )
     if out.kind == "closed":
         return fail(
             check_id,
             "handshake.closed",
-            f"{where} accepted the connection, then closed it without a reply",
-            "the program on this port does not speak HTTP, or the server crashed on the request: "
-            "read the server's log; if it expects TLS, use wss://",
+            _("{where} accepted the connection, then closed it without a reply").format(where=where),
+            _(
+                "the program on this port does not speak HTTP, or the server crashed on the request: read the server's log; if it expects TLS, use wss://"
+            ),
             **ev,
         )
     if out.kind == "reset":
         return fail(
             check_id,
             "handshake.reset",
-            f"{where} reset the connection during the handshake",
-            "the server or a firewall resets connections: read the server's log, check limits "
-            "(max connections, per-IP caps) and firewall rules",
+            _("{where} reset the connection during the handshake").format(where=where),
+            _(
+                "the server or a firewall resets connections: read the server's log, check limits (max connections, per-IP caps) and firewall rules"
+            ),
             **ev,
         )
     if out.kind == "timeout":
@@ -172,17 +181,23 @@ def classify(
             return fail(
                 check_id,
                 "handshake.incomplete-reply",
-                f"{where} sent {len(out.raw)} bytes but no complete HTTP reply in time",
-                "the program on this port is not a WebSocket server, or is stuck: check what holds the port",
+                _("{where} sent {n_raw} bytes but no complete HTTP reply in time").format(
+                    where=where, n_raw=len(out.raw)
+                ),
+                _(
+                    "the program on this port is not a WebSocket server, or is stuck: check what holds the port"
+                ),
                 **ev,
             )
         return fail(
             check_id,
             "handshake.no-response",
-            f"{where} accepted the TCP connection but sent nothing back to the opening handshake "
-            "within the deadline",
-            "the program on this port does not speak HTTP or is stuck (CPU, deadlock); a TLS-only port "
-            "waits silently for wss://; check what holds the port and restart the server",
+            _(
+                "{where} accepted the TCP connection but sent nothing back to the opening handshake within the deadline"
+            ).format(where=where),
+            _(
+                "the program on this port does not speak HTTP or is stuck (CPU, deadlock); a TLS-only port waits silently for wss://; check what holds the port and restart the server"
+            ),
             **ev,
         )
     if out.kind == "not-http":
@@ -190,35 +205,42 @@ def classify(
             return fail(
                 check_id,
                 "handshake.tls-expected",
-                f"{where} answered with TLS bytes: the port expects wss://, not ws://",
-                f"use wss://{target.host_for_url}:{target.port}{target.resource} in the client URL",
+                _("{where} answered with TLS bytes: the port expects wss://, not ws://").format(where=where),
+                _("use wss://{host_for_url}:{port}{resource} in the client URL").format(
+                    host_for_url=target.host_for_url, port=target.port, resource=target.resource
+                ),
                 **ev,
             )
         first = out.raw[:40].decode("latin-1").strip()
         return fail(
             check_id,
             "handshake.not-http",
-            f"{where} answered with something that is not HTTP: {first!r}",
-            "this port belongs to another protocol (SSH, a database, a mail server...): fix the port in "
-            "the client URL",
+            _("{where} answered with something that is not HTTP: {first!r}").format(where=where, first=first),
+            _(
+                "this port belongs to another protocol (SSH, a database, a mail server...): fix the port in the client URL"
+            ),
             **ev,
         )
     if out.kind == "bad-accept":
         return fail(
             check_id,
             "handshake.bad-accept",
-            f"{where} answered 101 with a wrong Sec-WebSocket-Accept ({out.header('sec-websocket-accept')})",
-            "something rewrites the handshake (a proxy or a broken server library): compare with the "
-            "backend directly and fix or upgrade the server's WebSocket library",
+            _("{where} answered 101 with a wrong Sec-WebSocket-Accept ({header})").format(
+                where=where, header=out.header("sec-websocket-accept")
+            ),
+            _(
+                "something rewrites the handshake (a proxy or a broken server library): compare with the backend directly and fix or upgrade the server's WebSocket library"
+            ),
             **ev,
         )
     if out.kind == "headers-too-large":
         return fail(
             check_id,
             "handshake.headers-too-large",
-            f"{where} sent a reply head too large to take: {out.error}",
-            "something sends a runaway header block (a broken proxy or application adding headers in a loop, "
-            "huge cookies): compare with the backend directly and fix what adds the headers",
+            _("{where} sent a reply head too large to take: {error}").format(where=where, error=out.error),
+            _(
+                "something sends a runaway header block (a broken proxy or application adding headers in a loop, huge cookies): compare with the backend directly and fix what adds the headers"
+            ),
             **ev,
         )
     if out.kind in ("bad-subprotocol", "bad-extension"):
@@ -227,9 +249,10 @@ def classify(
         return fail(
             check_id,
             "handshake.invalid-upgrade",
-            f"{where} answered 101 but {out.error}",
-            "a proxy mangles the Upgrade/Connection headers: set them as in the nginx lines:\n"
-            + NGINX_UPGRADE_LINES,
+            _("{where} answered 101 but {error}").format(where=where, error=out.error),
+            _(
+                "a proxy mangles the Upgrade/Connection headers: set them as in the nginx lines:\n{NGINX_UPGRADE_LINES}"
+            ).format(NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
     return _classify_status(out, target, check_id, origin, ev)
@@ -255,15 +278,17 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
     offered_proto = out.offered.get("Sec-WebSocket-Protocol")
     if out.kind == "bad-subprotocol":
         chosen = out.header("sec-websocket-protocol") or ""
-        offered_text = f"offered {offered_proto!r}" if offered_proto else "offered none"
+        offered_text = f"offered {offered_proto!r}" if offered_proto else _("offered none")
         first = chosen.split(",")[0].strip() or "NAME"
         return fail(
             check_id,
             "handshake.subprotocol-not-offered",
-            f"{where} answered 101 selecting subprotocol {chosen!r}, but the client {offered_text}: "
-            "a browser fails this connection",
-            f"make the page offer it (new WebSocket(url, [{first!r}])) and retry with --subprotocol {first}, "
-            "or fix the server to select only a subprotocol the client offered (or none)",
+            _(
+                "{where} answered 101 selecting subprotocol {chosen!r}, but the client {offered_text}: a browser fails this connection"
+            ).format(where=where, chosen=chosen, offered_text=offered_text),
+            _(
+                "make the page offer it (new WebSocket(url, [{first!r}])) and retry with --subprotocol {first}, or fix the server to select only a subprotocol the client offered (or none)"
+            ).format(first=first),
             **ev,
         )
     answered = out.header("sec-websocket-extensions") or ""
@@ -274,18 +299,23 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
         return fail(
             check_id,
             "handshake.extension-not-offered",
-            f"{where} answered 101 with extension {name!r}, which the client never offered "
-            f"(offered: {offered_ext or 'none'}): a browser fails this connection",
-            f"the server (or a proxy) forces {name!r}: disable it on the server, or enable only "
-            "permessage-deflate, which browsers offer",
+            _(
+                "{where} answered 101 with extension {name!r}, which the client never offered (offered: {value}): a browser fails this connection"
+            ).format(where=where, name=name, value=offered_ext or "none"),
+            _(
+                "the server (or a proxy) forces {name!r}: disable it on the server, or enable only permessage-deflate, which browsers offer"
+            ).format(name=name),
             **ev,
         )
     return fail(
         check_id,
         "handshake.extension-params",
-        f"{where} answered 101 with {answered!r}, parameters the client cannot accept ({out.error})",
-        "the server's permessage-deflate settings are outside what clients accept (window bits 8-15, "
-        "client_max_window_bits only when offered): use the library's defaults for compression",
+        _("{where} answered 101 with {answered!r}, parameters the client cannot accept ({error})").format(
+            where=where, answered=answered, error=out.error
+        ),
+        _(
+            "the server's permessage-deflate settings are outside what clients accept (window bits 8-15, client_max_window_bits only when offered): use the library's defaults for compression"
+        ),
         **ev,
     )
 
@@ -315,20 +345,19 @@ def _classify_status(
         nev = _negotiation_evidence(out, ev)
         nev.pop("answered", None)
         if wanted:
-            hint = (
-                f"offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with "
-                f"new WebSocket(url, [{wanted!r}])"
-            )
+            hint = _(
+                "offer {wanted!r}: retry with --subprotocol {wanted}, and open the socket in the page with new WebSocket(url, [{wanted!r}])"
+            ).format(wanted=wanted)
         else:
-            hint = (
-                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the "
-                "server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
+            hint = _(
+                "offer the subprotocol the server expects: retry with --subprotocol NAME (the name is in the server's code: its subprotocols / handleProtocols), and pass it in new WebSocket(url, [NAME])"
             )
         return fail(
             check_id,
             "handshake.subprotocol-required",
-            f"{line}{via}: the server requires a subprotocol the client did not offer"
-            + (f" ({body.strip()[:120]})" if body.strip() else ""),
+            _("{line}{via}: the server requires a subprotocol the client did not offer{value}").format(
+                line=line, via=via, value=f" ({body.strip()[:120]})" if body.strip() else ""
+            ),
             hint,
             **nev,
         )
@@ -336,95 +365,118 @@ def _classify_status(
         return fail(
             check_id,
             "handshake.plain-to-tls",
-            f"{line}: plain HTTP was sent to a TLS port{via}",
-            f"use wss://{target.host_for_url}:{target.port}{target.resource} (this port speaks TLS)",
+            _("{line}: plain HTTP was sent to a TLS port{via}").format(line=line, via=via),
+            _("use wss://{host_for_url}:{port}{resource} (this port speaks TLS)").format(
+                host_for_url=target.host_for_url, port=target.port, resource=target.resource
+            ),
             **ev,
         )
     if status == 426 or (status == 400 and proxy and re.search(r"upgrade|connection", body, re.I)):
-        who = proxy or "a proxy between the client and the server"
+        who = proxy or _("a proxy between the client and the server")
         return fail(
             check_id,
             "handshake.upgrade-dropped",
-            f"{line}{via}: the WebSocket server got the request without its Upgrade header; "
-            f"{who} does not forward the upgrade",
-            f"forward the upgrade in {who}'s location block for this path (nginx):\n" + NGINX_UPGRADE_LINES,
+            _(
+                "{line}{via}: the WebSocket server got the request without its Upgrade header; {who} does not forward the upgrade"
+            ).format(line=line, via=via, who=who),
+            _(
+                "forward the upgrade in {who}'s location block for this path (nginx):\n{NGINX_UPGRADE_LINES}"
+            ).format(who=who, NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
     if status == 505:
         return fail(
             check_id,
             "handshake.http10-upstream",
-            f"{line}{via}: the backend received HTTP/1.0, which cannot upgrade",
-            "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n"
-            + NGINX_UPGRADE_LINES,
+            _("{line}{via}: the backend received HTTP/1.0, which cannot upgrade").format(line=line, via=via),
+            _(
+                "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n{NGINX_UPGRADE_LINES}"
+            ).format(NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
     if status in (401, 403):
         if origin:
-            hint = (
-                f"the server rejects Origin {origin} or needs credentials: add the page's origin to the server's "
-                "allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
-            )
+            hint = _(
+                "the server rejects Origin {origin} or needs credentials: add the page's origin to the server's allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
+            ).format(origin=origin)
         else:
-            hint = (
-                "the server needs credentials or an allowed Origin: retry with --origin https://your-site "
-                "or --header 'Authorization: ...'; check the server's origin allow-list"
+            hint = _(
+                "the server needs credentials or an allowed Origin: retry with --origin https://your-site or --header 'Authorization: ...'; check the server's origin allow-list"
             )
         cdn = (
-            " by a CDN/WAF"
+            _(" by a CDN/WAF")
             if out.header("cf-ray") or "cloudflare" in (out.header("server") or "").lower()
             else ""
         )
         return fail(
-            check_id, "handshake.forbidden", f"{line}{via}: the server refused the upgrade{cdn}", hint, **ev
+            check_id,
+            "handshake.forbidden",
+            _("{line}{via}: the server refused the upgrade{cdn}").format(line=line, via=via, cdn=cdn),
+            hint,
+            **ev,
         )
     if status == 404:
         return fail(
             check_id,
             "handshake.not-found",
-            f"{line}{via}: no WebSocket endpoint at path {target.resource}",
-            "fix the path in the client URL (/ vs /ws) or the proxy's location block",
+            _("{line}{via}: no WebSocket endpoint at path {resource}").format(
+                line=line, via=via, resource=target.resource
+            ),
+            _("fix the path in the client URL (/ vs /ws) or the proxy's location block"),
             **ev,
         )
     if 300 <= status < 400:
-        location = out.header("location") or "(no Location header)"
-        hint = f"WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
+        location = out.header("location") or _("(no Location header)")
+        hint = _(
+            "WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
+        ).format(location=location)
         if location.startswith("https://") and not target.secure:
-            hint += "; the site redirects to https, so the client must use wss://"
-        return fail(check_id, "handshake.redirect", f"{line}{via}: redirected to {location}", hint, **ev)
+            hint += _("; the site redirects to https, so the client must use wss://")
+        return fail(
+            check_id,
+            "handshake.redirect",
+            _("{line}{via}: redirected to {location}").format(line=line, via=via, location=location),
+            hint,
+            **ev,
+        )
     if status == 502:
         return fail(
             check_id,
             "handshake.bad-gateway",
-            f"{line}{via}: the proxy is up but its backend does not answer",
-            "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check "
-            "the proxy_pass address and port",
+            _("{line}{via}: the proxy is up but its backend does not answer").format(line=line, via=via),
+            _(
+                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check the proxy_pass address and port"
+            ),
             **ev,
         )
     if status == 504:
         return fail(
             check_id,
             "handshake.gateway-timeout",
-            f"{line}{via}: the backend did not answer the proxy in time",
-            "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the "
-            "proxy_pass address",
+            _("{line}{via}: the backend did not answer the proxy in time").format(line=line, via=via),
+            _(
+                "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the proxy_pass address"
+            ),
             **ev,
         )
     if status == 503:
         return fail(
             check_id,
             "handshake.unavailable",
-            f"{line}{via}: the server is unavailable (overloaded or at its connection limit)",
-            "check the server's connection count and limits (/health), then "
-            "raise --max-connections or add capacity",
+            _("{line}{via}: the server is unavailable (overloaded or at its connection limit)").format(
+                line=line, via=via
+            ),
+            _(
+                "check the server's connection count and limits (/health), then raise --max-connections or add capacity"
+            ),
             **ev,
         )
     if status == 429:
         return fail(
             check_id,
             "handshake.rate-limited",
-            f"{line}{via}: too many connections from this address",
-            "close idle connections from this client or raise the server's per-IP cap (--max-per-ip)",
+            _("{line}{via}: too many connections from this address").format(line=line, via=via),
+            _("close idle connections from this client or raise the server's per-IP cap (--max-per-ip)"),
             **ev,
         )
     if 200 <= status < 300:
@@ -432,41 +484,46 @@ def _classify_status(
             return fail(
                 check_id,
                 "handshake.web-page",
-                f"{line} text/html{via}: a web page answered at {target.url}, not a WebSocket server",
-                "the URL points at the web site (static server or SPA fallback): use the WebSocket server's "
-                "port or path, or proxy that path to it with the upgrade lines",
+                _("{line} text/html{via}: a web page answered at {url}, not a WebSocket server").format(
+                    line=line, via=via, url=target.url
+                ),
+                _(
+                    "the URL points at the web site (static server or SPA fallback): use the WebSocket server's port or path, or proxy that path to it with the upgrade lines"
+                ),
                 **ev,
             )
         return fail(
             check_id,
             "handshake.not-websocket",
-            f"{line}{via}: an HTTP server answered without upgrading",
-            "this URL is served by a plain HTTP application: point the client at the WebSocket endpoint",
+            _("{line}{via}: an HTTP server answered without upgrading").format(line=line, via=via),
+            _("this URL is served by a plain HTTP application: point the client at the WebSocket endpoint"),
             **ev,
         )
     if status == 400:
         return fail(
             check_id,
             "handshake.bad-request",
-            f"{line}{via}: the server rejected the handshake request"
-            + (f" ({body.strip()[:80]})" if body.strip() else ""),
-            "the server or a proxy mangled the handshake headers (Sec-WebSocket-Key/Version, Upgrade): "
-            "compare with the backend directly; check the proxy's upgrade lines",
+            _("{line}{via}: the server rejected the handshake request{value}").format(
+                line=line, via=via, value=f" ({body.strip()[:80]})" if body.strip() else ""
+            ),
+            _(
+                "the server or a proxy mangled the handshake headers (Sec-WebSocket-Key/Version, Upgrade): compare with the backend directly; check the proxy's upgrade lines"
+            ),
             **ev,
         )
     if status >= 500:
         return fail(
             check_id,
             "handshake.server-error",
-            f"{line}{via}: the server failed on the handshake",
-            "read the server's log for the error",
+            _("{line}{via}: the server failed on the handshake").format(line=line, via=via),
+            _("read the server's log for the error"),
             **ev,
         )
     return fail(
         check_id,
         "handshake.unexpected-status",
-        f"{line}{via}: not a WebSocket upgrade",
-        "check that the URL points at the WebSocket server",
+        _("{line}{via}: not a WebSocket upgrade").format(line=line, via=via),
+        _("check that the URL points at the WebSocket server"),
         **ev,
     )
 
@@ -476,7 +533,7 @@ async def check(ctx: Context) -> CheckResult:
     target = settings.target
     tls = ctx.results.get("tls")
     if target.secure and tls is not None and tls.status.value == "fail" and not settings.insecure:
-        return skip("handshake", "skipped: tls failed (use --insecure to test the upgrade anyway)")
+        return skip("handshake", _("skipped: tls failed (use --insecure to test the upgrade anyway)"))
     address = ctx.facts["reachable"][0]
     out = await open_handshake(
         target,
@@ -521,7 +578,11 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     port = ctx.target.port
     return replace(
         result,
-        summary=f"{result.summary}; port {port} is held by {names}",
-        hint=f"{names} holds port {port} instead of the WebSocket server: stop it or move one of the two "
-        "to another port (and the client URL with it)",
+        summary=_("{summary}; port {port} is held by {names}").format(
+            summary=result.summary, port=port, names=names
+        ),
+        hint=_(
+            "{names} holds port {port} instead of the WebSocket server: stop it or move one of the two "
+            "to another port (and the client URL with it)"
+        ).format(names=names, port=port),
     )

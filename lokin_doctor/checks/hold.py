@@ -15,14 +15,15 @@ from typing import Any
 
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.wire import open_handshake
 
 #: Known idle timeouts: (seconds, who).
 CULPRITS = (
-    (60.0, "nginx's proxy_read_timeout default (60 s) or a cloud load balancer's idle timeout (60 s)"),
-    (100.0, "Cloudflare's idle timeout (~100 s)"),
-    (350.0, "AWS NLB/Gateway idle timeout (350 s)"),
+    (60.0, N_("nginx's proxy_read_timeout default (60 s) or a cloud load balancer's idle timeout (60 s)")),
+    (100.0, N_("Cloudflare's idle timeout (~100 s)")),
+    (350.0, N_("AWS NLB/Gateway idle timeout (350 s)")),
 )
 #: Time kept for the closing handshake before the runner's own limit.
 CLOSE_MARGIN_S = 0.15
@@ -31,7 +32,7 @@ CLOSE_MARGIN_S = 0.15
 def culprit(idle: float) -> str | None:
     for seconds, who in CULPRITS:
         if abs(idle - seconds) <= max(3.0, seconds * 0.08):
-            return who
+            return _(who)
     return None
 
 
@@ -60,8 +61,8 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "hold",
             "hold.no-connection",
-            f"could not open the connection to hold: {r.summary}",
-            r.hint or "see the handshake check",
+            _("could not open the connection to hold: {summary}").format(summary=r.summary),
+            r.hint or _("see the handshake check"),
             **r.evidence,
         )
     conn = out.conn
@@ -108,16 +109,21 @@ async def check(ctx: Context) -> CheckResult:
         held = loop.time() - t_open
         if pings:
             how = (
-                f"the server pings every ~{ping_every:g} s, which keeps it alive"
+                _("the server pings every ~{ping_every:g} s, which keeps it alive").format(
+                    ping_every=ping_every
+                )
                 if ping_every
-                else ("the server sent a ping, which keeps it alive")
+                else (_("the server sent a ping, which keeps it alive"))
             )
         else:
-            how = (
-                "no server pings: a proxy idle timeout longer than the hold could still cut it "
-                "(nginx/load balancers 60 s, Cloudflare ~100 s): hold longer or enable server pings"
+            how = _(
+                "no server pings: a proxy idle timeout longer than the hold could still cut it (nginx/load balancers 60 s, Cloudflare ~100 s): hold longer or enable server pings"
             )
-        return ok("hold", f"held an idle connection {held:.1f} s: still open; {how}", **evidence)
+        return ok(
+            "hold",
+            _("held an idle connection {held:.1f} s: still open; {how}").format(held=held, how=how),
+            **evidence,
+        )
 
     elapsed = died_at - t_open
     idle = died_at - last
@@ -127,10 +133,14 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "hold",
             "hold.closed-by-server",
-            f"the server closed the idle connection after {elapsed:.1f} s with close code {close_code}"
-            + (f" ({close_reason})" if close_reason else ""),
-            "the server closes idle clients: raise its idle/keepalive timeout, or make the client send "
-            "application pings; read its log at that time",
+            _(
+                "the server closed the idle connection after {elapsed:.1f} s with close code {close_code}{value}"
+            ).format(
+                elapsed=elapsed, close_code=close_code, value=f" ({close_reason})" if close_reason else ""
+            ),
+            _(
+                "the server closes idle clients: raise its idle/keepalive timeout, or make the client send application pings; read its log at that time"
+            ),
             **evidence,
         )
     evidence["close_code"] = 1006
@@ -139,27 +149,30 @@ async def check(ctx: Context) -> CheckResult:
         what = (
             f"matches {who}"
             if who
-            else f"after about {idle:.1f} s"
+            else _("after about {idle:.1f} s").format(idle=idle)
             if idle < 10
-            else f"after about {idle:.0f} s"
+            else _("after about {idle:.0f} s").format(idle=idle)
         )
         interval = max(1, int(idle / 2))
         return fail(
             "hold",
             "hold.idle-timeout",
-            f"the connection was dropped without a close frame (1006) after {elapsed:.1f} s idle, with no server "
-            f"ping in between: a proxy idle timeout ({what})",
-            "raise the proxy's idle timeout (nginx, in the location: proxy_read_timeout 86400s; "
-            f"proxy_send_timeout 86400s;) or make the server ping every {interval} s or less "
-            f"(ws: setInterval(() => client.ping(), {interval * 1000}); websockets: ping_interval={interval})",
+            _(
+                "the connection was dropped without a close frame (1006) after {elapsed:.1f} s idle, with no server ping in between: a proxy idle timeout ({what})"
+            ).format(elapsed=elapsed, what=what),
+            _(
+                "raise the proxy's idle timeout (nginx, in the location: proxy_read_timeout 86400s; proxy_send_timeout 86400s;) or make the server ping every {interval} s or less (ws: setInterval(() => client.ping(), {interval2}); websockets: ping_interval={interval})"
+            ).format(interval=interval, interval2=interval * 1000),
             **evidence,
         )
     return fail(
         "hold",
         "hold.dropped",
-        f"the connection was dropped without a close frame (1006) after {elapsed:.1f} s despite server pings "
-        f"(last traffic {idle:.1f} s before): not an idle timeout",
-        "something cuts connections regardless of traffic: a proxy's maximum connection age, a server restart "
-        "or a NAT/firewall; read the proxy's and the server's logs at that time",
+        _(
+            "the connection was dropped without a close frame (1006) after {elapsed:.1f} s despite server pings (last traffic {idle:.1f} s before): not an idle timeout"
+        ).format(elapsed=elapsed, idle=idle),
+        _(
+            "something cuts connections regardless of traffic: a proxy's maximum connection age, a server restart or a NAT/firewall; read the proxy's and the server's logs at that time"
+        ),
         **evidence,
     )

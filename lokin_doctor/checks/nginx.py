@@ -27,6 +27,7 @@ from typing import Any
 from lokin_doctor import nginxconf as nc
 from lokin_doctor import nginxfindings as nf
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 
 #: Most telling first: the code a result carries when several findings are present.
@@ -38,8 +39,8 @@ CODE_ORDER = (
     "nginx.leaf-only-certificate",
     *nf.TIMEOUT_CODES,
 )
-STALE = "yet the live handshake upgraded: the running nginx may not have reloaded this file"
-RELOAD = "then check and reload: nginx -t && nginx -s reload"
+STALE = N_("yet the live handshake upgraded: the running nginx may not have reloaded this file")
+RELOAD = N_("then check and reload: nginx -t && nginx -s reload")
 
 
 def nginx_binary() -> str | None:
@@ -176,7 +177,9 @@ async def check(ctx: Context) -> CheckResult:
     if not local and path is None:
         return skip(
             "nginx",
-            f"skipped: {target.host} is not this machine; run lokin-doctor on the proxy, or give --nginx-config FILE",
+            _(
+                "skipped: {host} is not this machine; run lokin-doctor on the proxy, or give --nginx-config FILE"
+            ).format(host=target.host),
         )
     all_listeners, owners = await scan(ctx) if local else ([], {})
     source = "--nginx-config"
@@ -186,25 +189,29 @@ async def check(ctx: Context) -> CheckResult:
         masters = await asyncio.to_thread(_nginx_masters, port_pids)
         if not masters:
             why = (
-                "nginx is not installed on this machine"
+                _("nginx is not installed on this machine")
                 if binary is None
-                else "no nginx runs on this machine"
+                else _("no nginx runs on this machine")
             )
             return skip(
-                "nginx", f"not applicable: {why} (give --nginx-config FILE to read one)", applicable=False
+                "nginx",
+                _("not applicable: {why} (give --nginx-config FILE to read one)").format(why=why),
+                applicable=False,
             )
         holding = [m for m in masters if m["holds_port"]]
         if not holding and (port_pids or len(masters) > 1):
-            held = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values()) or "another process"
+            held = ", ".join(f"pid {o.pid} ({o.command})" for o in owners.values()) or _("another process")
             return skip(
                 "nginx",
-                f"not applicable: port {target.port} is held by {held}, not by nginx",
+                _("not applicable: port {port} is held by {held}, not by nginx").format(
+                    port=target.port, held=held
+                ),
                 applicable=False,
                 nginx_masters=[m["pid"] for m in masters],
             )
         master = (holding or masters)[0]
         m_binary, prefix, path = master_config(master["title"], master["cwd"])
-        source = f"nginx master pid {master['pid']}"
+        source = _("nginx master pid {pid}").format(pid=master["pid"])
         if path is None:
             exe = m_binary if m_binary and os.path.isabs(m_binary) else binary
             if exe is not None:
@@ -216,7 +223,7 @@ async def check(ctx: Context) -> CheckResult:
     except nc.ConfigError as exc:
         return skip(
             "nginx",
-            f"skipped: {exc} (run as root to read nginx's configuration)",
+            _("skipped: {exc} (run as root to read nginx's configuration)").format(exc=exc),
             config=path,
             source=source,
         )
@@ -254,12 +261,20 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "nginx",
                 "nginx.no-server",
-                f"no server block of {config.main} listens on port {target.port}",
-                f"add a server with listen {target.port} (or use the port nginx listens on in the URL)",
+                _("no server block of {main} listens on port {port}").format(
+                    main=config.main, port=target.port
+                ),
+                _("add a server with listen {port} (or use the port nginx listens on in the URL)").format(
+                    port=target.port
+                ),
                 **ev,
             )
         return skip(
-            "nginx", f"not applicable: no server block of {config.main} listens on port {target.port}", **ev
+            "nginx",
+            _("not applicable: no server block of {main} listens on port {port}").format(
+                main=config.main, port=target.port
+            ),
+            **ev,
         )
     # Only this machine's backends are asked (the doctor sends no traffic to hosts the URL does not name).
     local_ups = tuple(u for u in analysis.upstreams if local and on_this_machine(u.host))
@@ -300,11 +315,11 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
             "handshake.http10-upstream",
         }
         if live:
-            return "fail", f"the live handshake found {sorted(live)[0]}"
+            return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
         if upgraded:
             return (
                 "warn",
-                "yet the live handshake upgraded: the running nginx may not have reloaded this file",
+                _("yet the live handshake upgraded: the running nginx may not have reloaded this file"),
             )
     if f.code in nf.BACKEND_CODES or f.code == "nginx.not-proxied":
         live = codes & {"proxy.backend-down", "handshake.bad-gateway"}
@@ -320,20 +335,22 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
             ):
                 live.add(failed.code)
         if live:
-            return "fail", f"the live handshake found {sorted(live)[0]}"
+            return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
         if upgraded and f.code in nf.BACKEND_CODES:
-            return "note", "the backend answered 101 through nginx: it is a WebSocket server after all"
+            return "note", _("the backend answered 101 through nginx: it is a WebSocket server after all")
         if upgraded:
-            return "warn", STALE
+            return "warn", _(STALE)
     if f.code == "nginx.path-rewritten":
         if "proxy.path-mismatch" in codes or status == 404:
-            return "fail", "the backend answers 404 at the rewritten path"
+            return "fail", _("the backend answers 404 at the rewritten path")
         if upgraded:
             return "note", ""
     if f.code in nf.TIMEOUT_CODES and codes & {"hold.idle-timeout", "hold.dropped"}:
-        return "fail", f"the idle hold found {sorted(codes & {'hold.idle-timeout', 'hold.dropped'})[0]}"
+        return "fail", _("the idle hold found {codes}").format(
+            codes=sorted(codes & {"hold.idle-timeout", "hold.dropped"})[0]
+        )
     if f.code == "nginx.leaf-only-certificate" and "tls.incomplete-chain" in codes:
-        return "fail", "the tls check found tls.incomplete-chain"
+        return "fail", _("the tls check found tls.incomplete-chain")
     return f.severity, ""
 
 
@@ -349,33 +366,42 @@ def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckRes
         notes = "; ".join(f"{f.where}: {f.message}" for f, _, _ in weighed)
         return ok(
             "nginx",
-            f"{analysis.describe()} proxies the upgrade" + (f" (note: {notes})" if notes else ""),
+            _("{describe} proxies the upgrade{value}").format(
+                describe=analysis.describe(), value=f" (note: {notes})" if notes else ""
+            ),
             **evidence,
         )
     worst = max(rank[s] for _, s, _ in problems)
     top = [p for p in problems if rank[p[1]] == worst]
     top.sort(key=lambda p: CODE_ORDER.index(p[0].code) if p[0].code in CODE_ORDER else len(CODE_ORDER))
-    first, _, said = top[0]
+    first, __, said = top[0]
     codes = {f.code for f, _, _ in problems}
     ws_port = ctx.facts.get("nginx_ws_port")
     block = nf.fixed_block(analysis, codes, ws_port)
     if first.code == "nginx.leaf-only-certificate":
-        hint = (
-            "point ssl_certificate at the full chain (leaf then intermediates, e.g. Let's Encrypt's "
-            f"fullchain.pem, not cert.pem) at {first.where}; {RELOAD}"
-        )
+        hint = _(
+            "point ssl_certificate at the full chain (leaf then intermediates, e.g. Let's Encrypt's fullchain.pem, not cert.pem) at {where}; {RELOAD}"
+        ).format(where=first.where, RELOAD=_(RELOAD))
     else:
         if analysis.adds_location:
-            hint = f"add this location to the server block at {analysis.server.where}:\n{block}\n{RELOAD}"
+            hint = _("add this location to the server block at {where}:\n{block}\n{RELOAD}").format(
+                where=analysis.server.where, block=block, RELOAD=_(RELOAD)
+            )
         else:
             where = (analysis.location or analysis.server).where
-            hint = f"replace the location block at {where} with:\n{block}\n{RELOAD}"
+            hint = _("replace the location block at {where} with:\n{block}\n{RELOAD}").format(
+                where=where, block=block, RELOAD=_(RELOAD)
+            )
         if analysis.uses_map:
-            hint += f" (keep the map that defines {analysis.uses_map} in the http block)"
+            hint += _(" (keep the map that defines {uses_map} in the http block)").format(
+                uses_map=analysis.uses_map
+            )
     others = len(problems) - 1
     summary = f"{first.where}: {first.message}" + (f" ({said})" if said else "")
     if others:
-        summary += f"; and {others} more finding(s) in {analysis.describe()}"
+        summary += _("; and {others} more finding(s) in {describe}").format(
+            others=others, describe=analysis.describe()
+        )
     evidence["fixed_block"] = block
     make = fail if worst == 3 else warn
     return make("nginx", first.code, summary, hint, **evidence)

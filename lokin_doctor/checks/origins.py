@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 from lokin_doctor.wire import Outcome, open_handshake
 
@@ -39,7 +40,7 @@ def page_origin(ctx: Context) -> tuple[str, str]:
         return f"{parts.scheme}://{host}{port}", "--page-url"
     if settings.origin:
         return settings.origin, "--origin"
-    return ctx.target.http_origin, "the target's own origin"
+    return ctx.target.http_origin, _("the target's own origin")
 
 
 def _said(out: Outcome) -> str:
@@ -69,7 +70,7 @@ def _production(ctx: Context) -> bool:
 async def check(ctx: Context) -> CheckResult:
     hs = ctx.results.get("handshake")
     if hs is None or hs.status not in (Status.OK, Status.WARN):
-        return skip("origins", "skipped: the handshake did not succeed")
+        return skip("origins", _("skipped: the handshake did not succeed"))
     settings = ctx.settings
     target = settings.target
     address = (ctx.facts.get("reachable") or ctx.facts["addresses"])[0]
@@ -96,38 +97,46 @@ async def check(ctx: Context) -> CheckResult:
         f"page Origin {page} ({source})": _said(got["page"]),
         f"foreign Origin {FOREIGN_ORIGIN}": _said(got["foreign"]),
     }
-    line = (
-        f"no Origin: {_said(got['none'])}; page Origin {page}: {_said(got['page'])}; "
-        f"foreign Origin: {_said(got['foreign'])}"
+    line = _("no Origin: {none}; page Origin {page}: {page2}; foreign Origin: {foreign}").format(
+        none=_said(got["none"]), page=page, page2=_said(got["page"]), foreign=_said(got["foreign"])
     )
     if _rejected(got["page"]):
         return fail(
             "origins",
             "origins.page-origin-rejected",
-            f"the server rejects the page's Origin {page} with {_said(got['page'])} ({line})",
-            f"add {page} to the server's Origin allow-list (ws: verifyClient; websockets: origins=[...]; "
-            f"lokin-doctor serve --allow-origin {page})",
+            _("the server rejects the page's Origin {page} with {page2} ({line})").format(
+                page=page, page2=_said(got["page"]), line=line
+            ),
+            _(
+                "add {page} to the server's Origin allow-list (ws: verifyClient; websockets: origins=[...]; lokin-doctor serve --allow-origin {page})"
+            ).format(page=page),
             **evidence,
         )
     if got["foreign"].kind == "upgraded" and _production(ctx):
         return warn(
             "origins",
             "origins.any-origin",
-            f"the server accepts any Origin, even {FOREIGN_ORIGIN} ({line})",
-            f"filter the Origin on the server: accept only {page} (ws: verifyClient checking info.origin; "
-            f"lokin-doctor serve --allow-origin {page}), so other sites cannot connect with your visitors' "
-            "cookies",
+            _("the server accepts any Origin, even {FOREIGN_ORIGIN} ({line})").format(
+                FOREIGN_ORIGIN=FOREIGN_ORIGIN, line=line
+            ),
+            _(
+                "filter the Origin on the server: accept only {page} (ws: verifyClient checking info.origin; lokin-doctor serve --allow-origin {page}), so other sites cannot connect with your visitors' cookies"
+            ).format(page=page),
             **evidence,
         )
     if got["foreign"].kind == "upgraded":
         return ok(
-            "origins", f"every Origin is accepted, fine on loopback for development ({line})", **evidence
+            "origins",
+            _("every Origin is accepted, fine on loopback for development ({line})").format(line=line),
+            **evidence,
         )
     if _rejected(got["foreign"]):
-        note = "" if got["none"].kind == "upgraded" else "; requests without an Origin are refused too"
+        note = "" if got["none"].kind == "upgraded" else _("; requests without an Origin are refused too")
         return ok(
             "origins",
-            f"the server filters origins: the page's is accepted, a foreign one refused{note}",
+            _("the server filters origins: the page's is accepted, a foreign one refused{note}").format(
+                note=note
+            ),
             **evidence,
         )
     return ok("origins", line, **evidence)

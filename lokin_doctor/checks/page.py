@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from lokin_doctor import httpget
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 from lokin_doctor.target import Target
 
@@ -202,7 +203,7 @@ async def check(ctx: Context) -> CheckResult:
     page_origin = _origin_of(page_url)
     evidence: dict[str, Any] = {"page_url": page_url, "websocket_url": target.url}
     if not settings.explicit_target or target == _derived(page_url):
-        evidence["websocket_url_from"] = "derived from the page (same host, /ws)"
+        evidence["websocket_url_from"] = _("derived from the page (same host, /ws)")
 
     mixed = page_origin.scheme == "https" and not target.secure and not _trustworthy(target.host)
 
@@ -239,10 +240,12 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "page",
             "page.mixed-content",
-            f"the page is served over https but opens {target.url}: the browser blocks ws:// from an https "
-            "page (mixed content) before sending anything; CLI clients do not",
-            f"use wss:// in the page's script ({secure_url}, e.g. (location.protocol === 'https:' ? 'wss://' : "
-            "'ws://') + location.host + '/ws'), with TLS in front of the WebSocket server",
+            _(
+                "the page is served over https but opens {url}: the browser blocks ws:// from an https page (mixed content) before sending anything; CLI clients do not"
+            ).format(url=target.url),
+            _(
+                "use wss:// in the page's script ({secure_url}, e.g. (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'), with TLS in front of the WebSocket server"
+            ).format(secure_url=secure_url),
             **evidence,
         )
     if blocked is not None:
@@ -253,18 +256,24 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "page",
             "page.csp-blocks",
-            f"the page's Content-Security-Policy {directive} ({' '.join(sources) or 'empty'}) does not allow "
-            f"{target.url}: the browser refuses to connect",
-            f"add the WebSocket origin to the page's {directive}: {directive} {' '.join(kept)} {allow}",
+            _(
+                "the page's Content-Security-Policy {directive} ({value}) does not allow {url}: the browser refuses to connect"
+            ).format(directive=directive, value=" ".join(sources) or "empty", url=target.url),
+            _("add the WebSocket origin to the page's {directive}: {directive} {kept} {allow}").format(
+                directive=directive, kept=" ".join(kept), allow=allow
+            ),
             **evidence,
         )
     if fetched is None:
         return warn(
             "page",
             "page.unreachable",
-            f"could not fetch the page {page_url}: {error}; its Content-Security-Policy was not checked",
-            "check the --page-url (the address users open) and that the web server answers; the WebSocket "
-            "checks do not depend on it",
+            _(
+                "could not fetch the page {page_url}: {error}; its Content-Security-Policy was not checked"
+            ).format(page_url=page_url, error=error),
+            _(
+                "check the --page-url (the address users open) and that the web server answers; the WebSocket checks do not depend on it"
+            ),
             error=error,
             **evidence,
         )
@@ -272,17 +281,22 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "page",
             "page.unreachable",
-            f"the page {fetched.url} answers HTTP {fetched.status}; its policy was read but the page may be "
-            "the wrong one",
-            "check the --page-url (the address users open)",
+            _(
+                "the page {url} answers HTTP {status}; its policy was read but the page may be the wrong one"
+            ).format(url=fetched.url, status=fetched.status),
+            _("check the --page-url (the address users open)"),
             **evidence,
         )
     csp_note = (
-        "no Content-Security-Policy" if "csp" not in evidence else "its Content-Security-Policy allows it"
+        _("no Content-Security-Policy")
+        if "csp" not in evidence
+        else _("its Content-Security-Policy allows it")
     )
     return ok(
         "page",
-        f"the page {fetched.url} (HTTP {fetched.status}) may open {target.url}: {csp_note}, no mixed content",
+        _("the page {url} (HTTP {status}) may open {url2}: {csp_note}, no mixed content").format(
+            url=fetched.url, status=fetched.status, url2=target.url, csp_note=csp_note
+        ),
         **evidence,
     )
 

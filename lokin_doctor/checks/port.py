@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 from lokin_doctor.sysinfo import Listener, ProcInfo, listeners, proc_info
 
@@ -71,9 +72,10 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "port",
             "port.not-listening",
-            f"nothing listens on port {port} on this machine",
-            f"start the WebSocket server: node server.js (it listens on {port}) or lokin-doctor serve "
-            f"--port {port}; if it crashed at start, read its log",
+            _("nothing listens on port {port} on this machine").format(port=port),
+            _(
+                "start the WebSocket server: node server.js (it listens on {port}) or lokin-doctor serve --port {port}; if it crashed at start, read its log"
+            ).format(port=port),
         )
     bound = sorted(
         {
@@ -91,18 +93,23 @@ async def check(ctx: Context) -> CheckResult:
             return fail(
                 "port",
                 "port.loopback-only",
-                f"the server listens on {', '.join(bound)} (loopback only), so {', '.join(uncovered)} "
-                "cannot reach it",
-                "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) "
-                "or put a reverse proxy on this machine in front of it",
+                _("the server listens on {bound} (loopback only), so {uncovered} cannot reach it").format(
+                    bound=", ".join(bound), uncovered=", ".join(uncovered)
+                ),
+                _(
+                    "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) or put a reverse proxy on this machine in front of it"
+                ),
                 **evidence,
             )
         return fail(
             "port",
             "port.wrong-address",
-            f"the server listens on {', '.join(bound)}, not on {', '.join(uncovered)}",
-            "bind the server to the address the clients use (or to all interfaces: '0.0.0.0' / '::'), "
-            "or use one of the bound addresses in the client URL",
+            _("the server listens on {bound}, not on {uncovered}").format(
+                bound=", ".join(bound), uncovered=", ".join(uncovered)
+            ),
+            _(
+                "bind the server to the address the clients use (or to all interfaces: '0.0.0.0' / '::'), or use one of the bound addresses in the client URL"
+            ),
             **evidence,
         )
     unknown = [li for li in on_port if li.pid is None]
@@ -110,8 +117,12 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "port",
             "port.owner-unknown",
-            f"something listens on {', '.join(bound)} but its owner is hidden from this user",
-            "owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port",
+            _("something listens on {bound} but its owner is hidden from this user").format(
+                bound=", ".join(bound)
+            ),
+            _(
+                "owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port"
+            ),
             **evidence,
         )
     names = "; ".join(describe_owner(o) for o in owners.values())
@@ -121,11 +132,20 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "port",
             "port.unexpected-owner",
-            f"port {port} is held by {names}, which is not the expected WebSocket server",
-            "if the handshake fails, another program holds the port: stop it or move the WebSocket server "
-            "to a free port (and the client URL with it); if this is your server, pass --process to name it",
+            _("port {port} is held by {names}, which is not the expected WebSocket server").format(
+                port=port, names=names
+            ),
+            _(
+                "if the handshake fails, another program holds the port: stop it or move the WebSocket server to a free port (and the client URL with it); if this is your server, pass --process to name it"
+            ),
             **evidence,
         )
     # Only what this check saw: who holds the socket. Whether it answers is the handshake's to say.
-    held_by = f"held by {names}" if names else "held by a process"
-    return ok("port", f"port {port} is {held_by} (listening on {', '.join(bound)})", **evidence)
+    held_by = _("held by {names}").format(names=names) if names else _("held by a process")
+    return ok(
+        "port",
+        _("port {port} is {held_by} (listening on {bound})").format(
+            port=port, held_by=held_by, bound=", ".join(bound)
+        ),
+        **evidence,
+    )

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from lokin_doctor.checks.port import scan, short_command
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, ProcInfo, find_processes
 
 
 def describe_patterns(patterns: tuple[str, ...]) -> str:
     if patterns == DEFAULT_PROCESS_PATTERNS:
-        return "'node server.js' or 'lokin-doctor serve'"
-    return " or ".join(repr(p) for p in patterns)
+        return _("'node server.js' or 'lokin-doctor serve'")
+    return _(" or ").join(repr(p) for p in patterns)
 
 
 def _describe(p: ProcInfo) -> str:
@@ -22,9 +23,9 @@ def _describe(p: ProcInfo) -> str:
 
 
 def _vitals(p: ProcInfo) -> str:
-    parts = [f"up {_duration(p.uptime_s)}"]
+    parts = [_("up {duration}").format(duration=_duration(p.uptime_s))]
     if p.rss is not None:
-        parts.append(f"RSS {p.rss / 1048576:.1f} MiB")
+        parts.append(_("RSS {rss:.1f} MiB").format(rss=p.rss / 1048576))
     if p.cpu_percent is not None:
         parts.append(f"CPU {p.cpu_percent:.1f}%")
     return ", ".join(parts)
@@ -37,7 +38,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds / 60:.0f} min"
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    return _("{days:.1f} days").format(days=seconds / 86400)
 
 
 async def check(ctx: Context) -> CheckResult:
@@ -60,10 +61,17 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "process",
                 "process.multiple",
-                f"{_describe(main)} holds port {port}, and {len(idle)} more matching process(es) run without "
-                "listening anywhere: " + ", ".join(_describe(o) for o in idle),
-                "stop the extra instances (kill PID): a second server started on a taken port dies with "
-                "EADDRINUSE or hangs; check how the server is started (pm2, systemd, nohup) so it runs once",
+                _(
+                    "{main} holds port {port}, and {n_idle} more matching process(es) run without listening anywhere: {idle}"
+                ).format(
+                    main=_describe(main),
+                    port=port,
+                    n_idle=len(idle),
+                    idle=", ".join(_describe(o) for o in idle),
+                ),
+                _(
+                    "stop the extra instances (kill PID): a second server started on a taken port dies with EADDRINUSE or hangs; check how the server is started (pm2, systemd, nohup) so it runs once"
+                ),
                 **evidence,
             )
         if others:
@@ -72,8 +80,9 @@ async def check(ctx: Context) -> CheckResult:
         # What was seen: the process and its sockets; whether it answers is the handshake's to say.
         return ok(
             "process",
-            f"port {port} is held by {short_command(main)}, pid {main.pid} (listening on {ports}); "
-            f"{_vitals(main)}",
+            _("port {port} is held by {main}, pid {pid} (listening on {ports}); {main2}").format(
+                port=port, main=short_command(main), pid=main.pid, ports=ports, main2=_vitals(main)
+            ),
             **evidence,
         )
     if on_port:
@@ -83,26 +92,32 @@ async def check(ctx: Context) -> CheckResult:
             ctx.facts["server_processes"] = matches
             return ok(
                 "process",
-                f"{_describe(matches[0])} is running; {_vitals(matches[0])} "
-                "(the port's owner is hidden from this user)",
+                _("{matches} is running; {matches2} (the port's owner is hidden from this user)").format(
+                    matches=_describe(matches[0]), matches2=_vitals(matches[0])
+                ),
                 **evidence,
             )
         return warn(
             "process",
             "process.owner-unknown",
-            f"something listens on port {port}, but no process matching {looked_for} is visible",
-            "owner unknown, run as root to see it (sudo lokin-doctor check-process), or pass --process to "
-            "name your server's command line",
+            _("something listens on port {port}, but no process matching {looked_for} is visible").format(
+                port=port, looked_for=looked_for
+            ),
+            _(
+                "owner unknown, run as root to see it (sudo lokin-doctor check-process), or pass --process to name your server's command line"
+            ),
             **evidence,
         )
     if not matches:
         return fail(
             "process",
             "process.not-running",
-            f"the WebSocket server is not running: no process matches {looked_for} and nothing listens on "
-            f"port {port}",
-            f"start it: node server.js (listens on {port}), or lokin-doctor serve --port {port}; keep it running "
-            "with pm2 or systemd so it restarts after a crash",
+            _(
+                "the WebSocket server is not running: no process matches {looked_for} and nothing listens on port {port}"
+            ).format(looked_for=looked_for, port=port),
+            _(
+                "start it: node server.js (listens on {port}), or lokin-doctor serve --port {port}; keep it running with pm2 or systemd so it restarts after a crash"
+            ).format(port=port),
             **evidence,
         )
     evidence["processes"] = [p.to_dict() for p in matches]
@@ -110,7 +125,8 @@ async def check(ctx: Context) -> CheckResult:
     listening = [m for m in matches if m.listening_ports]
     if listening:
         where = "; ".join(
-            f"{_describe(m)} listens on {', '.join(map(str, m.listening_ports))}" for m in listening
+            _("{m} listens on {str}").format(m=_describe(m), str=", ".join(map(str, m.listening_ports)))
+            for m in listening
         )
         t = ctx.target
         urls = ", ".join(
@@ -121,16 +137,20 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "process",
             "process.wrong-port",
-            f"the server runs but not on port {port}: {where}",
-            f"point the client at the port the server uses ({urls}), or restart the server on port {port}",
+            _("the server runs but not on port {port}: {where}").format(port=port, where=where),
+            _(
+                "point the client at the port the server uses ({urls}), or restart the server on port {port}"
+            ).format(urls=urls, port=port),
             **evidence,
         )
     return fail(
         "process",
         "process.not-listening",
-        f"{_describe(matches[0])} runs but listens on no port"
-        + (f" ({len(matches)} instances)" if len(matches) > 1 else ""),
-        "it may still be starting, or failed to listen (EADDRINUSE, permission): read its log, then "
-        f"restart it on port {port}",
+        _("{matches} runs but listens on no port{value}").format(
+            matches=_describe(matches[0]), value=f" ({len(matches)} instances)" if len(matches) > 1 else ""
+        ),
+        _(
+            "it may still be starting, or failed to listen (EADDRINUSE, permission): read its log, then restart it on port {port}"
+        ).format(port=port),
         **evidence,
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from lokin_doctor.checks.handshake import NGINX_UPGRADE_LINES, proxy_name
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, skip
 from lokin_doctor.target import Target
 from lokin_doctor.wire import Outcome, open_handshake
@@ -69,7 +70,7 @@ async def _addresses(ctx: Context, host: str) -> list[str]:
     except (OSError, TimeoutError):
         return []
     out: list[str] = []
-    for *_, sockaddr in infos:
+    for *__, sockaddr in infos:
         a = str(sockaddr[0])
         if not any((":" in a) == (":" in b) for b in out):
             out.append(a)
@@ -114,7 +115,7 @@ def _said(out: Outcome) -> str:
         return "101"
     if out.kind == "status":
         return f"HTTP {out.status}"
-    return {"connect-refused": "connection refused", "connect-timeout": "no answer (timeout)"}.get(
+    return {"connect-refused": _("connection refused"), "connect-timeout": _("no answer (timeout)")}.get(
         out.kind, out.error or out.kind
     )
 
@@ -122,7 +123,7 @@ def _said(out: Outcome) -> str:
 async def check(ctx: Context) -> CheckResult:
     out: Outcome | None = ctx.facts.get("outcome")
     if out is None:
-        return skip("proxy", "not applicable: no handshake reply to look at", applicable=False)
+        return skip("proxy", _("not applicable: no handshake reply to look at"), applicable=False)
     name = proxy_name(out)
     if name:
         ctx.facts["proxy"] = name
@@ -130,10 +131,19 @@ async def check(ctx: Context) -> CheckResult:
     ev: dict[str, Any] = {"public": {"url": target.url, **out.evidence()}}
     if out.kind == "upgraded":
         if name:
-            return ok("proxy", f"{name} in front of the server forwards the upgrade (101)", proxy=name, **ev)
-        return skip("proxy", "not applicable: no proxy recognised in the 101 reply", applicable=False)
+            return ok(
+                "proxy",
+                _("{name} in front of the server forwards the upgrade (101)").format(name=name),
+                proxy=name,
+                **ev,
+            )
+        return skip("proxy", _("not applicable: no proxy recognised in the 101 reply"), applicable=False)
     if out.kind != "status":
-        return skip("proxy", f"not applicable: no HTTP reply to look at ({out.kind})", applicable=False)
+        return skip(
+            "proxy",
+            _("not applicable: no HTTP reply to look at ({kind})").format(kind=out.kind),
+            applicable=False,
+        )
 
     status = out.status or 0
     body = out.body_text(500)
@@ -142,22 +152,26 @@ async def check(ctx: Context) -> CheckResult:
     if not proxy_status:
         if name:
             return skip(
-                "proxy", f"{name} answered HTTP {status}; nothing proxy-specific (see handshake)", proxy=name
+                "proxy",
+                _("{name} answered HTTP {status}; nothing proxy-specific (see handshake)").format(
+                    name=name, status=status
+                ),
+                proxy=name,
             )
-        return skip("proxy", "not applicable: no proxy recognised in the reply", applicable=False)
+        return skip("proxy", _("not applicable: no proxy recognised in the reply"), applicable=False)
 
     backend = await _probe_backend(ctx)
-    who = name or "the proxy"
-    public = f"{who} answers HTTP {status} at {target.url}"
+    who = name or _("the proxy")
+    public = _("{who} answers HTTP {status} at {url}").format(who=who, status=status, url=target.url)
     if backend is not None:
         b_target, b_out = backend
         ctx.facts["backend_outcome"] = b_out
         ev["backend"] = {"url": b_target.url, **b_out.evidence()}
         b_ok = b_out.kind == "upgraded"
-        b_said = f"backend {b_target.url} answers {_said(b_out)}"
+        b_said = _("backend {url} answers {b_out}").format(url=b_target.url, b_out=_said(b_out))
     else:
         b_target, b_out, b_ok = None, None, False
-        b_said = "backend not compared (give --backend URL)"
+        b_said = _("backend not compared (give --backend URL)")
     location = target.resource.split("?")[0]
 
     if upgrade_dropped:
@@ -165,49 +179,53 @@ async def check(ctx: Context) -> CheckResult:
             return fail(
                 "proxy",
                 "proxy.upgrade-not-forwarded",
-                f"{b_said}, {public}: {who} does not forward the Upgrade header to the backend",
-                f"in {who}'s location block for {location} add:\n{NGINX_UPGRADE_LINES}\n"
-                "(with the usual map $http_upgrade $connection_upgrade, Connection may be $connection_upgrade); "
-                "then reload (nginx -s reload)",
+                _("{b_said}, {public}: {who} does not forward the Upgrade header to the backend").format(
+                    b_said=b_said, public=public, who=who
+                ),
+                _(
+                    "in {who}'s location block for {location} add:\n{NGINX_UPGRADE_LINES}\n(with the usual map $http_upgrade $connection_upgrade, Connection may be $connection_upgrade); then reload (nginx -s reload)"
+                ).format(who=who, location=location, NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
                 **ev,
             )
-        return skip("proxy", f"no proxy recognised and {b_said}; see handshake", **ev)
+        return skip("proxy", _("no proxy recognised and {b_said}; see handshake").format(b_said=b_said), **ev)
     if status == 505:
         return fail(
             "proxy",
             "proxy.http10-upstream",
-            f"{public}: the backend answered 505 to the HTTP/1.0 request {who} sent it; {b_said}",
-            f"make {who} speak HTTP/1.1 upstream and forward the upgrade; in the location block for {location}:\n"
-            + NGINX_UPGRADE_LINES,
+            _("{public}: the backend answered 505 to the HTTP/1.0 request {who} sent it; {b_said}").format(
+                public=public, who=who, b_said=b_said
+            ),
+            _(
+                "make {who} speak HTTP/1.1 upstream and forward the upgrade; in the location block for {location}:\n{NGINX_UPGRADE_LINES}"
+            ).format(who=who, location=location, NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
     if status in (502, 504):
         if b_ok:
-            tail = (
-                f"{b_said} directly: {who} points at the wrong address or port (check proxy_pass), "
-                "or cannot reach it (a firewall or SELinux between them)"
-            )
+            tail = _(
+                "{b_said} directly: {who} points at the wrong address or port (check proxy_pass), or cannot reach it (a firewall or SELinux between them)"
+            ).format(b_said=b_said, who=who)
             assert b_target is not None
-            hint = (
-                f"point {who}'s proxy_pass at the address and port where the backend listens ({b_target.url})"
-            )
+            hint = _(
+                "point {who}'s proxy_pass at the address and port where the backend listens ({url})"
+            ).format(who=who, url=b_target.url)
         elif b_out is not None:
-            tail = f"{b_said} either: the WebSocket server is down"
-            hint = (
-                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and "
-                "check that proxy_pass names its address and port"
+            tail = _("{b_said} either: the WebSocket server is down").format(b_said=b_said)
+            hint = _(
+                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check that proxy_pass names its address and port"
             )
         else:
-            tail = "the backend was not compared (give --backend URL to check it directly)"
-            hint = (
-                "start the WebSocket server behind the proxy and check the proxy_pass address and port; "
-                "compare with --backend ws://backend-host:8080/"
+            tail = _("the backend was not compared (give --backend URL to check it directly)")
+            hint = _(
+                "start the WebSocket server behind the proxy and check the proxy_pass address and port; compare with --backend ws://backend-host:8080/"
             )
-        what = "does not answer" if status == 502 else "does not answer in time"
+        what = _("does not answer") if status == 502 else _("does not answer in time")
         return fail(
             "proxy",
             "proxy.backend-down",
-            f"{public}: {who} is up but its backend {what}; {tail}",
+            _("{public}: {who} is up but its backend {what}; {tail}").format(
+                public=public, who=who, what=what, tail=tail
+            ),
             hint,
             **ev,
         )
@@ -216,10 +234,18 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "proxy",
             "proxy.path-mismatch",
-            f"{public}, while the {b_said} at its path: {who} does not route {location} to the backend",
-            f"add a location for {location} in {who} that proxies to the backend with the upgrade lines, "
-            f"or use the path the proxy forwards in the client URL (a trailing / in proxy_pass "
-            "http://backend:8080/ strips the location prefix)",
+            _(
+                "{public}, while the {b_said} at its path: {who} does not route {location} to the backend"
+            ).format(public=public, b_said=b_said, who=who, location=location),
+            _(
+                "add a location for {location} in {who} that proxies to the backend with the upgrade lines, or use the path the proxy forwards in the client URL (a trailing / in proxy_pass http://backend:8080/ strips the location prefix)"
+            ).format(location=location, who=who),
             **ev,
         )
-    return skip("proxy", f"{public} and the {b_said}; nothing proxy-specific (see handshake)", **ev)
+    return skip(
+        "proxy",
+        _("{public} and the {b_said}; nothing proxy-specific (see handshake)").format(
+            public=public, b_said=b_said
+        ),
+        **ev,
+    )

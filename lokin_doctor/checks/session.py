@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.wire import WsConn
 
@@ -35,54 +36,62 @@ CLOSE_MARGIN_S = 0.1
 
 #: What a close code the server sent means for the person reading the report.
 _CLOSE_MEANING = {
-    1000: "the server ended the session normally, by itself",
-    1001: "the server is going away (restarting or shutting down)",
-    1002: "the server saw a protocol error on our side",
-    1003: "the server refuses a data type we sent",
-    1005: "the server sent an empty close frame (no code)",
-    1007: "the server got data it could not decode",
-    1008: "the server's policy refused this client (authentication, authorization, origin, a login timer)",
-    1009: "a message was too big for the server",
-    1010: "the server wanted an extension we did not negotiate",
-    1011: "the server's handler failed (an exception in its connection or message handler)",
-    1012: "the server is restarting",
-    1013: "the server is overloaded (try again later)",
+    1000: N_("the server ended the session normally, by itself"),
+    1001: N_("the server is going away (restarting or shutting down)"),
+    1002: N_("the server saw a protocol error on our side"),
+    1003: N_("the server refuses a data type we sent"),
+    1005: N_("the server sent an empty close frame (no code)"),
+    1007: N_("the server got data it could not decode"),
+    1008: N_(
+        "the server's policy refused this client (authentication, authorization, origin, a login timer)"
+    ),
+    1009: N_("a message was too big for the server"),
+    1010: N_("the server wanted an extension we did not negotiate"),
+    1011: N_("the server's handler failed (an exception in its connection or message handler)"),
+    1012: N_("the server is restarting"),
+    1013: N_("the server is overloaded (try again later)"),
 }
 
 
 def close_meaning(code: int | None) -> str:
     if code is None:
-        return "the TCP connection was cut without a close frame (1006: a crash, a killed process or a proxy)"
+        return _(
+            "the TCP connection was cut without a close frame (1006: a crash, a killed process or a proxy)"
+        )
     if 4000 <= code <= 4999:
-        return f"close code {code} is the application's own: look it up in the server's code"
-    return _CLOSE_MEANING.get(code, f"close code {code}")
+        return _("close code {code} is the application's own: look it up in the server's code").format(
+            code=code
+        )
+    meaning = _CLOSE_MEANING.get(code)
+    return _(meaning) if meaning else _("close code {code}").format(code=code)
 
 
 def close_hint(code: int | None) -> str:
     if code == 1011:
-        return "the server's handler crashes on new connections: read its log at that time for the exception"
+        return _(
+            "the server's handler crashes on new connections: read its log at that time for the exception"
+        )
     if code == 1008:
-        return (
-            "the server accepts the upgrade, then refuses the client: send what it expects (a token with "
-            "--header 'Authorization: ...', an allowed --origin, a first message with --send) and read its log"
+        return _(
+            "the server accepts the upgrade, then refuses the client: send what it expects (a token with --header 'Authorization: ...', an allowed --origin, a first message with --send) and read its log"
         )
     if code in (1001, 1012):
-        return (
+        return _(
             "the server was restarting or shutting down: run the check again once it is up, and read its log"
         )
     if code == 1013:
-        return "the server is overloaded: check its load and connection limits"
+        return _("the server is overloaded: check its load and connection limits")
     if code == 1000:
-        return (
-            "the server's handler closes every connection soon after it opens (a page sees connect, then "
-            "disconnect): read its connection handler"
+        return _(
+            "the server's handler closes every connection soon after it opens (a page sees connect, then disconnect): read its connection handler"
         )
     if code is None:
-        return (
-            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's "
-            "log; with nginx check proxy_read_timeout"
+        return _(
+            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's log; with nginx check proxy_read_timeout"
         )
-    return f"read the server's log at the time of the close (code {code}) to see why it ends connections"
+    return _(
+        "read the server's log at the time of the close (code {code}) to see why it ends connections"
+    ).format(code=code)
 
 
 class _Stream:
@@ -112,8 +121,10 @@ class _Stream:
             try:
                 piece = self._decoder.decode(data, final=fin)
             except UnicodeDecodeError as exc:
-                self.invalid_utf8 = f"invalid UTF-8 in a text message: {exc.reason} at byte {exc.start}"
-                self.conn.fail(1007, "invalid UTF-8")
+                self.invalid_utf8 = _("invalid UTF-8 in a text message: {reason} at byte {start}").format(
+                    reason=exc.reason, start=exc.start
+                )
+                self.conn.fail(1007, _("invalid UTF-8"))
                 return
         else:
             piece = data.decode("utf-8", "replace")
@@ -169,7 +180,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
     evidence["messages_received"] = stream.count
     if after_ms is not None:
         evidence["after_open_ms"] = after_ms
-    when = f" {after_ms:.0f} ms after the upgrade" if after_ms is not None else ""
+    when = _(" {after_ms:.0f} ms after the upgrade").format(after_ms=after_ms) if after_ms is not None else ""
     paren = f" ({when.strip()})" if when else ""
     proto_exc = conn.protocol_error
     if stream.invalid_utf8 is not None or proto_exc is not None:
@@ -179,14 +190,19 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
         sent_code = int(sent.code) if sent is not None else None
         evidence["close_code_sent"] = sent_code
         if stream.invalid_utf8 is not None or isinstance(proto_exc, UnicodeDecodeError):
-            reason = stream.invalid_utf8 or f"invalid UTF-8 in a close reason: {proto_exc}"
+            reason = stream.invalid_utf8 or _("invalid UTF-8 in a close reason: {proto_exc}").format(
+                proto_exc=proto_exc
+            )
             evidence["error"] = reason
             return fail(
                 "session",
                 "session.invalid-utf8",
-                f"the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)",
-                "the server sends text frames that are not UTF-8: send binary frames for bytes, or encode the "
-                "text as UTF-8 (Buffer.from(s, 'utf8'), str.encode())",
+                _(
+                    "the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)"
+                ).format(reason=reason, paren=paren),
+                _(
+                    "the server sends text frames that are not UTF-8: send binary frames for bytes, or encode the text as UTF-8 (Buffer.from(s, 'utf8'), str.encode())"
+                ),
                 **evidence,
             )
         evidence["error"] = str(proto_exc)
@@ -194,39 +210,46 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
             return fail(
                 "session",
                 "session.frame-too-big",
-                f"the server announced a message too big to take{when}: {proto_exc}; our side closed "
-                f"with {sent_code}",
-                "the server sends (or claims to send) a huge message: check what it sends on connect; if the "
-                "header is garbage, something else than a WebSocket server writes to the connection",
+                _(
+                    "the server announced a message too big to take{when}: {proto_exc}; our side closed with {sent_code}"
+                ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
+                _(
+                    "the server sends (or claims to send) a huge message: check what it sends on connect; if the header is garbage, something else than a WebSocket server writes to the connection"
+                ),
                 **evidence,
             )
         return fail(
             "session",
             "session.protocol-error",
-            f"the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with "
-            f"{sent_code}, as a browser would",
-            "the server (or a proxy) writes invalid WebSocket frames (reserved opcode, RSV bits without an "
-            "extension, bad masking, a bad close code): upgrade or fix the server's WebSocket library, and "
-            "make sure nothing else writes to the socket after the upgrade",
+            _(
+                "the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with {sent_code}, as a browser would"
+            ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
+            _(
+                "the server (or a proxy) writes invalid WebSocket frames (reserved opcode, RSV bits without an extension, bad masking, a bad close code): upgrade or fix the server's WebSocket library, and make sure nothing else writes to the socket after the upgrade"
+            ),
             **evidence,
         )
     rcvd = conn.proto.close_rcvd
     if rcvd is not None:
         code, reason = int(rcvd.code), rcvd.reason
-        what = f"close code {code}" + (f" ({reason})" if reason else "")
+        what = _("close code {code}{value}").format(code=code, value=f" ({reason})" if reason else "")
         evidence["close_code"] = code
         evidence["close_reason"] = reason
         return fail(
             "session",
             "session.closed-soon" if soon else "session.closed-at-once",
-            f"the server closed the connection {stage} with {what}{when}: {close_meaning(code)}",
+            _("the server closed the connection {stage} with {what}{when}: {code}").format(
+                stage=stage, what=what, when=when, code=close_meaning(code)
+            ),
             close_hint(code),
             **evidence,
         )
     return fail(
         "session",
         "session.dropped-soon" if soon else "session.dropped",
-        f"the server dropped the TCP connection {stage} without a close frame (1006){when}",
+        _("the server dropped the TCP connection {stage} without a close frame (1006){when}").format(
+            stage=stage, when=when
+        ),
         close_hint(None),
         **evidence,
     )
@@ -245,7 +268,7 @@ async def check(ctx: Context) -> CheckResult:
 
     try:
         if not await stream.read_until(lambda: stream.rtt_ms is not None, ctx.deadline):
-            return _ended(conn, stream, "right after the upgrade", evidence, soon=False)
+            return _ended(conn, stream, _("right after the upgrade"), evidence, soon=False)
         if not stream.messages:
             try:
                 alive = await stream.read_until(
@@ -254,27 +277,34 @@ async def check(ctx: Context) -> CheckResult:
             except TimeoutError:
                 alive = True
             if not alive:
-                return _ended(conn, stream, "while we waited for a greeting", evidence, soon=True)
+                return _ended(conn, stream, _("while we waited for a greeting"), evidence, soon=True)
     except TimeoutError:
         evidence["messages"] = [m[:300] for m in stream.messages]
         evidence["messages_received"] = stream.count
         evidence["bytes_received"] = conn.bytes_received
         meanwhile = (
-            f" (it sent {stream.count} messages, {conn.bytes_received / 1048576:.0f} MiB, meanwhile: only the "
-            f"first {KEEP_MESSAGES} were kept)"
+            _(
+                " (it sent {count} messages, {bytes_received:.0f} MiB, meanwhile: only the first {KEEP_MESSAGES} were kept)"
+            ).format(
+                count=stream.count, bytes_received=conn.bytes_received / 1048576, KEEP_MESSAGES=KEEP_MESSAGES
+            )
             if stream.count > KEEP_MESSAGES
             else ""
         )
         return fail(
             "session",
             "session.no-pong",
-            f"the server never answered a ping within the {settings.timeout:g} s deadline{meanwhile}",
+            _("the server never answered a ping within the {timeout:g} s deadline{meanwhile}").format(
+                timeout=settings.timeout, meanwhile=meanwhile
+            ),
             (
-                "the server floods new connections and never answers the ping: check what it sends on connect "
-                "(a broadcast or replay loop?) and whether its event loop keeps up"
+                _(
+                    "the server floods new connections and never answers the ping: check what it sends on connect (a broadcast or replay loop?) and whether its event loop keeps up"
+                )
                 if meanwhile
-                else "the server's event loop is blocked, or a proxy swallows control frames: check the server's "
-                "CPU and log"
+                else _(
+                    "the server's event loop is blocked, or a proxy swallows control frames: check the server's CPU and log"
+                )
             ),
             **evidence,
         )
@@ -310,18 +340,22 @@ async def check(ctx: Context) -> CheckResult:
         except TimeoutError:
             evidence["replies"] = [m[:300] for m in stream.messages[stream.watch_from :]]
             if stream.pattern is None:
-                summary = f"no reply to {settings.send!r} within the deadline"
+                summary = _("no reply to {send!r} within the deadline").format(send=settings.send)
             else:
-                summary = f"no reply matching {settings.expect!r} to {settings.send!r} within the deadline"
+                summary = _("no reply matching {expect!r} to {send!r} within the deadline").format(
+                    expect=settings.expect, send=settings.send
+                )
             return fail(
                 "session",
                 "session.expect-mismatch",
                 summary,
-                "check the server's protocol for this message (does it echo? what does it answer?)",
+                _("check the server's protocol for this message (does it echo? what does it answer?)"),
                 **evidence,
             )
         if not alive:
-            return _ended(conn, stream, f"after {settings.send!r} was sent", evidence, soon=False)
+            return _ended(
+                conn, stream, _("after {send!r} was sent").format(send=settings.send), evidence, soon=False
+            )
         assert stream.matched is not None
         evidence["reply"] = stream.matched[:300]
 
@@ -336,25 +370,33 @@ async def check(ctx: Context) -> CheckResult:
             alive = True
         evidence["linger_s"] = round(max(0.0, min(loop.time(), end) - t_window), 2)
         if not alive:
-            return _ended(conn, stream, "during the observation window", evidence, soon=True)
+            return _ended(conn, stream, _("during the observation window"), evidence, soon=True)
 
-    code, _ = await conn.close(min(ctx.deadline, loop.time() + 1.0))
+    code, __ = await conn.close(min(ctx.deadline, loop.time() + 1.0))
     ctx.facts.pop("conn", None)
     evidence["close_code"] = code
     evidence["messages_received"] = stream.count
     parts = []
     if greeting is not None:
-        parts.append(f"greeting received{f' (clientId {client_id})' if client_id else ''}")
+        parts.append(
+            _("greeting received{value}").format(value=f" (clientId {client_id})" if client_id else "")
+        )
         if instance is not None:
-            parts.append(f"answered by instance {instance}")
+            parts.append(_("answered by instance {instance}").format(instance=instance))
     else:
-        parts.append("no greeting")
-    parts.append(f"ping {rtt_ms:.1f} ms")
+        parts.append(_("no greeting"))
+    parts.append(_("ping {rtt_ms:.1f} ms").format(rtt_ms=rtt_ms))
     if settings.send is not None:
         parts.append(
-            f"reply to {settings.send!r} matched" if settings.expect else f"reply to {settings.send!r}"
+            _("reply to {send!r} matched").format(send=settings.send)
+            if settings.expect
+            else _("reply to {send!r}").format(send=settings.send)
         )
     if "linger_s" in evidence:
-        parts.append(f"still open after {evidence['linger_s']:g} s")
-    parts.append(f"closed cleanly ({code})" if code is not None else "closed without a close frame")
+        parts.append(_("still open after {linger_s:g} s").format(linger_s=evidence["linger_s"]))
+    parts.append(
+        _("closed cleanly ({code})").format(code=code)
+        if code is not None
+        else _("closed without a close frame")
+    )
     return ok("session", "; ".join(parts), **evidence)

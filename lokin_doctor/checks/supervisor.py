@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, ok, skip, warn
 
 SHELLS = {"bash", "sh", "dash", "zsh", "fish", "ksh", "tcsh", "csh", "ash"}
@@ -112,7 +113,7 @@ def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> 
 def _systemctl_restart(unit: str, timeout: float) -> tuple[str | None, str]:
     """(Restart= value, why unknown)."""
     if shutil.which("systemctl") is None:
-        return None, "systemctl is not installed"
+        return None, _("systemctl is not installed")
     rc, out, err = _run(["systemctl", "show", unit, "-p", "Restart", "--value"], timeout)
     if rc != 0 or not out.strip():
         return None, (err.strip().splitlines() or [f"systemctl exited {rc}"])[0]
@@ -152,7 +153,7 @@ def _pm2_app(god: Ancestor, pid: int, timeout: float) -> dict[str, Any] | None:
     pm2 = shutil.which("pm2")
     # Only ask when that home's pid file names this very daemon: `pm2 jlist` elsewhere would start one.
     if pm2 is not None and _read_int(os.path.join(home, "pm2.pid")) == god.pid:
-        rc, out, _ = _run([pm2, "jlist"], timeout, {**os.environ, "PM2_HOME": home})
+        rc, out, __ = _run([pm2, "jlist"], timeout, {**os.environ, "PM2_HOME": home})
         start = out.find("[")
         if rc == 0 and start >= 0:
             try:
@@ -239,15 +240,9 @@ def unit_hint(server: Ancestor, cwd: str | None) -> str:
         if found:
             exec_start = " ".join(shlex.quote(a) for a in (found, *server.cmdline[1:]))
     wd = f"WorkingDirectory={cwd}\n" if cwd else ""
-    return (
-        "run it under a supervisor that restarts it: the systemd unit of deploy/lokin-ws.service, with this "
-        "server's command, as /etc/systemd/system/lokin-ws.service:\n"
-        "[Unit]\nDescription=LOK IN WebSocket server\nAfter=network-online.target\n\n"
-        f"[Service]\n{wd}ExecStart={exec_start}\nRestart=always\nRestartSec=2\n\n"
-        "[Install]\nWantedBy=multi-user.target\n"
-        "then: sudo systemctl daemon-reload && sudo systemctl enable --now lokin-ws "
-        "(or with pm2: pm2 start server.js --name lokin-ws && pm2 save && pm2 startup)"
-    )
+    return _(
+        "run it under a supervisor that restarts it: the systemd unit of deploy/lokin-ws.service, with this server's command, as /etc/systemd/system/lokin-ws.service:\n[Unit]\nDescription=LOK IN WebSocket server\nAfter=network-online.target\n\n[Service]\n{wd}ExecStart={exec_start}\nRestart=always\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\nthen: sudo systemctl daemon-reload && sudo systemctl enable --now lokin-ws (or with pm2: pm2 start server.js --name lokin-ws && pm2 save && pm2 startup)"
+    ).format(wd=wd, exec_start=exec_start)
 
 
 async def _server_pid(ctx: Context) -> int | None:
@@ -291,12 +286,20 @@ def classify(
             return warn(
                 "supervisor",
                 "supervisor.no-restart",
-                f"{who} runs in systemd unit {unit} with Restart=no: systemd starts it at boot but not after a crash",
-                f"set Restart=always and RestartSec=2 in {unit} (systemctl edit {unit}), then systemctl restart {unit}",
+                _(
+                    "{who} runs in systemd unit {unit} with Restart=no: systemd starts it at boot but not after a crash"
+                ).format(who=who, unit=unit),
+                _(
+                    "set Restart=always and RestartSec=2 in {unit} (systemctl edit {unit}), then systemctl restart {unit}"
+                ).format(unit=unit),
                 **ev,
             )
         said = f"Restart={restart}" if restart else f"Restart= unknown: {why}"
-        return ok("supervisor", f"{who} is supervised by systemd unit {unit} ({said})", **ev)
+        return ok(
+            "supervisor",
+            _("{who} is supervised by systemd unit {unit} ({said})").format(who=who, unit=unit, said=said),
+            **ev,
+        )
     for a in chain[1:]:
         text = a.command
         if "God Daemon" in text and "PM2" in text.upper():
@@ -310,23 +313,34 @@ def classify(
                     return warn(
                         "supervisor",
                         "supervisor.no-restart",
-                        f"{who} is pm2 app {app.get('name')!r} with autorestart off",
-                        f"pm2 restart {app.get('name')} --autorestart (or remove autorestart: false from the "
-                        "ecosystem file), then pm2 save",
+                        _("{who} is pm2 app {app!r} with autorestart off").format(
+                            who=who, app=app.get("name")
+                        ),
+                        _(
+                            "pm2 restart {app} --autorestart (or remove autorestart: false from the ecosystem file), then pm2 save"
+                        ).format(app=app.get("name")),
                         **ev,
                     )
                 said = (
-                    f"autorestart on, {env.get('restart_time', 0)} restart(s) so far"
+                    _("autorestart on, {env} restart(s) so far").format(env=env.get("restart_time", 0))
                     if autorestart
-                    else "autorestart unknown: pm2 jlist could not be run, pm2's default is on"
+                    else _("autorestart unknown: pm2 jlist could not be run, pm2's default is on")
                 )
                 return ok(
                     "supervisor",
-                    f"{who} is supervised by pm2 (app {app.get('name')!r}, {said}; God Daemon pid {a.pid})",
+                    _("{who} is supervised by pm2 (app {app!r}, {said}; God Daemon pid {pid})").format(
+                        who=who, app=app.get("name"), said=said, pid=a.pid
+                    ),
                     **ev,
                 )
-            said = "neither pm2 jlist nor PM2_HOME/pids names it"
-            return ok("supervisor", f"{who} is supervised by pm2 (God Daemon pid {a.pid}; {said})", **ev)
+            said = _("neither pm2 jlist nor PM2_HOME/pids names it")
+            return ok(
+                "supervisor",
+                _("{who} is supervised by pm2 (God Daemon pid {pid}; {said})").format(
+                    who=who, pid=a.pid, said=said
+                ),
+                **ev,
+            )
         if a.name.startswith("supervisord") or any(
             os.path.basename(w) == "supervisord" for w in a.cmdline[:2]
         ):
@@ -336,22 +350,37 @@ def classify(
                 return warn(
                     "supervisor",
                     "supervisor.no-restart",
-                    f"{who} runs under supervisord (program {program}) with autorestart=false",
-                    f"set autorestart=true in [program:{program}] of {conf}, then supervisorctl update",
+                    _("{who} runs under supervisord (program {program}) with autorestart=false").format(
+                        who=who, program=program
+                    ),
+                    _(
+                        "set autorestart=true in [program:{program}] of {conf}, then supervisorctl update"
+                    ).format(program=program, conf=conf),
                     **ev,
                 )
             said = (
-                f"program {program}, autorestart={autorestart}"
+                _("program {program}, autorestart={autorestart}").format(
+                    program=program, autorestart=autorestart
+                )
                 if program
-                else f"no [program:x] of {conf or 'its configuration'} matches its command"
+                else _("no [program:x] of {value} matches its command").format(
+                    value=conf or _("its configuration")
+                )
             )
-            return ok("supervisor", f"{who} is supervised by supervisord pid {a.pid} ({said})", **ev)
+            return ok(
+                "supervisor",
+                _("{who} is supervised by supervisord pid {pid} ({said})").format(
+                    who=who, pid=a.pid, said=said
+                ),
+                **ev,
+            )
         if "nodemon" in text:
             return warn(
                 "supervisor",
                 "supervisor.nodemon",
-                f"{who} runs under nodemon (pid {a.pid}): it restarts on file changes, but after a crash it "
-                "waits for a change, and nothing starts it after a reboot",
+                _(
+                    "{who} runs under nodemon (pid {pid}): it restarts on file changes, but after a crash it waits for a change, and nothing starts it after a reboot"
+                ).format(who=who, pid=a.pid),
                 hint,
                 **ev,
             )
@@ -360,8 +389,9 @@ def classify(
             return warn(
                 "supervisor",
                 "supervisor.terminal",
-                f"{who} was started by hand in {a.name} (pid {a.pid}): it survives a logout, but nothing "
-                "restarts it after a crash or a reboot",
+                _(
+                    "{who} was started by hand in {name} (pid {pid}): it survives a logout, but nothing restarts it after a crash or a reboot"
+                ).format(who=who, name=a.name, pid=a.pid),
                 hint,
                 **ev,
             )
@@ -370,8 +400,9 @@ def classify(
             return warn(
                 "supervisor",
                 "supervisor.terminal",
-                f"{who} was started by hand from a terminal ({a.name} pid {a.pid} on {tty}): closing the "
-                "terminal stops it, and nothing restarts it after a crash or a reboot",
+                _(
+                    "{who} was started by hand from a terminal ({name} pid {pid} on {tty}): closing the terminal stops it, and nothing restarts it after a crash or a reboot"
+                ).format(who=who, name=a.name, pid=a.pid, tty=tty),
                 hint,
                 **ev,
             )
@@ -381,16 +412,22 @@ def classify(
     ):
         return ok(
             "supervisor",
-            f"{who} is the main process of a {container} container: the runtime's restart policy decides "
-            "(docker run --restart, compose restart:, a Kubernetes pod); it cannot be read from inside",
+            _(
+                "{who} is the main process of a {container} container: the runtime's restart policy decides (docker run --restart, compose restart:, a Kubernetes pod); it cannot be read from inside"
+            ).format(who=who, container=container),
             **ev,
         )
-    parent_said = f"its parent is pid {parent.pid} ({parent.command})" if parent else "it has no parent"
+    parent_said = (
+        _("its parent is pid {pid} ({command})").format(pid=parent.pid, command=parent.command)
+        if parent
+        else _("it has no parent")
+    )
     return warn(
         "supervisor",
         "supervisor.none",
-        f"nothing would restart {who} after a crash or a reboot: {parent_said}, no systemd unit, pm2, "
-        "supervisord or container init among its ancestors",
+        _(
+            "nothing would restart {who} after a crash or a reboot: {parent_said}, no systemd unit, pm2, supervisord or container init among its ancestors"
+        ).format(who=who, parent_said=parent_said),
         hint,
         **ev,
     )
@@ -399,11 +436,11 @@ def classify(
 async def check(ctx: Context) -> CheckResult:
     pid = await _server_pid(ctx)
     if pid is None:
-        return skip("supervisor", "skipped: no server process found (see process)")
+        return skip("supervisor", _("skipped: no server process found (see process)"))
     if pid == os.getpid():
         return skip(
             "supervisor",
-            "not applicable: the server is this lokin-doctor process (--embedded)",
+            _("not applicable: the server is this lokin-doctor process (--embedded)"),
             applicable=False,
         )
     budget = min(5.0, max(0.2, ctx.remaining() - 0.1))  # pm2 jlist starts node: ~1 s, more on a busy box
@@ -411,7 +448,7 @@ async def check(ctx: Context) -> CheckResult:
     def work() -> CheckResult:
         chain = ancestors(pid)
         if not chain:
-            return skip("supervisor", f"skipped: pid {pid} vanished")
+            return skip("supervisor", _("skipped: pid {pid} vanished").format(pid=pid))
         try:
             with open(f"/proc/{pid}/cgroup") as f:
                 cgroup = f.read()

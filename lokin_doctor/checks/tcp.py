@@ -10,7 +10,16 @@ import errno
 import socket
 
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, warn
+
+#: How a failed connect reads in "... is {kind} on port ..." (the outcome's own word, translated).
+KINDS = {
+    "refused": N_("refused"),
+    "timeout": N_("timeout"),
+    "unreachable": N_("unreachable"),
+    "error": N_("error"),
+}
 
 
 def fmt(address: str, port: int) -> str:
@@ -29,14 +38,14 @@ async def connect(address: str, port: int, deadline: float) -> tuple[str, float 
             await loop.sock_connect(sock, (address, port))
         return "ok", (loop.time() - t0) * 1000, "connected"
     except TimeoutError:
-        return "timeout", None, "no answer (packets dropped?)"
+        return "timeout", None, _("no answer (packets dropped?)")
     except ConnectionRefusedError:
-        return "refused", (loop.time() - t0) * 1000, "connection refused"
+        return "refused", (loop.time() - t0) * 1000, _("connection refused")
     except (ConnectionResetError, ConnectionAbortedError):
         # A reset can only follow a completed three-way handshake (a SYN answered by RST is "refused"):
         # the server accepted, then reset. Whether it lands before or after connect() returns is a race,
         # so it counts as connected and the handshake check names it (handshake.reset) every time.
-        return "ok", (loop.time() - t0) * 1000, "connected, then reset by the server"
+        return "ok", (loop.time() - t0) * 1000, _("connected, then reset by the server")
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             return "unreachable", None, exc.strerror or str(exc)
@@ -53,7 +62,8 @@ async def check(ctx: Context) -> CheckResult:
     reachable = [a for a in addresses if table[a][0] == "ok"]
     ctx.facts["reachable"] = reachable
     evidence = {
-        fmt(a, port): (f"{o[2]} in {o[1]:.1f} ms" if o[1] is not None else o[2]) for a, o in table.items()
+        fmt(a, port): (_("{o} in {o2:.1f} ms").format(o=o[2], o2=o[1]) if o[1] is not None else o[2])
+        for a, o in table.items()
     }
     host = ctx.target.host
     if reachable and len(reachable) == len(addresses):
@@ -61,9 +71,13 @@ async def check(ctx: Context) -> CheckResult:
         where = (
             fmt(reachable[0], port)
             if len(reachable) == 1
-            else f"all {len(reachable)} addresses on port {port}"
+            else _("all {n_reachable} addresses on port {port}").format(n_reachable=len(reachable), port=port)
         )
-        return ok("tcp", f"TCP connect to {where} succeeded ({best:.1f} ms)", **evidence)
+        return ok(
+            "tcp",
+            _("TCP connect to {where} succeeded ({best:.1f} ms)").format(where=where, best=best),
+            **evidence,
+        )
     if reachable:
         failed = [a for a in addresses if a not in reachable]
         kinds = {table[a][0] for a in failed}
@@ -76,19 +90,33 @@ async def check(ctx: Context) -> CheckResult:
             return warn(
                 "tcp",
                 "tcp.localhost-family",
-                f"{host} resolves to both families and {family_now} is {kind} on port {port} while "
-                f"{family_other} answers",
-                f"clients that try {family_now.split()[0]} first (Node >= 17, some browsers) fail: bind the server "
-                f"to both (host '::' or both addresses), or use {family_other.split()[0]} in the client URL",
+                _(
+                    "{host} resolves to both families and {family_now} is {kind} on port {port} while {family_other} answers"
+                ).format(
+                    host=host,
+                    family_now=family_now,
+                    kind=_(KINDS[kind]) if kind in KINDS else kind,
+                    port=port,
+                    family_other=family_other,
+                ),
+                _(
+                    "clients that try {family_now} first (Node >= 17, some browsers) fail: bind the server to both (host '::' or both addresses), or use {family_other} in the client URL"
+                ).format(family_now=family_now.split()[0], family_other=family_other.split()[0]),
                 **evidence,
             )
         return warn(
             "tcp",
             "tcp.some-addresses-fail",
-            f"{len(failed)} of {len(addresses)} addresses {'refuse' if kind == 'refused' else 'fail'} on port "
-            f"{port}: {', '.join(failed)}",
-            "clients given a failing address cannot connect: fix or remove those DNS records, or start the "
-            "server on those hosts",
+            _("{n_failed} of {n_addresses} addresses {value} on port {port}: {failed}").format(
+                n_failed=len(failed),
+                n_addresses=len(addresses),
+                value=_("refuse") if kind == "refused" else _("fail"),
+                port=port,
+                failed=", ".join(failed),
+            ),
+            _(
+                "clients given a failing address cannot connect: fix or remove those DNS records, or start the server on those hosts"
+            ),
             **evidence,
         )
     kinds = {o[0] for o in outcomes}
@@ -97,19 +125,22 @@ async def check(ctx: Context) -> CheckResult:
         return fail(
             "tcp",
             "tcp.refused",
-            f"connection refused on {where}: nothing accepts connections there",
-            f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
-            "or fix the port in the client URL",
+            _("connection refused on {where}: nothing accepts connections there").format(where=where),
+            _(
+                "start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), or fix the port in the client URL"
+            ).format(port=port),
             **evidence,
         )
     if "timeout" in kinds and kinds <= {"timeout", "unreachable", "error"}:
         return fail(
             "tcp",
             "tcp.timeout",
-            f"no answer from {where} within {ctx.settings.timeout:g} s: packets are dropped (firewall?) "
-            "or the host is down",
-            f"open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check "
-            "the host is up",
+            _(
+                "no answer from {where} within {timeout:g} s: packets are dropped (firewall?) or the host is down"
+            ).format(where=where, timeout=ctx.settings.timeout),
+            _(
+                "open port {port} in the firewall (ufw allow {port}/tcp, security group, iptables) or check the host is up"
+            ).format(port=port),
             **evidence,
         )
     if kinds == {"unreachable"}:
@@ -117,14 +148,17 @@ async def check(ctx: Context) -> CheckResult:
             "tcp",
             "tcp.unreachable",
             f"{where}: {outcomes[0][2]}",
-            "no route to the host: check the address, the network, or a firewall that rejects with "
-            "host-unreachable",
+            _(
+                "no route to the host: check the address, the network, or a firewall that rejects with host-unreachable"
+            ),
             **evidence,
         )
     return fail(
         "tcp",
         "tcp.error",
-        f"cannot connect to {where}: " + "; ".join(sorted({o[2] for o in outcomes})),
-        "check the address and port in the client URL and the network path",
+        _("cannot connect to {where}: {value}").format(
+            where=where, value="; ".join(sorted({o[2] for o in outcomes}))
+        ),
+        _("check the address and port in the client URL and the network path"),
         **evidence,
     )

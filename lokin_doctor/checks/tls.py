@@ -36,6 +36,7 @@ from typing import Any
 
 from lokin_doctor import tlsinfo
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
 from lokin_doctor.tlsinfo import TlsProbe
 from lokin_doctor.wire import Outcome, open_handshake
@@ -52,9 +53,17 @@ def _where(host: str, address: str, port: int) -> str:
 def _leaf_notes(info: dict[str, Any], host: str) -> list[str]:
     notes = []
     if info.get("days_left", 0) < 0:
-        notes.append(f"it expired {abs(info['days_left']):g} days ago ({info['not_after']})")
+        notes.append(
+            _("it expired {days_left:g} days ago ({not_after})").format(
+                days_left=abs(info["days_left"]), not_after=info["not_after"]
+            )
+        )
     if info.get("matches_host") is False:
-        notes.append(f"its names ({', '.join(info['sans']) or 'none'}) do not include {host}")
+        notes.append(
+            _("its names ({value}) do not include {host}").format(
+                value=", ".join(info["sans"]) or "none", host=host
+            )
+        )
     return notes
 
 
@@ -88,8 +97,8 @@ def _verify_failure(
         ev["certificate"] = info
         ev["served_chain"] = _served_summary(chain)
     notes = _leaf_notes(info, host) if info else []
-    subject = info.get("subject_cn", "the certificate")
-    ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else "this machine's CA store"
+    subject = info.get("subject_cn", _("the certificate"))
+    ca_hint = f"--ca-file {ctx.settings.ca_file}" if ctx.settings.ca_file else _("this machine's CA store")
 
     def extra(skip: str) -> str:
         others = [n for n in notes if not (skip and n.startswith(skip))]
@@ -99,18 +108,24 @@ def _verify_failure(
         return fail(
             "tls",
             "tls.expired",
-            f"the certificate of {where} expired on {info.get('not_after', '?')}{extra('it expired')}",
-            "renew the certificate (certbot renew, or your CA) and reload the server/proxy; check the "
-            "renewal timer",
+            _("the certificate of {where} expired on {info}{value}").format(
+                where=where, info=info.get("not_after", "?"), value=extra(_("it expired"))
+            ),
+            _(
+                "renew the certificate (certbot renew, or your CA) and reload the server/proxy; check the renewal timer"
+            ),
             **ev,
         )
     if code_num == tlsinfo.V_CERT_NOT_YET_VALID:
         return fail(
             "tls",
             "tls.not-yet-valid",
-            f"the certificate of {where} is not valid before {info.get('not_before', '?')}",
-            "check the clock of the server and of this machine (timedatectl), or install a certificate "
-            "valid now",
+            _("the certificate of {where} is not valid before {info}").format(
+                where=where, info=info.get("not_before", "?")
+            ),
+            _(
+                "check the clock of the server and of this machine (timedatectl), or install a certificate valid now"
+            ),
             **ev,
         )
     if code_num in (tlsinfo.V_HOSTNAME_MISMATCH, tlsinfo.V_IP_ADDRESS_MISMATCH):
@@ -118,17 +133,24 @@ def _verify_failure(
         return fail(
             "tls",
             "tls.hostname-mismatch",
-            f"the certificate of {where} is for {names}, not {host}{extra('its names')}",
-            f"issue a certificate that includes {host} (subjectAltName), or use a URL with one of its names",
+            _("the certificate of {where} is for {names}, not {host}{value}").format(
+                where=where, names=names, host=host, value=extra(_("its names"))
+            ),
+            _(
+                "issue a certificate that includes {host} (subjectAltName), or use a URL with one of its names"
+            ).format(host=host),
             **ev,
         )
     if code_num == tlsinfo.V_DEPTH_ZERO_SELF_SIGNED_CERT:
         return fail(
             "tls",
             "tls.self-signed",
-            f"the certificate of {where} is self-signed ({subject}){extra('')}",
-            "browsers reject it: install a certificate from a CA (e.g. Let's Encrypt); for a private "
-            "setup make a CA and pass it with --ca-file (and install it on the clients)",
+            _("the certificate of {where} is self-signed ({subject}){value}").format(
+                where=where, subject=subject, value=extra("")
+            ),
+            _(
+                "browsers reject it: install a certificate from a CA (e.g. Let's Encrypt); for a private setup make a CA and pass it with --ca-file (and install it on the clients)"
+            ),
             **ev,
         )
     if code_num in (
@@ -158,40 +180,52 @@ def _verify_failure(
                 if aia:
                     ev["aia_ca_issuers"] = aia
                 why = (
-                    f"browsers may still work by fetching it from {aia[0]}, Node and Python fail"
+                    _("browsers may still work by fetching it from {aia}, Node and Python fail").format(
+                        aia=aia[0]
+                    )
                     if aia
-                    else f"it is not in {ca_hint} either, so clients cannot build the chain"
+                    else _("it is not in {ca_hint} either, so clients cannot build the chain").format(
+                        ca_hint=ca_hint
+                    )
                 )
                 return fail(
                     "tls",
                     "tls.incomplete-chain",
-                    f"{where} sends only its own certificate; its issuer {missing} (an intermediate "
-                    f"CA) is missing from the chain: {why}{extra('')}",
-                    "configure the full chain on the server: leaf then intermediate(s) in one file "
-                    "(nginx ssl_certificate fullchain.pem, not cert.pem); if the intermediate really "
-                    "is your root, pass it with --ca-file",
+                    _(
+                        "{where} sends only its own certificate; its issuer {missing} (an intermediate CA) is missing from the chain: {why}{value}"
+                    ).format(where=where, missing=missing, why=why, value=extra("")),
+                    _(
+                        "configure the full chain on the server: leaf then intermediate(s) in one file (nginx ssl_certificate fullchain.pem, not cert.pem); if the intermediate really is your root, pass it with --ca-file"
+                    ),
                     **ev,
                 )
             return fail(
                 "tls",
                 "tls.unknown-ca",
-                f"the certificate of {where} chains to {missing}, which {ca_hint} does not trust{extra('')}",
-                "use a certificate from a public CA, or pass the private CA's certificate with "
-                "--ca-file (and install it on every client)",
+                _(
+                    "the certificate of {where} chains to {missing}, which {ca_hint} does not trust{value}"
+                ).format(where=where, missing=missing, ca_hint=ca_hint, value=extra("")),
+                _(
+                    "use a certificate from a public CA, or pass the private CA's certificate with --ca-file (and install it on every client)"
+                ),
                 **ev,
             )
         return fail(
             "tls",
             "tls.unknown-ca",
-            f"the certificate of {where} is issued by a CA that {ca_hint} does not trust ({msg})",
-            "use a certificate from a public CA, or pass the private CA with --ca-file",
+            _("the certificate of {where} is issued by a CA that {ca_hint} does not trust ({msg})").format(
+                where=where, ca_hint=ca_hint, msg=msg
+            ),
+            _("use a certificate from a public CA, or pass the private CA with --ca-file"),
             **ev,
         )
     return fail(
         "tls",
         "tls.handshake-failed",
-        f"the certificate of {where} was rejected: {msg}{extra('')}",
-        "fix the certificate named in the evidence, or pass --ca-file for a private CA",
+        _("the certificate of {where} was rejected: {msg}{value}").format(
+            where=where, msg=msg, value=extra("")
+        ),
+        _("fix the certificate named in the evidence, or pass --ca-file for a private CA"),
         **ev,
     )
 
@@ -214,7 +248,7 @@ async def check(ctx: Context) -> CheckResult:
     plain_task: asyncio.Future[Outcome] | None = None
     try:
         halfway = max(0.0, (ctx.deadline - loop.time()) / 2)
-        done, _ = await asyncio.wait({main_task}, timeout=halfway)
+        done, __ = await asyncio.wait({main_task}, timeout=halfway)
         if not done:
             # No TLS answer yet: find out in parallel whether the port speaks plain HTTP.
             plain_task = asyncio.ensure_future(_plain_probe(ctx, address))
@@ -256,17 +290,19 @@ async def check(ctx: Context) -> CheckResult:
                 return fail(
                     "tls",
                     "tls.h2-only",
-                    f"{where} accepts only HTTP/2 (ALPN h2) and refuses http/1.1, which WebSocket "
-                    "clients need (browsers can use WebSocket over HTTP/2 only with RFC 8441)",
-                    "enable http/1.1 in the server's or edge's ALPN list (e.g. nginx listen ... ssl "
-                    "http2 keeps http/1.1; on a CDN disable 'HTTP/2 only' for this host)",
+                    _(
+                        "{where} accepts only HTTP/2 (ALPN h2) and refuses http/1.1, which WebSocket clients need (browsers can use WebSocket over HTTP/2 only with RFC 8441)"
+                    ).format(where=where),
+                    _(
+                        "enable http/1.1 in the server's or edge's ALPN list (e.g. nginx listen ... ssl http2 keeps http/1.1; on a CDN disable 'HTTP/2 only' for this host)"
+                    ),
                     **ev,
                 )
             return fail(
                 "tls",
                 "tls.handshake-failed",
-                f"{where} refused the TLS handshake: {main.error}",
-                "check the server's TLS settings (ALPN, protocols, ciphers)",
+                _("{where} refused the TLS handshake: {error}").format(where=where, error=main.error),
+                _("check the server's TLS settings (ALPN, protocols, ciphers)"),
                 **ev,
             )
 
@@ -278,16 +314,19 @@ async def check(ctx: Context) -> CheckResult:
             if plain is not None and plain.kind in ("upgraded", "status"):
                 ws_url = replace(target, scheme="ws").url
                 what = (
-                    "a WebSocket server (101 on ws://)"
+                    _("a WebSocket server (101 on ws://)")
                     if plain.kind == "upgraded"
-                    else (f"plain HTTP ({plain.status_line})")
+                    else (_("plain HTTP ({status_line})").format(status_line=plain.status_line))
                 )
                 return fail(
                     "tls",
                     "tls.not-tls",
-                    f"{where} does not speak TLS: it answers {what}; this port speaks plain HTTP",
-                    f"use ws:// for this port ({ws_url}), or put TLS in front of it (an nginx "
-                    "listen 443 ssl with proxy_pass to this port) and use wss:// on 443",
+                    _("{where} does not speak TLS: it answers {what}; this port speaks plain HTTP").format(
+                        where=where, what=what
+                    ),
+                    _(
+                        "use ws:// for this port ({ws_url}), or put TLS in front of it (an nginx listen 443 ssl with proxy_pass to this port) and use wss:// on 443"
+                    ).format(ws_url=ws_url),
                     address=where,
                     tls_error=main.error,
                     plain_reply=plain.evidence(),
@@ -296,8 +335,10 @@ async def check(ctx: Context) -> CheckResult:
                 return fail(
                     "tls",
                     "tls.not-tls",
-                    f"{where} does not speak TLS nor HTTP: it answers {plain.raw[:40]!r}",
-                    "this port belongs to another protocol: fix the port in the client URL",
+                    _("{where} does not speak TLS nor HTTP: it answers {raw!r}").format(
+                        where=where, raw=plain.raw[:40]
+                    ),
+                    _("this port belongs to another protocol: fix the port in the client URL"),
                     address=where,
                     tls_error=main.error,
                     plain_reply=plain.evidence(),
@@ -306,10 +347,12 @@ async def check(ctx: Context) -> CheckResult:
                 return fail(
                     "tls",
                     "tls.timeout",
-                    f"{where} accepts TCP but sent no TLS answer within the {ctx.settings.timeout:g} s "
-                    "deadline",
-                    "the program on this port waits for something else or is stuck: check what listens "
-                    "there; if it speaks plain ws://, drop the s",
+                    _("{where} accepts TCP but sent no TLS answer within the {timeout:g} s deadline").format(
+                        where=where, timeout=ctx.settings.timeout
+                    ),
+                    _(
+                        "the program on this port waits for something else or is stuck: check what listens there; if it speaks plain ws://, drop the s"
+                    ),
                     address=where,
                 )
         narrowed = await _narrow_failure(ctx, main, where, verify_ctx, address)
@@ -319,32 +362,33 @@ async def check(ctx: Context) -> CheckResult:
             return fail(
                 "tls",
                 "tls.reset",
-                f"{where} accepted the TCP connection, then reset it before the TLS handshake finished",
-                "the server or a firewall resets connections: read the server's log, check its limits "
-                "(max connections, per-IP caps) and firewall rules; if the port does not speak TLS, use ws://",
+                _(
+                    "{where} accepted the TCP connection, then reset it before the TLS handshake finished"
+                ).format(where=where),
+                _(
+                    "the server or a firewall resets connections: read the server's log, check its limits (max connections, per-IP caps) and firewall rules; if the port does not speak TLS, use ws://"
+                ),
                 address=where,
                 kind=main.kind,
                 error=main.error,
             )
         error = (main.error or "").lower()
         if "protocol version" in error or "unsupported protocol" in error:
-            hint = (
-                "the server offers only TLS versions browsers and Python refuse (1.0/1.1): enable TLS 1.2 and "
-                "1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
+            hint = _(
+                "the server offers only TLS versions browsers and Python refuse (1.0/1.1): enable TLS 1.2 and 1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
             )
         elif "handshake failure" in error or "no shared cipher" in error:
-            hint = (
-                "the server and clients share no cipher suite (or the server lacks a usable certificate/key): "
-                "use a modern cipher list (nginx: ssl_ciphers HIGH:!aNULL:!MD5;) and check ssl_certificate_key"
+            hint = _(
+                "the server and clients share no cipher suite (or the server lacks a usable certificate/key): use a modern cipher list (nginx: ssl_ciphers HIGH:!aNULL:!MD5;) and check ssl_certificate_key"
             )
         else:
-            hint = (
+            hint = _(
                 "check the server's TLS configuration (protocols, ciphers, certificate and key) and its log"
             )
         return fail(
             "tls",
             "tls.handshake-failed",
-            f"the TLS handshake with {where} failed: {main.error}",
+            _("the TLS handshake with {where} failed: {error}").format(where=where, error=main.error),
             hint,
             address=where,
             kind=main.kind,
@@ -381,9 +425,10 @@ async def _narrow_failure(
             return fail(
                 "tls",
                 "tls.client-cert-required",
-                f"{where} asked for a client certificate (mutual TLS) and ended the handshake without one: "
-                f"{main.error}",
-                CLIENT_CERT_HINT,
+                _(
+                    "{where} asked for a client certificate (mutual TLS) and ended the handshake without one: {error}"
+                ).format(where=where, error=main.error),
+                _(CLIENT_CERT_HINT),
                 **ev,
             )
         if (
@@ -394,8 +439,10 @@ async def _narrow_failure(
             return fail(
                 "tls",
                 "tls.client-cert-rejected",
-                f"{where} refused the client certificate {settings.client_cert}: {main.error}",
-                CLIENT_CERT_REJECTED_HINT,
+                _("{where} refused the client certificate {client_cert}: {error}").format(
+                    where=where, client_cert=settings.client_cert, error=main.error
+                ),
+                _(CLIENT_CERT_REJECTED_HINT),
                 **ev,
             )
     version_problem = any(
@@ -423,21 +470,23 @@ async def _narrow_failure(
         return fail(
             "tls",
             "tls.protocol-version",
-            f"{where} speaks only {legacy.version} (it chose {legacy.version} when offered everything); this client "
-            f"offers {ours}, as browsers do (TLS 1.0 and 1.1 are disabled everywhere)",
-            "enable TLS 1.2 and 1.3 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3; Node: minVersion "
-            "'TLSv1.2'), and upgrade its OpenSSL if it cannot",
+            _(
+                "{where} speaks only {version} (it chose {version} when offered everything); this client offers {ours}, as browsers do (TLS 1.0 and 1.1 are disabled everywhere)"
+            ).format(where=where, version=legacy.version, ours=ours),
+            _(
+                "enable TLS 1.2 and 1.3 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3; Node: minVersion 'TLSv1.2'), and upgrade its OpenSSL if it cannot"
+            ),
             **ev,
         )
     return fail(
         "tls",
         "tls.cipher-mismatch",
-        f"{where} accepts only cipher suites this client does not offer: with every suite offered it chose "
-        f"{legacy.cipher} ({legacy.version}); this client offers Python's default list (ECDHE with AES-GCM, "
-        "ChaCha20 or AES-SHA2)",
-        "configure a modern cipher list on the server (Mozilla 'intermediate': nginx ssl_ciphers "
-        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:...; or leave OpenSSL's defaults) and keep "
-        "TLS 1.3 enabled",
+        _(
+            "{where} accepts only cipher suites this client does not offer: with every suite offered it chose {cipher} ({version}); this client offers Python's default list (ECDHE with AES-GCM, ChaCha20 or AES-SHA2)"
+        ).format(where=where, cipher=legacy.cipher, version=legacy.version),
+        _(
+            "configure a modern cipher list on the server (Mozilla 'intermediate': nginx ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:...; or leave OpenSSL's defaults) and keep TLS 1.3 enabled"
+        ),
         **ev,
     )
 
@@ -460,21 +509,27 @@ def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> Chec
         if ev.get(short) == ev.get(full):
             ev.pop(short, None)
     if ctx.settings.ca_file:
-        ev["trusted_via"] = f"system CAs + --ca-file {ctx.settings.ca_file}"
+        ev["trusted_via"] = _("system CAs + --ca-file {ca_file}").format(ca_file=ctx.settings.ca_file)
     subject = info.get("subject_cn", "?")
     issuer = info.get("issuer_cn", "?")
     days = info.get("days_left")
     alpn = probe.alpn or "none"
-    desc = f"{probe.version}, {probe.cipher}, ALPN {alpn}; certificate valid for {host}"
+    desc = _("{version}, {cipher}, ALPN {alpn}; certificate valid for {host}").format(
+        version=probe.version, cipher=probe.cipher, alpn=alpn, host=host
+    )
     if days is not None:
-        desc += f", expires in {days:g} days ({str(info.get('not_after', ''))[:10]})"
-    desc += f"; issued by {issuer}"
+        desc += _(", expires in {days:g} days ({info})").format(
+            days=days, info=str(info.get("not_after", ""))[:10]
+        )
+    desc += _("; issued by {issuer}").format(issuer=issuer)
     if days is not None and days < EXPIRY_WARN_DAYS:
         return warn(
             "tls",
             "tls.expires-soon",
-            f"the certificate of {where} ({subject}) expires in {days:g} days",
-            "renew it now and check the renewal job (certbot renew --dry-run, systemctl list-timers)",
+            _("the certificate of {where} ({subject}) expires in {days:g} days").format(
+                where=where, subject=subject, days=days
+            ),
+            _("renew it now and check the renewal job (certbot renew --dry-run, systemctl list-timers)"),
             **ev,
         )
     return ok("tls", desc, **ev)

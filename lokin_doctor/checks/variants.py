@@ -19,6 +19,7 @@ from typing import Any
 
 from lokin_doctor.checks.handshake import proxy_name
 from lokin_doctor.context import Context
+from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, skip, warn
 from lokin_doctor.target import Target
 from lokin_doctor.wire import Outcome, open_handshake
@@ -104,9 +105,9 @@ def _said(out: Outcome) -> str:
         return f"HTTP {out.status}"
     return {
         "connect-refused": "refused",
-        "connect-timeout": "no answer",
-        "timeout": "no reply in time",
-        "tls-error": "TLS failed",
+        "connect-timeout": _("no answer"),
+        "timeout": _("no reply in time"),
+        "tls-error": _("TLS failed"),
     }.get(out.kind, out.kind)
 
 
@@ -143,7 +144,7 @@ async def check(ctx: Context) -> CheckResult:
     settings = ctx.settings
     target = settings.target
     if not settings.variants:
-        return skip("variants", "not applicable: --no-variants", applicable=False)
+        return skip("variants", _("not applicable: --no-variants"), applicable=False)
     loop = asyncio.get_running_loop()
     start = loop.time()
     remaining = max(0.0, ctx.deadline - start)
@@ -153,11 +154,13 @@ async def check(ctx: Context) -> CheckResult:
         await asyncio.sleep(POLL_S)
         verdict, cause = _verdict(ctx)
     if verdict == "works":
-        return skip("variants", "not applicable: the target works", applicable=False)
+        return skip("variants", _("not applicable: the target works"), applicable=False)
     if cause in NOT_A_URL_PROBLEM:
         return _not_a_url_problem(cause)
     if ctx.remaining() <= 0.05:
-        return skip("variants", "skipped: no time left in the deadline to try nearby URLs (raise --timeout)")
+        return skip(
+            "variants", _("skipped: no time left in the deadline to try nearby URLs (raise --timeout)")
+        )
 
     addresses = _addresses(ctx)
     tried = candidates(target)
@@ -174,7 +177,7 @@ async def check(ctx: Context) -> CheckResult:
             await asyncio.sleep(POLL_S)
             verdict, cause = _verdict(ctx)
         if verdict == "works":
-            return skip("variants", "not applicable: the target works", applicable=False)
+            return skip("variants", _("not applicable: the target works"), applicable=False)
         if cause in NOT_A_URL_PROBLEM:
             return _not_a_url_problem(cause)
         outs: list[Outcome] = await task
@@ -190,14 +193,18 @@ async def check(ctx: Context) -> CheckResult:
     if verdict is None and len(outs) > len(tried):
         verdict = "works" if outs[-1].kind == "upgraded" else "fails"
     if verdict == "works":
-        return skip("variants", "not applicable: the target works", applicable=False)
+        return skip("variants", _("not applicable: the target works"), applicable=False)
 
     table = dict(zip((t.url for t in tried), outs[: len(tried)], strict=True))
     evidence: dict[str, Any] = {"tried": {url: _said(o) for url, o in table.items()}}
     working = [t for t in tried if table[t.url].kind == "upgraded"]
     if not working:
         return skip(
-            "variants", f"no nearby variant answers either ({len(tried)} tried on {target.host})", **evidence
+            "variants",
+            _("no nearby variant answers either ({n_tried} tried on {host})").format(
+                n_tried=len(tried), host=target.host
+            ),
+            **evidence,
         )
 
     page_secure = bool(settings.page_url and settings.page_url.lower().startswith("https:"))
@@ -223,19 +230,25 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "variants",
             "variants.backend-direct",
-            f"{failing} through {proxy}, but the backend answers 101 directly at {best.url}",
-            f"fix {proxy} (see the proxy check) rather than pointing clients past it at {best.url}",
+            _("{failing} through {proxy}, but the backend answers 101 directly at {url}").format(
+                failing=failing, proxy=proxy, url=best.url
+            ),
+            _("fix {proxy} (see the proxy check) rather than pointing clients past it at {url}").format(
+                proxy=proxy, url=best.url
+            ),
             **evidence,
         )
-    hint = f"use {best.url} in the client"
+    hint = _("use {url} in the client").format(url=best.url)
     if best.resource != target.resource:
-        hint += f", or make the server (or the proxy's location) answer on {target.resource}"
+        hint += _(", or make the server (or the proxy's location) answer on {resource}").format(
+            resource=target.resource
+        )
     if page_secure and not best.secure:
-        hint += "; the page is https, so browsers need wss://: put TLS in front of it"
+        hint += _("; the page is https, so browsers need wss://: put TLS in front of it")
     return fail(
         "variants",
         "variants.url-mismatch",
-        f"{failing}, but {best.url} answers 101",
+        _("{failing}, but {url} answers 101").format(failing=failing, url=best.url),
         hint,
         **evidence,
     )
@@ -244,7 +257,9 @@ async def check(ctx: Context) -> CheckResult:
 def _not_a_url_problem(cause: str) -> CheckResult:
     return skip(
         "variants",
-        f"not applicable: the URL reaches a server that answers {cause}; another URL would not fix it",
+        _(
+            "not applicable: the URL reaches a server that answers {cause}; another URL would not fix it"
+        ).format(cause=cause),
         applicable=False,
     )
 

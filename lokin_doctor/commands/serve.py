@@ -13,6 +13,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from lokin_doctor.i18n import _
+
 
 class Protocol(str, enum.Enum):
     """What the server speaks once a WebSocket is open."""
@@ -104,8 +106,9 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--host",
-                help="Address to listen on. 127.0.0.1 (default) is this machine only; 0.0.0.0 (or ::) "
-                "exposes the server to the network: then also give --allow-origin.",
+                help=_(
+                    "Address to listen on. 127.0.0.1 (default) is this machine only; 0.0.0.0 (or ::) exposes the server to the network: then also give --allow-origin."
+                ),
             ),
         ] = "127.0.0.1",
         port: Annotated[
@@ -113,116 +116,126 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--port",
                 "-p",
-                help="TCP port; 0 picks a free one (printed on the ready line).",
+                help=_("TCP port; 0 picks a free one (printed on the ready line)."),
             ),
         ] = 8080,
         allow_origin: Annotated[
             list[str] | None,
             typer.Option(
                 "--allow-origin",
-                help="Accept browser pages from this Origin only (repeatable): https://lokin.app, "
-                "https://*.lokin.app, http://localhost:8080, null (file:// pages), * (any). Others get HTTP 403. "
-                "Default: any origin.",
+                help=_(
+                    "Accept browser pages from this Origin only (repeatable): https://lokin.app, https://*.lokin.app, http://localhost:8080, null (file:// pages), * (any). Others get HTTP 403. Default: any origin."
+                ),
             ),
         ] = None,
         max_connections: Annotated[
             int,
-            typer.Option("--max-connections", help="Open WebSocket connections in total; more get HTTP 503."),
+            typer.Option(
+                "--max-connections", help=_("Open WebSocket connections in total; more get HTTP 503.")
+            ),
         ] = 10000,
         max_per_ip: Annotated[
             int,
             typer.Option(
                 "--max-per-ip",
-                help="Open WebSocket connections per client IP; more get HTTP 429. 0 = no cap "
-                "(behind a reverse proxy every client has the proxy's IP).",
+                help=_(
+                    "Open WebSocket connections per client IP; more get HTTP 429. 0 = no cap (behind a reverse proxy every client has the proxy's IP)."
+                ),
             ),
         ] = 1000,
         max_message_size: Annotated[
             int,
             typer.Option(
                 "--max-message-size",
-                help="Largest message accepted, in bytes; bigger closes with 1009.",
+                help=_("Largest message accepted, in bytes; bigger closes with 1009."),
             ),
         ] = 1 << 20,
         open_timeout: Annotated[
             float,
             typer.Option(
                 "--open-timeout",
-                help="Seconds from the TCP accept for a new connection to complete TLS and the WebSocket "
-                "upgrade (one timeout for both) before it is cut, so half-open connections cannot pile up.",
+                help=_(
+                    "Seconds from the TCP accept for a new connection to complete TLS and the WebSocket upgrade (one timeout for both) before it is cut, so half-open connections cannot pile up."
+                ),
             ),
         ] = 10.0,
         ping_interval: Annotated[
             float,
             typer.Option(
-                "--ping-interval", help="Seconds between keepalive pings to each client; 0 = no pings."
+                "--ping-interval", help=_("Seconds between keepalive pings to each client; 0 = no pings.")
             ),
         ] = 20.0,
         ping_timeout: Annotated[
             float,
             typer.Option(
                 "--ping-timeout",
-                help="Seconds a client has to answer a keepalive ping before it is dropped; 0 = wait forever.",
+                help=_(
+                    "Seconds a client has to answer a keepalive ping before it is dropped; 0 = wait forever."
+                ),
             ),
         ] = 20.0,
         compression: Annotated[
             bool,
             typer.Option(
                 "--compression/--no-compression",
-                help="Negotiate permessage-deflate (less bandwidth, more CPU and memory per connection).",
+                help=_("Negotiate permessage-deflate (less bandwidth, more CPU and memory per connection)."),
             ),
         ] = False,
         certfile: Annotated[
             str | None,
             typer.Option(
-                "--certfile", help="PEM certificate (chain) to serve wss:// natively; may include the key."
+                "--certfile", help=_("PEM certificate (chain) to serve wss:// natively; may include the key.")
             ),
         ] = None,
         keyfile: Annotated[
-            str | None, typer.Option("--keyfile", help="PEM private key of --certfile, if not inside it.")
+            str | None, typer.Option("--keyfile", help=_("PEM private key of --certfile, if not inside it."))
         ] = None,
         log_format: Annotated[
             str,
-            typer.Option("--log-format", help="Log lines on stderr: text, or json (one object per line)."),
+            typer.Option("--log-format", help=_("Log lines on stderr: text, or json (one object per line).")),
         ] = LogFormat.text.value,
         shutdown_timeout: Annotated[
             float,
             typer.Option(
                 "--shutdown-timeout",
-                help="On SIGTERM/SIGINT, seconds to close every client with 1001 before cutting the rest.",
+                help=_("On SIGTERM/SIGINT, seconds to close every client with 1001 before cutting the rest."),
             ),
         ] = 5.0,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No banner and no log lines.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("No banner and no log lines."))] = False,
         redis: Annotated[
             str | None,
             typer.Option(
                 "--redis",
-                help="redis://HOST:PORT/DB: publish every broadcast on this Redis so the clients of every "
-                "instance (other hosts, other workers) get it. Needs the redis extra: pip install 'lokin-doctor[redis]'.",
+                help=_(
+                    "redis://HOST:PORT/DB: publish every broadcast on this Redis so the clients of every instance (other hosts, other workers) get it. Needs the redis extra: pip install 'lokin-doctor[redis]'."
+                ),
             ),
         ] = None,
         workers: Annotated[
             str,
             typer.Option(
                 "--workers",
-                help="Serving processes on the port (SO_REUSEPORT) under a parent that restarts them; "
-                "auto = one per core. More than 1 needs --redis.",
+                help=_(
+                    "Serving processes on the port (SO_REUSEPORT) under a parent that restarts them; auto = one per core. More than 1 needs --redis."
+                ),
             ),
         ] = "1",
         max_fragments: Annotated[
             int,
             typer.Option(
                 "--max-fragments",
-                help="Most frames one fragmented message may have; more closes with 1009 "
-                "(each frame's header also counts toward --max-message-size).",
+                help=_(
+                    "Most frames one fragmented message may have; more closes with 1009 (each frame's header also counts toward --max-message-size)."
+                ),
             ),
         ] = 4096,
         protocol: Annotated[
             str,
             typer.Option(
                 "--protocol",
-                help="lokin: the LOK IN protocol (welcome, ping/pong, broadcast, echo of the rest); "
-                "echo: every message sent back as it came, nothing else (for conformance suites).",
+                help=_(
+                    "lokin: the LOK IN protocol (welcome, ping/pong, broadcast, echo of the rest); echo: every message sent back as it came, nothing else (for conformance suites)."
+                ),
             ),
         ] = Protocol.lokin.value,
     ) -> None:
