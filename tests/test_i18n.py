@@ -166,10 +166,9 @@ def test_help_in_french(command: str) -> None:
     assert out.startswith("Utilisation : ")
     assert "Afficher ce message et quitter." in out and "Show this message" not in out
     assert "Options:" in out and "--lang en|fr" in out
-    if command != "serve":  # serve's own option texts are not translated yet (docs/report.md)
-        assert "[default:" not in out and "Usage:" not in out
-        first_help = out.split("\n\n")[1].strip()
-        assert not re.match(r"(Run|Who|Is|A complete|The|Load|Connect|Live)\b", first_help), first_help
+    assert "[default:" not in out and "Usage:" not in out
+    first_help = out.split("\n\n")[1].strip()
+    assert not re.match(r"(Run|Who|Is|A complete|The|Load|Connect|Live)\b", first_help), first_help
 
 
 def test_root_help_and_usage_errors_in_french() -> None:
