@@ -97,7 +97,7 @@ def _proc_net_tcp(
                         {"address": _hex_ip(local[:-5]), "port": port, "family": family, "inode": fields[9]}
                     )
                 elif state == "ESTABLISHED":
-                    rip, _, rport = remote.rpartition(":")
+                    rip, _sep, rport = remote.rpartition(":")
                     established.append((_hex_ip(rip), int(rport, 16)))
                 else:
                     states[state] += 1
@@ -187,7 +187,7 @@ class Monitor:
             owners = _inode_owners({li["inode"] for li in unknown})
             by_key: dict[tuple[str, str], int | None] = {}
             if len(owners) < len(unknown):
-                found, _, _ = self._sockets_psutil()
+                found, _est, _states = self._sockets_psutil()
                 by_key = {(li["address"], li["family"]): li["pid"] for li in found}
             for li in unknown:
                 pid = owners.get(li["inode"])
