@@ -69,10 +69,10 @@ def prepare(
         raise ToolError(str(exc)) from None
     if target.secure:
         raise ToolError(
-            "load speaks ws:// only (test the server behind its TLS proxy, or its own ws:// port)"
+            _("load speaks ws:// only (test the server behind its TLS proxy, or its own ws:// port)")
         )
     addresses = resolve(target.host, target.port)
-    require_loopback(target.host, addresses, allow_remote, "a load test")
+    require_loopback(target.host, addresses, allow_remote, _("a load test"))
     limits = raise_fd_limit(connections)
     check_ephemeral_ports(connections)
     address = (
@@ -337,7 +337,7 @@ def main(
 ) -> int:
     """Run the load test; the exit code (0 pass, 1 thresholds broken, 2 usage, 130 interrupted)."""
     if max_errors < 0:
-        raise ToolError("--max-errors must be >= 0")
+        raise ToolError(_("--max-errors must be >= 0"))
     if max_p99_ms is not None:
         from lokin_doctor import validate
 
