@@ -474,3 +474,24 @@ def test_tcp_mixed_failures_are_whole_french_sentences() -> None:
             assert "échoue" in french
     finally:
         i18n.set_language(None)
+
+
+def test_load_failures_and_usage_errors_in_french_codes_unchanged() -> None:
+    url = _refused()
+    port = url.rsplit(":", 1)[1].strip("/")
+    fr = run_cli("load", url, "-n", "2", "--duration", "0.2", env=FR)
+    en = run_cli("load", url, "-n", "2", "--duration", "0.2", env=EN)
+    assert fr.code == en.code == 1
+    assert "tcp.refused x2: connexion refusée sur 127.0.0.1:" in fr.stdout
+    assert f"correctif : démarrez le serveur WebSocket sur le port {port} (node server.js, ou " in fr.stdout
+    assert "FAIL: 2 connexions en échec > --max-errors 0 (tcp.refused x2)" in fr.stdout
+    assert "connection refused" not in fr.stdout and "failed connections" not in fr.stdout
+    assert "tcp.refused x2: connection refused on 127.0.0.1:" in en.stdout
+    assert "result        FAIL: 2 failed connections > --max-errors 0 (tcp.refused x2)" in en.stdout
+    remote = run_cli("load", "ws://10.255.255.1:9/", "-n", "1", env=FR)
+    assert remote.code == 2 and remote.stdout == ""
+    assert remote.stderr == (
+        "lokin-doctor: erreur : 10.255.255.1 n'est pas une adresse de loopback : un test de charge ne vise que "
+        "cette machine sauf si vous ajoutez --allow-remote (ne le pointez jamais par mégarde sur un hôte de "
+        "production)\n"
+    )
