@@ -166,10 +166,9 @@ def test_help_in_french(command: str) -> None:
     assert out.startswith("Utilisation : ")
     assert "Afficher ce message et quitter." in out and "Show this message" not in out
     assert "Options:" in out and "--lang en|fr" in out
-    if command != "serve":  # serve's own option texts are not translated yet (docs/report.md)
-        assert "[default:" not in out and "Usage:" not in out
-        first_help = out.split("\n\n")[1].strip()
-        assert not re.match(r"(Run|Who|Is|A complete|The|Load|Connect|Live)\b", first_help), first_help
+    assert "[default:" not in out and "Usage:" not in out
+    first_help = out.split("\n\n")[1].strip()
+    assert not re.match(r"(Run|Who|Is|A complete|The|Load|Connect|Live)\b", first_help), first_help
 
 
 def test_root_help_and_usage_errors_in_french() -> None:
@@ -361,3 +360,138 @@ def test_check_texts_follow_the_language_chosen_after_import() -> None:
         assert hold.culprit(100.0) == "Cloudflare's idle timeout (~100 s)"
     finally:
         i18n.set_language(None)
+
+
+# -- serve's description and usage errors, monitor's screen, tcp's mixed failures -----------------------
+
+
+def test_serve_description_in_french_english_unchanged() -> None:
+    fr = " ".join(run_cli("serve", "--help", env={**FR, "COLUMNS": "200"}).stdout.split())
+    assert "Lance le serveur WebSocket LOK IN (remplace server.js) : accueil, ping/pong, diffusion" in fr
+    assert "Run the LOK IN WebSocket server" not in fr
+    en = " ".join(run_cli("serve", "--help", env={**EN, "COLUMNS": "200"}).stdout.split())
+    assert (
+        "Run the LOK IN WebSocket server (replaces server.js): welcome, ping/pong, broadcast, echo; "
+        "test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)." in en
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "french", "english"),
+    [
+        (
+            ("--port", "70000"),
+            "lokin-doctor: erreur : --port 70000 : doit être un nombre entier de 0 à 65535 (0 choisit un port libre)",
+            "lokin-doctor: error: --port 70000: must be a whole number from 0 to 65535 (0 picks a free port)",
+        ),
+        (
+            ("--workers", "0"),
+            "lokin-doctor: erreur : --workers 0 : doit être un nombre entier de 1 à 256, ou auto (un par cœur)",
+            "lokin-doctor: error: --workers 0: must be a whole number from 1 to 256, or auto (one per core)",
+        ),
+        (
+            ("--workers", "3"),
+            "lokin-doctor: erreur : --workers 3 : 3 processus demandent --redis redis://HÔTE:PORT/DB pour qu’une",
+            "lokin-doctor: error: --workers 3: 3 processes need --redis redis://HOST:PORT/DB so a broadcast",
+        ),
+        (
+            ("--ping-timeout", "-1"),
+            "--ping-timeout -1 : doit être un nombre de secondes >= 0 (0 désactive) et <= 86400, par ex. 10",
+            "--ping-timeout -1: must be a number of seconds >= 0 (0 turns it off) and <= 86400, e.g. 10",
+        ),
+        (
+            ("--redis", "http://x"),
+            "--redis http://x : 'http://x' a le schéma 'http' ; utilisez redis://HÔTE:PORT/DB, par ex.",
+            "--redis http://x: 'http://x' has scheme 'http'; use redis://HOST:PORT/DB, e.g.",
+        ),
+    ],
+    ids=["port", "workers-range", "workers-redis", "seconds", "redis-url"],
+)
+def test_serve_usage_errors_in_french(args: tuple[str, ...], french: str, english: str) -> None:
+    fr = run_cli("serve", *args, env=FR)
+    en = run_cli("serve", *args, env=EN)
+    assert fr.code == en.code == 2 and fr.stdout == en.stdout == ""
+    assert len(fr.stderr.strip().splitlines()) == 1 and french in fr.stderr, fr.stderr
+    assert len(en.stderr.strip().splitlines()) == 1 and english in en.stderr, en.stderr
+
+
+async def test_monitor_once_in_french_against_a_real_serve() -> None:
+    import os
+
+    from lokin_doctor.server import ServerConfig, running_server
+
+    config = ServerConfig(host="127.0.0.1", port=0, quiet=True)
+    async with running_server(config) as server:
+        port = str(server.port)
+        fr = await _tool("monitor", "--port", port, "--once", env={**FR, "COLUMNS": "80"})
+        en = await _tool("monitor", "--port", port, "--once", env={**EN, "COLUMNS": "80"})
+    assert fr.code == en.code == 0, (fr.stderr, en.stderr)
+    assert f"lokin-doctor monitor  port {port}  " in fr.stdout
+    for words in (
+        "processus serveur",
+        "commande",
+        "durée",
+        f"connexions ESTABLISHED vers :{port} : ",
+        "adresse distante",
+        "sockets en écoute",
+        "famille",
+        "/health (",
+    ):
+        assert words in fr.stdout, (words, fr.stdout)
+    assert str(os.getpid()) in fr.stdout  # the process table is there, pid whole
+    for english in ("server process", "ESTABLISHED connections", "remote address", "listening sockets"):
+        assert english not in fr.stdout
+        assert english in en.stdout, (english, en.stdout)
+    assert "command" in en.stdout and "uptime" in en.stdout and "commande" not in en.stdout
+    assert max(len(line) for line in fr.stdout.splitlines()) <= 80
+    closed = await _tool("monitor", "--port", port, "--once", "--no-health", env=FR)
+    assert closed.code == 1
+    assert f"rien n'écoute sur le port {port} : le serveur ne tourne pas (tcp.refused)" in closed.stdout
+
+
+def test_monitor_usage_errors_in_french() -> None:
+    fr = run_cli("monitor", "--count", "0", env=FR)
+    assert fr.code == 2 and fr.stderr == "lokin-doctor: erreur : --count doit valoir au moins 1, pas 0\n"
+    en = run_cli("monitor", "--count", "0", env=EN)
+    assert en.code == 2 and en.stderr == "lokin-doctor: error: --count must be at least 1, not 0\n"
+
+
+def test_tcp_mixed_failures_are_whole_french_sentences() -> None:
+    """No English word spliced into the French: the mixed-outcome case has its own sentences."""
+    from lokin_doctor.checks import tcp
+
+    source = Path(tcp.__file__).read_text()
+    assert '_("fail")' not in source and '_("refuse")' not in source
+    try:
+        i18n.set_language("fr")
+        for english in (
+            "{host} resolves to both families and {family_now} is fail on port {port} while {family_other} answers",
+            "{n_failed} of {n_addresses} addresses fail on port {port}: {failed}",
+        ):
+            french = i18n._(english)
+            words = re.sub(r"\{[^}]*\}", "", french)  # placeholders ({n_failed}) are not words
+            assert french != english and "fail" not in words, french
+            assert "échoue" in french
+    finally:
+        i18n.set_language(None)
+
+
+def test_load_failures_and_usage_errors_in_french_codes_unchanged() -> None:
+    url = _refused()
+    port = url.rsplit(":", 1)[1].strip("/")
+    fr = run_cli("load", url, "-n", "2", "--duration", "0.2", env=FR)
+    en = run_cli("load", url, "-n", "2", "--duration", "0.2", env=EN)
+    assert fr.code == en.code == 1
+    assert "tcp.refused x2: connexion refusée sur 127.0.0.1:" in fr.stdout
+    assert f"correctif : démarrez le serveur WebSocket sur le port {port} (node server.js, ou " in fr.stdout
+    assert "FAIL: 2 connexions en échec > --max-errors 0 (tcp.refused x2)" in fr.stdout
+    assert "connection refused" not in fr.stdout and "failed connections" not in fr.stdout
+    assert "tcp.refused x2: connection refused on 127.0.0.1:" in en.stdout
+    assert "result        FAIL: 2 failed connections > --max-errors 0 (tcp.refused x2)" in en.stdout
+    remote = run_cli("load", "ws://10.255.255.1:9/", "-n", "1", env=FR)
+    assert remote.code == 2 and remote.stdout == ""
+    assert remote.stderr == (
+        "lokin-doctor: erreur : 10.255.255.1 n'est pas une adresse de loopback : un test de charge ne vise que "
+        "cette machine sauf si vous ajoutez --allow-remote (ne le pointez jamais par mégarde sur un hôte de "
+        "production)\n"
+    )

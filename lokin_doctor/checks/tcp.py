@@ -87,18 +87,24 @@ async def check(ctx: Context) -> CheckResult:
             family_now, family_other = (
                 ("::1 (IPv6)", "127.0.0.1 (IPv4)") if v6_failed else ("127.0.0.1 (IPv4)", "::1 (IPv6)")
             )
-            return warn(
-                "tcp",
-                "tcp.localhost-family",
-                _(
+            if kind in KINDS:
+                summary = _(
                     "{host} resolves to both families and {family_now} is {kind} on port {port} while {family_other} answers"
                 ).format(
                     host=host,
                     family_now=family_now,
-                    kind=_(KINDS[kind]) if kind in KINDS else kind,
+                    kind=_(KINDS[kind]),
                     port=port,
                     family_other=family_other,
-                ),
+                )
+            else:  # mixed outcomes: a whole sentence of its own, not a word spliced in
+                summary = _(
+                    "{host} resolves to both families and {family_now} is fail on port {port} while {family_other} answers"
+                ).format(host=host, family_now=family_now, port=port, family_other=family_other)
+            return warn(
+                "tcp",
+                "tcp.localhost-family",
+                summary,
                 _(
                     "clients that try {family_now} first (Node >= 17, some browsers) fail: bind the server to both (host '::' or both addresses), or use {family_other} in the client URL"
                 ).format(family_now=family_now.split()[0], family_other=family_other.split()[0]),
@@ -107,13 +113,11 @@ async def check(ctx: Context) -> CheckResult:
         return warn(
             "tcp",
             "tcp.some-addresses-fail",
-            _("{n_failed} of {n_addresses} addresses {value} on port {port}: {failed}").format(
-                n_failed=len(failed),
-                n_addresses=len(addresses),
-                value=_("refuse") if kind == "refused" else _("fail"),
-                port=port,
-                failed=", ".join(failed),
-            ),
+            (
+                _("{n_failed} of {n_addresses} addresses refuse on port {port}: {failed}")
+                if kind == "refused"
+                else _("{n_failed} of {n_addresses} addresses fail on port {port}: {failed}")
+            ).format(n_failed=len(failed), n_addresses=len(addresses), port=port, failed=", ".join(failed)),
             _(
                 "clients given a failing address cannot connect: fix or remove those DNS records, or start the server on those hosts"
             ),

@@ -102,10 +102,10 @@ def load_command(
     from lokin_doctor.tools.common import ToolError
 
     if url is not None and not url.strip():
-        sys.stderr.write(
-            "lokin-doctor: error: empty URL argument (or LOKIN_URL); give a target such as "
-            "ws://localhost:8080/, or leave it out for the default\n"
+        message = _(
+            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
         )
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
         raise typer.Exit(2)
     from lokin_doctor.tools.loadui import main
 
@@ -130,6 +130,6 @@ def load_command(
             compression=compression,
         )
     except ToolError as exc:
-        sys.stderr.write(f"lokin-doctor: error: {exc}\n")
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
         raise typer.Exit(2) from None
     raise typer.Exit(code)

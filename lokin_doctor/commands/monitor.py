@@ -49,15 +49,16 @@ def monitor_command(
     from lokin_doctor.tools.monitorui import main
 
     if not 1 <= port <= 65535:
-        sys.stderr.write(f"lokin-doctor: error: --port must be 1-65535, not {port}\n")
+        message = _("--port must be 1-65535, not {port}").format(port=port)
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
         raise typer.Exit(2)
     from lokin_doctor import validate
 
     problem = validate.number("--interval", interval, high=3600)
     if problem is None and count is not None and count < 1:
-        problem = f"--count must be at least 1, not {count}"
+        problem = _("--count must be at least 1, not {count}").format(count=count)
     if problem is not None:
-        sys.stderr.write(f"lokin-doctor: error: {problem}\n")
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=problem) + "\n")
         raise typer.Exit(2)
     raise typer.Exit(
         main(port=port, interval=interval, count=count, once=once, json_out=json_out, health=health)

@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from lokin_doctor.i18n import _
+from lokin_doctor.i18n import N_, _
 
 
 class Protocol(str, enum.Enum):
@@ -30,13 +30,19 @@ class LogFormat(str, enum.Enum):
     json = "json"
 
 
+SERVE_HELP = N_(
+    """Run the LOK IN WebSocket server (replaces server.js): welcome, ping/pong, broadcast, echo;
+test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)."""
+)
+
 #: Longest timeout or interval accepted, in seconds (one day; ServerConfig.MAX_SECONDS).
 MAX_SECONDS = 86400.0
 
 
 def _bad(option: str, value: object, expected: str) -> NoReturn:
     """One line on stderr, exit 2 (the contract for every bad input)."""
-    sys.stderr.write(f"lokin-doctor: error: {option} {value}: {expected}\n")
+    message = _("{option} {value}: {expected}").format(option=option, value=value, expected=expected)
+    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
     raise typer.Exit(2)
 
 
@@ -45,15 +51,21 @@ def _seconds(option: str, value: float, *, zero_is_off: bool = False) -> float |
     if zero_is_off and value == 0:
         return None
     if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        low = ">= 0 (0 turns it off)" if zero_is_off else "> 0"
-        _bad(option, f"{value:g}", f"must be a number of seconds {low} and <= {MAX_SECONDS:g}, e.g. 10")
+        if zero_is_off:
+            expected = _("must be a number of seconds >= 0 (0 turns it off) and <= {high:g}, e.g. 10")
+        else:
+            expected = _("must be a number of seconds > 0 and <= {high:g}, e.g. 10")
+        _bad(option, f"{value:g}", expected.format(high=MAX_SECONDS))
     return value
 
 
 def _count(option: str, value: int, low: int, high: int | None = None, what: str = "") -> int:
     if value < low or (high is not None and value > high):
-        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
-        _bad(option, value, f"must be a whole number {bounds}{what}")
+        if high is not None:
+            expected = _("must be a whole number from {low} to {high}").format(low=low, high=high)
+        else:
+            expected = _("must be a whole number at least {low}").format(low=low)
+        _bad(option, value, expected + (_(what) if what else ""))
     return value
 
 
@@ -68,7 +80,7 @@ def _workers(value: str, redis: str | None) -> int:
         try:
             import redis as _redis  # noqa: F401
         except ImportError:
-            _bad("--redis", redis, "needs the redis package: pip install 'lokin-doctor[redis]'")
+            _bad("--redis", redis, _("needs the redis package: pip install 'lokin-doctor[redis]'"))
     text = value.strip().lower()
     if text == "auto":
         from lokin_doctor.server.workers import auto_workers
@@ -77,13 +89,14 @@ def _workers(value: str, redis: str | None) -> int:
     elif text.isdigit() and 1 <= int(text) <= 256:
         count = int(text)
     else:
-        _bad("--workers", value, "must be a whole number from 1 to 256, or auto (one per core)")
+        _bad("--workers", value, _("must be a whole number from 1 to 256, or auto (one per core)"))
     if count > 1 and redis is None:
         _bad(
             "--workers",
             value,
-            f"{count} processes need --redis redis://HOST:PORT/DB so a broadcast reaches the clients of "
-            "every worker (start Redis, or use --workers 1)",
+            _(
+                "{count} processes need --redis redis://HOST:PORT/DB so a broadcast reaches the clients of every worker (start Redis, or use --workers 1)"
+            ).format(count=count),
         )
     return count
 
@@ -100,7 +113,7 @@ def _loop_factory() -> object | None:
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to ``app``."""
 
-    @app.command("serve")
+    @app.command("serve", help=_(SERVE_HELP))
     def serve_command(
         host: Annotated[
             str,
@@ -239,30 +252,27 @@ def register(app: typer.Typer) -> None:
             ),
         ] = Protocol.lokin.value,
     ) -> None:
-        """Run the LOK IN WebSocket server (replaces server.js): welcome, ping/pong, broadcast, echo;
-        test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)."""
         from lokin_doctor.server.origins import origin_problem
 
         if log_format not in {f.value for f in LogFormat}:
-            _bad("--log-format", log_format, "must be text or json")
+            _bad("--log-format", log_format, _("must be text or json"))
         if protocol not in {p.value for p in Protocol}:
-            _bad("--protocol", protocol, "must be lokin (the LOK IN protocol) or echo (pure echo)")
-        _count("--port", port, 0, 65535, " (0 picks a free port)")
+            _bad("--protocol", protocol, _("must be lokin (the LOK IN protocol) or echo (pure echo)"))
+        _count("--port", port, 0, 65535, N_(" (0 picks a free port)"))
         _count("--max-connections", max_connections, 1)
-        _count("--max-per-ip", max_per_ip, 0, what=" (0 = no cap)")
-        _count("--max-message-size", max_message_size, 1, what=" (bytes)")
+        _count("--max-per-ip", max_per_ip, 0, what=N_(" (0 = no cap)"))
+        _count("--max-message-size", max_message_size, 1, what=N_(" (bytes)"))
         _count("--max-fragments", max_fragments, 1)
         _seconds("--open-timeout", open_timeout)
         _seconds("--shutdown-timeout", shutdown_timeout)
         interval = _seconds("--ping-interval", ping_interval, zero_is_off=True)
         timeout = _seconds("--ping-timeout", ping_timeout, zero_is_off=True)
         if keyfile and not certfile:
-            sys.stderr.write(
-                f"lokin-doctor: error: --keyfile needs --certfile (the certificate of {keyfile})\n"
-            )
+            message = _("--keyfile needs --certfile (the certificate of {keyfile})").format(keyfile=keyfile)
+            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
             raise typer.Exit(2)
         if not host.strip():
-            _bad("--host", repr(host), "must not be empty (127.0.0.1 or 0.0.0.0)")
+            _bad("--host", repr(host), _("must not be empty (127.0.0.1 or 0.0.0.0)"))
         for origin in allow_origin or []:
             problem = origin_problem(origin)
             if problem:
@@ -305,6 +315,6 @@ def register(app: typer.Typer) -> None:
             with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
                 code = runner.run(serve_until_signal(config, tune_gc=True))
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers are in place
-            sys.stderr.write("lokin-doctor: interrupted\n")
+            sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
             raise typer.Exit(130) from None
         raise typer.Exit(code)

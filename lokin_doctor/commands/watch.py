@@ -77,10 +77,10 @@ def watch_command(
     from lokin_doctor.tools.common import ToolError
 
     if url is not None and not url.strip():
-        sys.stderr.write(
-            "lokin-doctor: error: empty URL argument (or LOKIN_URL); give a target such as "
-            "ws://localhost:8080/, or leave it out for the default\n"
+        message = _(
+            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
         )
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
         raise typer.Exit(2)
     from lokin_doctor.tools.watchui import main
 
@@ -100,6 +100,6 @@ def watch_command(
             json_out=json_out,
         )
     except ToolError as exc:
-        sys.stderr.write(f"lokin-doctor: error: {exc}\n")
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
         raise typer.Exit(2) from None
     raise typer.Exit(code)

@@ -89,23 +89,35 @@ def decode(message: bytes) -> tuple[str, bytes] | None:
 
 def redis_url_problem(url: str) -> str | None:
     """Why ``url`` is not a usable ``--redis`` value (checked before any traffic), or None."""
-    example = "redis://HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0"
+    from lokin_doctor.i18n import _
+
+    example = _("redis://HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return f"{url!r} is not a Redis URL ({exc}); use {example}"
+        return _("{url!r} is not a Redis URL ({exc}); use {example}").format(
+            url=url, exc=exc, example=example
+        )
     if parts.scheme not in ("redis", "rediss", "unix"):
-        return f"{url!r} has scheme {parts.scheme or '(none)'!r}; use {example} (or rediss://, unix://)"
+        return _("{url!r} has scheme {scheme!r}; use {example} (or rediss://, unix://)").format(
+            url=url, scheme=parts.scheme or "(none)", example=example
+        )
     if parts.scheme == "unix":
-        return None if parts.path else f"{url!r} names no socket path; use unix:///run/redis/redis.sock"
+        return (
+            None
+            if parts.path
+            else _("{url!r} names no socket path; use unix:///run/redis/redis.sock").format(url=url)
+        )
     if not parts.hostname:
-        return f"{url!r} names no host; use {example}"
+        return _("{url!r} names no host; use {example}").format(url=url, example=example)
     if port == 0:
-        return f"{url!r} has port 0; use {example}"
+        return _("{url!r} has port 0; use {example}").format(url=url, example=example)
     db = parts.path.strip("/")
     if db and not db.isdigit():
-        return f"{url!r} has database {db!r}, not a number; use {example}"
+        return _("{url!r} has database {db!r}, not a number; use {example}").format(
+            url=url, db=db, example=example
+        )
     return None
 
 

@@ -28,10 +28,11 @@ def origin_problem(origin: str) -> str | None:
     if value in ("*", "null"):
         return None
     if not _ORIGIN_RE.match(value):
-        return (
-            f"{origin!r} is not an origin: write scheme://host[:port] with no path, "
-            "e.g. https://lokin.app, http://localhost:8080, https://*.lokin.app, or null for file:// pages"
-        )
+        from lokin_doctor.i18n import _
+
+        return _(
+            "{origin!r} is not an origin: write scheme://host[:port] with no path, e.g. https://lokin.app, http://localhost:8080, https://*.lokin.app, or null for file:// pages"
+        ).format(origin=origin)
     return None
 
 

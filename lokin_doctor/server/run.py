@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from lokin_doctor.i18n import _
 from lokin_doctor.server import ServerConfig, ServerStartError
 from lokin_doctor.server.app import LokinServer
 from lokin_doctor.server.logs import EventLog, one_line
@@ -82,7 +83,7 @@ async def serve_until_signal(config: ServerConfig, *, tune_gc: bool = False) -> 
         try:
             await app.start()
         except ServerStartError as exc:
-            sys.stderr.write(f"lokin-doctor: error: {exc}\n")
+            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
             sys.stderr.flush()
             return 1
         if tune_gc:

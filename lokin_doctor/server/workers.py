@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor.i18n import _
 from lokin_doctor.server import ServerConfig
 from lokin_doctor.server.cluster import worker_file, write_parent
 from lokin_doctor.server.logs import EventLog
@@ -90,7 +91,7 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int, str 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         return None, port, f"cannot listen on --host {host!r}: {exc.strerror or exc}"
-    family, _, _, _, address = infos[0]
+    family, _type, _proto, _name, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if port == 0:
@@ -112,13 +113,23 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int, str 
 
             holder = describe_holder(port)
         if exc.errno == errno.EADDRINUSE:
-            who = f"by {holder}" if holder else "by another process (run as root to see which)"
+            who = (
+                _("by {holder}").format(holder=holder)
+                if holder
+                else _("by another process (run as root to see which)")
+            )
             return (
                 None,
                 port,
-                f"port {port} is already in use {who}; stop it or choose another port with --port",
+                _("port {port} is already in use {who}; stop it or choose another port with --port").format(
+                    port=port, who=who
+                ),
             )
-        return None, port, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        return (
+            None,
+            port,
+            _("cannot listen on {where}: {error}").format(where=f"{host}:{port}", error=exc.strerror or exc),
+        )
 
 
 class Parent:
@@ -197,7 +208,7 @@ class Parent:
     def run(self) -> int:
         holder, self.port, error = _reserve_port(self.config.host, self.config.port)
         if error:
-            sys.stderr.write(f"lokin-doctor: error: {error}\n")
+            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=error) + "\n")
             return 1
         previous = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -227,16 +238,18 @@ class Parent:
                     worker.ready = True
                 elif not worker.alive():
                     code = worker.proc.returncode if worker.proc is not None else None
-                    sys.stderr.write(
-                        f"lokin-doctor: error: worker {worker.index} could not start (exit {code})\n"
+                    message = _("worker {index} could not start (exit {code})").format(
+                        index=worker.index, code=code
                     )
+                    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
                     self._stop(signal.SIGTERM, log=False)
                     return 1
             if self.signals or time.monotonic() > deadline:
                 if not self.signals:
-                    sys.stderr.write(
-                        f"lokin-doctor: error: the workers did not start within {START_TIMEOUT:g} s\n"
+                    message = _("the workers did not start within {seconds:g} s").format(
+                        seconds=START_TIMEOUT
                     )
+                    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
                 self._stop(signal.SIGTERM, log=False)
                 return 0 if self.signals else 1
             self.wake.wait(0.05)

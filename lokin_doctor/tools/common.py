@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lokin_doctor.i18n import N_, _
+
 if TYPE_CHECKING:
     from lokin_doctor.target import Target
     from lokin_doctor.wire import Outcome
@@ -62,35 +64,41 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
     if kind == "refused":
         return Cause(
             "tcp.refused",
-            f"connection refused on {where}: nothing accepts connections there",
-            f"start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), "
-            "or fix the port in the client URL",
+            _("connection refused on {where}: nothing accepts connections there").format(where=where),
+            _(
+                "start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), or fix the port in the client URL"
+            ).format(port=port),
         )
     if kind == "timeout":
         return Cause(
             "tcp.timeout",
-            f"no answer to the TCP connect on {where} in time: packets are dropped (firewall? full accept "
-            "backlog?) or the host is down",
-            f"open port {port} in the firewall or check the host is up; under load, raise the server's listen "
-            "backlog (net.core.somaxconn)",
+            _(
+                "no answer to the TCP connect on {where} in time: packets are dropped (firewall? full accept backlog?) or the host is down"
+            ).format(where=where),
+            _(
+                "open port {port} in the firewall or check the host is up; under load, raise the server's listen backlog (net.core.somaxconn)"
+            ).format(port=port),
         )
     if kind == "unreachable":
         return Cause(
             "tcp.unreachable",
-            f"{where}: {detail or 'no route to host'}",
-            "no route to the host: check the address, the network, or a firewall that rejects",
+            _("{where}: {detail}").format(where=where, detail=detail or _("no route to host")),
+            _("no route to the host: check the address, the network, or a firewall that rejects"),
         )
     if kind == "client-limit":
         return Cause(
             "load.client-limit",
-            f"this machine could not open another connection to {where}: {detail}",
-            "the load client ran out of file descriptors or ephemeral ports: use fewer --connections, "
-            "raise ulimit -n, widen net.ipv4.ip_local_port_range",
+            _("this machine could not open another connection to {where}: {detail}").format(
+                where=where, detail=detail
+            ),
+            _(
+                "the load client ran out of file descriptors or ephemeral ports: use fewer --connections, raise ulimit -n, widen net.ipv4.ip_local_port_range"
+            ),
         )
     return Cause(
         "tcp.error",
-        f"cannot connect to {where}: {detail or kind}",
-        "check the address and port in the client URL and the network path",
+        _("cannot connect to {where}: {detail}").format(where=where, detail=detail or kind),
+        _("check the address and port in the client URL and the network path"),
     )
 
 
@@ -141,7 +149,7 @@ def session_cause(
     held connection, is how long it was silent before it died: a 1006 at a known proxy idle timeout is
     ``hold.idle-timeout``, as ``all --hold`` reports it.
     """
-    where = _STAGES.get(stage, stage)
+    where = _(_STAGES[stage]) if stage in _STAGES else stage
     if stage == "held":
         if close_code is None:
             from lokin_doctor.checks.hold import culprit
@@ -150,69 +158,87 @@ def session_cause(
             if who:
                 return Cause(
                     "hold.idle-timeout",
-                    f"the connection was dropped without a close frame (1006) after {idle_s:.0f} s idle: "
-                    f"matches {who}",
-                    "raise the proxy's idle timeout (nginx: proxy_read_timeout 86400s;) or make the server "
-                    "ping more often than that",
+                    _(
+                        "the connection was dropped without a close frame (1006) after {idle_s:.0f} s idle: matches {who}"
+                    ).format(idle_s=idle_s, who=who),
+                    _(
+                        "raise the proxy's idle timeout (nginx: proxy_read_timeout 86400s;) or make the server ping more often than that"
+                    ),
                 )
             return Cause(
                 "hold.dropped",
-                f"the server dropped the TCP connection {where} without a close frame (1006)",
-                "the server crashed, restarted or killed connections (memory, connection limits), or a "
-                "proxy/NAT cut them: read the server's log at that time",
+                _("the server dropped the TCP connection {where} without a close frame (1006)").format(
+                    where=where
+                ),
+                _(
+                    "the server crashed, restarted or killed connections (memory, connection limits), or a proxy/NAT cut them: read the server's log at that time"
+                ),
             )
         return Cause(
             "hold.closed-by-server",
-            f"the server closed the connection {where} with close code {close_code}"
+            _("the server closed the connection {where} with close code {close_code}").format(
+                where=where, close_code=close_code
+            )
             + (f" ({close_reason})" if close_reason else ""),
-            "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1011 error, "
-            "1013 overloaded)",
+            _(
+                "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1011 error, 1013 overloaded)"
+            ),
         )
     if close_code is None:
         return Cause(
             "session.dropped",
-            f"the server dropped the TCP connection {where} without a close frame (1006)",
-            "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the "
-            "server's log; check its memory and connection limits",
+            _("the server dropped the TCP connection {where} without a close frame (1006)").format(
+                where=where
+            ),
+            _(
+                "the server crashes or kills connections after the upgrade, or a proxy cuts them: read the server's log; check its memory and connection limits"
+            ),
         )
-    what = f"close code {close_code}" + (f" ({close_reason})" if close_reason else "")
+    what = _("close code {close_code}").format(close_code=close_code) + (
+        f" ({close_reason})" if close_reason else ""
+    )
     if stage == "greeting":
         return Cause(
             "session.closed-at-once",
-            f"the server closed the connection right after the upgrade with {what}",
-            f"the server accepts the upgrade, then drops the client: read its log at close code {close_code} "
-            "(1008 policy/auth, 1011 server error, 1013 try again later / overloaded)",
+            _("the server closed the connection right after the upgrade with {what}").format(what=what),
+            _(
+                "the server accepts the upgrade, then drops the client: read its log at close code {close_code} (1008 policy/auth, 1011 server error, 1013 try again later / overloaded)"
+            ).format(close_code=close_code),
         )
     return Cause(
         "session.closed",
-        f"the server closed the connection {where} with {what}",
-        "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1009 message too "
-        "big, 1011 error, 1013 overloaded)",
+        _("the server closed the connection {where} with {what}").format(where=where, what=what),
+        _(
+            "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1009 message too big, 1011 error, 1013 overloaded)"
+        ),
     )
 
 
 _STAGES = {
-    "greeting": "before its greeting",
-    "held": "while it was held open",
-    "echo": "during the echo round trips",
-    "open": "while it was open",
+    "greeting": N_("before its greeting"),
+    "held": N_("while it was held open"),
+    "echo": N_("during the echo round trips"),
+    "open": N_("while it was open"),
 }
 
 
 def no_greeting_cause(timeout: float) -> Cause:
     return Cause(
         "session.no-greeting",
-        f"no first message (greeting) from the server within {timeout:g} s of the upgrade",
-        'a LOK IN server sends {"type":"welcome",...} at once; a slow greeting means an overloaded '
-        "event loop: check the server's CPU",
+        _("no first message (greeting) from the server within {timeout:g} s of the upgrade").format(
+            timeout=timeout
+        ),
+        _(
+            "a LOK IN server sends {welcome} at once; a slow greeting means an overloaded event loop: check the server's CPU"
+        ).format(welcome='{"type":"welcome",...}'),
     )
 
 
 def no_echo_cause(timeout: float) -> Cause:
     return Cause(
         "session.expect-mismatch",
-        f"no echo of a sent message within {timeout:g} s",
-        "the server did not echo the message in time: check its CPU and log (does it echo?)",
+        _("no echo of a sent message within {timeout:g} s").format(timeout=timeout),
+        _("the server did not echo the message in time: check its CPU and log (does it echo?)"),
     )
 
 
@@ -246,7 +272,9 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ToolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+        raise ToolError(
+            _("cannot resolve {host!r}: {error}").format(host=host, error=exc.strerror or exc)
+        ) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -266,8 +294,9 @@ def require_loopback(host: str, addresses: list[str], allow_remote: bool, what: 
         # Name the address once: "10.0.0.5 is not ..." rather than "10.0.0.5 is not ... (10.0.0.5)".
         named = host if remote == [host.strip("[]")] else f"{host} ({', '.join(remote)})"
         raise ToolError(
-            f"{named} is not a loopback address: {what} only targets this machine unless "
-            "you add --allow-remote (never point it at a production host by accident)"
+            _(
+                "{named} is not a loopback address: {what} only targets this machine unless you add --allow-remote (never point it at a production host by accident)"
+            ).format(named=named, what=what)
         )
 
 
@@ -303,16 +332,20 @@ def raise_fd_limit(connections: int) -> tuple[int, int]:
     needed = connections + FD_RESERVE
     if hard != resource.RLIM_INFINITY and needed > hard:
         raise ToolError(
-            f"{connections} connections need about {needed} file descriptors but this process may open at most "
-            f"{hard} (hard limit): raise it (ulimit -Hn as root, LimitNOFILE= in systemd, "
-            f"/etc/security/limits.conf) or use --connections {max(1, hard - FD_RESERVE)} or fewer"
+            _(
+                "{connections} connections need about {needed} file descriptors but this process may open at most {hard} (hard limit): raise it (ulimit -Hn as root, LimitNOFILE= in systemd, /etc/security/limits.conf) or use --connections {fewer} or fewer"
+            ).format(connections=connections, needed=needed, hard=hard, fewer=max(1, hard - FD_RESERVE))
         )
     if soft != resource.RLIM_INFINITY and soft < needed:
         new_soft = hard if hard != resource.RLIM_INFINITY else max(needed, soft)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
         except (ValueError, OSError) as exc:
-            raise ToolError(f"cannot raise the open-file limit from {soft} to {new_soft}: {exc}") from None
+            raise ToolError(
+                _("cannot raise the open-file limit from {soft} to {new_soft}: {error}").format(
+                    soft=soft, new_soft=new_soft, error=exc
+                )
+            ) from None
         soft = new_soft
     return soft, hard
 
@@ -331,8 +364,9 @@ def check_ephemeral_ports(connections: int) -> None:
     ports = ephemeral_ports()
     if ports is not None and connections > ports:
         raise ToolError(
-            f"{connections} connections to one address need {connections} local ports but "
-            f"net.ipv4.ip_local_port_range has {ports}: use fewer --connections or widen the range"
+            _(
+                "{connections} connections to one address need {connections} local ports but net.ipv4.ip_local_port_range has {ports}: use fewer --connections or widen the range"
+            ).format(connections=connections, ports=ports)
         )
 
 

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from lokin_doctor.i18n import N_, _, ngettext
 from lokin_doctor.tools.common import (
     ToolError,
     check_ephemeral_ports,
@@ -36,14 +37,23 @@ class Thresholds:
         errors = figures["failures"]["total"]
         if errors > self.max_errors:
             codes = ", ".join(f"{c} x{n}" for c, n in figures["failures"]["by_code"].items())
-            noun = "failed connection" if errors == 1 else "failed connections"
-            broken.append(f"{errors} {noun} > --max-errors {self.max_errors} ({codes})")
+            broken.append(
+                ngettext(
+                    "{errors} failed connection > --max-errors {max_errors} ({codes})",
+                    "{errors} failed connections > --max-errors {max_errors} ({codes})",
+                    errors,
+                ).format(errors=errors, max_errors=self.max_errors, codes=codes)
+            )
         if self.max_p99_ms is not None:
-            for name, key in (("handshake", "handshake_ms"), ("echo round-trip", "rtt_ms")):
+            for name, key in ((N_("handshake"), "handshake_ms"), (N_("echo round-trip"), "rtt_ms")):
                 stats = figures[key] if key == "handshake_ms" else figures["echo"][key]
                 p99 = stats.get("p99")
                 if p99 is not None and p99 > self.max_p99_ms:
-                    broken.append(f"{name} p99 {p99:.1f} ms > --max-p99-ms {self.max_p99_ms:g}")
+                    broken.append(
+                        _("{name} p99 {p99:.1f} ms > --max-p99-ms {limit:g}").format(
+                            name=_(name), p99=p99, limit=self.max_p99_ms
+                        )
+                    )
         return broken
 
 
@@ -59,10 +69,10 @@ def prepare(
         raise ToolError(str(exc)) from None
     if target.secure:
         raise ToolError(
-            "load speaks ws:// only (test the server behind its TLS proxy, or its own ws:// port)"
+            _("load speaks ws:// only (test the server behind its TLS proxy, or its own ws:// port)")
         )
     addresses = resolve(target.host, target.port)
-    require_loopback(target.host, addresses, allow_remote, "a load test")
+    require_loopback(target.host, addresses, allow_remote, _("a load test"))
     limits = raise_fd_limit(connections)
     check_ephemeral_ports(connections)
     address = (
@@ -327,7 +337,7 @@ def main(
 ) -> int:
     """Run the load test; the exit code (0 pass, 1 thresholds broken, 2 usage, 130 interrupted)."""
     if max_errors < 0:
-        raise ToolError("--max-errors must be >= 0")
+        raise ToolError(_("--max-errors must be >= 0"))
     if max_p99_ms is not None:
         from lokin_doctor import validate
 

@@ -20,7 +20,15 @@ from typing import Any
 
 import psutil
 
+from lokin_doctor.i18n import N_, _, ngettext
 from lokin_doctor.sysinfo import hex_ip
+
+#: Sentences kept in the JSON document in English (scripts read it) and translated when drawn.
+NOTE_OWNER_HIDDEN = N_(
+    "the owner of the port is not visible to this user: run as root to see the server process"
+)
+HEALTH_NOT_JSON = N_("not JSON")
+HEALTH_NOT_OURS = N_("{status_line}: no /health (not a lokin-doctor server?)")
 
 #: Seconds the /health request may take (the server is local; a slow answer is itself news).
 HEALTH_TIMEOUT_S = 0.5
@@ -89,7 +97,7 @@ def _proc_net_tcp(
                         {"address": _hex_ip(local[:-5]), "port": port, "family": family, "inode": fields[9]}
                     )
                 elif state == "ESTABLISHED":
-                    rip, _, rport = remote.rpartition(":")
+                    rip, _sep, rport = remote.rpartition(":")
                     established.append((_hex_ip(rip), int(rport, 16)))
                 else:
                     states[state] += 1
@@ -179,7 +187,7 @@ class Monitor:
             owners = _inode_owners({li["inode"] for li in unknown})
             by_key: dict[tuple[str, str], int | None] = {}
             if len(owners) < len(unknown):
-                found, _, _ = self._sockets_psutil()
+                found, _est, _states = self._sockets_psutil()
                 by_key = {(li["address"], li["family"]): li["pid"] for li in found}
             for li in unknown:
                 pid = owners.get(li["inode"])
@@ -243,9 +251,9 @@ class Monitor:
                 try:
                     doc["body"] = json.loads(body)
                 except ValueError:
-                    doc["error"] = "not JSON"
+                    doc["error"] = HEALTH_NOT_JSON
             else:
-                doc["error"] = f"HTTP {resp.status} {resp.reason}: no /health (not a lokin-doctor server?)"
+                doc["error"] = HEALTH_NOT_OURS.format(status_line=f"HTTP {resp.status} {resp.reason}")
         except (OSError, http.client.HTTPException) as exc:
             doc["error"] = str(exc) or type(exc).__name__
         finally:
@@ -259,7 +267,7 @@ class Monitor:
         processes = [p for p in (self._proc_info(pid) for pid in pids) if p is not None]
         note = None
         if listeners and not pids:
-            note = "the owner of the port is not visible to this user: run as root to see the server process"
+            note = NOTE_OWNER_HIDDEN
             from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS, find_processes
 
             for cand in find_processes(DEFAULT_PROCESS_PATTERNS):
@@ -347,17 +355,20 @@ def _duration(s: float | None) -> str:
 
 
 #: Columns of the process table: (header, justify). The command column takes what the others leave.
+#: Headers are translated when drawn (pid, RSS, CPU%, fds, thr are the same in every language).
 PROCESS_COLUMNS = (
     ("pid", "right"),
-    ("command", "left"),
-    ("uptime", "right"),
+    (N_("command"), "left"),
+    (N_("uptime"), "right"),
     ("RSS", "right"),
     ("CPU%", "right"),
-    ("avg%", "right"),
+    (N_("avg%"), "right"),
     ("fds", "right"),
     ("thr", "right"),
-    ("conns", "right"),
+    (N_("conns"), "right"),
 )
+#: Index of the command column in PROCESS_COLUMNS.
+COMMAND_COLUMN = 1
 
 
 def short_command(cmdline: str) -> str:
@@ -395,15 +406,16 @@ def process_table(processes: list[dict[str, Any]], width: int = 80) -> Any:
         )
         for p in processes
     ]
-    widths = [max([len(header), *(len(r[i]) for r in rows)]) for i, (header, _) in enumerate(PROCESS_COLUMNS)]
+    headers = [_(header) for header, _justify in PROCESS_COLUMNS]
+    widths = [max([len(header), *(len(r[i]) for r in rows)]) for i, header in enumerate(headers)]
     # Two spaces between columns (the box's blank divider and the right padding); the command gets the
     # rest, at least its header.
-    others = sum(w for (header, _), w in zip(PROCESS_COLUMNS, widths, strict=True) if header != "command")
+    others = sum(w for i, w in enumerate(widths) if i != COMMAND_COLUMN)
     gaps = 2 * (len(PROCESS_COLUMNS) - 1)
-    command_width = max(len("command"), min(widths[1], width - others - gaps))
+    command_width = max(len(headers[COMMAND_COLUMN]), min(widths[COMMAND_COLUMN], width - others - gaps))
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    for (header, justify), w in zip(PROCESS_COLUMNS, widths, strict=True):
-        if header == "command":
+    for i, (header, (_header, justify), w) in enumerate(zip(headers, PROCESS_COLUMNS, widths, strict=True)):
+        if i == COMMAND_COLUMN:
             table.add_column(header, overflow="ellipsis", no_wrap=True, width=command_width)
         else:
             table.add_column(header, justify=justify, no_wrap=True, width=w)  # type: ignore[arg-type]
@@ -421,38 +433,55 @@ def render(doc: dict[str, Any]) -> Any:
 
     port = doc["port"]
     parts: list[Any] = []
-    head = Text(f"lokin-doctor monitor  port {port}  {doc['time'][11:19]} UTC", style="bold")
+    head = Text(
+        _("lokin-doctor monitor  port {port}  {time} UTC").format(port=port, time=doc["time"][11:19]),
+        style="bold",
+    )
     parts.append(head)
     if not doc["listening"]:
         parts.append(
-            Text(f"nothing listens on port {port}: the server is not running (tcp.refused)", style="red")
+            Text(
+                _("nothing listens on port {port}: the server is not running (tcp.refused)").format(
+                    port=port
+                ),
+                style="red",
+            )
         )
     procs = _ProcessTable(doc["processes"])
     if doc["processes"]:
-        parts += [Text("server process", style="bold"), procs]
+        parts += [Text(_("server process"), style="bold"), procs]
     if doc.get("note"):
-        parts.append(Text(doc["note"], style="yellow"))
+        parts.append(Text(_(doc["note"]), style="yellow"))
     est = doc["established"]
     # Titles are lines of their own: a table title wraps to the table's width, often narrower.
-    parts.append(Text(f"ESTABLISHED connections to :{port}: {est['count']}", style="bold"))
+    parts.append(
+        Text(
+            _("ESTABLISHED connections to :{port}: {count}").format(port=port, count=est["count"]),
+            style="bold",
+        )
+    )
     conns = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    conns.add_column("remote address")
-    conns.add_column("connections", justify="right")
+    conns.add_column(_("remote address"))
+    conns.add_column(_("connections"), justify="right")
     for r in est["top_remotes"]:
         conns.add_row(r["address"], str(r["count"]))
     if est["remote_addresses"] > len(est["top_remotes"]):
-        conns.add_row(f"... {est['remote_addresses'] - len(est['top_remotes'])} more addresses", "")
+        more = est["remote_addresses"] - len(est["top_remotes"])
+        # English says "addresses" for any count (as it always did); French needs its plural.
+        conns.add_row(ngettext("... {n} more addresses", "... {n} more addresses", more).format(n=more), "")
     parts.append(conns)
     if est["other_states"]:
-        parts.append(Text("other states: " + ", ".join(f"{k} {v}" for k, v in est["other_states"].items())))
+        parts.append(
+            Text(_("other states: ") + ", ".join(f"{k} {v}" for k, v in est["other_states"].items()))
+        )
     lis = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for col in ("address", "family", "pid"):
-        lis.add_column(col)
+    for col in (N_("address"), N_("family"), "pid"):
+        lis.add_column(_(col))
     for li in doc["listeners"]:
         addr = f"[{li['address']}]:{port}" if ":" in li["address"] else f"{li['address']}:{port}"
         lis.add_row(addr, li["family"], "?" if li["pid"] is None else str(li["pid"]))
     if doc["listeners"]:
-        parts += [Text("listening sockets", style="bold"), lis]
+        parts += [Text(_("listening sockets"), style="bold"), lis]
     cluster = doc.get("cluster")
     if cluster is not None:
         parts.extend(_render_cluster(cluster, Table, Text))
@@ -461,23 +490,52 @@ def render(doc: dict[str, Any]) -> Any:
         if "body" in health:
             body = health["body"]
             text = ", ".join(f"{k}: {v}" for k, v in body.items() if not isinstance(v, (dict, list)))
-            parts.append(Text(f"/health ({health['ms']:.1f} ms): {text}", style="green"))
+            parts.append(
+                Text(_("/health ({ms:.1f} ms): {text}").format(ms=health["ms"], text=text), style="green")
+            )
         else:
-            parts.append(Text(f"/health: {health.get('error')}", style="dim"))
+            parts.append(Text(_("/health: {error}").format(error=_health_error(health)), style="dim"))
     return Group(*parts)
+
+
+def _health_error(health: dict[str, Any]) -> str:
+    """The /health error of the JSON document (English), in the chosen language."""
+    error = str(health.get("error"))
+    if error == HEALTH_NOT_JSON:
+        return _(HEALTH_NOT_JSON)
+    tail = HEALTH_NOT_OURS.partition("}")[2]
+    if error.startswith("HTTP ") and error.endswith(tail):
+        return _(HEALTH_NOT_OURS).format(status_line=error[: -len(tail)])
+    return error  # the system's own text (connection refused, timed out...)
 
 
 def _render_cluster(cluster: dict[str, Any], table_cls: Any, text_cls: Any) -> list[Any]:
     out: list[Any] = []
     workers = cluster["workers"]
     if workers:
-        title = (
-            f"workers (parent pid {cluster['parent_pid']}): {len(workers)} of {cluster['workers_wanted']} "
-            f"reporting, {cluster['worker_restarts'] or 0} restart(s)"
+        restarts = cluster["worker_restarts"] or 0
+        # English keeps its "restart(s)" for any count; French needs its plural.
+        title = ngettext(
+            "workers (parent pid {parent_pid}): {n} of {wanted} reporting, {restarts} restart(s)",
+            "workers (parent pid {parent_pid}): {n} of {wanted} reporting, {restarts} restart(s)",
+            restarts,
+        ).format(
+            parent_pid=cluster["parent_pid"],
+            n=len(workers),
+            wanted=cluster["workers_wanted"],
+            restarts=restarts,
         )
         table = table_cls(title=title, title_justify="left")
-        for col in ("worker", "pid", "instance", "connections", "handshaking", "Redis", "status"):
-            table.add_column(col, justify="right" if col in ("connections", "handshaking") else "left")
+        for col in (
+            N_("worker"),
+            "pid",
+            N_("instance"),
+            N_("connections"),
+            N_("handshaking"),
+            "Redis",
+            N_("status"),
+        ):
+            table.add_column(_(col), justify="right" if col in ("connections", "handshaking") else "left")
         for w in workers:
             table.add_row(
                 str(w["index"]),
@@ -492,11 +550,20 @@ def _render_cluster(cluster: dict[str, Any], table_cls: Any, text_cls: Any) -> l
     broker = cluster["broker"]
     if broker is not None:
         if broker["state"] == "up":
-            line = f"Redis broker: up ({broker['url']}), published {broker['published']}, received {broker['received']}"
+            line = _("Redis broker: up ({url}), published {published}, received {received}").format(
+                url=broker["url"], published=broker["published"], received=broker["received"]
+            )
             out.append(text_cls(line, style="green"))
         else:
-            line = f"Redis broker: {broker['state']}: {broker['reason']} ({broker['url']}); broadcasts stay local"
+            line = _("Redis broker: {state}: {reason} ({url}); broadcasts stay local").format(
+                state=broker["state"], reason=broker["reason"], url=broker["url"]
+            )
             out.append(text_cls(line, style="red"))
     if cluster["status"] not in ("ok", None):
-        out.append(text_cls(f"status {cluster['status']}: {cluster['reason']}", style="yellow"))
+        out.append(
+            text_cls(
+                _("status {status}: {reason}").format(status=cluster["status"], reason=cluster["reason"]),
+                style="yellow",
+            )
+        )
     return out
