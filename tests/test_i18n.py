@@ -495,3 +495,20 @@ def test_load_failures_and_usage_errors_in_french_codes_unchanged() -> None:
         "cette machine sauf si vous ajoutez --allow-remote (ne le pointez jamais par mégarde sur un hôte de "
         "production)\n"
     )
+
+
+def test_serve_on_a_taken_port_says_so_in_french() -> None:
+    import os
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        fr = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), env=FR)
+        en = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), env=EN)
+    assert fr.code == en.code == 1
+    assert len(fr.stderr.strip().splitlines()) == 1, fr.stderr
+    assert f"le port {port} est déjà utilisé par pid {os.getpid()}" in fr.stderr, fr.stderr
+    assert "arrêtez-le ou choisissez un autre port avec --port" in fr.stderr
+    assert f"port {port} is already in use by pid {os.getpid()}" in en.stderr, en.stderr

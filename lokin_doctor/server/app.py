@@ -32,12 +32,10 @@ are not paced by the receivers: a target whose buffer already holds more than
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import ipaddress
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +51,7 @@ from websockets.version import version as websockets_version
 
 from lokin_doctor import __version__
 from lokin_doctor.server import ServerConfig, ServerStartError, fanout, routes
+from lokin_doctor.server.bind import bind_error
 from lokin_doctor.server.cluster import Cluster
 from lokin_doctor.server.connection import LokinConnection, close_info, eof_before_request
 from lokin_doctor.server.logs import EventLog, one_line, websockets_logger
@@ -216,7 +215,7 @@ class LokinServer:
                 reuse_port=cfg.reuse_port or None,
             )
         except OSError as exc:  # includes socket.gaierror for a bad --host
-            raise ServerStartError(await self._bind_error(exc)) from None
+            raise ServerStartError(await bind_error(self.config, exc)) from None
         except (OverflowError, ValueError, TypeError) as exc:
             raise ServerStartError(f"cannot listen on {cfg.host}:{cfg.port}: {one_line(exc)}") from None
         sockets = self._server.sockets
@@ -274,38 +273,6 @@ class LokinServer:
                     protocol.send_ping(b"")
                     conn.pinged = now
                     conn.flush()
-
-    async def _bind_error(self, exc: OSError) -> str:
-        cfg = self.config
-        where = f"{cfg.host}:{cfg.port}"
-        if isinstance(exc, socket.gaierror):
-            return (
-                f"cannot listen on --host {cfg.host!r}: {exc.strerror or exc} "
-                "(use an IP address of this machine, 127.0.0.1, or 0.0.0.0 for every interface)"
-            )
-        if exc.errno == errno.EADDRINUSE:
-            holder = None
-            try:
-                from lokin_doctor.sysinfo import describe_holder
-
-                holder = await asyncio.to_thread(describe_holder, cfg.port)
-            except Exception:  # naming the holder is a bonus; the error itself must still be clear
-                holder = None
-            who = f"by {holder}" if holder else "by another process (run as root to see which)"
-            return f"port {cfg.port} is already in use {who}; stop it or choose another port with --port"
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            hint = (
-                ": ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port 8080 behind a reverse proxy"
-                if 0 < cfg.port < 1024
-                else ""
-            )
-            return f"permission denied listening on {where}{hint}"
-        if exc.errno == errno.EADDRNOTAVAIL:
-            return (
-                f"cannot listen on {where}: {cfg.host} is not an address of this machine "
-                "(use 127.0.0.1, 0.0.0.0 or one of its interface addresses)"
-            )
-        return f"cannot listen on {where}: {exc.strerror or one_line(exc)}"
 
     async def close(self) -> None:
         """Graceful stop: no new connections, 1001 to every client, done within shutdown_timeout."""

@@ -20,7 +20,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidMessage, InvalidStatus
 
 from lokin_doctor.server import ServerConfig, ServerStartError, running_server
-from lokin_doctor.server.app import LokinServer
 from lokin_doctor.server.origins import OriginPolicy, origin_problem
 
 from .conftest import http_get, wait_until
@@ -277,10 +276,12 @@ async def test_address_not_on_this_machine() -> None:
 
 
 async def test_bind_error_messages() -> None:
-    app = LokinServer(ServerConfig(port=80, quiet=True))
-    message = await app._bind_error(PermissionError(errno.EACCES, "Permission denied"))
+    from lokin_doctor.server.bind import bind_error
+
+    config = ServerConfig(port=80, quiet=True)
+    message = await bind_error(config, PermissionError(errno.EACCES, "Permission denied"))
     assert "permission denied" in message and "below 1024" in message
-    message = await app._bind_error(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    message = await bind_error(config, socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     assert message.startswith("cannot listen on --host") and "Name or service not known" in message
 
 
