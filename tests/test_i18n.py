@@ -512,3 +512,35 @@ def test_serve_on_a_taken_port_says_so_in_french() -> None:
     assert f"le port {port} est déjà utilisé par pid {os.getpid()}" in fr.stderr, fr.stderr
     assert "arrêtez-le ou choisissez un autre port avec --port" in fr.stderr
     assert f"port {port} is already in use by pid {os.getpid()}" in en.stderr, en.stderr
+
+
+def test_serve_banner_in_french_ready_line_unchanged() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **FR, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lokin_doctor", "serve", "--host", "0.0.0.0", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # bounded: the banner is a dozen lines, then the ready line
+            lines.append(line)
+            if " ready " in line or len(lines) > 40:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    text = "".join(lines)
+    assert "Serveur WebSocket LOK IN - lokin-doctor" in text, text
+    assert "  Écoute :" in text and "(joignable depuis le réseau)" in text
+    assert "  ATTENTION : exposé sur 0.0.0.0 sans --allow-origin" in text
+    assert "accepting WebSocket connections" in lines[-1]  # the ready line supervisors wait for stays
+    assert "Listening:" not in text and "WARNING" not in text

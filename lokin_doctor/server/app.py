@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -50,7 +47,7 @@ from websockets.protocol import State
 from websockets.version import version as websockets_version
 
 from lokin_doctor import __version__
-from lokin_doctor.server import ServerConfig, ServerStartError, fanout, routes
+from lokin_doctor.server import ServerConfig, ServerStartError, banner, fanout, routes
 from lokin_doctor.server.bind import bind_error
 from lokin_doctor.server.cluster import Cluster
 from lokin_doctor.server.connection import LokinConnection, close_info, eof_before_request
@@ -58,7 +55,7 @@ from lokin_doctor.server.logs import EventLog, one_line, websockets_logger
 from lokin_doctor.server.metrics import Stats, StatsCollector, build_registry
 from lokin_doctor.server.origins import OriginPolicy
 from lokin_doctor.server.policy import Admission, peer
-from lokin_doctor.server.tls import build_ssl_context, certificate_summary
+from lokin_doctor.server.tls import build_ssl_context
 
 _NO_HEADERS = Headers()  # shared, never mutated: replaces each open connection's request headers
 _OPEN, _CONNECTING = State.OPEN, State.CONNECTING
@@ -79,28 +76,8 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor} {unit}"
-    return f"{n} bytes"
-
-
-def _seconds(value: float | None, off: str = "off") -> str:
-    return off if value is None else f"{value:g} s"
 
 
 class LokinServer:
@@ -230,7 +207,7 @@ class LokinServer:
             self._next_ping_round = time.monotonic() + cfg.ping_interval * 0.999
             self._keepalive = loop.call_later(self._keepalive_period, self._keepalive_round)
         await self.cluster.start()  # never waits for Redis: the broker connects in the background
-        self._banner()
+        banner.announce(self)
 
     @property
     def _keepalive_period(self) -> float:
@@ -336,102 +313,6 @@ class LokinServer:
         """Cut every connection now (a second Ctrl-C during the graceful stop)."""
         for conn in list(self._conns):
             conn.transport.abort()
-
-    # -- banner ------------------------------------------------------------------------------
-
-    def _banner(self) -> None:
-        cfg = self.config
-        local = all(_is_loopback(b.rsplit(":", 1)[0].strip("[]")) for b in self.bound)
-        warnings: list[str] = []
-        if not local and self.origins.any:
-            warnings.append(
-                f"exposed on {cfg.host} without --allow-origin: any web site can open connections to this "
-                "server from its visitors' browsers; add --allow-origin https://your-site"
-            )
-        if not local and not cfg.tls:
-            warnings.append(
-                "plain ws:// on a public interface: an https page needs wss://; put a TLS reverse proxy in "
-                "front or start with --certfile/--keyfile"
-            )
-        cert_text = None
-        if cfg.certfile:
-            cert_text, cert_warning = certificate_summary(cfg.certfile)
-            if cert_warning:
-                warnings.append(cert_warning)
-        limits = (
-            f"{cfg.max_connections} connections, "
-            + (f"{cfg.max_per_ip} per IP" if cfg.max_per_ip else "no per-IP cap")
-            + f", messages up to {_size(cfg.max_message_size)}, handshake timeout {cfg.open_timeout:g} s"
-        )
-        keepalive = (
-            f"ping every {_seconds(cfg.ping_interval)}, timeout {_seconds(cfg.ping_timeout)}"
-            if cfg.ping_interval is not None
-            else "off"
-        )
-        started = self._started.strftime("%Y-%m-%d %H:%M:%S %z")
-        if self.log.fmt == "json":
-            self.log.emit(
-                "start",
-                "LOK IN WebSocket server",
-                server="lokin-doctor",
-                version=__version__,
-                url=self.url,
-                bound=self.bound,
-                started=self._started.isoformat(timespec="seconds"),
-                pid=os.getpid(),
-                tls=cfg.tls,
-                certificate=cert_text,
-                limits={
-                    "max_connections": cfg.max_connections,
-                    "max_per_ip": cfg.max_per_ip,
-                    "max_message_size": cfg.max_message_size,
-                    "open_timeout_s": cfg.open_timeout,
-                    "ping_interval_s": cfg.ping_interval,
-                    "ping_timeout_s": cfg.ping_timeout,
-                    "shutdown_timeout_s": cfg.shutdown_timeout,
-                    "max_fragments": cfg.max_fragments,
-                },
-                compression=cfg.compression,
-                protocol=cfg.protocol,
-                origins=list(self.origins.allowed) or "any",
-                python=sys.version.split()[0],
-                event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
-            )
-            for warning in warnings:
-                self.log.emit("warning", warning, level="warning")
-        else:
-            title = f"LOK IN WebSocket server - lokin-doctor {__version__}"
-            rule = "+" + "-" * (len(title) + 6) + "+"
-            lines = [
-                rule,
-                f"|   {title}   |",
-                rule,
-                f"  URL:         {self.url}",
-                f"  Listening:   {', '.join(self.bound)}"
-                + (" (loopback only)" if local else " (reachable from the network)"),
-                f"  Test page:   {self.http_url}   health: /health   metrics: /metrics",
-                f"  Started:     {started} (pid {os.getpid()})",
-                f"  Limits:      {limits}",
-                f"  Keepalive:   {keepalive}; compression {'on' if cfg.compression else 'off'}; "
-                f"shutdown timeout {cfg.shutdown_timeout:g} s",
-                f"  Origins:     {self.origins.describe()}",
-            ]
-            if self.echo_only:
-                lines.append(
-                    "  Protocol:    echo (every message sent back as it came; no welcome, no JSON handling)"
-                )
-            if cert_text:
-                lines.append(f"  Certificate: {cert_text}")
-            lines.extend(f"  WARNING: {w}" for w in warnings)
-            for line in lines:
-                self.log.write_line(line)
-        self.log.emit(
-            "ready",
-            "accepting WebSocket connections",
-            url=self.url,
-            port=self.port,
-            pid=os.getpid(),
-        )
 
     # -- HTTP ---------------------------------------------------------------------------------
 

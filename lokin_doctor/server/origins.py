@@ -63,6 +63,10 @@ class OriginPolicy:
 
     def describe(self) -> str:
         """One line for the banner."""
+        from lokin_doctor.i18n import _
+
         if self.any:
-            return "any origin (no --allow-origin)"
-        return "only " + ", ".join(self.allowed) + " (requests without Origin, i.e. non-browser clients, too)"
+            return _("any origin (no --allow-origin)")
+        return _("only {origins} (requests without Origin, i.e. non-browser clients, too)").format(
+            origins=", ".join(self.allowed)
+        )
