@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from lokin_doctor import i18n
@@ -151,23 +152,35 @@ def _emit(reports: list[Report], fmt: str, *, verbose: bool, redact: bool, many:
     sys.stdout.write(render_format(fmt, reports))
 
 
+@dataclass(frozen=True)
+class Output:
+    """How a check command shows its report and turns it into an exit code (the options every one has)."""
+
+    fmt: str
+    redact: bool
+    strict: bool
+    verbose: bool
+    debug: bool
+
+    @classmethod
+    def of(
+        cls, json_out: bool, fmt: str, *, redact: bool, strict: bool, verbose: bool, debug: bool
+    ) -> Output:
+        return cls(_output_format(fmt, json_out), redact, strict, verbose, debug)
+
+
 def _run(
     settings: Settings | list[Settings],
     only: list[str] | None,
+    out: Output,
     *,
-    json_out: bool,
-    strict: bool,
-    verbose: bool,
-    debug: bool,
     embedded: bool = False,
-    fmt: str = "text",
-    redact: bool = False,
     many: bool = False,
 ) -> NoReturn:
-    """Run one target (or several, ``many``), print the report in ``fmt``, exit with the overall code."""
+    """Run one target (or several, ``many``), print the report in ``out.fmt``, exit with the overall code."""
     from lokin_doctor.runner import UnknownCheckError, run_report, run_reports
 
-    fmt = _output_format(fmt, json_out)
+    debug = out.debug
     settings_list = settings if isinstance(settings, list) else [settings]
     try:
         if len(settings_list) == 1 and not many:
@@ -179,8 +192,8 @@ def _run(
     except KeyboardInterrupt:
         sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    _emit(reports, fmt, verbose=verbose, redact=redact, many=many)
-    raise typer.Exit(max(report.exit_code(strict) for report in reports))
+    _emit(reports, out.fmt, verbose=out.verbose, redact=out.redact, many=many)
+    raise typer.Exit(max(report.exit_code(out.strict) for report in reports))
 
 
 def _read_targets(path: str) -> list[str]:
@@ -283,13 +296,8 @@ def all_command(
     _run(
         settings_list if many else settings_list[0],
         only,
-        json_out=json_out,
-        strict=strict,
-        verbose=verbose,
-        debug=debug,
+        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
         embedded=embedded,
-        fmt=fmt,
-        redact=redact,
         many=many,
     )
 
@@ -312,12 +320,7 @@ def check_port_command(
     _run(
         settings,
         ["port"],
-        json_out=json_out,
-        strict=strict,
-        verbose=verbose,
-        debug=debug,
-        fmt=fmt,
-        redact=redact,
+        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
     )
 
 
@@ -340,12 +343,7 @@ def check_process_command(
     _run(
         settings,
         ["process"],
-        json_out=json_out,
-        strict=strict,
-        verbose=verbose,
-        debug=debug,
-        fmt=fmt,
-        redact=redact,
+        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
     )
 
 
@@ -392,12 +390,7 @@ def handshake_command(
     _run(
         settings,
         ["handshake", "session"],
-        json_out=json_out,
-        strict=strict,
-        verbose=verbose,
-        debug=debug,
-        fmt=fmt,
-        redact=redact,
+        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
     )
 
 
@@ -463,12 +456,7 @@ def probe_wss_command(
     _run(
         settings,
         checks,
-        json_out=json_out,
-        strict=strict,
-        verbose=verbose,
-        debug=debug,
-        fmt=fmt,
-        redact=redact,
+        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
     )
 
 
