@@ -278,7 +278,9 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
     offered_proto = out.offered.get("Sec-WebSocket-Protocol")
     if out.kind == "bad-subprotocol":
         chosen = out.header("sec-websocket-protocol") or ""
-        offered_text = f"offered {offered_proto!r}" if offered_proto else _("offered none")
+        offered_text = (
+            _("offered {value!r}").format(value=offered_proto) if offered_proto else _("offered none")
+        )
         first = chosen.split(",")[0].strip() or "NAME"
         return fail(
             check_id,
