@@ -12,7 +12,7 @@ import pytest
 from lokin_doctor.server import RunningServer, ServerConfig, running_server
 from tests.peers._common import require_binary
 from tests.peers.redis import RedisPeer
-from tests.server.conftest import ServeProcess
+from tests.server.conftest import ServeProcess, serve_factory
 
 
 @pytest.fixture
@@ -50,13 +50,4 @@ class ClusterServe(ServeProcess):
 @pytest.fixture
 def serve_process() -> Iterator[Callable[..., ServeProcess]]:
     """Factory of ``serve`` subprocesses (``--redis``, ``--workers``), stopped at teardown."""
-    started: list[ServeProcess] = []
-
-    def factory(*args: str) -> ServeProcess:
-        proc = ClusterServe(*args)
-        started.append(proc)
-        return proc
-
-    yield factory
-    for proc in started:
-        proc.stop()
+    yield from serve_factory(ClusterServe)

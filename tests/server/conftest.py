@@ -161,16 +161,21 @@ class ServeProcess:
                     stream.close()
 
 
-@pytest.fixture
-def serve_process() -> Iterator[Callable[..., ServeProcess]]:
-    """Factory of ``serve`` subprocesses, all killed at teardown."""
+def serve_factory(cls: type[ServeProcess] = ServeProcess) -> Iterator[Callable[..., ServeProcess]]:
+    """Body of the ``serve`` fixtures: yields a factory of ``cls`` subprocesses, stops them all afterwards."""
     started: list[ServeProcess] = []
 
     def factory(*args: str) -> ServeProcess:
-        proc = ServeProcess(*args)
+        proc = cls(*args)
         started.append(proc)
         return proc
 
     yield factory
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """Factory of ``serve`` subprocesses, all stopped at teardown."""
+    yield from serve_factory()

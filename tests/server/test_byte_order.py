@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trustme
 
-from .conftest import ServeProcess
+from .conftest import ServeProcess, serve_factory
 from .rawws import BINARY, CONT, PING, PONG, TEXT, RawClient, close_frame, frame, handshake
 
 Factory = Callable[..., ServeProcess]
@@ -29,16 +29,7 @@ Factory = Callable[..., ServeProcess]
 
 @pytest.fixture(scope="module")
 def module_serve() -> Iterator[Factory]:
-    started: list[ServeProcess] = []
-
-    def factory(*args: str) -> ServeProcess:
-        proc = ServeProcess(*args)
-        started.append(proc)
-        return proc
-
-    yield factory
-    for proc in started:
-        proc.stop()
+    yield from serve_factory()
 
 
 @pytest.fixture(scope="module")
