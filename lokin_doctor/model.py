@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lokin_doctor.causes import Cause
 
 
 class Status(str, enum.Enum):
@@ -71,12 +74,22 @@ def ok(check_id: str, summary: str, **evidence: Any) -> CheckResult:
     return CheckResult(check_id, Status.OK, summary, evidence=evidence)
 
 
-def warn(check_id: str, code: str, summary: str, hint: str, **evidence: Any) -> CheckResult:
-    return CheckResult(check_id, Status.WARN, summary, code=code, hint=hint, evidence=evidence)
+def _code(cause: Cause) -> str:
+    from lokin_doctor.causes import Cause
+
+    if not isinstance(cause, Cause):  # a code is declared in lokin_doctor/causes, never written in place
+        raise TypeError(f"a result's cause must be a registry Cause, not {cause!r}")
+    return cause.code
 
 
-def fail(check_id: str, code: str, summary: str, hint: str, **evidence: Any) -> CheckResult:
-    return CheckResult(check_id, Status.FAIL, summary, code=code, hint=hint, evidence=evidence)
+def warn(check_id: str, cause: Cause, summary: str, hint: str, **evidence: Any) -> CheckResult:
+    """A warning of a registry cause (``lokin_doctor.causes``)."""
+    return CheckResult(check_id, Status.WARN, summary, code=_code(cause), hint=hint, evidence=evidence)
+
+
+def fail(check_id: str, cause: Cause, summary: str, hint: str, **evidence: Any) -> CheckResult:
+    """A failure of a registry cause (``lokin_doctor.causes``)."""
+    return CheckResult(check_id, Status.FAIL, summary, code=_code(cause), hint=hint, evidence=evidence)
 
 
 def skip(check_id: str, summary: str, **evidence: Any) -> CheckResult:

@@ -15,6 +15,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor.causes.proxyconf import (
+    NGINX_CONNECTION_HEADER_EMPTY,
+    NGINX_CONNECTION_HEADER_MISSING,
+    NGINX_CONNECTION_MAP_MISSING,
+    NGINX_HTTP10_UPSTREAM,
+    NGINX_LEAF_ONLY_CERTIFICATE,
+    NGINX_NOT_PROXIED,
+    NGINX_PATH_REWRITTEN,
+    NGINX_PROXY_PASS_NOTHING_LISTENS,
+    NGINX_PROXY_PASS_WRONG_PORT,
+    NGINX_READ_TIMEOUT_SHORT,
+    NGINX_SEND_TIMEOUT_SHORT,
+    NGINX_UPGRADE_HEADER_MISSING,
+)
 from lokin_doctor.i18n import _
 from lokin_doctor.nginxconf import (
     DEFAULT_TIMEOUT_S,
@@ -40,14 +54,14 @@ FIXED_TIMEOUT = "3600s"
 
 #: Codes whose findings break the upgrade itself.
 UPGRADE_CODES = (
-    "nginx.http10-upstream",
-    "nginx.upgrade-header-missing",
-    "nginx.connection-header-missing",
-    "nginx.connection-header-empty",
-    "nginx.connection-map-missing",
+    NGINX_HTTP10_UPSTREAM,
+    NGINX_UPGRADE_HEADER_MISSING,
+    NGINX_CONNECTION_HEADER_MISSING,
+    NGINX_CONNECTION_HEADER_EMPTY,
+    NGINX_CONNECTION_MAP_MISSING,
 )
-BACKEND_CODES = ("nginx.proxy-pass-nothing-listens", "nginx.proxy-pass-wrong-port")
-TIMEOUT_CODES = ("nginx.read-timeout-short", "nginx.send-timeout-short")
+BACKEND_CODES = (NGINX_PROXY_PASS_NOTHING_LISTENS, NGINX_PROXY_PASS_WRONG_PORT)
+TIMEOUT_CODES = (NGINX_READ_TIMEOUT_SHORT, NGINX_SEND_TIMEOUT_SHORT)
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class Analysis:
     def adds_location(self) -> bool:
         """The fix is a new location for the path (the one serving it is a generic, non-proxied one)."""
         loc = self.location
-        if not any(f.code == "nginx.not-proxied" for f in self.findings):
+        if not any(f.code == NGINX_NOT_PROXIED for f in self.findings):
             return False
         return loc is None or parse_location(loc).pattern != self.path
 
@@ -175,7 +189,7 @@ def analyse(
     map_var: str | None = None
     if proxy_pass is None:
         add(
-            "nginx.not-proxied",
+            NGINX_NOT_PROXIED,
             "fail",
             anchor,
             _(
@@ -195,7 +209,7 @@ def analyse(
                 else _("no proxy_http_version (nginx's default is 1.0)")
             )
             add(
-                "nginx.http10-upstream",
+                NGINX_HTTP10_UPSTREAM,
                 "fail",
                 at,
                 _("{said}: nginx talks HTTP/1.0 to the backend, which cannot upgrade").format(said=said),
@@ -228,7 +242,7 @@ def analyse(
             or not re.search(r"\$http_upgrade|websocket", upgrade.args[1], re.I)
         ):
             add(
-                "nginx.upgrade-header-missing",
+                NGINX_UPGRADE_HEADER_MISSING,
                 "fail",
                 upgrade or anchor,
                 _("{value}: the backend never sees the Upgrade request{inherited}{shadow}").format(
@@ -243,7 +257,7 @@ def analyse(
         known_maps = maps(config)
         if conn is None or len(conn.args) < 2:
             add(
-                "nginx.connection-header-missing",
+                NGINX_CONNECTION_HEADER_MISSING,
                 "fail",
                 conn or anchor,
                 _(
@@ -254,7 +268,7 @@ def analyse(
             value = conn.args[1]
             if value == "":
                 add(
-                    "nginx.connection-header-empty",
+                    NGINX_CONNECTION_HEADER_EMPTY,
                     "fail",
                     conn,
                     _(
@@ -265,7 +279,7 @@ def analyse(
                 m = known_maps.get(value)
                 if m is None:
                     add(
-                        "nginx.connection-map-missing",
+                        NGINX_CONNECTION_MAP_MISSING,
                         "fail",
                         conn,
                         _(
@@ -277,7 +291,7 @@ def analyse(
                     given = _map_value_for_upgrade(m)
                     if "upgrade" not in (given or "").lower():
                         add(
-                            "nginx.connection-header-empty",
+                            NGINX_CONNECTION_HEADER_EMPTY,
                             "fail",
                             m,
                             _(
@@ -286,14 +300,14 @@ def analyse(
                         )
             elif "upgrade" not in value.lower():
                 add(
-                    "nginx.connection-header-missing",
+                    NGINX_CONNECTION_HEADER_MISSING,
                     "fail",
                     conn,
                     _("{text}: the backend sees no upgrade request").format(text=conn.text()),
                 )
         for directive, code in (
-            ("proxy_read_timeout", "nginx.read-timeout-short"),
-            ("proxy_send_timeout", "nginx.send-timeout-short"),
+            ("proxy_read_timeout", NGINX_READ_TIMEOUT_SHORT),
+            ("proxy_send_timeout", NGINX_SEND_TIMEOUT_SHORT),
         ):
             d = effective(levels, directive)
             seconds = parse_time(d.args[0]) if d and d.args else DEFAULT_TIMEOUT_S
@@ -347,7 +361,7 @@ def analyse(
                     else ""
                 )
                 add(
-                    "nginx.proxy-pass-nothing-listens",
+                    NGINX_PROXY_PASS_NOTHING_LISTENS,
                     "fail",
                     at,
                     _(
@@ -356,7 +370,7 @@ def analyse(
                 )
             elif facts.ws_ports and up.port in facts.other_ports:
                 add(
-                    "nginx.proxy-pass-wrong-port",
+                    NGINX_PROXY_PASS_WRONG_PORT,
                     "warn",
                     at,
                     _(
@@ -373,7 +387,7 @@ def analyse(
             sent = up.uri + bare[len(prefix) :] if bare.startswith(prefix) else up.uri
             if sent != bare:
                 add(
-                    "nginx.path-rewritten",
+                    NGINX_PATH_REWRITTEN,
                     "warn",
                     proxy_pass,
                     _(
@@ -387,7 +401,7 @@ def analyse(
         count = facts.cert_counts.get(cert.args[0])
         if count == 1:
             add(
-                "nginx.leaf-only-certificate",
+                NGINX_LEAF_ONLY_CERTIFICATE,
                 "note",
                 cert,
                 _("{text}: the file holds one certificate (the leaf only, no intermediate)").format(
@@ -413,7 +427,7 @@ def analyse(
 def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None) -> str:
     """The matched location with the fixes for ``codes`` applied, ready to paste (4-space indent)."""
     loc = analysis.location
-    if "nginx.not-proxied" in codes:
+    if NGINX_NOT_PROXIED in codes:
         head = (
             f"location {analysis.path} {{"
             if analysis.adds_location or loc is None
@@ -433,9 +447,9 @@ def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None)
     replaced = {"proxy_http_version"} if fixes_upgrade else set()
     if fixes_upgrade:
         replaced.add("proxy_set_header")
-    if "nginx.read-timeout-short" in codes:
+    if NGINX_READ_TIMEOUT_SHORT in codes:
         replaced.add("proxy_read_timeout")
-    if "nginx.send-timeout-short" in codes:
+    if NGINX_SEND_TIMEOUT_SHORT in codes:
         replaced.add("proxy_send_timeout")
     body: list[str] = []
     own = list(loc.block or ()) if loc is not None else []
@@ -454,9 +468,9 @@ def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None)
         for h in analysis.headers:
             if h.args and h.args[0].lower() not in ("upgrade", "connection"):
                 body.append(h.text() + ";")
-    if "nginx.read-timeout-short" in codes:
+    if NGINX_READ_TIMEOUT_SHORT in codes:
         body.append(f"proxy_read_timeout {FIXED_TIMEOUT};")
-    if "nginx.send-timeout-short" in codes:
+    if NGINX_SEND_TIMEOUT_SHORT in codes:
         body.append(f"proxy_send_timeout {FIXED_TIMEOUT};")
     head = f"location {' '.join(_quote(a) for a in loc.args)} {{" if loc is not None else "location / {"
     lines = [head, *(f"    {b}" for b in body), "}"]
@@ -473,7 +487,7 @@ def _fixed_proxy_pass(analysis: Analysis, d: Directive, codes: set[str], ws_port
         up = analysis.upstreams[0]
         host = f"[{up.host}]" if ":" in up.host else up.host
         text = f"{up.scheme}://{host}:{ws_port}{up.uri or ''}"
-    if "nginx.path-rewritten" in codes and analysis.upstreams and analysis.upstreams[0].uri is not None:
+    if NGINX_PATH_REWRITTEN in codes and analysis.upstreams and analysis.upstreams[0].uri is not None:
         up = analysis.upstreams[0]
         text = text[: len(text) - len(up.uri or "")] if up.uri and text.endswith(up.uri) else text
     return f"proxy_pass {text};"

@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from lokin_doctor import causes
+from lokin_doctor.causes.internal import INTERNAL_ERROR
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Report, RootCause, Status, fail, skip
@@ -379,7 +381,7 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
         except TimeoutError:
             result = fail(
                 spec.id,
-                f"{spec.id}.timeout",
+                causes.require(f"{spec.id}.timeout"),
                 _("no result within the {timeout} s deadline").format(timeout=f"{ctx.settings.timeout:g}"),
                 _(
                     "the host or this machine is too slow to answer; raise --timeout or check the network path"
@@ -390,7 +392,7 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
                 traceback.print_exc(file=sys.stderr)
             result = fail(
                 spec.id,
-                "internal-error",
+                INTERNAL_ERROR,
                 _("lokin-doctor's {check} check crashed: {error}").format(
                     check=spec.id, error=f"{type(exc).__name__}: {exc}"
                 ),

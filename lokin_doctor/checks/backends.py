@@ -22,6 +22,7 @@ from typing import Any
 from websockets.frames import Opcode
 
 from lokin_doctor import tlsinfo
+from lokin_doctor.causes.production import BACKENDS_ALL_FAIL, BACKENDS_SOME_FAIL
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
@@ -159,7 +160,7 @@ async def check(ctx: Context) -> CheckResult:
         summary = _("{n} of {m} addresses fail: {bad}").format(
             n=n, m=m, bad=", ".join((f"{a} ({_detail(o)})" for a, o, _ in bad))
         )
-    code = "backends.all-fail" if n == m else "backends.some-fail"
+    code = BACKENDS_ALL_FAIL if n == m else BACKENDS_SOME_FAIL
     if n < m:
         summary += _("; browsers given those addresses cannot connect")
     return fail(

@@ -30,6 +30,24 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lokin_doctor.browser import LOAD_TIMEOUT
+from lokin_doctor.causes.browser import (
+    BROWSER_LAUNCH_FAILED,
+    PAGE_CERTIFICATE_REJECTED,
+    PAGE_CSP_BLOCKED,
+    PAGE_DEV_URL_IN_PRODUCTION,
+    PAGE_LOAD_FAILED,
+    PAGE_LOAD_TIMEOUT,
+    PAGE_MIXED_CONTENT_BLOCKED,
+    PAGE_NO_WEBSOCKET,
+    PAGE_OTHER_WEBSOCKET_FAILED,
+    PAGE_URL_MISMATCH,
+    PAGE_WEBSOCKET_CLOSED,
+    PAGE_WEBSOCKET_FAILED,
+    PAGE_WRONG_PATH,
+    PAGE_WRONG_PORT,
+    PAGE_WRONG_URL,
+)
+from lokin_doctor.causes.production import VARIANTS_URL_MISMATCH
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, warn
@@ -203,7 +221,7 @@ async def _working_alternative(ctx: Context, url: str, given: str | None) -> str
     if derived is not None and derived not in (url, given) and await _answers(ctx, derived):
         return derived
     variants = ctx.results.get("variants")
-    if variants is not None and variants.code == "variants.url-mismatch" and ctx.facts.get("working_variant"):
+    if variants is not None and variants.code == VARIANTS_URL_MISMATCH and ctx.facts.get("working_variant"):
         # Not variants.backend-direct: pointing the page past its proxy is not the fix.
         return str(ctx.facts["working_variant"])
     return None
@@ -235,10 +253,10 @@ _NORMAL_CLOSE = frozenset({1000, 1001, 1005})
 def _differs(opened: Target, working: Target) -> tuple[str, str]:
     """(cause code, what differs) between the URL the page opened and one that answers."""
     if opened.host != working.host or opened.scheme != working.scheme:
-        return "page.wrong-url", "URL"
+        return PAGE_WRONG_URL, "URL"
     if opened.port != working.port:
-        return "page.wrong-port", "port"
-    return "page.wrong-path", "path"
+        return PAGE_WRONG_PORT, "port"
+    return PAGE_WRONG_PATH, "path"
 
 
 def _evidence(obs: Observation) -> dict[str, Any]:
@@ -265,7 +283,7 @@ async def check(ctx: Context) -> CheckResult:
     if obs is None:  # --only browser without the pre-step cannot happen from the CLI
         return fail(
             "browser",
-            "browser.launch-failed",
+            BROWSER_LAUNCH_FAILED,
             _("the browser did not run"),
             _("run with --browser and --page-url"),
         )
@@ -273,7 +291,7 @@ async def check(ctx: Context) -> CheckResult:
     if obs.error:
         return fail(
             "browser",
-            "browser.launch-failed",
+            BROWSER_LAUNCH_FAILED,
             _("Chromium ({browser}) could not load {page_url}: {error}").format(
                 browser=obs.browser.get("executable"), page_url=page_url, error=obs.error
             ),
@@ -285,7 +303,7 @@ async def check(ctx: Context) -> CheckResult:
     if obs.load_error == LOAD_TIMEOUT:
         return fail(
             "browser",
-            "page.load-timeout",
+            PAGE_LOAD_TIMEOUT,
             _(
                 "Chromium did not finish loading {page_url} within the time it had ({BROWSER_SHARE:.0%} of the {timeout:g} s --timeout, after the browser started)"
             ).format(page_url=page_url, BROWSER_SHARE=BROWSER_SHARE, timeout=ctx.settings.timeout),
@@ -299,7 +317,7 @@ async def check(ctx: Context) -> CheckResult:
         if net and net.group(1).startswith("ERR_CERT_"):
             return fail(
                 "browser",
-                "page.certificate-rejected",
+                PAGE_CERTIFICATE_REJECTED,
                 _(
                     "Chromium rejects the certificate of the page {page_url} ({group}): the page never loads, so it opens no WebSocket"
                 ).format(page_url=page_url, group=net.group(1)),
@@ -310,7 +328,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return fail(
             "browser",
-            "page.load-failed",
+            PAGE_LOAD_FAILED,
             _("Chromium could not load the page {page_url}: {load_error}").format(
                 page_url=page_url, load_error=obs.load_error
             ),
@@ -320,7 +338,7 @@ async def check(ctx: Context) -> CheckResult:
     if obs.page_status is not None and obs.page_status >= 400:
         return fail(
             "browser",
-            "page.load-failed",
+            PAGE_LOAD_FAILED,
             _("the page {value} answers HTTP {page_status} in Chromium").format(
                 value=obs.final_url or page_url, page_status=obs.page_status
             ),
@@ -330,7 +348,7 @@ async def check(ctx: Context) -> CheckResult:
     if not obs.sockets and obs.loaded is False:
         return fail(
             "browser",
-            "page.load-timeout",
+            PAGE_LOAD_TIMEOUT,
             _(
                 "the page {page_url} answered (HTTP {page_status}) but did not finish loading within {waited_s:g} s, and opened no WebSocket meanwhile"
             ).format(page_url=page_url, page_status=obs.page_status, waited_s=obs.waited_s),
@@ -348,7 +366,7 @@ async def check(ctx: Context) -> CheckResult:
         )
         return fail(
             "browser",
-            "page.no-websocket",
+            PAGE_NO_WEBSOCKET,
             _(
                 "the page {page_url} never opens a WebSocket within {waited_s:g} s of its response{detail}"
             ).format(page_url=page_url, waited_s=obs.waited_s, detail=detail),
@@ -375,7 +393,7 @@ async def check(ctx: Context) -> CheckResult:
     if opened is not None and _loopback_name(opened.host) and not _loopback_name(_host(page_url)):
         return fail(
             "browser",
-            "page.dev-url-in-production",
+            PAGE_DEV_URL_IN_PRODUCTION,
             _(
                 "{page} opens {url}: a development URL in production — every visitor's browser tries its own machine"
             ).format(page=page, url=url),
@@ -391,7 +409,7 @@ async def check(ctx: Context) -> CheckResult:
         secure = url.replace("ws://", "wss://", 1)
         return fail(
             "browser",
-            "page.mixed-content-blocked",
+            PAGE_MIXED_CONTENT_BLOCKED,
             _(
                 "Chromium blocked {url} as mixed content: {page} is https and may not open ws:// (the browser sends nothing)"
             ).format(url=url, page=page),
@@ -409,7 +427,7 @@ async def check(ctx: Context) -> CheckResult:
         name = directive.split()[0] if directive else "connect-src"
         return fail(
             "browser",
-            "page.csp-blocked",
+            PAGE_CSP_BLOCKED,
             _(
                 "Chromium refused to open {url}: {page}'s Content-Security-Policy ({directive}) does not allow it"
             ).format(url=url, page=page, directive=directive),
@@ -431,7 +449,7 @@ async def check(ctx: Context) -> CheckResult:
         )
         return fail(
             "browser",
-            "page.certificate-rejected",
+            PAGE_CERTIFICATE_REJECTED,
             _("{page} opens {url}, and Chromium rejects its certificate ({group}){seen}").format(
                 page=page, url=url, group=net.group(1), seen=seen
             ),
@@ -483,7 +501,7 @@ async def check(ctx: Context) -> CheckResult:
         if chain is not None:
             return warn(
                 "browser",
-                "page.websocket-failed",
+                PAGE_WEBSOCKET_FAILED,
                 _("{page} opens {url} and {sock} in Chromium too ({id}: {code}){told}").format(
                     page=page, url=url, sock=_what_failed(sock), id=chain.id, code=chain.code, told=told
                 ),
@@ -493,7 +511,7 @@ async def check(ctx: Context) -> CheckResult:
         checked = ctx.settings.target.url
         return fail(
             "browser",
-            "page.websocket-failed",
+            PAGE_WEBSOCKET_FAILED,
             _(
                 "{page} opens {url} and {sock} in Chromium, though lokin-doctor's own client {value}{told}"
             ).format(
@@ -525,7 +543,7 @@ async def check(ctx: Context) -> CheckResult:
         if chain is not None:
             return warn(
                 "browser",
-                "page.websocket-closed",
+                PAGE_WEBSOCKET_CLOSED,
                 _("{closed}; the chain sees it too ({id}: {code})").format(
                     closed=closed, id=chain.id, code=chain.code
                 ),
@@ -534,7 +552,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return fail(
             "browser",
-            "page.websocket-closed",
+            PAGE_WEBSOCKET_CLOSED,
             _("{closed}, while lokin-doctor's own session stays open").format(closed=closed),
             _(
                 "the server closed the page's connection for what the page did: read the close code and reason and the server's log (1008/1003: it refused a message the page sent, 1009: a message too big, 1011: the server crashed on it); the page's first frames are in the evidence"
@@ -546,7 +564,7 @@ async def check(ctx: Context) -> CheckResult:
         other, found = next(iter(broken.items()))
         return warn(
             "browser",
-            "page.other-websocket-failed",
+            PAGE_OTHER_WEBSOCKET_FAILED,
             _("{page} opens {url}, which connects, and {other}, which fails: {summary}{value}").format(
                 page=page,
                 url=url,
@@ -560,7 +578,7 @@ async def check(ctx: Context) -> CheckResult:
     if given and given != url:
         return warn(
             "browser",
-            "page.url-mismatch",
+            PAGE_URL_MISMATCH,
             _("{page} opens {url}, not the URL given ({given}); it connects").format(
                 page=page, url=url, given=given
             ),

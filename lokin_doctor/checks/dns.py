@@ -10,18 +10,26 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from lokin_doctor import causes
+from lokin_doctor.causes.dns import (
+    DNS_ERROR,
+    DNS_NO_ADDRESS,
+    DNS_TEMPORARY_FAILURE,
+    DNS_TIMEOUT,
+    DNS_UNKNOWN_HOST,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok
 from lokin_doctor.sysinfo import is_local_address
 
 _GAI_CODES = {
-    socket.EAI_NONAME: "dns.unknown-host",
-    socket.EAI_AGAIN: "dns.temporary-failure",
+    socket.EAI_NONAME: DNS_UNKNOWN_HOST,
+    socket.EAI_AGAIN: DNS_TEMPORARY_FAILURE,
 }
 _NODATA = getattr(socket, "EAI_NODATA", None)
 if _NODATA is not None:
-    _GAI_CODES[_NODATA] = "dns.no-address"
+    _GAI_CODES[_NODATA] = DNS_NO_ADDRESS
 
 
 async def _system(ctx: Context) -> list[str] | CheckResult:
@@ -33,22 +41,22 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
     except TimeoutError:
         return fail(
             "dns",
-            "dns.timeout",
+            DNS_TIMEOUT,
             _("the system resolver did not answer for {host} within {timeout:g} s").format(
                 host=host, timeout=ctx.settings.timeout
             ),
             _("check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server"),
         )
     except socket.gaierror as exc:
-        code = _GAI_CODES.get(exc.errno or 0, "dns.error")
-        if code == "dns.unknown-host":
+        code = _GAI_CODES.get(exc.errno or 0, DNS_ERROR)
+        if code == DNS_UNKNOWN_HOST:
             summary = _("the system resolver does not know {host} ({strerror})").format(
                 host=host, strerror=exc.strerror
             )
             hint = _(
                 "check the spelling of {host!r} in the client URL, its DNS records, or /etc/hosts; for split-horizon DNS ask the right server with --dns-server"
             ).format(host=host)
-        elif code == "dns.temporary-failure":
+        elif code == DNS_TEMPORARY_FAILURE:
             summary = _("temporary failure resolving {host} ({strerror})").format(
                 host=host, strerror=exc.strerror
             )
@@ -94,7 +102,7 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
     assert answer.error is not None
     return fail(
         "dns",
-        f"dns.{answer.error}",
+        causes.require(f"dns.{answer.error}"),
         _("{detail} (asked {where})").format(detail=answer.detail, where=where),
         hints[answer.error],
         server=where,

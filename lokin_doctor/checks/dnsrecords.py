@@ -18,6 +18,8 @@ import asyncio
 import socket
 from typing import Any
 
+from lokin_doctor import causes
+from lokin_doctor.causes.dns import DNS_RESOLVERS_DISAGREE
 from lokin_doctor.context import Context
 from lokin_doctor.dnsquery import Answer, lookup
 from lokin_doctor.i18n import _
@@ -83,7 +85,7 @@ async def check(ctx: Context) -> CheckResult:
         if isinstance(system, list) and system and server is None:
             return warn(
                 "dns-records",
-                "dns.resolvers-disagree",
+                DNS_RESOLVERS_DISAGREE,
                 _(
                     "{host} resolves on this machine ({system}{value}) but not in DNS: {detail} (asked {asked})"
                 ).format(
@@ -116,7 +118,7 @@ async def check(ctx: Context) -> CheckResult:
         }
         return fail(
             "dns-records",
-            f"dns.{answer.error}",
+            causes.require(f"dns.{answer.error}"),
             _("{detail} (asked {asked}: {answer})").format(
                 detail=answer.detail, asked=asked, answer=_records(answer)
             ),
@@ -130,7 +132,7 @@ async def check(ctx: Context) -> CheckResult:
     if isinstance(system, str):
         return warn(
             "dns-records",
-            "dns.resolvers-disagree",
+            DNS_RESOLVERS_DISAGREE,
             _("{summary}, but this machine's system resolver does not resolve {host} ({system})").format(
                 summary=summary, host=host, system=system
             ),
@@ -144,7 +146,7 @@ async def check(ctx: Context) -> CheckResult:
         source = f" ({HOSTS_FILE}: {'; '.join(hosts)})" if hosts else ""
         return warn(
             "dns-records",
-            "dns.resolvers-disagree",
+            DNS_RESOLVERS_DISAGREE,
             _("{summary}, but this machine's system resolver says {value}{source}{value2}").format(
                 summary=summary,
                 value=", ".join(system) or "nothing",

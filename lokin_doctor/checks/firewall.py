@@ -24,6 +24,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor.causes.host import FIREWALL_DROPS_PORT, FIREWALL_REJECTS_PORT
+from lokin_doctor.causes.tcp import TCP_REFUSED, TCP_TIMEOUT
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, skip, warn
@@ -494,7 +496,7 @@ async def check(ctx: Context) -> CheckResult:
             **ev,
         )
     v = blocked[0]
-    code = "firewall.rejects-port" if v.action == "reject" else "firewall.drops-port"
+    code = FIREWALL_REJECTS_PORT if v.action == "reject" else FIREWALL_DROPS_PORT
     seen = (
         _("clients get a reset or 'unreachable' at once (tcp.refused)")
         if v.action == "reject"
@@ -506,7 +508,7 @@ async def check(ctx: Context) -> CheckResult:
         else _("clients on other machines")
     )
     tcp = ctx.results.get("tcp")
-    if tcp is not None and tcp.code in ("tcp.timeout", "tcp.refused"):
+    if tcp is not None and tcp.code in (TCP_TIMEOUT, TCP_REFUSED):
         seen += _(" (the {code} above)").format(code=tcp.code)
     summary = _("{v} {action}s new TCP connections to port {port} from {scope}: {seen}").format(
         v=_describe(v), action=v.action, port=port, scope=scope, seen=seen
@@ -547,10 +549,10 @@ async def check(ctx: Context) -> CheckResult:
 def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     """Name the tcp check's symptom once it is known (the firewall check does not wait for tcp)."""
     tcp = ctx.results.get("tcp")
-    if result.code not in ("firewall.drops-port", "firewall.rejects-port") or tcp is None:
+    if result.code not in (FIREWALL_DROPS_PORT, FIREWALL_REJECTS_PORT) or tcp is None:
         return result
     note = _(" (the {code} above)").format(code=tcp.code)
-    if tcp.code in ("tcp.timeout", "tcp.refused") and note not in result.summary:
+    if tcp.code in (TCP_TIMEOUT, TCP_REFUSED) and note not in result.summary:
         from dataclasses import replace
 
         return replace(result, summary=result.summary + note)

@@ -12,6 +12,41 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from lokin_doctor.causes.host import PORT_UNEXPECTED_OWNER
+from lokin_doctor.causes.http import (
+    HANDSHAKE_BAD_ACCEPT,
+    HANDSHAKE_BAD_GATEWAY,
+    HANDSHAKE_BAD_REQUEST,
+    HANDSHAKE_CLOSED,
+    HANDSHAKE_CONNECT_TIMEOUT,
+    HANDSHAKE_EXTENSION_NOT_OFFERED,
+    HANDSHAKE_EXTENSION_PARAMS,
+    HANDSHAKE_FORBIDDEN,
+    HANDSHAKE_GATEWAY_TIMEOUT,
+    HANDSHAKE_HEADERS_TOO_LARGE,
+    HANDSHAKE_HTTP10_UPSTREAM,
+    HANDSHAKE_INCOMPLETE_REPLY,
+    HANDSHAKE_INVALID_UPGRADE,
+    HANDSHAKE_NO_RESPONSE,
+    HANDSHAKE_NOT_FOUND,
+    HANDSHAKE_NOT_HTTP,
+    HANDSHAKE_NOT_WEBSOCKET,
+    HANDSHAKE_PLAIN_TO_TLS,
+    HANDSHAKE_RATE_LIMITED,
+    HANDSHAKE_REDIRECT,
+    HANDSHAKE_REFUSED,
+    HANDSHAKE_RESET,
+    HANDSHAKE_SERVER_ERROR,
+    HANDSHAKE_SUBPROTOCOL_NOT_OFFERED,
+    HANDSHAKE_SUBPROTOCOL_REQUIRED,
+    HANDSHAKE_TLS_ERROR,
+    HANDSHAKE_TLS_EXPECTED,
+    HANDSHAKE_UNAVAILABLE,
+    HANDSHAKE_UNEXPECTED_STATUS,
+    HANDSHAKE_UPGRADE_DROPPED,
+    HANDSHAKE_WEB_PAGE,
+)
+from lokin_doctor.causes.tls import TLS_CLIENT_CERT_REJECTED, TLS_CLIENT_CERT_REQUIRED
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, skip
@@ -79,7 +114,7 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
         who = f" ({proxy_name(out)}: HTTP {out.status})" if out.kind == "status" and proxy_name(out) else ""
         return fail(
             check_id,
-            "tls.client-cert-required",
+            TLS_CLIENT_CERT_REQUIRED,
             _("{where} requires a client certificate (mutual TLS){who} and none was offered").format(
                 where=where, who=who
             ),
@@ -93,7 +128,7 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
     ):
         return fail(
             check_id,
-            "tls.client-cert-rejected",
+            TLS_CLIENT_CERT_REJECTED,
             _("{where} refused the client certificate offered: {value}").format(
                 where=where, value=out.error or out.status_line
             ),
@@ -132,7 +167,7 @@ def classify(
     if out.kind == "connect-refused":
         return fail(
             check_id,
-            "handshake.refused",
+            HANDSHAKE_REFUSED,
             _("connection refused on {where} at the handshake").format(where=where),
             _("the server stopped accepting between checks (crashed or restarting?): read its log"),
             **ev,
@@ -140,7 +175,7 @@ def classify(
     if out.kind == "connect-timeout":
         return fail(
             check_id,
-            "handshake.connect-timeout",
+            HANDSHAKE_CONNECT_TIMEOUT,
             _("no answer to the connect on {where} in time").format(where=where),
             _("the host drops packets or is overloaded: check the firewall and the server's load"),
             **ev,
@@ -151,7 +186,7 @@ def classify(
     if out.kind == "tls-error":
         return fail(
             check_id,
-            "handshake.tls-error",
+            HANDSHAKE_TLS_ERROR,
             _("TLS failed with {where}: {error}").format(where=where, error=out.error),
             _("see the tls check; if the port does not speak TLS, use ws:// instead of wss://"),
             **ev,
@@ -159,7 +194,7 @@ def classify(
     if out.kind == "closed":
         return fail(
             check_id,
-            "handshake.closed",
+            HANDSHAKE_CLOSED,
             _("{where} accepted the connection, then closed it without a reply").format(where=where),
             _(
                 "the program on this port does not speak HTTP, or the server crashed on the request: read the server's log; if it expects TLS, use wss://"
@@ -169,7 +204,7 @@ def classify(
     if out.kind == "reset":
         return fail(
             check_id,
-            "handshake.reset",
+            HANDSHAKE_RESET,
             _("{where} reset the connection during the handshake").format(where=where),
             _(
                 "the server or a firewall resets connections: read the server's log, check limits (max connections, per-IP caps) and firewall rules"
@@ -180,7 +215,7 @@ def classify(
         if out.raw:
             return fail(
                 check_id,
-                "handshake.incomplete-reply",
+                HANDSHAKE_INCOMPLETE_REPLY,
                 _("{where} sent {n_raw} bytes but no complete HTTP reply in time").format(
                     where=where, n_raw=len(out.raw)
                 ),
@@ -191,7 +226,7 @@ def classify(
             )
         return fail(
             check_id,
-            "handshake.no-response",
+            HANDSHAKE_NO_RESPONSE,
             _(
                 "{where} accepted the TCP connection but sent nothing back to the opening handshake within the deadline"
             ).format(where=where),
@@ -204,7 +239,7 @@ def classify(
         if _is_tls_record(out.raw):
             return fail(
                 check_id,
-                "handshake.tls-expected",
+                HANDSHAKE_TLS_EXPECTED,
                 _("{where} answered with TLS bytes: the port expects wss://, not ws://").format(where=where),
                 _("use wss://{host_for_url}:{port}{resource} in the client URL").format(
                     host_for_url=target.host_for_url, port=target.port, resource=target.resource
@@ -214,7 +249,7 @@ def classify(
         first = out.raw[:40].decode("latin-1").strip()
         return fail(
             check_id,
-            "handshake.not-http",
+            HANDSHAKE_NOT_HTTP,
             _("{where} answered with something that is not HTTP: {first!r}").format(where=where, first=first),
             _(
                 "this port belongs to another protocol (SSH, a database, a mail server...): fix the port in the client URL"
@@ -224,7 +259,7 @@ def classify(
     if out.kind == "bad-accept":
         return fail(
             check_id,
-            "handshake.bad-accept",
+            HANDSHAKE_BAD_ACCEPT,
             _("{where} answered 101 with a wrong Sec-WebSocket-Accept ({header})").format(
                 where=where, header=out.header("sec-websocket-accept")
             ),
@@ -236,7 +271,7 @@ def classify(
     if out.kind == "headers-too-large":
         return fail(
             check_id,
-            "handshake.headers-too-large",
+            HANDSHAKE_HEADERS_TOO_LARGE,
             _("{where} sent a reply head too large to take: {error}").format(where=where, error=out.error),
             _(
                 "something sends a runaway header block (a broken proxy or application adding headers in a loop, huge cookies): compare with the backend directly and fix what adds the headers"
@@ -248,7 +283,7 @@ def classify(
     if out.kind == "invalid-upgrade":
         return fail(
             check_id,
-            "handshake.invalid-upgrade",
+            HANDSHAKE_INVALID_UPGRADE,
             _("{where} answered 101 but {error}").format(where=where, error=out.error),
             _(
                 "a proxy mangles the Upgrade/Connection headers: set them as in the nginx lines:\n{NGINX_UPGRADE_LINES}"
@@ -284,7 +319,7 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
         first = chosen.split(",")[0].strip() or "NAME"
         return fail(
             check_id,
-            "handshake.subprotocol-not-offered",
+            HANDSHAKE_SUBPROTOCOL_NOT_OFFERED,
             _(
                 "{where} answered 101 selecting subprotocol {chosen!r}, but the client {offered_text}: a browser fails this connection"
             ).format(where=where, chosen=chosen, offered_text=offered_text),
@@ -300,7 +335,7 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
     if name and name not in offered_names:
         return fail(
             check_id,
-            "handshake.extension-not-offered",
+            HANDSHAKE_EXTENSION_NOT_OFFERED,
             _(
                 "{where} answered 101 with extension {name!r}, which the client never offered (offered: {value}): a browser fails this connection"
             ).format(where=where, name=name, value=offered_ext or "none"),
@@ -311,7 +346,7 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
         )
     return fail(
         check_id,
-        "handshake.extension-params",
+        HANDSHAKE_EXTENSION_PARAMS,
         _("{where} answered 101 with {answered!r}, parameters the client cannot accept ({error})").format(
             where=where, answered=answered, error=out.error
         ),
@@ -356,7 +391,7 @@ def _classify_status(
             )
         return fail(
             check_id,
-            "handshake.subprotocol-required",
+            HANDSHAKE_SUBPROTOCOL_REQUIRED,
             _("{line}{via}: the server requires a subprotocol the client did not offer{value}").format(
                 line=line, via=via, value=f" ({body.strip()[:120]})" if body.strip() else ""
             ),
@@ -366,7 +401,7 @@ def _classify_status(
     if status == 400 and "plain http request was sent to https port" in body.lower():
         return fail(
             check_id,
-            "handshake.plain-to-tls",
+            HANDSHAKE_PLAIN_TO_TLS,
             _("{line}: plain HTTP was sent to a TLS port{via}").format(line=line, via=via),
             _("use wss://{host_for_url}:{port}{resource} (this port speaks TLS)").format(
                 host_for_url=target.host_for_url, port=target.port, resource=target.resource
@@ -377,7 +412,7 @@ def _classify_status(
         who = proxy or _("a proxy between the client and the server")
         return fail(
             check_id,
-            "handshake.upgrade-dropped",
+            HANDSHAKE_UPGRADE_DROPPED,
             _(
                 "{line}{via}: the WebSocket server got the request without its Upgrade header; {who} does not forward the upgrade"
             ).format(line=line, via=via, who=who),
@@ -389,7 +424,7 @@ def _classify_status(
     if status == 505:
         return fail(
             check_id,
-            "handshake.http10-upstream",
+            HANDSHAKE_HTTP10_UPSTREAM,
             _("{line}{via}: the backend received HTTP/1.0, which cannot upgrade").format(line=line, via=via),
             _(
                 "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n{NGINX_UPGRADE_LINES}"
@@ -412,7 +447,7 @@ def _classify_status(
         )
         return fail(
             check_id,
-            "handshake.forbidden",
+            HANDSHAKE_FORBIDDEN,
             _("{line}{via}: the server refused the upgrade{cdn}").format(line=line, via=via, cdn=cdn),
             hint,
             **ev,
@@ -420,7 +455,7 @@ def _classify_status(
     if status == 404:
         return fail(
             check_id,
-            "handshake.not-found",
+            HANDSHAKE_NOT_FOUND,
             _("{line}{via}: no WebSocket endpoint at path {resource}").format(
                 line=line, via=via, resource=target.resource
             ),
@@ -436,7 +471,7 @@ def _classify_status(
             hint += _("; the site redirects to https, so the client must use wss://")
         return fail(
             check_id,
-            "handshake.redirect",
+            HANDSHAKE_REDIRECT,
             _("{line}{via}: redirected to {location}").format(line=line, via=via, location=location),
             hint,
             **ev,
@@ -444,7 +479,7 @@ def _classify_status(
     if status == 502:
         return fail(
             check_id,
-            "handshake.bad-gateway",
+            HANDSHAKE_BAD_GATEWAY,
             _("{line}{via}: the proxy is up but its backend does not answer").format(line=line, via=via),
             _(
                 "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check the proxy_pass address and port"
@@ -454,7 +489,7 @@ def _classify_status(
     if status == 504:
         return fail(
             check_id,
-            "handshake.gateway-timeout",
+            HANDSHAKE_GATEWAY_TIMEOUT,
             _("{line}{via}: the backend did not answer the proxy in time").format(line=line, via=via),
             _(
                 "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the proxy_pass address"
@@ -464,7 +499,7 @@ def _classify_status(
     if status == 503:
         return fail(
             check_id,
-            "handshake.unavailable",
+            HANDSHAKE_UNAVAILABLE,
             _("{line}{via}: the server is unavailable (overloaded or at its connection limit)").format(
                 line=line, via=via
             ),
@@ -476,7 +511,7 @@ def _classify_status(
     if status == 429:
         return fail(
             check_id,
-            "handshake.rate-limited",
+            HANDSHAKE_RATE_LIMITED,
             _("{line}{via}: too many connections from this address").format(line=line, via=via),
             _("close idle connections from this client or raise the server's per-IP cap (--max-per-ip)"),
             **ev,
@@ -485,7 +520,7 @@ def _classify_status(
         if "html" in ctype or body.lstrip().lower().startswith(("<!doctype", "<html")):
             return fail(
                 check_id,
-                "handshake.web-page",
+                HANDSHAKE_WEB_PAGE,
                 _("{line} text/html{via}: a web page answered at {url}, not a WebSocket server").format(
                     line=line, via=via, url=target.url
                 ),
@@ -496,7 +531,7 @@ def _classify_status(
             )
         return fail(
             check_id,
-            "handshake.not-websocket",
+            HANDSHAKE_NOT_WEBSOCKET,
             _("{line}{via}: an HTTP server answered without upgrading").format(line=line, via=via),
             _("this URL is served by a plain HTTP application: point the client at the WebSocket endpoint"),
             **ev,
@@ -504,7 +539,7 @@ def _classify_status(
     if status == 400:
         return fail(
             check_id,
-            "handshake.bad-request",
+            HANDSHAKE_BAD_REQUEST,
             _("{line}{via}: the server rejected the handshake request{value}").format(
                 line=line, via=via, value=f" ({body.strip()[:80]})" if body.strip() else ""
             ),
@@ -516,14 +551,14 @@ def _classify_status(
     if status >= 500:
         return fail(
             check_id,
-            "handshake.server-error",
+            HANDSHAKE_SERVER_ERROR,
             _("{line}{via}: the server failed on the handshake").format(line=line, via=via),
             _("read the server's log for the error"),
             **ev,
         )
     return fail(
         check_id,
-        "handshake.unexpected-status",
+        HANDSHAKE_UNEXPECTED_STATUS,
         _("{line}{via}: not a WebSocket upgrade").format(line=line, via=via),
         _("check that the URL points at the WebSocket server"),
         **ev,
@@ -553,11 +588,11 @@ async def check(ctx: Context) -> CheckResult:
 
 
 _OWNER_EXPLAINS = (
-    "handshake.web-page",
-    "handshake.not-http",
-    "handshake.no-response",
-    "handshake.not-websocket",
-    "handshake.closed",
+    HANDSHAKE_WEB_PAGE,
+    HANDSHAKE_NOT_HTTP,
+    HANDSHAKE_NO_RESPONSE,
+    HANDSHAKE_NOT_WEBSOCKET,
+    HANDSHAKE_CLOSED,
 )
 
 
@@ -567,11 +602,7 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     Done after the run rather than by waiting for the port scan, so the handshake never waits on psutil.
     """
     port_result = ctx.results.get("port")
-    if (
-        result.code not in _OWNER_EXPLAINS
-        or port_result is None
-        or port_result.code != "port.unexpected-owner"
-    ):
+    if result.code not in _OWNER_EXPLAINS or port_result is None or port_result.code != PORT_UNEXPECTED_OWNER:
         return result
     owners = ctx.facts.get("port_owners") or {}
     from lokin_doctor.checks.port import describe_owner

@@ -13,6 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lokin_doctor.causes.session import (
+    HOLD_CLOSED_BY_SERVER,
+    HOLD_DROPPED,
+    HOLD_IDLE_TIMEOUT,
+    HOLD_NO_CONNECTION,
+)
 from lokin_doctor.checks.handshake import classify
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
@@ -60,7 +66,7 @@ async def check(ctx: Context) -> CheckResult:
         r = classify(out, target, check_id="hold", origin=settings.origin)
         return fail(
             "hold",
-            "hold.no-connection",
+            HOLD_NO_CONNECTION,
             _("could not open the connection to hold: {summary}").format(summary=r.summary),
             r.hint or _("see the handshake check"),
             **r.evidence,
@@ -132,7 +138,7 @@ async def check(ctx: Context) -> CheckResult:
         evidence.update(close_code=close_code, close_reason=close_reason)
         return fail(
             "hold",
-            "hold.closed-by-server",
+            HOLD_CLOSED_BY_SERVER,
             _(
                 "the server closed the idle connection after {elapsed:.1f} s with close code {close_code}{value}"
             ).format(
@@ -156,7 +162,7 @@ async def check(ctx: Context) -> CheckResult:
         interval = max(1, int(idle / 2))
         return fail(
             "hold",
-            "hold.idle-timeout",
+            HOLD_IDLE_TIMEOUT,
             _(
                 "the connection was dropped without a close frame (1006) after {elapsed:.1f} s idle, with no server ping in between: a proxy idle timeout ({what})"
             ).format(elapsed=elapsed, what=what),
@@ -167,7 +173,7 @@ async def check(ctx: Context) -> CheckResult:
         )
     return fail(
         "hold",
-        "hold.dropped",
+        HOLD_DROPPED,
         _(
             "the connection was dropped without a close frame (1006) after {elapsed:.1f} s despite server pings (last traffic {idle:.1f} s before): not an idle timeout"
         ).format(elapsed=elapsed, idle=idle),

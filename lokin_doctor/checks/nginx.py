@@ -26,17 +26,37 @@ from typing import Any
 
 from lokin_doctor import nginxconf as nc
 from lokin_doctor import nginxfindings as nf
+from lokin_doctor.causes.http import (
+    HANDSHAKE_BAD_GATEWAY,
+    HANDSHAKE_HTTP10_UPSTREAM,
+    HANDSHAKE_UPGRADE_DROPPED,
+)
+from lokin_doctor.causes.production import (
+    PROXY_BACKEND_DOWN,
+    PROXY_HTTP10_UPSTREAM,
+    PROXY_PATH_MISMATCH,
+    PROXY_UPGRADE_NOT_FORWARDED,
+)
+from lokin_doctor.causes.proxyconf import (
+    NGINX_LEAF_ONLY_CERTIFICATE,
+    NGINX_NO_SERVER,
+    NGINX_NOT_PROXIED,
+    NGINX_PATH_REWRITTEN,
+    NGINX_PROXY_PASS_WRONG_PORT,
+)
+from lokin_doctor.causes.session import HOLD_DROPPED, HOLD_IDLE_TIMEOUT
+from lokin_doctor.causes.tls import TLS_INCOMPLETE_CHAIN
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 
 #: Most telling first: the code a result carries when several findings are present.
 CODE_ORDER = (
-    "nginx.not-proxied",
+    NGINX_NOT_PROXIED,
     *nf.UPGRADE_CODES,
-    "nginx.path-rewritten",
+    NGINX_PATH_REWRITTEN,
     *nf.BACKEND_CODES,
-    "nginx.leaf-only-certificate",
+    NGINX_LEAF_ONLY_CERTIFICATE,
     *nf.TIMEOUT_CODES,
 )
 STALE = N_("yet the live handshake upgraded: the running nginx may not have reloaded this file")
@@ -260,7 +280,7 @@ async def check(ctx: Context) -> CheckResult:
         if settings_gave(ctx):
             return warn(
                 "nginx",
-                "nginx.no-server",
+                NGINX_NO_SERVER,
                 _("no server block of {main} listens on port {port}").format(
                     main=config.main, port=target.port
                 ),
@@ -309,10 +329,10 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     status = getattr(outcome, "status", None) if outcome is not None else None
     if f.code in nf.UPGRADE_CODES:
         live = codes & {
-            "proxy.upgrade-not-forwarded",
-            "handshake.upgrade-dropped",
-            "proxy.http10-upstream",
-            "handshake.http10-upstream",
+            PROXY_UPGRADE_NOT_FORWARDED,
+            HANDSHAKE_UPGRADE_DROPPED,
+            PROXY_HTTP10_UPSTREAM,
+            HANDSHAKE_HTTP10_UPSTREAM,
         }
         if live:
             return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
@@ -321,9 +341,9 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
                 "warn",
                 _("yet the live handshake upgraded: the running nginx may not have reloaded this file"),
             )
-    if f.code in nf.BACKEND_CODES or f.code == "nginx.not-proxied":
-        live = codes & {"proxy.backend-down", "handshake.bad-gateway"}
-        if f.code == "nginx.proxy-pass-wrong-port":
+    if f.code in nf.BACKEND_CODES or f.code == NGINX_NOT_PROXIED:
+        live = codes & {PROXY_BACKEND_DOWN, HANDSHAKE_BAD_GATEWAY}
+        if f.code == NGINX_PROXY_PASS_WRONG_PORT:
             # Whatever holds that port answers nginx: a failed upgrade through it is the symptom. Not a TLS
             # failure (tls.client-cert-required...): nginx decides those itself, before any proxy_pass.
             failed = ctx.results.get("handshake")
@@ -340,16 +360,16 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
             return "note", _("the backend answered 101 through nginx: it is a WebSocket server after all")
         if upgraded:
             return "warn", _(STALE)
-    if f.code == "nginx.path-rewritten":
-        if "proxy.path-mismatch" in codes or status == 404:
+    if f.code == NGINX_PATH_REWRITTEN:
+        if PROXY_PATH_MISMATCH in codes or status == 404:
             return "fail", _("the backend answers 404 at the rewritten path")
         if upgraded:
             return "note", ""
-    if f.code in nf.TIMEOUT_CODES and codes & {"hold.idle-timeout", "hold.dropped"}:
+    if f.code in nf.TIMEOUT_CODES and codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED}:
         return "fail", _("the idle hold found {codes}").format(
-            codes=sorted(codes & {"hold.idle-timeout", "hold.dropped"})[0]
+            codes=sorted(codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED})[0]
         )
-    if f.code == "nginx.leaf-only-certificate" and "tls.incomplete-chain" in codes:
+    if f.code == NGINX_LEAF_ONLY_CERTIFICATE and TLS_INCOMPLETE_CHAIN in codes:
         return "fail", _("the tls check found tls.incomplete-chain")
     return f.severity, ""
 
@@ -378,7 +398,7 @@ def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckRes
     codes = {f.code for f, _, _ in problems}
     ws_port = ctx.facts.get("nginx_ws_port")
     block = nf.fixed_block(analysis, codes, ws_port)
-    if first.code == "nginx.leaf-only-certificate":
+    if first.code == NGINX_LEAF_ONLY_CERTIFICATE:
         hint = _(
             "point ssl_certificate at the full chain (leaf then intermediates, e.g. Let's Encrypt's fullchain.pem, not cert.pem) at {where}; {RELOAD}"
         ).format(where=first.where, RELOAD=_(RELOAD))

@@ -20,6 +20,7 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
+from lokin_doctor.causes.production import ORIGINS_ANY_ORIGIN, ORIGINS_PAGE_ORIGIN_REJECTED
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
@@ -103,7 +104,7 @@ async def check(ctx: Context) -> CheckResult:
     if _rejected(got["page"]):
         return fail(
             "origins",
-            "origins.page-origin-rejected",
+            ORIGINS_PAGE_ORIGIN_REJECTED,
             _("the server rejects the page's Origin {page} with {page2} ({line})").format(
                 page=page, page2=_said(got["page"]), line=line
             ),
@@ -115,7 +116,7 @@ async def check(ctx: Context) -> CheckResult:
     if got["foreign"].kind == "upgraded" and _production(ctx):
         return warn(
             "origins",
-            "origins.any-origin",
+            ORIGINS_ANY_ORIGIN,
             _("the server accepts any Origin, even {FOREIGN_ORIGIN} ({line})").format(
                 FOREIGN_ORIGIN=FOREIGN_ORIGIN, line=line
             ),

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lokin_doctor import httpget
+from lokin_doctor.causes.browser import PAGE_CSP_BLOCKS, PAGE_MIXED_CONTENT, PAGE_UNREACHABLE
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
@@ -239,7 +240,7 @@ async def check(ctx: Context) -> CheckResult:
     if mixed:
         return fail(
             "page",
-            "page.mixed-content",
+            PAGE_MIXED_CONTENT,
             _(
                 "the page is served over https but opens {url}: the browser blocks ws:// from an https page (mixed content) before sending anything; CLI clients do not"
             ).format(url=target.url),
@@ -255,7 +256,7 @@ async def check(ctx: Context) -> CheckResult:
         kept = [s for s in sources if s.lower() != "'none'"] or ["'self'"]
         return fail(
             "page",
-            "page.csp-blocks",
+            PAGE_CSP_BLOCKS,
             _(
                 "the page's Content-Security-Policy {directive} ({value}) does not allow {url}: the browser refuses to connect"
             ).format(directive=directive, value=" ".join(sources) or "empty", url=target.url),
@@ -267,7 +268,7 @@ async def check(ctx: Context) -> CheckResult:
     if fetched is None:
         return warn(
             "page",
-            "page.unreachable",
+            PAGE_UNREACHABLE,
             _(
                 "could not fetch the page {page_url}: {error}; its Content-Security-Policy was not checked"
             ).format(page_url=page_url, error=error),
@@ -280,7 +281,7 @@ async def check(ctx: Context) -> CheckResult:
     if fetched.status >= 400:
         return warn(
             "page",
-            "page.unreachable",
+            PAGE_UNREACHABLE,
             _(
                 "the page {url} answers HTTP {status}; its policy was read but the page may be the wrong one"
             ).format(url=fetched.url, status=fetched.status),

@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import re
 
+from lokin_doctor.causes.host import (
+    PORT_LOOPBACK_ONLY,
+    PORT_NOT_LISTENING,
+    PORT_OWNER_UNKNOWN,
+    PORT_UNEXPECTED_OWNER,
+    PORT_WRONG_ADDRESS,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
@@ -71,7 +78,7 @@ async def check(ctx: Context) -> CheckResult:
     if not on_port:
         return fail(
             "port",
-            "port.not-listening",
+            PORT_NOT_LISTENING,
             _("nothing listens on port {port} on this machine").format(port=port),
             _(
                 "start the WebSocket server: node server.js (it listens on {port}) or lokin-doctor serve --port {port}; if it crashed at start, read its log"
@@ -92,7 +99,7 @@ async def check(ctx: Context) -> CheckResult:
         if all(li.loopback_only for li in on_port) and not all(_is_loopback(a) for a in addresses):
             return fail(
                 "port",
-                "port.loopback-only",
+                PORT_LOOPBACK_ONLY,
                 _("the server listens on {bound} (loopback only), so {uncovered} cannot reach it").format(
                     bound=", ".join(bound), uncovered=", ".join(uncovered)
                 ),
@@ -103,7 +110,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return fail(
             "port",
-            "port.wrong-address",
+            PORT_WRONG_ADDRESS,
             _("the server listens on {bound}, not on {uncovered}").format(
                 bound=", ".join(bound), uncovered=", ".join(uncovered)
             ),
@@ -116,7 +123,7 @@ async def check(ctx: Context) -> CheckResult:
     if unknown and not owners:
         return warn(
             "port",
-            "port.owner-unknown",
+            PORT_OWNER_UNKNOWN,
             _("something listens on {bound} but its owner is hidden from this user").format(
                 bound=", ".join(bound)
             ),
@@ -131,7 +138,7 @@ async def check(ctx: Context) -> CheckResult:
         evidence["expected"] = list(ctx.settings.process_patterns)
         return warn(
             "port",
-            "port.unexpected-owner",
+            PORT_UNEXPECTED_OWNER,
             _("port {port} is held by {names}, which is not the expected WebSocket server").format(
                 port=port, names=names
             ),

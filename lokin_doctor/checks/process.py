@@ -5,6 +5,13 @@ Facts written: ``server_processes`` (ProcInfo list).
 
 from __future__ import annotations
 
+from lokin_doctor.causes.host import (
+    PROCESS_MULTIPLE,
+    PROCESS_NOT_LISTENING,
+    PROCESS_NOT_RUNNING,
+    PROCESS_OWNER_UNKNOWN,
+    PROCESS_WRONG_PORT,
+)
 from lokin_doctor.checks.port import scan, short_command
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
@@ -60,7 +67,7 @@ async def check(ctx: Context) -> CheckResult:
             evidence["other_instances"] = [p.to_dict() for p in others]
             return warn(
                 "process",
-                "process.multiple",
+                PROCESS_MULTIPLE,
                 _(
                     "{main} holds port {port}, and {n_idle} more matching process(es) run without listening anywhere: {idle}"
                 ).format(
@@ -99,7 +106,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return warn(
             "process",
-            "process.owner-unknown",
+            PROCESS_OWNER_UNKNOWN,
             _("something listens on port {port}, but no process matching {looked_for} is visible").format(
                 port=port, looked_for=looked_for
             ),
@@ -111,7 +118,7 @@ async def check(ctx: Context) -> CheckResult:
     if not matches:
         return fail(
             "process",
-            "process.not-running",
+            PROCESS_NOT_RUNNING,
             _(
                 "the WebSocket server is not running: no process matches {looked_for} and nothing listens on port {port}"
             ).format(looked_for=looked_for, port=port),
@@ -136,7 +143,7 @@ async def check(ctx: Context) -> CheckResult:
         )
         return fail(
             "process",
-            "process.wrong-port",
+            PROCESS_WRONG_PORT,
             _("the server runs but not on port {port}: {where}").format(port=port, where=where),
             _(
                 "point the client at the port the server uses ({urls}), or restart the server on port {port}"
@@ -145,7 +152,7 @@ async def check(ctx: Context) -> CheckResult:
         )
     return fail(
         "process",
-        "process.not-listening",
+        PROCESS_NOT_LISTENING,
         _("{matches} runs but listens on no port{value}").format(
             matches=_describe(matches[0]), value=f" ({len(matches)} instances)" if len(matches) > 1 else ""
         ),

@@ -26,6 +26,12 @@ import socket
 from dataclasses import replace
 from typing import Any
 
+from lokin_doctor.causes.production import (
+    PROXY_BACKEND_DOWN,
+    PROXY_HTTP10_UPSTREAM,
+    PROXY_PATH_MISMATCH,
+    PROXY_UPGRADE_NOT_FORWARDED,
+)
 from lokin_doctor.checks.handshake import NGINX_UPGRADE_LINES, proxy_name
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
@@ -178,7 +184,7 @@ async def check(ctx: Context) -> CheckResult:
         if b_ok or name:
             return fail(
                 "proxy",
-                "proxy.upgrade-not-forwarded",
+                PROXY_UPGRADE_NOT_FORWARDED,
                 _("{b_said}, {public}: {who} does not forward the Upgrade header to the backend").format(
                     b_said=b_said, public=public, who=who
                 ),
@@ -191,7 +197,7 @@ async def check(ctx: Context) -> CheckResult:
     if status == 505:
         return fail(
             "proxy",
-            "proxy.http10-upstream",
+            PROXY_HTTP10_UPSTREAM,
             _("{public}: the backend answered 505 to the HTTP/1.0 request {who} sent it; {b_said}").format(
                 public=public, who=who, b_said=b_said
             ),
@@ -222,7 +228,7 @@ async def check(ctx: Context) -> CheckResult:
         what = _("does not answer") if status == 502 else _("does not answer in time")
         return fail(
             "proxy",
-            "proxy.backend-down",
+            PROXY_BACKEND_DOWN,
             _("{public}: {who} is up but its backend {what}; {tail}").format(
                 public=public, who=who, what=what, tail=tail
             ),
@@ -233,7 +239,7 @@ async def check(ctx: Context) -> CheckResult:
     if b_ok:
         return fail(
             "proxy",
-            "proxy.path-mismatch",
+            PROXY_PATH_MISMATCH,
             _(
                 "{public}, while the {b_said} at its path: {who} does not route {location} to the backend"
             ).format(public=public, b_said=b_said, who=who, location=location),

@@ -20,6 +20,17 @@ import os
 import re
 from typing import Any
 
+from lokin_doctor.causes.session import (
+    SESSION_CLOSED_AT_ONCE,
+    SESSION_CLOSED_SOON,
+    SESSION_DROPPED,
+    SESSION_DROPPED_SOON,
+    SESSION_EXPECT_MISMATCH,
+    SESSION_FRAME_TOO_BIG,
+    SESSION_INVALID_UTF8,
+    SESSION_NO_PONG,
+    SESSION_PROTOCOL_ERROR,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok
@@ -196,7 +207,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
             evidence["error"] = reason
             return fail(
                 "session",
-                "session.invalid-utf8",
+                SESSION_INVALID_UTF8,
                 _(
                     "the server sent {reason}{paren}; a browser fails the connection, as we did (close code 1007)"
                 ).format(reason=reason, paren=paren),
@@ -209,7 +220,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
         if isinstance(proto_exc, PayloadTooBig):
             return fail(
                 "session",
-                "session.frame-too-big",
+                SESSION_FRAME_TOO_BIG,
                 _(
                     "the server announced a message too big to take{when}: {proto_exc}; our side closed with {sent_code}"
                 ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
@@ -220,7 +231,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
             )
         return fail(
             "session",
-            "session.protocol-error",
+            SESSION_PROTOCOL_ERROR,
             _(
                 "the server sent a frame the WebSocket protocol rejects{when}: {proto_exc}; our side closed with {sent_code}, as a browser would"
             ).format(when=when, proto_exc=proto_exc, sent_code=sent_code),
@@ -237,7 +248,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
         evidence["close_reason"] = reason
         return fail(
             "session",
-            "session.closed-soon" if soon else "session.closed-at-once",
+            SESSION_CLOSED_SOON if soon else SESSION_CLOSED_AT_ONCE,
             _("the server closed the connection {stage} with {what}{when}: {code}").format(
                 stage=stage, what=what, when=when, code=close_meaning(code)
             ),
@@ -246,7 +257,7 @@ def _ended(conn: WsConn, stream: _Stream, stage: str, evidence: dict[str, Any], 
         )
     return fail(
         "session",
-        "session.dropped-soon" if soon else "session.dropped",
+        SESSION_DROPPED_SOON if soon else SESSION_DROPPED,
         _("the server dropped the TCP connection {stage} without a close frame (1006){when}").format(
             stage=stage, when=when
         ),
@@ -293,7 +304,7 @@ async def check(ctx: Context) -> CheckResult:
         )
         return fail(
             "session",
-            "session.no-pong",
+            SESSION_NO_PONG,
             _("the server never answered a ping within the {timeout:g} s deadline{meanwhile}").format(
                 timeout=settings.timeout, meanwhile=meanwhile
             ),
@@ -347,7 +358,7 @@ async def check(ctx: Context) -> CheckResult:
                 )
             return fail(
                 "session",
-                "session.expect-mismatch",
+                SESSION_EXPECT_MISMATCH,
                 summary,
                 _("check the server's protocol for this message (does it echo? what does it answer?)"),
                 **evidence,

@@ -28,6 +28,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from lokin_doctor.causes.host import (
+    SUPERVISOR_NO_RESTART,
+    SUPERVISOR_NODEMON,
+    SUPERVISOR_NONE,
+    SUPERVISOR_TERMINAL,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, ok, skip, warn
@@ -285,7 +291,7 @@ def classify(
         if restart == "no":
             return warn(
                 "supervisor",
-                "supervisor.no-restart",
+                SUPERVISOR_NO_RESTART,
                 _(
                     "{who} runs in systemd unit {unit} with Restart=no: systemd starts it at boot but not after a crash"
                 ).format(who=who, unit=unit),
@@ -312,7 +318,7 @@ def classify(
                 if autorestart is False:
                     return warn(
                         "supervisor",
-                        "supervisor.no-restart",
+                        SUPERVISOR_NO_RESTART,
                         _("{who} is pm2 app {app!r} with autorestart off").format(
                             who=who, app=app.get("name")
                         ),
@@ -349,7 +355,7 @@ def classify(
             if autorestart is not None and autorestart.lower() == "false":
                 return warn(
                     "supervisor",
-                    "supervisor.no-restart",
+                    SUPERVISOR_NO_RESTART,
                     _("{who} runs under supervisord (program {program}) with autorestart=false").format(
                         who=who, program=program
                     ),
@@ -377,7 +383,7 @@ def classify(
         if "nodemon" in text:
             return warn(
                 "supervisor",
-                "supervisor.nodemon",
+                SUPERVISOR_NODEMON,
                 _(
                     "{who} runs under nodemon (pid {pid}): it restarts on file changes, but after a crash it waits for a change, and nothing starts it after a reboot"
                 ).format(who=who, pid=a.pid),
@@ -388,7 +394,7 @@ def classify(
         if a.name in MULTIPLEXERS or a.name.startswith("tmux") or a.name == "screen":
             return warn(
                 "supervisor",
-                "supervisor.terminal",
+                SUPERVISOR_TERMINAL,
                 _(
                     "{who} was started by hand in {name} (pid {pid}): it survives a logout, but nothing restarts it after a crash or a reboot"
                 ).format(who=who, name=a.name, pid=a.pid),
@@ -399,7 +405,7 @@ def classify(
             tty = a.terminal or server.terminal
             return warn(
                 "supervisor",
-                "supervisor.terminal",
+                SUPERVISOR_TERMINAL,
                 _(
                     "{who} was started by hand from a terminal ({name} pid {pid} on {tty}): closing the terminal stops it, and nothing restarts it after a crash or a reboot"
                 ).format(who=who, name=a.name, pid=a.pid, tty=tty),
@@ -424,7 +430,7 @@ def classify(
     )
     return warn(
         "supervisor",
-        "supervisor.none",
+        SUPERVISOR_NONE,
         _(
             "nothing would restart {who} after a crash or a reboot: {parent_said}, no systemd unit, pm2, supervisord or container init among its ancestors"
         ).format(who=who, parent_said=parent_said),

@@ -9,6 +9,14 @@ import asyncio
 import errno
 import socket
 
+from lokin_doctor.causes.tcp import (
+    TCP_ERROR,
+    TCP_LOCALHOST_FAMILY,
+    TCP_REFUSED,
+    TCP_SOME_ADDRESSES_FAIL,
+    TCP_TIMEOUT,
+    TCP_UNREACHABLE,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, fail, ok, warn
@@ -103,7 +111,7 @@ async def check(ctx: Context) -> CheckResult:
                 ).format(host=host, family_now=family_now, port=port, family_other=family_other)
             return warn(
                 "tcp",
-                "tcp.localhost-family",
+                TCP_LOCALHOST_FAMILY,
                 summary,
                 _(
                     "clients that try {family_now} first (Node >= 17, some browsers) fail: bind the server to both (host '::' or both addresses), or use {family_other} in the client URL"
@@ -112,7 +120,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return warn(
             "tcp",
-            "tcp.some-addresses-fail",
+            TCP_SOME_ADDRESSES_FAIL,
             (
                 _("{n_failed} of {n_addresses} addresses refuse on port {port}: {failed}")
                 if kind == "refused"
@@ -128,7 +136,7 @@ async def check(ctx: Context) -> CheckResult:
     if kinds == {"refused"}:
         return fail(
             "tcp",
-            "tcp.refused",
+            TCP_REFUSED,
             _("connection refused on {where}: nothing accepts connections there").format(where=where),
             _(
                 "start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), or fix the port in the client URL"
@@ -138,7 +146,7 @@ async def check(ctx: Context) -> CheckResult:
     if "timeout" in kinds and kinds <= {"timeout", "unreachable", "error"}:
         return fail(
             "tcp",
-            "tcp.timeout",
+            TCP_TIMEOUT,
             _(
                 "no answer from {where} within {timeout:g} s: packets are dropped (firewall?) or the host is down"
             ).format(where=where, timeout=ctx.settings.timeout),
@@ -150,7 +158,7 @@ async def check(ctx: Context) -> CheckResult:
     if kinds == {"unreachable"}:
         return fail(
             "tcp",
-            "tcp.unreachable",
+            TCP_UNREACHABLE,
             f"{where}: {outcomes[0][2]}",
             _(
                 "no route to the host: check the address, the network, or a firewall that rejects with host-unreachable"
@@ -159,7 +167,7 @@ async def check(ctx: Context) -> CheckResult:
         )
     return fail(
         "tcp",
-        "tcp.error",
+        TCP_ERROR,
         _("cannot connect to {where}: {value}").format(
             where=where, value="; ".join(sorted({o[2] for o in outcomes}))
         ),

@@ -35,6 +35,24 @@ from dataclasses import replace
 from typing import Any
 
 from lokin_doctor import tlsinfo
+from lokin_doctor.causes.tls import (
+    TLS_CIPHER_MISMATCH,
+    TLS_CLIENT_CERT_REJECTED,
+    TLS_CLIENT_CERT_REQUIRED,
+    TLS_EXPIRED,
+    TLS_EXPIRES_SOON,
+    TLS_H2_ONLY,
+    TLS_HANDSHAKE_FAILED,
+    TLS_HOSTNAME_MISMATCH,
+    TLS_INCOMPLETE_CHAIN,
+    TLS_NOT_TLS,
+    TLS_NOT_YET_VALID,
+    TLS_PROTOCOL_VERSION,
+    TLS_RESET,
+    TLS_SELF_SIGNED,
+    TLS_TIMEOUT,
+    TLS_UNKNOWN_CA,
+)
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, fail, ok, warn
@@ -107,7 +125,7 @@ def _verify_failure(
     if code_num in (tlsinfo.V_CERT_HAS_EXPIRED,):
         return fail(
             "tls",
-            "tls.expired",
+            TLS_EXPIRED,
             _("the certificate of {where} expired on {info}{value}").format(
                 where=where, info=info.get("not_after", "?"), value=extra(_("it expired"))
             ),
@@ -119,7 +137,7 @@ def _verify_failure(
     if code_num == tlsinfo.V_CERT_NOT_YET_VALID:
         return fail(
             "tls",
-            "tls.not-yet-valid",
+            TLS_NOT_YET_VALID,
             _("the certificate of {where} is not valid before {info}").format(
                 where=where, info=info.get("not_before", "?")
             ),
@@ -132,7 +150,7 @@ def _verify_failure(
         names = ", ".join(info.get("sans") or []) or "none"
         return fail(
             "tls",
-            "tls.hostname-mismatch",
+            TLS_HOSTNAME_MISMATCH,
             _("the certificate of {where} is for {names}, not {host}{value}").format(
                 where=where, names=names, host=host, value=extra(_("its names"))
             ),
@@ -144,7 +162,7 @@ def _verify_failure(
     if code_num == tlsinfo.V_DEPTH_ZERO_SELF_SIGNED_CERT:
         return fail(
             "tls",
-            "tls.self-signed",
+            TLS_SELF_SIGNED,
             _("the certificate of {where} is self-signed ({subject}){value}").format(
                 where=where, subject=subject, value=extra("")
             ),
@@ -190,7 +208,7 @@ def _verify_failure(
                 )
                 return fail(
                     "tls",
-                    "tls.incomplete-chain",
+                    TLS_INCOMPLETE_CHAIN,
                     _(
                         "{where} sends only its own certificate; its issuer {missing} (an intermediate CA) is missing from the chain: {why}{value}"
                     ).format(where=where, missing=missing, why=why, value=extra("")),
@@ -201,7 +219,7 @@ def _verify_failure(
                 )
             return fail(
                 "tls",
-                "tls.unknown-ca",
+                TLS_UNKNOWN_CA,
                 _(
                     "the certificate of {where} chains to {missing}, which {ca_hint} does not trust{value}"
                 ).format(where=where, missing=missing, ca_hint=ca_hint, value=extra("")),
@@ -212,7 +230,7 @@ def _verify_failure(
             )
         return fail(
             "tls",
-            "tls.unknown-ca",
+            TLS_UNKNOWN_CA,
             _("the certificate of {where} is issued by a CA that {ca_hint} does not trust ({msg})").format(
                 where=where, ca_hint=ca_hint, msg=msg
             ),
@@ -221,7 +239,7 @@ def _verify_failure(
         )
     return fail(
         "tls",
-        "tls.handshake-failed",
+        TLS_HANDSHAKE_FAILED,
         _("the certificate of {where} was rejected: {msg}{value}").format(
             where=where, msg=msg, value=extra("")
         ),
@@ -289,7 +307,7 @@ async def check(ctx: Context) -> CheckResult:
             if h2.ok and h2.alpn == "h2":
                 return fail(
                     "tls",
-                    "tls.h2-only",
+                    TLS_H2_ONLY,
                     _(
                         "{where} accepts only HTTP/2 (ALPN h2) and refuses http/1.1, which WebSocket clients need (browsers can use WebSocket over HTTP/2 only with RFC 8441)"
                     ).format(where=where),
@@ -300,7 +318,7 @@ async def check(ctx: Context) -> CheckResult:
                 )
             return fail(
                 "tls",
-                "tls.handshake-failed",
+                TLS_HANDSHAKE_FAILED,
                 _("{where} refused the TLS handshake: {error}").format(where=where, error=main.error),
                 _("check the server's TLS settings (ALPN, protocols, ciphers)"),
                 **ev,
@@ -320,7 +338,7 @@ async def check(ctx: Context) -> CheckResult:
                 )
                 return fail(
                     "tls",
-                    "tls.not-tls",
+                    TLS_NOT_TLS,
                     _("{where} does not speak TLS: it answers {what}; this port speaks plain HTTP").format(
                         where=where, what=what
                     ),
@@ -334,7 +352,7 @@ async def check(ctx: Context) -> CheckResult:
             if plain is not None and plain.kind == "not-http":
                 return fail(
                     "tls",
-                    "tls.not-tls",
+                    TLS_NOT_TLS,
                     _("{where} does not speak TLS nor HTTP: it answers {raw!r}").format(
                         where=where, raw=plain.raw[:40]
                     ),
@@ -346,7 +364,7 @@ async def check(ctx: Context) -> CheckResult:
             if main.kind == "timeout":
                 return fail(
                     "tls",
-                    "tls.timeout",
+                    TLS_TIMEOUT,
                     _("{where} accepts TCP but sent no TLS answer within the {timeout:g} s deadline").format(
                         where=where, timeout=ctx.settings.timeout
                     ),
@@ -361,7 +379,7 @@ async def check(ctx: Context) -> CheckResult:
         if main.kind == "reset":
             return fail(
                 "tls",
-                "tls.reset",
+                TLS_RESET,
                 _(
                     "{where} accepted the TCP connection, then reset it before the TLS handshake finished"
                 ).format(where=where),
@@ -387,7 +405,7 @@ async def check(ctx: Context) -> CheckResult:
             )
         return fail(
             "tls",
-            "tls.handshake-failed",
+            TLS_HANDSHAKE_FAILED,
             _("the TLS handshake with {where} failed: {error}").format(where=where, error=main.error),
             hint,
             address=where,
@@ -424,7 +442,7 @@ async def _narrow_failure(
         if not settings.client_cert:
             return fail(
                 "tls",
-                "tls.client-cert-required",
+                TLS_CLIENT_CERT_REQUIRED,
                 _(
                     "{where} asked for a client certificate (mutual TLS) and ended the handshake without one: {error}"
                 ).format(where=where, error=main.error),
@@ -438,7 +456,7 @@ async def _narrow_failure(
         ):
             return fail(
                 "tls",
-                "tls.client-cert-rejected",
+                TLS_CLIENT_CERT_REJECTED,
                 _("{where} refused the client certificate {client_cert}: {error}").format(
                     where=where, client_cert=settings.client_cert, error=main.error
                 ),
@@ -469,7 +487,7 @@ async def _narrow_failure(
     if legacy.version in ("TLSv1", "TLSv1.1", "SSLv3"):
         return fail(
             "tls",
-            "tls.protocol-version",
+            TLS_PROTOCOL_VERSION,
             _(
                 "{where} speaks only {version} (it chose {version} when offered everything); this client offers {ours}, as browsers do (TLS 1.0 and 1.1 are disabled everywhere)"
             ).format(where=where, version=legacy.version, ours=ours),
@@ -480,7 +498,7 @@ async def _narrow_failure(
         )
     return fail(
         "tls",
-        "tls.cipher-mismatch",
+        TLS_CIPHER_MISMATCH,
         _(
             "{where} accepts only cipher suites this client does not offer: with every suite offered it chose {cipher} ({version}); this client offers Python's default list (ECDHE with AES-GCM, ChaCha20 or AES-SHA2)"
         ).format(where=where, cipher=legacy.cipher, version=legacy.version),
@@ -525,7 +543,7 @@ def _success(ctx: Context, probe: TlsProbe, where: str, verify_ctx: Any) -> Chec
     if days is not None and days < EXPIRY_WARN_DAYS:
         return warn(
             "tls",
-            "tls.expires-soon",
+            TLS_EXPIRES_SOON,
             _("the certificate of {where} ({subject}) expires in {days:g} days").format(
                 where=where, subject=subject, days=days
             ),

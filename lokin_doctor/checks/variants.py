@@ -17,6 +17,29 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from lokin_doctor.causes.http import (
+    HANDSHAKE_BAD_ACCEPT,
+    HANDSHAKE_BAD_GATEWAY,
+    HANDSHAKE_FORBIDDEN,
+    HANDSHAKE_GATEWAY_TIMEOUT,
+    HANDSHAKE_HTTP10_UPSTREAM,
+    HANDSHAKE_INVALID_UPGRADE,
+    HANDSHAKE_RATE_LIMITED,
+    HANDSHAKE_REDIRECT,
+    HANDSHAKE_SERVER_ERROR,
+    HANDSHAKE_UNAVAILABLE,
+    HANDSHAKE_UPGRADE_DROPPED,
+)
+from lokin_doctor.causes.production import VARIANTS_BACKEND_DIRECT, VARIANTS_URL_MISMATCH
+from lokin_doctor.causes.tls import (
+    TLS_EXPIRED,
+    TLS_EXPIRES_SOON,
+    TLS_HOSTNAME_MISMATCH,
+    TLS_INCOMPLETE_CHAIN,
+    TLS_NOT_YET_VALID,
+    TLS_SELF_SIGNED,
+    TLS_UNKNOWN_CA,
+)
 from lokin_doctor.checks.handshake import proxy_name
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
@@ -58,24 +81,24 @@ def candidates(target: Target) -> list[Target]:
 #: URL would not fix them (the proxy, certificate and handshake checks name the fix).
 NOT_A_URL_PROBLEM = frozenset(
     {
-        "handshake.redirect",
-        "handshake.forbidden",
-        "handshake.rate-limited",
-        "handshake.unavailable",
-        "handshake.server-error",
-        "handshake.bad-accept",
-        "handshake.invalid-upgrade",
-        "handshake.upgrade-dropped",
-        "handshake.http10-upstream",
-        "handshake.bad-gateway",
-        "handshake.gateway-timeout",
-        "tls.expired",
-        "tls.not-yet-valid",
-        "tls.hostname-mismatch",
-        "tls.self-signed",
-        "tls.unknown-ca",
-        "tls.incomplete-chain",
-        "tls.expires-soon",
+        HANDSHAKE_REDIRECT,
+        HANDSHAKE_FORBIDDEN,
+        HANDSHAKE_RATE_LIMITED,
+        HANDSHAKE_UNAVAILABLE,
+        HANDSHAKE_SERVER_ERROR,
+        HANDSHAKE_BAD_ACCEPT,
+        HANDSHAKE_INVALID_UPGRADE,
+        HANDSHAKE_UPGRADE_DROPPED,
+        HANDSHAKE_HTTP10_UPSTREAM,
+        HANDSHAKE_BAD_GATEWAY,
+        HANDSHAKE_GATEWAY_TIMEOUT,
+        TLS_EXPIRED,
+        TLS_NOT_YET_VALID,
+        TLS_HOSTNAME_MISMATCH,
+        TLS_SELF_SIGNED,
+        TLS_UNKNOWN_CA,
+        TLS_INCOMPLETE_CHAIN,
+        TLS_EXPIRES_SOON,
     }
 )
 
@@ -229,7 +252,7 @@ async def check(ctx: Context) -> CheckResult:
     if proxy and best.port != target.port:
         return warn(
             "variants",
-            "variants.backend-direct",
+            VARIANTS_BACKEND_DIRECT,
             _("{failing} through {proxy}, but the backend answers 101 directly at {url}").format(
                 failing=failing, proxy=proxy, url=best.url
             ),
@@ -247,7 +270,7 @@ async def check(ctx: Context) -> CheckResult:
         hint += _("; the page is https, so browsers need wss://: put TLS in front of it")
     return fail(
         "variants",
-        "variants.url-mismatch",
+        VARIANTS_URL_MISMATCH,
         _("{failing}, but {url} answers 101").format(failing=failing, url=best.url),
         hint,
         **evidence,

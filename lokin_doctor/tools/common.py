@@ -31,6 +31,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lokin_doctor.causes.http import HANDSHAKE_UNEXPECTED_STATUS
+from lokin_doctor.causes.session import (
+    HOLD_CLOSED_BY_SERVER,
+    HOLD_DROPPED,
+    HOLD_IDLE_TIMEOUT,
+    SESSION_CLOSED,
+    SESSION_CLOSED_AT_ONCE,
+    SESSION_DROPPED,
+    SESSION_EXPECT_MISMATCH,
+    SESSION_NO_GREETING,
+)
+from lokin_doctor.causes.tcp import TCP_ERROR, TCP_REFUSED, TCP_TIMEOUT, TCP_UNREACHABLE
+from lokin_doctor.causes.tools import LOAD_CLIENT_LIMIT
 from lokin_doctor.i18n import N_, _
 
 if TYPE_CHECKING:
@@ -63,7 +76,7 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
     where = _where(address, port)
     if kind == "refused":
         return Cause(
-            "tcp.refused",
+            TCP_REFUSED,
             _("connection refused on {where}: nothing accepts connections there").format(where=where),
             _(
                 "start the WebSocket server on port {port} (node server.js, or lokin-doctor serve --port {port}), or fix the port in the client URL"
@@ -71,7 +84,7 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
         )
     if kind == "timeout":
         return Cause(
-            "tcp.timeout",
+            TCP_TIMEOUT,
             _(
                 "no answer to the TCP connect on {where} in time: packets are dropped (firewall? full accept backlog?) or the host is down"
             ).format(where=where),
@@ -81,13 +94,13 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
         )
     if kind == "unreachable":
         return Cause(
-            "tcp.unreachable",
+            TCP_UNREACHABLE,
             _("{where}: {detail}").format(where=where, detail=detail or _("no route to host")),
             _("no route to the host: check the address, the network, or a firewall that rejects"),
         )
     if kind == "client-limit":
         return Cause(
-            "load.client-limit",
+            LOAD_CLIENT_LIMIT,
             _("this machine could not open another connection to {where}: {detail}").format(
                 where=where, detail=detail
             ),
@@ -96,7 +109,7 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
             ),
         )
     return Cause(
-        "tcp.error",
+        TCP_ERROR,
         _("cannot connect to {where}: {detail}").format(where=where, detail=detail or kind),
         _("check the address and port in the client URL and the network path"),
     )
@@ -136,7 +149,7 @@ def outcome_cause(out: Outcome, target: Target) -> Cause:
     from lokin_doctor.checks.handshake import classify
 
     result = classify(out, target)
-    return Cause(result.code or "handshake.unexpected-status", result.summary, result.hint or "")
+    return Cause(result.code or HANDSHAKE_UNEXPECTED_STATUS, result.summary, result.hint or "")
 
 
 def session_cause(
@@ -157,7 +170,7 @@ def session_cause(
             who = culprit(idle_s) if idle_s is not None else None
             if who:
                 return Cause(
-                    "hold.idle-timeout",
+                    HOLD_IDLE_TIMEOUT,
                     _(
                         "the connection was dropped without a close frame (1006) after {idle_s:.0f} s idle: matches {who}"
                     ).format(idle_s=idle_s, who=who),
@@ -166,7 +179,7 @@ def session_cause(
                     ),
                 )
             return Cause(
-                "hold.dropped",
+                HOLD_DROPPED,
                 _("the server dropped the TCP connection {where} without a close frame (1006)").format(
                     where=where
                 ),
@@ -175,7 +188,7 @@ def session_cause(
                 ),
             )
         return Cause(
-            "hold.closed-by-server",
+            HOLD_CLOSED_BY_SERVER,
             _("the server closed the connection {where} with close code {close_code}").format(
                 where=where, close_code=close_code
             )
@@ -186,7 +199,7 @@ def session_cause(
         )
     if close_code is None:
         return Cause(
-            "session.dropped",
+            SESSION_DROPPED,
             _("the server dropped the TCP connection {where} without a close frame (1006)").format(
                 where=where
             ),
@@ -199,14 +212,14 @@ def session_cause(
     )
     if stage == "greeting":
         return Cause(
-            "session.closed-at-once",
+            SESSION_CLOSED_AT_ONCE,
             _("the server closed the connection right after the upgrade with {what}").format(what=what),
             _(
                 "the server accepts the upgrade, then drops the client: read its log at close code {close_code} (1008 policy/auth, 1011 server error, 1013 try again later / overloaded)"
             ).format(close_code=close_code),
         )
     return Cause(
-        "session.closed",
+        SESSION_CLOSED,
         _("the server closed the connection {where} with {what}").format(where=where, what=what),
         _(
             "read the server's log for why it closed (1001 going away = restart, 1008 policy, 1009 message too big, 1011 error, 1013 overloaded)"
@@ -224,7 +237,7 @@ _STAGES = {
 
 def no_greeting_cause(timeout: float) -> Cause:
     return Cause(
-        "session.no-greeting",
+        SESSION_NO_GREETING,
         _("no first message (greeting) from the server within {timeout:g} s of the upgrade").format(
             timeout=timeout
         ),
@@ -236,7 +249,7 @@ def no_greeting_cause(timeout: float) -> Cause:
 
 def no_echo_cause(timeout: float) -> Cause:
     return Cause(
-        "session.expect-mismatch",
+        SESSION_EXPECT_MISMATCH,
         _("no echo of a sent message within {timeout:g} s").format(timeout=timeout),
         _("the server did not echo the message in time: check its CPU and log (does it echo?)"),
     )

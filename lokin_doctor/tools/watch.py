@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lokin_doctor.causes.dns import DNS_ERROR, DNS_TEMPORARY_FAILURE, DNS_TIMEOUT, DNS_UNKNOWN_HOST
+from lokin_doctor.causes.tcp import TCP_REFUSED
 from lokin_doctor.target import Target
 from lokin_doctor.tools.common import Cause, outcome_cause, session_cause
 
@@ -32,8 +34,8 @@ GREETING_WAIT_S = 2.0
 CLOSE_WAIT_S = 1.0
 
 _GAI = {
-    getattr(socket, "EAI_NONAME", -2): "dns.unknown-host",
-    getattr(socket, "EAI_AGAIN", -3): "dns.temporary-failure",
+    getattr(socket, "EAI_NONAME", -2): DNS_UNKNOWN_HOST,
+    getattr(socket, "EAI_AGAIN", -3): DNS_TEMPORARY_FAILURE,
 }
 
 
@@ -143,12 +145,12 @@ class Watcher:
                 infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except TimeoutError:
             return Cause(
-                "dns.timeout",
+                DNS_TIMEOUT,
                 f"the system resolver did not answer for {target.host} in time",
                 "check /etc/resolv.conf and that the DNS server is reachable",
             )
         except socket.gaierror as exc:
-            code = _GAI.get(exc.errno or 0, "dns.error")
+            code = _GAI.get(exc.errno or 0, DNS_ERROR)
             return Cause(
                 code,
                 f"cannot resolve {target.host}: {exc.strerror}",
@@ -180,7 +182,7 @@ class Watcher:
             causes.append(outcome_cause(out, self.cfg.target))
         # A refusal on one family says less than what the other one answered.
         for cause in causes:
-            if cause.code != "tcp.refused":
+            if cause.code != TCP_REFUSED:
                 return cause
         return causes[0]
 

@@ -1,0 +1,236 @@
+"""The cause registry: every cause code the doctor can report, declared once.
+
+A :class:`Cause` is a diagnosis with a stable kebab-case code (``tcp.refused``; CI scripts match on it), its
+one-line meaning and its usual fix (both English msgids, translated where they are shown), the statuses it is
+reported with, and its relations to other causes as typed :class:`Tag` values. Checks and tools build their
+results from these objects (``TCP_REFUSED.fail(...)``), so a misspelt code is a NameError at import and a type
+error under mypy, never a silently new code.
+
+The registry is split by layer, as the chain is: one module per layer under this package. Importing this
+package loads them all (a few hundred small frozen objects, well under a millisecond): ``explain``, the docs
+generator and the agreement test need the whole table; a check needs only its own names.
+
+Model: pip's ``exceptions`` (a diagnosis with a reference, a message and a hint, asserted when it is built).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lokin_doctor.model import CheckResult
+
+_CODE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\.[a-z0-9]+(-[a-z0-9]+)*$|^internal-error$")
+
+
+class Tag(enum.Enum):
+    """Relations between causes, read by the checks that weigh one finding against another."""
+
+    #: The URL reaches the right server, which answers something specific: another URL would not fix it
+    #: (variants does not look for one; the browser does not call it a wrong URL).
+    NOT_A_URL_PROBLEM = "not-a-url-problem"
+    #: What answered on the port is not the WebSocket server: the port's owner explains it (the handshake's
+    #: fix names that program).
+    OWNER_EXPLAINS = "owner-explains"
+    #: A proxy in front did not pass the upgrade on (the config checks confirm their finding with it).
+    UPGRADE_LOST = "upgrade-lost"
+    #: The proxy answered for a backend that is down or unreachable.
+    BACKEND_DOWN = "backend-down"
+    #: A connection that opened was cut after some time (idle timeouts of proxies and platforms).
+    IDLE_CUT = "idle-cut"
+    #: A certificate problem (the browser refuses the page's socket for it too).
+    CERTIFICATE = "certificate"
+    #: Nothing accepts connections on the port.
+    NOTHING_LISTENS = "nothing-listens"
+    #: Packets are dropped on the way (a firewall, a host that is down).
+    DROPPED = "dropped"
+    #: A forward proxy (HTTPS_PROXY, --proxy) refused or broke the way out.
+    FORWARD_PROXY = "forward-proxy"
+    #: An advisory: true and worth knowing, never a reason to change the status.
+    NOTE = "note"
+
+
+class Layer(enum.Enum):
+    """Where in the chain a cause sits; the docs group the table by it."""
+
+    DNS = "dns"
+    TCP = "tcp"
+    HOST = "host"
+    TLS = "tls"
+    HTTP = "http"
+    SESSION = "session"
+    PRODUCTION = "production"
+    PROXY_CONFIG = "proxy-config"
+    PLATFORM = "platform"
+    BROWSER = "browser"
+    TOOLS = "tools"
+    SENTINEL = "sentinel"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, eq=False)
+class Cause:
+    """One cause code of the registry.
+
+    Attributes:
+        code: the stable code, ``layer.cause-name`` in kebab-case.
+        layer: where in the chain it sits.
+        meaning: one line: what it means (an English msgid; ``explain`` and the docs show it).
+        fix: the usual fix, imperative (a msgid); a result's own hint is more specific and wins.
+        statuses: the statuses it is reported with (``fail``, ``warn``, or both).
+        tags: relations other checks read.
+        doc: the docs page that tells more (``checks.md``, ``local-checks.md``...).
+    """
+
+    code: str
+    layer: Layer
+    meaning: str
+    fix: str
+    statuses: tuple[str, ...] = ("fail",)
+    tags: frozenset[Tag] = frozenset()
+    doc: str = "checks.md"
+
+    def __post_init__(self) -> None:
+        if not _CODE.match(self.code):
+            raise ValueError(f"cause code {self.code!r} is not layer.kebab-case")
+        if not self.meaning or not self.fix:
+            raise ValueError(f"cause {self.code}: a meaning and a fix are required")
+        if not set(self.statuses) <= {"fail", "warn"} or not self.statuses:
+            raise ValueError(f"cause {self.code}: statuses must be fail and/or warn")
+        if self.code in _REGISTRY:
+            raise ValueError(f"cause {self.code} declared twice")
+        _REGISTRY[self.code] = self
+
+    def __str__(self) -> str:
+        return self.code
+
+    def __repr__(self) -> str:
+        return f"Cause({self.code!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # A result's code is a plain string in the report: a cause equals its own code.
+        if isinstance(other, Cause):
+            return other is self
+        if isinstance(other, str):
+            return other == self.code
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.code)
+
+    def has(self, tag: Tag) -> bool:
+        return tag in self.tags
+
+    def fail(self, check_id: str, summary: str, hint: str | None = None, **evidence: Any) -> CheckResult:
+        """A ``fail`` result of this cause; ``hint`` defaults to the cause's own fix, translated."""
+        from lokin_doctor.model import fail
+
+        return fail(check_id, self, summary, hint if hint is not None else self.fix_text(), **evidence)
+
+    def warn(self, check_id: str, summary: str, hint: str | None = None, **evidence: Any) -> CheckResult:
+        """A ``warn`` result of this cause; ``hint`` defaults to the cause's own fix, translated."""
+        from lokin_doctor.model import warn
+
+        return warn(check_id, self, summary, hint if hint is not None else self.fix_text(), **evidence)
+
+    def meaning_text(self) -> str:
+        from lokin_doctor.i18n import _
+
+        return _(self.meaning)
+
+    def fix_text(self) -> str:
+        from lokin_doctor.i18n import _
+
+        return _(self.fix)
+
+
+_REGISTRY: dict[str, Cause] = {}
+
+
+def cause(
+    code: str,
+    layer: Layer,
+    meaning: str,
+    fix: str,
+    *,
+    warn: bool = False,
+    fail: bool = True,
+    tags: tuple[Tag, ...] = (),
+    doc: str = "checks.md",
+) -> Cause:
+    """Declare a cause (used by the layer modules; each call registers it)."""
+    statuses = tuple(s for s, on in (("fail", fail), ("warn", warn)) if on)
+    return Cause(code, layer, meaning, fix, statuses, frozenset(tags), doc)
+
+
+def get(code: str) -> Cause | None:
+    """The cause of a code, or None when the registry has no such code."""
+    _load_all()
+    return _REGISTRY.get(code)
+
+
+def require(code: str) -> Cause:
+    """The cause of a code built at run time (``dns.`` + a resolver error); KeyError names an undeclared one."""
+    found = get(code)
+    if found is None:
+        raise KeyError(f"cause code {code!r} is not declared in lokin_doctor/causes")
+    return found
+
+
+def has(code: str | None, tag: Tag) -> bool:
+    """Whether the cause of ``code`` carries ``tag`` (False for None and unknown codes)."""
+    if code is None:
+        return False
+    found = get(code)
+    return found is not None and tag in found.tags
+
+
+def tagged(tag: Tag) -> frozenset[str]:
+    """Every code that carries ``tag``."""
+    _load_all()
+    return frozenset(c.code for c in _REGISTRY.values() if tag in c.tags)
+
+
+def all_causes() -> Iterator[Cause]:
+    """Every cause, sorted by code."""
+    _load_all()
+    return iter(sorted(_REGISTRY.values(), key=lambda c: c.code))
+
+
+#: The layer modules, in chain order.
+MODULES = (
+    "internal",
+    "dns",
+    "tcp",
+    "host",
+    "tls",
+    "http",
+    "session",
+    "production",
+    "proxyconf",
+    "platform",
+    "browser",
+    "tools",
+    "sentinel",
+)
+
+_loaded = False
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+
+    for name in MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a layer not written yet
+            if exc.name != f"{__name__}.{name}":
+                raise
+    _loaded = True
