@@ -4,7 +4,7 @@
     python bench/capacity.py [--sizes 1000,5000,10000] [--servers serve,node] [--json out.json]
 
 For every server and size N a fresh server process is started on a free loopback port, pinned to
-core 0, and this process (the load client, :mod:`lokin_doctor.tools.loadtest`, sans-I/O engine on
+core 0, and this process (the load client, :mod:`lokin_doctor.tools.load.engine`, sans-I/O engine on
 uvloop) is pinned to core 1. Then:
 
 1. warm-up: 100 connections opened, echoed and closed (imports, JIT, allocator pools), 1 s pause;
@@ -61,7 +61,7 @@ import psutil  # noqa: E402
 
 from lokin_doctor.target import parse_target  # noqa: E402
 from lokin_doctor.tools.common import raise_fd_limit, uvloop_factory  # noqa: E402
-from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load  # noqa: E402
+from lokin_doctor.tools.load.engine import LoadConfig, LoadRun, run_load  # noqa: E402
 
 NODE_DIR = ROOT / "tests" / "peers" / "node"
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -80,7 +80,7 @@ def revision() -> str:
                 "--format=%h %cI",
                 "--",
                 "lokin_doctor/server",
-                "lokin_doctor/commands/serve.py",
+                "lokin_doctor/server/command.py",
             ],
             cwd=ROOT,
             capture_output=True,
@@ -88,7 +88,7 @@ def revision() -> str:
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "lokin_doctor/server", "lokin_doctor/commands/serve.py"],
+            ["git", "status", "--porcelain", "--", "lokin_doctor/server", "lokin_doctor/server/command.py"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -36,7 +36,7 @@ from capacity import CAN_PIN, CLIENT_CORE, SERVER_CORE, ensure_node  # noqa: E40
 
 from lokin_doctor.target import parse_target  # noqa: E402
 from lokin_doctor.tools.common import raise_fd_limit  # noqa: E402
-from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load  # noqa: E402
+from lokin_doctor.tools.load.engine import LoadConfig, LoadRun, run_load  # noqa: E402
 
 
 async def measure(engine: str, port: int, n: int, messages: int) -> dict[str, Any]:

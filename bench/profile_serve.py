@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lokin_doctor.target import parse_target  # noqa: E402
 from lokin_doctor.tools.common import raise_fd_limit, uvloop_factory  # noqa: E402
-from lokin_doctor.tools.loadtest import LoadConfig, run_load  # noqa: E402
+from lokin_doctor.tools.load.engine import LoadConfig, run_load  # noqa: E402
 
 INCLUSIVE = (
     "data_received",

@@ -2,8 +2,8 @@
 
 Start-up time matters (a verdict in under a second): this module imports only typer and the
 standard library at the top; everything heavy is imported inside the command that needs it.
-Other commands (serve, load, watch, monitor) live in ``lokin_doctor/commands/`` and register
-themselves through ``register(app)``.
+The operator commands live with their engines (``lokin_doctor/tools/<name>/command.py``; ``serve``'s in
+``lokin_doctor/server/command.py``) and register themselves through ``register(app)``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,12 @@ app = typer.Typer(
 )
 
 # Command modules that call ``register(app)``; each keeps its heavy imports inside its functions.
-COMMAND_MODULES = ("serve", "load", "watch", "monitor")
+COMMAND_MODULES = (
+    "lokin_doctor.server.command",
+    "lokin_doctor.tools.load.command",
+    "lokin_doctor.tools.watch.command",
+    "lokin_doctor.tools.monitor.command",
+)
 
 
 def usage_error(message: str) -> NoReturn:
@@ -463,9 +468,9 @@ def probe_wss_command(
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"lokin_doctor.commands.{name}")
+            module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"lokin_doctor.commands.{name}":
+            if exc.name != name:
                 raise
             continue
         module.register(app)

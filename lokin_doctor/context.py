@@ -57,7 +57,7 @@ class Context:
     def ssl_context(self) -> ssl.SSLContext:
         ctx = self.facts.get("_ssl_context")
         if ctx is None:
-            from lokin_doctor.wire import make_ssl_context
+            from lokin_doctor.instruments.wire import make_ssl_context
 
             s = self.settings
             ctx = make_ssl_context(s.ca_file, s.insecure, s.client_cert, s.client_key)

@@ -77,7 +77,7 @@ def _is_this_machine(host: str) -> bool:
     """Whether the URL's host obviously means this machine, decided by name before any DNS look-up."""
     import socket
 
-    from lokin_doctor.sysinfo import is_local_address
+    from lokin_doctor.instruments.sysinfo import is_local_address
 
     if host == "localhost" or host.endswith(".localhost") or is_local_address(host):
         return True
@@ -88,25 +88,25 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "dns",
         "name resolution: every IPv4/IPv6 address of the host (system resolver or --dns-server)",
-        "lokin_doctor.checks.dns:check",
+        "lokin_doctor.checks.chain.dns:check",
     ),
     CheckSpec(
         "dns-records",
         "DNS records with dnspython: A/AAAA, CNAME chain, agreement with the system resolver",
-        "lokin_doctor.checks.dnsrecords:check",
+        "lokin_doctor.checks.production.dnsrecords:check",
         applies=_named_host,
     ),
     CheckSpec(
         "process",
         "the server process: running, its pid, uptime, memory, CPU, listening ports",
-        "lokin_doctor.checks.process:check",
+        "lokin_doctor.checks.host.process:check",
         requires=("dns",),
         local_only=True,
     ),
     CheckSpec(
         "port",
         "who listens on the port on this machine, and on which address",
-        "lokin_doctor.checks.port:check",
+        "lokin_doctor.checks.host.port:check",
         requires=("dns",),
         local_only=True,
     ),
@@ -114,14 +114,14 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "nginx",
         "nginx's configuration (running nginx or --nginx-config): the server/location serving the URL, file:line",
-        "lokin_doctor.checks.nginx:check",
+        "lokin_doctor.proxies.nginx.check:check",
         requires=("dns",),
         after=("port", "process"),
     ),
     CheckSpec(
         "supervisor",
         "auto-restart: what would restart the server (systemd, pm2, supervisord, nodemon, container, a terminal)",
-        "lokin_doctor.checks.supervisor:check",
+        "lokin_doctor.checks.host.supervisor:check",
         requires=("dns",),
         after=("port", "process", "nginx"),
         local_only=True,
@@ -129,71 +129,71 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "firewall",
         "nftables/iptables rules of this machine that drop or reject the target port (as root)",
-        "lokin_doctor.checks.firewall:check",
+        "lokin_doctor.checks.host.firewall:check",
         requires=("dns",),
         local_only=True,
     ),
     CheckSpec(
         "tcp",
         "TCP connect to each address: refused, dropped (timeout) or unreachable",
-        "lokin_doctor.checks.tcp:check",
+        "lokin_doctor.checks.chain.tcp:check",
         requires=("dns",),
     ),
     CheckSpec(
         "tls",
         "TLS: version, cipher, ALPN, certificate names, issuer, expiry, chain",
-        "lokin_doctor.checks.tls:check",
+        "lokin_doctor.checks.chain.tls:check",
         requires=("tcp",),
         applies=_secure_only,
     ),
     CheckSpec(
         "handshake",
         "a complete RFC 6455 opening handshake, Sec-WebSocket-Accept validated",
-        "lokin_doctor.checks.handshake:check",
+        "lokin_doctor.checks.chain.handshake:check",
         requires=("tcp",),
         after=("tls",),
     ),
     CheckSpec(
         "session",
         "after the upgrade: greeting, client id, ping round-trip, --send/--expect, clean close",
-        "lokin_doctor.checks.session:check",
+        "lokin_doctor.checks.chain.session:check",
         requires=("handshake",),
     ),
     CheckSpec(
         "backends",
         "every address of the name: TCP, TLS and the handshake on each (load-balanced backends)",
-        "lokin_doctor.checks.backends:check",
+        "lokin_doctor.checks.production.backends:check",
         requires=("dns",),
         after=("tcp",),
     ),
     CheckSpec(
         "proxy",
         "the reverse proxy: recognised by its headers, compared with the backend it fronts",
-        "lokin_doctor.checks.proxy:check",
+        "lokin_doctor.checks.production.proxy:check",
         after=("handshake",),
     ),
     CheckSpec(
         "variants",
         "when the target fails: nearby URLs (ws/wss, ports 443/80/8080, / vs /ws) that work",
-        "lokin_doctor.checks.variants:check",
+        "lokin_doctor.checks.production.variants:check",
         requires=("dns",),
     ),
     CheckSpec(
         "page",
         "the page's view: derived URL, mixed content, Content-Security-Policy connect-src",
-        "lokin_doctor.checks.page:check",
+        "lokin_doctor.checks.production.page:check",
         applies=_page_only,
     ),
     CheckSpec(
         "origins",
         "origin matrix: no Origin, the page's Origin, a foreign Origin",
-        "lokin_doctor.checks.origins:check",
+        "lokin_doctor.checks.production.origins:check",
         after=("handshake",),
     ),
     CheckSpec(
         "hold",
         "an idle connection held for --hold seconds: when and how it died",
-        "lokin_doctor.checks.hold:check",
+        "lokin_doctor.checks.chain.hold:check",
         requires=("handshake",),
         applies=_hold_only,
         extra_time=lambda s: s.hold or 0.0,
@@ -204,7 +204,7 @@ CHECKS += (
         "browser",
         "--browser: what Chromium sees on --page-url (the WebSockets it opens, blocks, its errors), "
         "joined with the chain",
-        "lokin_doctor.checks.browser:check",
+        "lokin_doctor.checks.production.browser:check",
         # Every finding it may quote or defer to (not hold: that one runs past the deadline).
         after=(
             *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
@@ -439,7 +439,8 @@ async def _run_async(
         deadline = loop.time() + settings.timeout
     browser_facts: dict[str, object] = {}
     if settings.browser and settings.page_url:
-        from lokin_doctor.checks.browser import prestep
+        # Loaded by name like every check's function: the browser check runs sub-chains through this module.
+        prestep = getattr(importlib.import_module(BY_ID["browser"].func.partition(":")[0]), "prestep")
 
         # The page first: the chain then runs on the URL it opened, under the same deadline (counted
         # from when Chromium was up: starting it is not network time).

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from lokin_doctor.i18n import _
-from lokin_doctor.sysinfo import DEFAULT_PROCESS_PATTERNS
+from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
 
 
@@ -203,7 +203,7 @@ def _browser_settings(
                     "invalid --browser-arg {arg!r}; give one Chromium switch, e.g. '--host-resolver-rules=MAP example.com 127.0.0.1'"
                 ).format(arg=arg)
             )
-    from lokin_doctor.browser import BrowserMissingError, certutil_path, find_browser
+    from lokin_doctor.instruments.chromium import BrowserMissingError, certutil_path, find_browser
 
     try:
         found = find_browser(path)

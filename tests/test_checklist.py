@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-import lokin_doctor.checks.dns
-import lokin_doctor.checks.port
-import lokin_doctor.checks.process  # noqa: F401
+import lokin_doctor.checks.chain.dns
+import lokin_doctor.checks.host.port
+import lokin_doctor.checks.host.process  # noqa: F401
 from lokin_doctor import render
 from lokin_doctor.runner import run_report
 from lokin_doctor.settings import build_settings

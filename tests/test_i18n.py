@@ -342,7 +342,7 @@ def test_serve_help_options_in_french() -> None:
 
 def test_check_texts_follow_the_language_chosen_after_import() -> None:
     """Module-level texts (N_) are translated when a result is made, not when the module is imported."""
-    from lokin_doctor.checks import hold, session
+    from lokin_doctor.checks.chain import hold, session
 
     try:
         i18n.set_language("fr")
@@ -458,7 +458,7 @@ def test_monitor_usage_errors_in_french() -> None:
 
 def test_tcp_mixed_failures_are_whole_french_sentences() -> None:
     """No English word spliced into the French: the mixed-outcome case has its own sentences."""
-    from lokin_doctor.checks import tcp
+    from lokin_doctor.checks.chain import tcp
 
     source = Path(tcp.__file__).read_text()
     assert '_("fail")' not in source and '_("refuse")' not in source

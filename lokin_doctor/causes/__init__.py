@@ -64,6 +64,8 @@ class Layer(enum.Enum):
     HTTP = "http"
     SESSION = "session"
     PRODUCTION = "production"
+    FORWARD_PROXY = "forward-proxy"
+    SOCKETIO = "socketio"
     PROXY_CONFIG = "proxy-config"
     PLATFORM = "platform"
     BROWSER = "browser"
@@ -211,7 +213,12 @@ MODULES = (
     "http",
     "session",
     "production",
+    "forward",
+    "socketio",
     "proxyconf",
+    "haproxy",
+    "apache",
+    "caddy",
     "platform",
     "browser",
     "tools",

@@ -46,10 +46,13 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.version import version as websockets_version
 
+import lokin_doctor.server.banner as banner
+import lokin_doctor.server.fanout as fanout
+import lokin_doctor.server.routes as routes
 from lokin_doctor import __version__
-from lokin_doctor.server import ServerConfig, ServerStartError, banner, fanout, routes
 from lokin_doctor.server.bind import bind_error
 from lokin_doctor.server.cluster import Cluster
+from lokin_doctor.server.config import ServerConfig, ServerStartError
 from lokin_doctor.server.connection import LokinConnection, close_info, eof_before_request
 from lokin_doctor.server.logs import EventLog, one_line, websockets_logger
 from lokin_doctor.server.metrics import Stats, StatsCollector, build_registry

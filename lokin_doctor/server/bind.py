@@ -7,7 +7,7 @@ import errno
 import socket
 
 from lokin_doctor.i18n import _
-from lokin_doctor.server import ServerConfig
+from lokin_doctor.server.config import ServerConfig
 from lokin_doctor.server.logs import one_line
 
 
@@ -22,7 +22,7 @@ async def bind_error(cfg: ServerConfig, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         holder = None
         try:
-            from lokin_doctor.sysinfo import describe_holder
+            from lokin_doctor.instruments.sysinfo import describe_holder
 
             holder = await asyncio.to_thread(describe_holder, cfg.port)
         except Exception:  # naming the holder is a bonus; the error itself must still be clear

@@ -37,7 +37,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
-from lokin_doctor.server import failfast
+import lokin_doctor.server.failfast as failfast
 from lokin_doctor.server.logs import one_line
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import Request, Response
 
-from lokin_doctor.server import ServerConfig
 from lokin_doctor.server.cluster import ClientIds
+from lokin_doctor.server.config import ServerConfig
 from lokin_doctor.server.logs import EventLog
 from lokin_doctor.server.metrics import Stats
 from lokin_doctor.server.origins import OriginPolicy

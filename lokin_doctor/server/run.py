@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from lokin_doctor.i18n import _
-from lokin_doctor.server import ServerConfig, ServerStartError
 from lokin_doctor.server.app import LokinServer
+from lokin_doctor.server.config import ServerConfig, ServerStartError
 from lokin_doctor.server.logs import EventLog, one_line
 
 
@@ -99,3 +99,12 @@ async def serve_until_signal(config: ServerConfig, *, tune_gc: bool = False) -> 
         for signum in handled:
             loop.remove_signal_handler(signum)
     return 0
+
+
+def loop_factory() -> object | None:
+    # uvloop is optional (the "speed" extra); the standard loop works the same, only slower.
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

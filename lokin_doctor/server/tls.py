@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 from datetime import UTC, datetime
 
-from lokin_doctor.server import ServerStartError
+from lokin_doctor.server.config import ServerStartError
 from lokin_doctor.server.logs import one_line
 
 

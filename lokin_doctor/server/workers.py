@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokin_doctor.i18n import _
-from lokin_doctor.server import ServerConfig
 from lokin_doctor.server.cluster import worker_file, write_parent
+from lokin_doctor.server.config import ServerConfig
 from lokin_doctor.server.logs import EventLog
 
 __all__ = ["WORKER_ENV", "Worker", "auto_workers", "run_workers"]
@@ -109,7 +109,7 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket | None, int, str 
         sock.close()
         holder = None
         with contextlib.suppress(Exception):
-            from lokin_doctor.sysinfo import describe_holder
+            from lokin_doctor.instruments.sysinfo import describe_holder
 
             holder = describe_holder(port)
         if exc.errno == errno.EADDRINUSE:
@@ -362,8 +362,7 @@ def _watch_parent(parent: int) -> None:
 def _worker_main() -> int:
     import asyncio
 
-    from lokin_doctor.commands.serve import _loop_factory
-    from lokin_doctor.server.run import serve_until_signal, tune_gc_for_serving
+    from lokin_doctor.server.run import loop_factory, serve_until_signal, tune_gc_for_serving
 
     fields = json.loads(os.environ.pop(WORKER_ENV))
     fields["allow_origins"] = tuple(fields.get("allow_origins") or ())
@@ -372,7 +371,7 @@ def _worker_main() -> int:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     tune_gc_for_serving()
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # type: ignore[arg-type]
             return runner.run(serve_until_signal(config, tune_gc=True))
     except KeyboardInterrupt:
         return 130

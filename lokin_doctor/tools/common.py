@@ -6,7 +6,7 @@ whatever command found the problem:
 
 * TCP connect failed: ``tcp.refused``, ``tcp.timeout``, ``tcp.unreachable``, ``tcp.error``
   (what the ``tcp`` check reports for the same errno);
-* TCP connected, no valid 101: the code :func:`lokin_doctor.checks.handshake.classify` gives for
+* TCP connected, no valid 101: the code :func:`lokin_doctor.checks.chain.handshake.classify` gives for
   what came back (``handshake.not-found``, ``handshake.unavailable``, ``handshake.no-response``...);
 * after the 101, before the greeting (the ``session`` check's codes): ``session.closed-at-once``
   (close frame), ``session.dropped`` (TCP lost without a close frame);
@@ -47,8 +47,8 @@ from lokin_doctor.causes.tools import LOAD_CLIENT_LIMIT
 from lokin_doctor.i18n import N_, _
 
 if TYPE_CHECKING:
+    from lokin_doctor.instruments.wire import Outcome
     from lokin_doctor.target import Target
-    from lokin_doctor.wire import Outcome
 
 
 class ToolError(Exception):
@@ -132,7 +132,7 @@ def connect_exception_cause(exc: BaseException, address: str, port: int) -> Caus
 
 
 def outcome_cause(out: Outcome, target: Target) -> Cause:
-    """The cause of a :func:`lokin_doctor.wire.open_handshake` outcome that is not ``upgraded``.
+    """The cause of a :func:`lokin_doctor.instruments.wire.open_handshake` outcome that is not ``upgraded``.
 
     Connect-stage kinds map to the ``tcp`` check's codes (what ``all`` reports when the port does not
     accept); everything after the TCP connect goes through the checklist's ``classify``.
@@ -146,7 +146,7 @@ def outcome_cause(out: Outcome, target: Target) -> Cause:
         if isinstance(exc, OSError):
             return connect_exception_cause(exc, out.address, out.port)
         return tcp_cause("error", out.address, out.port, out.error or "")
-    from lokin_doctor.checks.handshake import classify
+    from lokin_doctor.checks.chain.handshake import classify
 
     result = classify(out, target)
     return Cause(result.code or HANDSHAKE_UNEXPECTED_STATUS, result.summary, result.hint or "")
@@ -165,7 +165,7 @@ def session_cause(
     where = _(_STAGES[stage]) if stage in _STAGES else stage
     if stage == "held":
         if close_code is None:
-            from lokin_doctor.checks.hold import culprit
+            from lokin_doctor.checks.chain.hold import culprit
 
             who = culprit(idle_s) if idle_s is not None else None
             if who:

@@ -23,7 +23,7 @@ def test_all_without_browser_does_not_import_playwright() -> None:
         "from lokin_doctor.cli import app\n"
         f"try:\n    app(['all', 'ws://127.0.0.1:{port}/', '--json', '--timeout', '1'], standalone_mode=False)\n"
         "except SystemExit:\n    pass\n"
-        "print('playwright' in sys.modules, 'lokin_doctor.browser' in sys.modules, "
+        "print('playwright' in sys.modules, 'lokin_doctor.instruments.chromium' in sys.modules, "
         "'lokin_doctor.runner' in sys.modules)\n"
     )
     proc = subprocess.run(

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lokin_doctor.checks.firewall import iptables_verdict
+from lokin_doctor.checks.host.firewall import iptables_verdict
 from tests.local.conftest import REPO, serve_argv
 from tests.peers._common import free_port, missing, require_binary, scaled
 

@@ -251,7 +251,7 @@ def test_list_checks_shows_the_local_checks() -> None:
 
 
 def test_master_title_parsing() -> None:
-    from lokin_doctor.checks.nginx import master_config
+    from lokin_doctor.proxies.nginx.check import master_config
 
     title = ["nginx: master process /usr/sbin/nginx -p /srv/x -c conf/nginx.conf -g daemon off;"]
     assert master_config(title, "/") == ("/usr/sbin/nginx", "/srv/x", "/srv/x/conf/nginx.conf")
@@ -335,7 +335,7 @@ def test_location_that_does_not_proxy(nginx_site: Any, ws_server: Any, tmp_path:
 
 def test_main_file_named_by_nginx_dump() -> None:
     # A master started without -c uses nginx's built-in path; `nginx -T` names it (Debian: /etc/nginx/nginx.conf).
-    from lokin_doctor.checks.nginx import _conf_from_dump
+    from lokin_doctor.proxies.nginx.check import _conf_from_dump
     from tests.peers._common import require_binary
 
     binary = require_binary("nginx", "apt-get install -y nginx")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lokin_doctor import nginxconf as nc
-from lokin_doctor import nginxfindings as nf
+from lokin_doctor.proxies.nginx import conf as nc
+from lokin_doctor.proxies.nginx import findings as nf
 
 
 def _load(tmp_path: Path, http: str, extra: dict[str, str] | None = None) -> nc.Config:

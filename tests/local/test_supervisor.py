@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lokin_doctor.checks.supervisor import ancestors, classify, systemd_unit
+from lokin_doctor.checks.host.supervisor import ancestors, classify, systemd_unit
 from tests.helpers import run_cli
 from tests.local.conftest import REPO, serve_argv
 from tests.peers._common import (
@@ -58,7 +58,7 @@ def _wait(port: int, proc: ManagedProcess | None = None, timeout: float = 15) ->
 
 
 def _listener_pid(port: int) -> int:
-    from lokin_doctor.sysinfo import listeners
+    from lokin_doctor.instruments.sysinfo import listeners
 
     pids = {li.pid for li in listeners(port) if li.pid is not None}
     assert len(pids) == 1, pids
@@ -311,7 +311,7 @@ def test_behind_nginx_the_backend_is_the_server(
 
 
 def test_container_init_and_shells_from_their_chain() -> None:
-    from lokin_doctor.checks.supervisor import Ancestor
+    from lokin_doctor.checks.host.supervisor import Ancestor
 
     server = Ancestor(7, "node", ("node", "server.js"), None)
     tini = Ancestor(1, "tini", ("/sbin/tini", "--", "node", "server.js"), None)

@@ -64,7 +64,7 @@ def test_not_applicable_to_ip_and_localhost() -> None:
 
 
 def test_hosts_file_entry_reported(tmp_path: Any) -> None:
-    from lokin_doctor.checks.dnsrecords import hosts_entries
+    from lokin_doctor.checks.production.dnsrecords import hosts_entries
 
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n10.0.0.9 lokin.example www.lokin.example # staging\n")

@@ -48,7 +48,7 @@ def test_hold_runs_past_the_deadline_by_hold_seconds(ws_server_factory: Any) -> 
 
 
 def test_culprit_by_idle_time() -> None:
-    from lokin_doctor.checks.hold import culprit
+    from lokin_doctor.checks.chain.hold import culprit
 
     assert culprit(60.2) is not None and "nginx" in culprit(60.2)  # type: ignore[operator]
     assert culprit(101) is not None and "Cloudflare" in culprit(101)  # type: ignore[operator]

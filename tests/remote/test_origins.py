@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lokin_doctor.checks.origins import FOREIGN_ORIGIN
+from lokin_doctor.checks.production.origins import FOREIGN_ORIGIN
 from tests.remote._util import doctor
 
 

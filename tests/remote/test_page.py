@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lokin_doctor.checks.page import Origin, evaluate, source_allows
+from lokin_doctor.checks.production.page import Origin, evaluate, source_allows
 from lokin_doctor.target import parse_target
 from tests.peers.fixtures import free_port
 from tests.remote._util import doctor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lokin_doctor.checks.handshake import NGINX_UPGRADE_LINES
+from lokin_doctor.checks.chain.handshake import NGINX_UPGRADE_LINES
 from tests.peers.fixtures import free_port
 from tests.remote._util import doctor
 

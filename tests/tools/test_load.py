@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from lokin_doctor.instruments.wire import open_handshake
 from lokin_doctor.server import running_server
 from lokin_doctor.target import parse_target
 from lokin_doctor.tools.common import outcome_cause
-from lokin_doctor.tools.loadtest import LoadConfig, LoadRun, run_load
-from lokin_doctor.wire import open_handshake
+from lokin_doctor.tools.load.engine import LoadConfig, LoadRun, run_load
 from tests.peers._common import free_port
 
 from .conftest import cli, lokin_config

@@ -16,8 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
-from lokin_doctor.tools.monitor import Monitor, render
-from lokin_doctor.tools.watch import format_event
+from lokin_doctor.tools.monitor.engine import Monitor, render
+from lokin_doctor.tools.watch.engine import format_event
 from tests.peers._common import free_port
 
 from .conftest import cli, live_cli
@@ -169,7 +169,7 @@ async def test_monitor_does_not_crash_on_nothing_listening() -> None:
 
 
 def test_load_threshold_plural() -> None:
-    from lokin_doctor.tools.loadui import Thresholds
+    from lokin_doctor.tools.load.view import Thresholds
 
     def figures(n: int) -> dict[str, Any]:
         return {

@@ -1,1 +1,0 @@
-"""Commands other than the checks: each module has register(app)."""
