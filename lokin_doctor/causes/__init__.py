@@ -124,6 +124,11 @@ class Cause:
     def __hash__(self) -> int:
         return hash(self.code)
 
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, Cause | str):
+            return self.code < str(other)
+        return NotImplemented
+
     def has(self, tag: Tag) -> bool:
         return tag in self.tags
 
