@@ -15,8 +15,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
-from lokin_doctor import causes
-from lokin_doctor.causes.internal import INTERNAL_ERROR
+from lokin_doctor.causes.internal import INTERNAL_ERROR, check_timeout
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Report, RootCause, Status, fail, skip
@@ -381,7 +380,7 @@ async def run_checks(ctx: Context, specs: list[CheckSpec]) -> list[CheckResult]:
         except TimeoutError:
             result = fail(
                 spec.id,
-                causes.require(f"{spec.id}.timeout"),
+                check_timeout(spec.id),
                 _("no result within the {timeout} s deadline").format(timeout=f"{ctx.settings.timeout:g}"),
                 _(
                     "the host or this machine is too slow to answer; raise --timeout or check the network path"
@@ -440,7 +439,7 @@ async def _run_async(
     browser_facts: dict[str, object] = {}
     if settings.browser and settings.page_url:
         # Loaded by name like every check's function: the browser check runs sub-chains through this module.
-        prestep = getattr(importlib.import_module(BY_ID["browser"].func.partition(":")[0]), "prestep")
+        prestep = importlib.import_module(BY_ID["browser"].func.partition(":")[0]).prestep
 
         # The page first: the chain then runs on the URL it opened, under the same deadline (counted
         # from when Chromium was up: starting it is not network time).

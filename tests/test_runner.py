@@ -10,10 +10,16 @@ import time
 import pytest
 
 from lokin_doctor import render
+from lokin_doctor.causes import Layer, cause
+from lokin_doctor.causes.host import PROCESS_NOT_RUNNING
+from lokin_doctor.causes.tcp import TCP_REFUSED
 from lokin_doctor.context import Context
 from lokin_doctor.model import CheckResult, Report, Status, fail, ok
 from lokin_doctor.runner import CheckSpec, UnknownCheckError, root_cause, run_checks, select_checks
 from lokin_doctor.settings import build_settings
+
+#: A cause of this test's own check (a check the registry does not know).
+FIRST_BROKEN = cause("first.broken", Layer.INTERNAL, "the test check broke", "mend it")
 
 
 async def _ok(ctx: Context) -> CheckResult:
@@ -21,7 +27,7 @@ async def _ok(ctx: Context) -> CheckResult:
 
 
 async def _fails(ctx: Context) -> CheckResult:
-    return fail("first", "first.broken", "it broke", "mend it")
+    return fail("first", FIRST_BROKEN, "it broke", "mend it")
 
 
 async def _crashes(ctx: Context) -> CheckResult:
@@ -86,8 +92,8 @@ def test_only_pulls_in_prerequisites_and_rejects_unknown_ids() -> None:
 
 def test_root_cause_is_the_deepest_failure() -> None:
     results = {
-        "tcp": fail("tcp", "tcp.refused", "refused", "start it"),
-        "process": fail("process", "process.not-running", "not running", "start it"),
+        "tcp": fail("tcp", TCP_REFUSED, "refused", "start it"),
+        "process": fail("process", PROCESS_NOT_RUNNING, "not running", "start it"),
         "handshake": ok("handshake", "fine"),
     }
     rc = root_cause(results)
@@ -103,7 +109,7 @@ def test_warn_and_fail_need_a_code_and_a_hint() -> None:
 def test_render_human_and_json() -> None:
     results = (
         ok("dns", "resolves"),
-        fail("tcp", "tcp.refused", "refused on 127.0.0.1:9", "start the server"),
+        fail("tcp", TCP_REFUSED, "refused on 127.0.0.1:9", "start the server"),
     )
     report = Report("ws://127.0.0.1:9/", results, root_cause({r.id: r for r in results}), 12.0)
     from rich.console import Console

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lokin_doctor.causes import Layer, cause
+from lokin_doctor.causes import Cause, Layer, cause, get
 from lokin_doctor.i18n import N_
 
 INTERNAL_ERROR = cause(
@@ -13,8 +13,14 @@ INTERNAL_ERROR = cause(
 )
 
 
-def _check_timeout(check_id: str) -> None:
-    cause(
+def check_timeout(check_id: str) -> Cause:
+    """The cause of a check that gave no result in time: its own ``<id>.timeout``, declared on first use for
+    a check the registry does not list (a test's or a plug-in's)."""
+    return get(f"{check_id}.timeout") or _check_timeout(check_id)
+
+
+def _check_timeout(check_id: str) -> Cause:
+    return cause(
         f"{check_id}.timeout",
         Layer.INTERNAL,
         N_("the check gave no result within the run's deadline (--timeout)"),

@@ -63,6 +63,10 @@ class Cause:
     summary: str
     hint: str
 
+    def __post_init__(self) -> None:
+        # Built from a registry cause; kept as its plain code (a JSON key, a counter's key).
+        object.__setattr__(self, "code", str(self.code))
+
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "summary": self.summary, "hint": self.hint}
 
