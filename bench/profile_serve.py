@@ -34,7 +34,7 @@ from lokin_doctor.tools.load.engine import LoadConfig, run_load  # noqa: E402
 
 INCLUSIVE = (
     "data_received",
-    "_on_request",
+    "on_request",
     "ServerProtocol.accept",
     "_policy",
     "_opened",
@@ -43,7 +43,7 @@ INCLUSIVE = (
     "flush",
     "connection_made",
     "connection_lost",
-    "_connection_lost",
+    "connection_lost_by",
     "receive_data",
     "events_received",
     "ServerProtocol.__init__",

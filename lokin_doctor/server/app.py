@@ -13,7 +13,7 @@ by ONE periodic timer for all connections. bench/RESULTS.md measured this design
 
 Order of events for one TCP connection:
 
-1. ``connection_made`` -> tracked in ``_conns``, open-timeout timer armed.
+1. ``connection_made`` -> tracked in ``conns``, open-timeout timer armed.
 2. The request is parsed by the ServerProtocol. A request without ``Upgrade`` /
    ``Sec-WebSocket-Key`` is plain HTTP (page, /health, /metrics, 426 elsewhere): answered, then
    closed. A handshake on any path is validated by websockets (``accept``); a valid one then goes
@@ -105,12 +105,12 @@ class LokinServer:
         # Leave the shutdown deadline room to abort clients that never answer the close.
         self.close_timeout = max(0.1, min(10.0, config.shutdown_timeout * 0.8))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
-        self._conns: set[LokinConnection] = set()  # every TCP connection, handshaking or not
+        self.conns: set[LokinConnection] = set()  # every TCP connection, handshaking or not
         self._clients: set[LokinConnection] = set()  # open WebSocket connections (broadcast targets)
         self._server: asyncio.Server | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._next_ping_round = 0.0
-        self._all_closed: asyncio.Event | None = None  # set when _conns empties during the stop
+        self._all_closed: asyncio.Event | None = None  # set when conns empties during the stop
         self._close_task: asyncio.Task[None] | None = None
         self._t0 = time.monotonic()
         self._started = datetime.now().astimezone()
@@ -172,7 +172,7 @@ class LokinServer:
 
     @property
     def handshaking(self) -> int:
-        return max(0, len(self._conns) - self.admission.reserved)
+        return max(0, len(self.conns) - self.admission.reserved)
 
     # -- start / stop ------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class LokinServer:
             self._keepalive.cancel()
             self._keepalive = None
         self._all_closed = asyncio.Event()
-        for conn in list(self._conns):
+        for conn in list(self.conns):
             protocol = conn.protocol
             if protocol.state is _OPEN:
                 protocol.send_close(1001, "server shutting down")
@@ -284,13 +284,13 @@ class LokinServer:
             elif not conn.got_request:
                 # Connections that never sent a handshake would hold the stop until open_timeout.
                 conn.transport.abort()
-        if not self._conns:
+        if not self.conns:
             self._all_closed.set()
         try:
             async with asyncio.timeout(cfg.shutdown_timeout):
                 await self._all_closed.wait()
         except TimeoutError:
-            left = len(self._conns)
+            left = len(self.conns)
             self.log.emit(
                 "shutdown",
                 f"{left} connection(s) still open after {cfg.shutdown_timeout:g} s: aborting them",
@@ -314,12 +314,12 @@ class LokinServer:
 
     def abort(self) -> None:
         """Cut every connection now (a second Ctrl-C during the graceful stop)."""
-        for conn in list(self._conns):
+        for conn in list(self.conns):
             conn.transport.abort()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _on_request(self, conn: LokinConnection, request: Request) -> None:
+    def on_request(self, conn: LokinConnection, request: Request) -> None:
         """Answer the parsed HTTP request: plain HTTP, a refused handshake, or the 101 and welcome."""
         conn.got_request = True
         protocol = conn.protocol
@@ -355,7 +355,7 @@ class LokinServer:
             conn.protocol.send_text((self._welcome % (conn.client_id, _ms())).encode())
             stats.msgs_out += 1
 
-    def _on_json(self, conn: LokinConnection, message: str) -> str | None:
+    def on_json(self, conn: LokinConnection, message: str) -> str | None:
         """The reply to a JSON text message: a pong, None after a broadcast, else the message itself."""
         try:
             data = json.loads(message)
@@ -401,9 +401,9 @@ class LokinServer:
 
     # -- connection bookkeeping ---------------------------------------------------------------
 
-    def _connection_lost(self, conn: LokinConnection) -> None:
-        self._conns.discard(conn)
-        if self._all_closed is not None and not self._conns:
+    def connection_closed(self, conn: LokinConnection) -> None:
+        self.conns.discard(conn)
+        if self._all_closed is not None and not self.conns:
             self._all_closed.set()
         protocol = conn.protocol
         if conn.peer_ip:
@@ -472,7 +472,7 @@ class LokinServer:
         self._incomplete_unlogged = 0
         self._incomplete_logged_at = time.monotonic()
 
-    def _tls_on_plain_port(self, conn: LokinConnection) -> None:
+    def tls_on_plain_port(self, conn: LokinConnection) -> None:
         self.stats.reject("tls_on_plain_port")
         self.log.emit(
             "reject",

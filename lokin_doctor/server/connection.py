@@ -1,9 +1,9 @@
 """One TCP connection of ``serve``: an ``asyncio.Protocol`` driving a websockets sans-I/O
 ``ServerProtocol`` (HTTP parsing, handshake validation, frames, close handshake).
 
-The connection parses and sends; what to answer is decided by its :class:`LokinServer`
-(``app``): ``app._on_request`` for an HTTP request, ``app._on_json`` and ``app.broadcast`` for the
-LOK IN protocol, ``app._connection_lost`` for the bookkeeping at the end.
+The connection parses and sends; what to answer is decided by its :class:`Owner` (the server)
+(``app``): ``app.on_request`` for an HTTP request, ``app.on_json`` and ``app.broadcast`` for the
+LOK IN protocol, ``app.connection_closed`` for the bookkeeping at the end.
 
 Byte order does not matter. Whatever arrives in one read is handled in the order it was sent:
 
@@ -30,6 +30,7 @@ import codecs
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING
+from typing import Protocol as Interface
 
 from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
@@ -41,7 +42,35 @@ import lokin_doctor.server.failfast as failfast
 from lokin_doctor.server.logs import one_line
 
 if TYPE_CHECKING:
-    from lokin_doctor.server.app import LokinServer
+    import logging
+
+    from websockets.extensions.base import ServerExtensionFactory
+
+    from lokin_doctor.server.config import ServerConfig
+    from lokin_doctor.server.logs import EventLog
+    from lokin_doctor.server.metrics import Stats
+
+
+class Owner(Interface):
+    """What a connection needs of the server that accepted it (``LokinServer`` is one): settings and
+    counters to read, and the decisions it asks for. The connection knows this, not the server's class."""
+
+    config: ServerConfig
+    log: EventLog
+    stats: Stats
+    ws_logger: logging.LoggerAdapter[logging.Logger]
+    extensions: list[ServerExtensionFactory] | None
+    echo_only: bool
+    close_timeout: float
+    loop: asyncio.AbstractEventLoop
+    conns: set[LokinConnection]
+
+    def on_request(self, conn: LokinConnection, request: Request) -> None: ...
+    def on_json(self, conn: LokinConnection, message: str) -> str | None: ...
+    def broadcast(self, payload: bytes) -> None: ...
+    def connection_closed(self, conn: LokinConnection) -> None: ...
+    def tls_on_plain_port(self, conn: LokinConnection) -> None: ...
+
 
 _OPEN, _CONNECTING = State.OPEN, State.CONNECTING
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
@@ -152,7 +181,7 @@ class LokinConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, app: LokinServer) -> None:
+    def __init__(self, app: Owner) -> None:
         # asyncio creates this object when it accepts the TCP connection, before the TLS handshake
         # (connection_made comes after it, or never if the handshake fails): the accept time is
         # noted here and the open timeout armed in connection_made with what is left of it, so
@@ -186,7 +215,7 @@ class LokinConnection(asyncio.Protocol):
             extensions=app.extensions, max_size=cfg.max_message_size, logger=app.ws_logger
         )
         self.protocol.conn = self
-        app._conns.add(self)
+        app.conns.add(self)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
         left = cfg.open_timeout - (time.monotonic() - self.opened_at)
         if left <= 0:  # the whole open timeout went into the TLS handshake
@@ -200,7 +229,7 @@ class LokinConnection(asyncio.Protocol):
             # ws:// port. Without this check it would wait for the open timeout and leave no trace.
             if data[:1] == b"\x16" and not self.app.config.tls:
                 self.cut = "tls_probe"
-                self.app._tls_on_plain_port(self)
+                self.app.tls_on_plain_port(self)
                 self.transport.abort()
                 return
             self.got_bytes = True
@@ -212,7 +241,7 @@ class LokinConnection(asyncio.Protocol):
             protocol.receive_data(data)
             for event in protocol.events_received():
                 if type(event) is Request:
-                    self.app._on_request(self, event)
+                    self.app.on_request(self, event)
                     if protocol.state is _OPEN:
                         # Frames sent right behind the handshake: parse them now that it is open.
                         protocol.receive_data(b"")
@@ -239,7 +268,7 @@ class LokinConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.app._connection_lost(self)
+        self.app.connection_closed(self)
 
     def pause_writing(self) -> None:
         # The client does not read what we write: stop reading what it sends until it does.
@@ -329,7 +358,7 @@ class LokinConnection(asyncio.Protocol):
                 protocol.fail(1007, f"{exc.reason} at position {exc.start}")
                 return
             if text.startswith("{") and '"type"' in text:
-                reply = app._on_json(self, text)
+                reply = app.on_json(self, text)
                 if reply is None:
                     return
                 protocol.send_text(reply.encode())
