@@ -43,6 +43,7 @@ __all__ = [
     "SessionEnd",
     "WsConn",
     "_parse_head",
+    "from_observation",
     "open_handshake",
 ]
 #: Largest message the session accepts (websockets' ``max_size``): a bigger frame fails at its header.
@@ -399,6 +400,11 @@ async def open_handshake(
         return out
     conn.abort()
     return out
+
+
+def from_observation(obs: Observation, address: str, port: int) -> Outcome:
+    """An :class:`Outcome` for ``classify`` from an observer's verdict (the load client's path)."""
+    return _apply(Outcome(obs.kind, address, port), obs)
 
 
 def _apply(out: Outcome, obs: Observation) -> Outcome:
