@@ -202,7 +202,7 @@ class HandshakeObserver:
             return self._conclude()
         return None
 
-    def eof(self) -> Observation | None:
+    def eof(self) -> Observation:
         """The server closed its side."""
         if self.outcome is not None:
             return self.outcome
@@ -423,13 +423,14 @@ class SessionObserver:
                 self._decoder = None
             elif opcode is Opcode.CLOSE and self.end is None:
                 self.end = SessionEnd.CLOSED
-        exc = self.protocol_error
-        if exc is not None and self.end in (None, SessionEnd.CLOSED):
+        failure = self.protocol_error
+        if failure is not None and self.end in (None, SessionEnd.CLOSED):
             from websockets.exceptions import PayloadTooBig
 
-            if isinstance(exc, UnicodeDecodeError):
+            if isinstance(failure, UnicodeDecodeError):
                 self.end = SessionEnd.INVALID_UTF8
-                self.utf8_error = _("invalid UTF-8 in a close reason: {proto_exc}").format(proto_exc=exc)
+                self.utf8_error = _("invalid UTF-8 in a close reason: {proto_exc}").format(proto_exc=failure)
             else:
-                self.end = SessionEnd.TOO_BIG if isinstance(exc, PayloadTooBig) else SessionEnd.PROTOCOL_ERROR
+                big = isinstance(failure, PayloadTooBig)
+                self.end = SessionEnd.TOO_BIG if big else SessionEnd.PROTOCOL_ERROR
         return frames

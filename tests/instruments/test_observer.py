@@ -63,7 +63,9 @@ def observe(
     obs = HandshakeObserver(proto)
     assert obs.data_to_send()[0].startswith(b"GET /ws HTTP/1.1\r\n")
     for chunk in chunks:
-        data = chunk.replace("{accept}", accept_key(key)).encode("latin-1") if isinstance(chunk, str) else chunk
+        data = (
+            chunk.replace("{accept}", accept_key(key)).encode("latin-1") if isinstance(chunk, str) else chunk
+        )
         obs.data(data)
     if not obs.done:
         if end == "eof":
@@ -187,10 +189,17 @@ def test_101_without_upgrade_is_an_invalid_upgrade() -> None:
             ("Server: nginx",),
             "handshake.plain-to-tls",
         ),
-        ("400 Bad Request", "Invalid subprotocol: expected one of chat.v2", (), "handshake.subprotocol-required"),
+        (
+            "400 Bad Request",
+            "Invalid subprotocol: expected one of chat.v2",
+            (),
+            "handshake.subprotocol-required",
+        ),
     ],
 )
-def test_http_replies_get_the_status_cause(status: str, body: str, headers: tuple[str, ...], code: str) -> None:
+def test_http_replies_get_the_status_cause(
+    status: str, body: str, headers: tuple[str, ...], code: str
+) -> None:
     out, _ = observe(reply(status, body, *headers), end=None)
     assert out.kind is OutcomeKind.STATUS
     assert out.status == int(status.split()[0])
@@ -200,7 +209,7 @@ def test_http_replies_get_the_status_cause(status: str, body: str, headers: tupl
 
 def test_http10_200_from_python_http_server() -> None:
     # What `python -m http.server` answers to a WebSocket GET: HTTP/1.0, a directory listing.
-    body = "<!DOCTYPE HTML>\n<html lang=\"en\"><head><title>Directory listing for /ws</title></head></html>\n"
+    body = '<!DOCTYPE HTML>\n<html lang="en"><head><title>Directory listing for /ws</title></head></html>\n'
     out, _ = observe(
         "HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.7\r\nContent-type: text/html; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\n\r\n{body}"
@@ -363,7 +372,9 @@ def test_connect_stage_outcomes() -> None:
         HandshakeObserver(proto).connect_error(OSError(101, "Network is unreachable")), "127.0.0.1", 8080
     )
     reset = from_observation(
-        HandshakeObserver(proto).connect_reset(ConnectionResetError(104, "reset"), tls=True), "127.0.0.1", 8080
+        HandshakeObserver(proto).connect_reset(ConnectionResetError(104, "reset"), tls=True),
+        "127.0.0.1",
+        8080,
     )
     assert (refused.kind, timeout.kind, error.kind, reset.kind) == (
         OutcomeKind.CONNECT_REFUSED,
@@ -392,8 +403,23 @@ def test_the_outcome_is_frozen_and_its_kind_a_str() -> None:
         obs.outcome.kind = OutcomeKind.UPGRADED  # type: ignore[misc]
     assert f"{obs.outcome.kind}" == "status" and obs.outcome.kind == "status"
     assert sorted(k.value for k in OutcomeKind) == sorted(
-        "upgraded status invalid-upgrade bad-accept not-http closed reset timeout connect-refused "
-        "connect-timeout connect-error tls-error headers-too-large bad-subprotocol bad-extension".split()
+        [
+            "upgraded",
+            "status",
+            "invalid-upgrade",
+            "bad-accept",
+            "not-http",
+            "closed",
+            "reset",
+            "timeout",
+            "connect-refused",
+            "connect-timeout",
+            "connect-error",
+            "tls-error",
+            "headers-too-large",
+            "bad-subprotocol",
+            "bad-extension",
+        ]
     )
 
 

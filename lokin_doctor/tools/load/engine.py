@@ -405,6 +405,7 @@ class _Conn(asyncio.Protocol):
             return
         proto = self.proto
         events: list[Any]
+        event: Any
         if state == HANDSHAKE:
             obs = self.obs
             assert obs is not None
