@@ -123,11 +123,15 @@ def _status_from(raw: bytes, partial: bool = False, **extra: Any) -> Observation
     return Observation(OutcomeKind.STATUS, status, reason, tuple(headers), body[:MAX_EVIDENCE], raw, **extra)
 
 
+_LEAN_UPGRADED = Observation(OutcomeKind.UPGRADED, 101, "Switching Protocols")
+
+
 class HandshakeObserver:
     """One opening handshake, sans I/O: feed it what the connection did, read :attr:`outcome`.
 
     ``proto`` is a :class:`ClientProtocol` whose request was already sent with ``send_request``;
-    ``keep`` bounds the raw bytes kept as evidence (the load client keeps less per connection).
+    ``keep`` bounds the raw bytes kept as evidence (the load client keeps less per connection);
+    with ``lean`` a valid 101 carries no evidence (the load client opens thousands and reads none).
     """
 
     __slots__ = (
@@ -141,11 +145,13 @@ class HandshakeObserver:
         "frames",
         "outcome",
         "concluded",
+        "lean",
         "_tail",
     )
 
-    def __init__(self, proto: ClientProtocol, *, keep: int = MAX_EVIDENCE) -> None:
+    def __init__(self, proto: ClientProtocol, *, keep: int = MAX_EVIDENCE, lean: bool = False) -> None:
         self.proto = proto
+        self.lean = lean
         self.keep = keep
         self.raw = bytearray()
         self.received = 0
@@ -273,9 +279,12 @@ class HandshakeObserver:
     def _conclude(self) -> Observation:
         """What websockets concluded (a Response and/or ``handshake_exc``), as an outcome kind."""
         self.concluded = True
-        raw = bytes(self.raw)
         failure = self.proto.handshake_exc
         response = self.response
+        if self.lean and failure is None and response is not None:
+            self.outcome = _LEAN_UPGRADED
+            return _LEAN_UPGRADED
+        raw = bytes(self.raw)
         ev: dict[str, Any] = {"raw": raw}
         if response is not None:
             ev.update(

@@ -377,7 +377,7 @@ class _Conn(asyncio.Protocol):
         self.t0 = _now()
         self.t_upgraded = 0.0
         # The same sans-I/O observer as the doctor's handshake check: the same verdict from the same bytes.
-        self.obs: HandshakeObserver | None = HandshakeObserver(proto, keep=RAW_KEEP)
+        self.obs: HandshakeObserver | None = HandshakeObserver(proto, keep=RAW_KEEP, lean=True)
         self.graced = False
         self.timer: asyncio.TimerHandle | None = None
         self.frags: list[bytes] | None = None
