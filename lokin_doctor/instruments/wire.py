@@ -16,22 +16,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHeaderValue, InvalidMessage, InvalidStatus, InvalidUpgrade
 from websockets.frames import Frame
-from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
-from lokin_doctor.i18n import _
+from lokin_doctor.instruments.observer import (
+    BODY_GRACE_S,
+    MAX_EVIDENCE,
+    MAX_HEADER_BYTES,
+    HandshakeObserver,
+    Observation,
+    OutcomeKind,
+    SessionEnd,
+    SessionObserver,
+)
+from lokin_doctor.instruments.observer import parse_head as _parse_head
 from lokin_doctor.target import Target
 
-#: How much of the reply we keep as evidence.
-MAX_EVIDENCE = 64 * 1024
-#: Once a full non-101 header block arrived, how long to wait for a body with no length.
-BODY_GRACE_S = 0.3
-#: A reply whose header block is not over after this many bytes is refused (Chromium's limit: 256 KiB).
-MAX_HEADER_BYTES = 256 * 1024
+__all__ = [
+    "BODY_GRACE_S",
+    "MAX_EVIDENCE",
+    "MAX_HEADER_BYTES",
+    "Outcome",
+    "OutcomeKind",
+    "SessionEnd",
+    "WsConn",
+    "_parse_head",
+    "from_observation",
+    "open_handshake",
+]
 #: Largest message the session accepts (websockets' ``max_size``): a bigger frame fails at its header.
 MAX_MESSAGE_BYTES = 2**20
 
@@ -40,7 +54,7 @@ MAX_MESSAGE_BYTES = 2**20
 class Outcome:
     """What happened when we tried one opening handshake against one address.
 
-    ``kind`` is one of: ``upgraded`` (valid 101), ``status`` (an HTTP reply other than 101),
+    ``kind`` (an :class:`OutcomeKind`, decided by :class:`HandshakeObserver`) is one of: ``upgraded`` (valid 101), ``status`` (an HTTP reply other than 101),
     ``invalid-upgrade`` (101 with bad Upgrade/Connection headers), ``bad-accept`` (101 with a wrong
     Sec-WebSocket-Accept), ``not-http`` (bytes that are not HTTP), ``closed`` (closed with no reply),
     ``reset`` (connection reset), ``timeout`` (no complete reply in time), ``connect-refused``,
@@ -50,7 +64,7 @@ class Outcome:
     or parameters the client cannot accept).
     """
 
-    kind: str
+    kind: OutcomeKind
     address: str
     port: int
     status: int | None = None
@@ -126,9 +140,10 @@ class Outcome:
 class WsConn:
     """An open WebSocket connection driven through the sans-I/O protocol, every wait bounded.
 
-    After every chunk fed to the protocol, what websockets concluded is kept: a frame it rejected
-    (:attr:`proto.parser_exc`, with the close frame it queued in :attr:`proto.close_sent`) ends the
-    reading, as a browser would fail the connection. A peer that never stops sending cannot keep
+    Every chunk goes to a :class:`SessionObserver`, which decides what ends the connection: a frame
+    websockets rejected (:attr:`proto.parser_exc`, with the close frame it queued in
+    :attr:`proto.close_sent`) or invalid UTF-8 in a text message ends the reading, as a browser would
+    fail the connection. A peer that never stops sending cannot keep
     the reader past its deadline: the deadline is checked on every read, not only while waiting.
     """
 
@@ -136,6 +151,7 @@ class WsConn:
         self.reader = reader
         self.writer = writer
         self.proto = proto
+        self.session = SessionObserver(proto)
         self.pending: list[Frame] = []
         self.eof = False
         #: Event-loop time at which the 101 arrived (set by :func:`open_handshake`).
@@ -164,13 +180,17 @@ class WsConn:
     @property
     def protocol_error(self) -> Exception | None:
         """The frame-level error websockets found (not a plain end of stream), if any."""
-        exc = self.proto.parser_exc
-        return None if exc is None or isinstance(exc, EOFError) else exc
+        return self.session.protocol_error
+
+    @property
+    def ended(self) -> SessionEnd | None:
+        """Why the session observer considers the connection over, once it is."""
+        return self.session.end
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection as a browser does (close frame ``code``), e.g. on invalid UTF-8 in text."""
         if self.proto.state is State.OPEN:
-            self.proto.fail(code, reason)
+            self.session.fail(code, reason)
             self._flush()
 
     async def next_frame(self, deadline: float) -> Frame | None:
@@ -189,12 +209,12 @@ class WsConn:
                     data = b""
             if data:
                 self.bytes_received += len(data)
-                self.proto.receive_data(data)
+                frames = self.session.data(data)
             else:
                 self.eof = True
-                self.proto.receive_eof()
+                frames = self.session.eof()
             self._flush()
-            self.pending.extend(e for e in self.proto.events_received() if isinstance(e, Frame))
+            self.pending.extend(frames)
         return self.pending.pop(0)
 
     async def close(self, deadline: float, code: int = 1000) -> tuple[int | None, str | None]:
@@ -248,60 +268,12 @@ def make_ssl_context(
     return ctx
 
 
-def _parse_head(raw: bytes, partial: bool = False) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
-    """Status, reason, headers and body start of an HTTP reply websockets could not take whole:
-    a body that never finished, an HTTP/1.0 reply, or (``partial``) a header block cut short."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep and not partial:
-        return None
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        return None
-    headers = []
-    for line in lines[1:]:
-        k, __, v = line.partition(":")
-        headers.append((k.strip(), v.strip()))
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest
-
-
 def _cert_requested(ctx: ssl.SSLContext | None, sslobj: Any) -> bool:
     if ctx is None:
         return False
     from lokin_doctor.instruments import tlsinfo
 
     return tlsinfo.cert_requested(None if sslobj is not None else ctx, sslobj)
-
-
-def _too_large(cause: BaseException | None) -> bool:
-    """websockets' own limits on a reply head: a line past 8 KiB or more than 128 headers."""
-    from websockets.exceptions import HeaderLineTooLong, SecurityError, StatusLineTooLong, TooManyHeaders
-
-    if isinstance(cause, StatusLineTooLong | HeaderLineTooLong | TooManyHeaders):
-        return True
-    return isinstance(cause, SecurityError) and "line too long" in str(cause)
-
-
-def _negotiation_kind(failure: BaseException | None) -> str | None:
-    """``bad-subprotocol`` / ``bad-extension`` for a 101 whose negotiation websockets refused."""
-    from websockets.exceptions import InvalidHeader, NegotiationError
-
-    text = str(failure).lower()
-    if isinstance(failure, InvalidHeader):
-        name = failure.name.lower()
-        if name == "sec-websocket-protocol":
-            return "bad-subprotocol"
-        return "bad-extension" if name == "sec-websocket-extensions" else None
-    if isinstance(failure, NegotiationError):
-        return "bad-subprotocol" if "subprotocol" in text else "bad-extension"
-    return None
-
-
-def _from_response(out: Outcome, response: Response) -> None:
-    out.status = response.status_code
-    out.reason = response.reason_phrase
-    out.headers = list(response.headers.raw_items())
-    out.body = bytes(response.body[:MAX_EVIDENCE])
 
 
 def describe_tls(writer: asyncio.StreamWriter) -> dict[str, Any] | None:
@@ -335,7 +307,7 @@ async def open_handshake(
     ``compression`` offers permessage-deflate as browsers do.
     """
     loop = asyncio.get_running_loop()
-    out = Outcome("timeout", address, target.port)
+    out = Outcome(OutcomeKind.TIMEOUT, address, target.port)
     extensions = None
     if compression:
         from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -364,6 +336,7 @@ async def open_handshake(
     t0 = loop.time()
     use_ssl = ssl_context if target.secure else None
     out.client_cert_offered = bool(getattr(use_ssl, "_lokin_client_cert", False))
+    obs = HandshakeObserver(proto)
     try:
         async with asyncio.timeout_at(deadline):
             reader, writer = await asyncio.open_connection(
@@ -374,117 +347,50 @@ async def open_handshake(
                 ssl_handshake_timeout=max(0.01, deadline - loop.time()) if use_ssl else None,
             )
     except TimeoutError:
-        out.kind, out.error = (
-            "connect-timeout",
-            _("no answer to the TCP connect (or the TLS handshake) in time"),
-        )
-        return out
+        return _apply(out, obs.connect_timeout())
     except ConnectionRefusedError as exc:
-        out.kind, out.error, out.exc = "connect-refused", str(exc), exc
-        return out
+        return _apply(out, obs.connect_refused(exc))
     except ssl.SSLError as exc:
-        out.kind, out.error, out.exc = (
-            "tls-error",
-            getattr(exc, "verify_message", None) or exc.reason or str(exc),
-            exc,
-        )
+        _apply(out, obs.tls_failed(exc, getattr(exc, "verify_message", None) or exc.reason or str(exc)))
         out.cert_requested = _cert_requested(use_ssl, None)
         return out
     except (ConnectionResetError, ConnectionAbortedError) as exc:
-        # A reset during the TLS handshake usually means the port does not speak TLS.
-        out.kind, out.error, out.exc = (
-            ("tls-error" if use_ssl else "reset"),
-            str(exc) or _("connection reset"),
-            exc,
-        )
-        return out
+        return _apply(out, obs.connect_reset(exc, tls=use_ssl is not None))
     except OSError as exc:
-        out.kind, out.error, out.exc = "connect-error", exc.strerror or str(exc), exc
-        return out
+        return _apply(out, obs.connect_error(exc))
     out.connect_ms = (loop.time() - t0) * 1000
     out.tls = describe_tls(writer)
     out.cert_requested = _cert_requested(use_ssl, writer.get_extra_info("ssl_object"))
 
     conn = WsConn(reader, writer, proto)
     conn._flush()
-    raw = bytearray()
     t1 = loop.time()
-    response: Response | None = None
     body_deadline: float | None = None
-    received = 0
-    head_ended = False
-    tail = b""
-    try:
-        while response is None and proto.handshake_exc is None:
-            limit = deadline if body_deadline is None else min(deadline, body_deadline)
-            try:
-                if loop.time() >= limit:  # a peer that never pauses must not outlive the deadline
-                    raise TimeoutError
-                async with asyncio.timeout_at(limit):
-                    data = await reader.read(65536)
-            except TimeoutError:
-                parsed = _parse_head(bytes(raw)) if body_deadline is not None else None
-                if parsed is not None:
-                    out.kind = "status"
-                    out.status, out.reason, out.headers, body = parsed
-                    out.body = body[:MAX_EVIDENCE]
-                else:
-                    out.kind, out.error = "timeout", _("no complete reply to the opening handshake in time")
-                out.raw = bytes(raw[:MAX_EVIDENCE])
-                conn.abort()
-                return out
-            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-                out.kind, out.error, out.exc = "reset", str(exc) or _("connection reset by peer"), exc
-                out.raw = bytes(raw[:MAX_EVIDENCE])
-                conn.abort()
-                if raw:
-                    parsed = _parse_head(bytes(raw))
-                    if parsed is not None:
-                        out.kind = "status"
-                        out.status, out.reason, out.headers, body = parsed
-                        out.body = body[:MAX_EVIDENCE]
-                return out
-            except ssl.SSLError as exc:
-                out.kind, out.error, out.exc = "tls-error", exc.reason or str(exc), exc
-                conn.abort()
-                return out
-            if not data:
-                proto.receive_eof()
-                if not raw:
-                    out.kind, out.error = "closed", _("the server closed the connection without replying")
-                    conn.abort()
-                    return out
-            else:
-                if len(raw) < MAX_EVIDENCE:
-                    raw += data[: MAX_EVIDENCE - len(raw)]
-                received += len(data)
-                head_ended = head_ended or b"\r\n\r\n" in tail + data
-                tail = data[-3:]
-                if not head_ended and received > MAX_HEADER_BYTES:
-                    out.kind = "headers-too-large"
-                    out.error = _(
-                        "the reply's header block went past {MAX_HEADER_BYTES} KiB without ending"
-                    ).format(MAX_HEADER_BYTES=MAX_HEADER_BYTES // 1024)
-                    conn.abort()
-                    return out
-                proto.receive_data(data)
-                if body_deadline is None and head_ended and not raw.startswith(b"HTTP/1.1 101"):
-                    body_deadline = loop.time() + BODY_GRACE_S
-            for event in proto.events_received():
-                if isinstance(event, Response):
-                    response = event
-                elif isinstance(event, Frame):
-                    conn.pending.append(event)
-            if not data:
-                break
-    finally:
-        out.raw = bytes(raw[:MAX_EVIDENCE])
-    out.handshake_ms = (loop.time() - t1) * 1000
-    failure = proto.handshake_exc
-    if response is not None:
-        _from_response(out, response)
-    if failure is None and response is not None:
-        out.kind = "upgraded"
+    result: Observation | None = None
+    while result is None:
+        limit = deadline if body_deadline is None else min(deadline, body_deadline)
+        try:
+            if loop.time() >= limit:  # a peer that never pauses must not outlive the deadline
+                raise TimeoutError
+            async with asyncio.timeout_at(limit):
+                data = await reader.read(65536)
+        except TimeoutError:
+            result = obs.timeout()
+            break
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            result = obs.reset(exc)
+            break
+        except ssl.SSLError as exc:
+            result = obs.tls_failed(exc)
+            break
+        result = obs.data(data) if data else obs.eof()
+        if body_deadline is None and obs.grace:
+            body_deadline = loop.time() + BODY_GRACE_S
+    _apply(out, result)
+    if obs.concluded:
+        out.handshake_ms = (loop.time() - t1) * 1000
+    if result.kind is OutcomeKind.UPGRADED:
+        conn.pending.extend(obs.frames)
         conn.opened_at = loop.time()
         conn._flush()
         if keep_open:
@@ -493,47 +399,20 @@ async def open_handshake(
             await conn.close(min(deadline, loop.time() + 1.0))
         return out
     conn.abort()
-    out.exc = failure
-    if isinstance(failure, InvalidStatus):
-        out.kind = "status"
-        _from_response(out, failure.response)
-    elif isinstance(failure, InvalidHeaderValue) and "Accept" in str(failure):
-        out.kind, out.error = "bad-accept", str(failure)
-    elif isinstance(failure, InvalidUpgrade):
-        out.kind, out.error = "invalid-upgrade", str(failure)
-    elif _too_large(failure) or (isinstance(failure, InvalidMessage) and _too_large(failure.__cause__)):
-        detail = failure.__cause__ if isinstance(failure, InvalidMessage) else failure
-        out.kind, out.error = (
-            "headers-too-large",
-            _("the reply's head is too large ({value})").format(value=detail or _("line too long")),
-        )
-    elif response is not None and response.status_code == 101 and (negotiation := _negotiation_kind(failure)):
-        out.kind, out.error = negotiation, str(failure)
-    elif isinstance(failure, InvalidMessage):
-        cause = failure.__cause__
-        parsed = _parse_head(bytes(raw), partial=True) if raw.startswith(b"HTTP/") else None
-        if isinstance(cause, EOFError) and not raw:
-            out.kind, out.error = "closed", _("the server closed the connection without replying")
-        elif parsed is not None and not isinstance(cause, EOFError):
-            # websockets only takes HTTP/1.1; an HTTP/1.0 server (python -m http.server) still said something.
-            out.kind = "status"
-            out.status, out.reason, out.headers, body = parsed
-            out.body = body[:MAX_EVIDENCE]
-        elif isinstance(cause, EOFError) and raw.startswith(b"HTTP/"):
-            parsed = _parse_head(bytes(raw))
-            if parsed is not None:
-                out.kind = "status"
-                out.status, out.reason, out.headers, body = parsed
-                out.body = body[:MAX_EVIDENCE]
-            else:
-                out.kind, out.error = (
-                    "closed",
-                    _("the server closed the connection in the middle of its reply"),
-                )
-        else:
-            out.kind, out.error = "not-http", str(cause) if cause else str(failure)
-    elif failure is not None:
-        out.kind, out.error = "invalid-upgrade", str(failure)
-    else:
-        out.kind, out.error = "closed", _("the server closed the connection without a complete reply")
+    return out
+
+
+def from_observation(obs: Observation, address: str, port: int) -> Outcome:
+    """An :class:`Outcome` for ``classify`` from an observer's verdict (the load client's path)."""
+    return _apply(Outcome(obs.kind, address, port), obs)
+
+
+def _apply(out: Outcome, obs: Observation) -> Outcome:
+    """Copy the observer's verdict into the outcome the checks read."""
+    out.kind = obs.kind
+    out.raw = obs.raw
+    out.error = obs.error
+    out.exc = obs.exc
+    if obs.status is not None:
+        out.status, out.reason, out.headers, out.body = obs.status, obs.reason, list(obs.headers), obs.body
     return out

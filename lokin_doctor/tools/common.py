@@ -141,11 +141,13 @@ def outcome_cause(out: Outcome, target: Target) -> Cause:
     Connect-stage kinds map to the ``tcp`` check's codes (what ``all`` reports when the port does not
     accept); everything after the TCP connect goes through the checklist's ``classify``.
     """
-    if out.kind == "connect-refused":
+    from lokin_doctor.instruments.observer import OutcomeKind
+
+    if out.kind == OutcomeKind.CONNECT_REFUSED:
         return tcp_cause("refused", out.address, out.port)
-    if out.kind == "connect-timeout":
+    if out.kind == OutcomeKind.CONNECT_TIMEOUT:
         return tcp_cause("timeout", out.address, out.port)
-    if out.kind == "connect-error":
+    if out.kind == OutcomeKind.CONNECT_ERROR:
         exc = out.exc
         if isinstance(exc, OSError):
             return connect_exception_cause(exc, out.address, out.port)

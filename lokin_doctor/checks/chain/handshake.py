@@ -49,6 +49,7 @@ from lokin_doctor.causes.http import (
 from lokin_doctor.causes.tls import TLS_CLIENT_CERT_REJECTED, TLS_CLIENT_CERT_REQUIRED
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
+from lokin_doctor.instruments.observer import OutcomeKind
 from lokin_doctor.instruments.wire import Outcome, open_handshake
 from lokin_doctor.model import CheckResult, fail, ok, skip
 from lokin_doctor.target import Target
@@ -99,19 +100,23 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
     was sent" / "The SSL certificate error")."""
     where = ev["address"]
     error = (out.error or "").lower()
-    body = out.body_text(500).lower() if out.kind == "status" else ""
+    body = out.body_text(500).lower() if out.kind == OutcomeKind.STATUS else ""
     ev = {
         **ev,
         "client_certificate_requested": out.cert_requested,
         "client_certificate_offered": out.client_cert_offered,
     }
-    tls_broke = out.kind in ("tls-error", "closed", "reset")
+    tls_broke = out.kind in (OutcomeKind.TLS_ERROR, OutcomeKind.CLOSED, OutcomeKind.RESET)
     if (
         "no required ssl certificate was sent" in body
         or "certificate required" in error
         or (tls_broke and out.cert_requested and not out.client_cert_offered)
     ):
-        who = f" ({proxy_name(out)}: HTTP {out.status})" if out.kind == "status" and proxy_name(out) else ""
+        who = (
+            f" ({proxy_name(out)}: HTTP {out.status})"
+            if out.kind == OutcomeKind.STATUS and proxy_name(out)
+            else ""
+        )
         return fail(
             check_id,
             TLS_CLIENT_CERT_REQUIRED,
@@ -148,7 +153,7 @@ def classify(
     """Turn one handshake outcome into a result with a stable cause code and a fix."""
     ev = out.evidence()
     where = ev["address"]
-    if out.kind == "upgraded":
+    if out.kind == OutcomeKind.UPGRADED:
         ext = out.header("sec-websocket-extensions")
         proto = out.header("sec-websocket-protocol")
         extra = "".join([f", extensions: {ext}" if ext else "", f", subprotocol: {proto}" if proto else ""])
@@ -164,7 +169,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "connect-refused":
+    if out.kind == OutcomeKind.CONNECT_REFUSED:
         return fail(
             check_id,
             HANDSHAKE_REFUSED,
@@ -172,7 +177,7 @@ def classify(
             _("the server stopped accepting between checks (crashed or restarting?): read its log"),
             **ev,
         )
-    if out.kind == "connect-timeout":
+    if out.kind == OutcomeKind.CONNECT_TIMEOUT:
         return fail(
             check_id,
             HANDSHAKE_CONNECT_TIMEOUT,
@@ -183,7 +188,7 @@ def classify(
     mtls = client_cert_result(out, check_id, ev)
     if mtls is not None:
         return mtls
-    if out.kind == "tls-error":
+    if out.kind == OutcomeKind.TLS_ERROR:
         return fail(
             check_id,
             HANDSHAKE_TLS_ERROR,
@@ -191,7 +196,7 @@ def classify(
             _("see the tls check; if the port does not speak TLS, use ws:// instead of wss://"),
             **ev,
         )
-    if out.kind == "closed":
+    if out.kind == OutcomeKind.CLOSED:
         return fail(
             check_id,
             HANDSHAKE_CLOSED,
@@ -201,7 +206,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "reset":
+    if out.kind == OutcomeKind.RESET:
         return fail(
             check_id,
             HANDSHAKE_RESET,
@@ -211,7 +216,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "timeout":
+    if out.kind == OutcomeKind.TIMEOUT:
         if out.raw:
             return fail(
                 check_id,
@@ -235,7 +240,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "not-http":
+    if out.kind == OutcomeKind.NOT_HTTP:
         if _is_tls_record(out.raw):
             return fail(
                 check_id,
@@ -256,7 +261,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "bad-accept":
+    if out.kind == OutcomeKind.BAD_ACCEPT:
         return fail(
             check_id,
             HANDSHAKE_BAD_ACCEPT,
@@ -268,7 +273,7 @@ def classify(
             ),
             **ev,
         )
-    if out.kind == "headers-too-large":
+    if out.kind == OutcomeKind.HEADERS_TOO_LARGE:
         return fail(
             check_id,
             HANDSHAKE_HEADERS_TOO_LARGE,
@@ -278,9 +283,9 @@ def classify(
             ),
             **ev,
         )
-    if out.kind in ("bad-subprotocol", "bad-extension"):
+    if out.kind in (OutcomeKind.BAD_SUBPROTOCOL, OutcomeKind.BAD_EXTENSION):
         return _classify_negotiation(out, check_id, ev)
-    if out.kind == "invalid-upgrade":
+    if out.kind == OutcomeKind.INVALID_UPGRADE:
         return fail(
             check_id,
             HANDSHAKE_INVALID_UPGRADE,
@@ -311,7 +316,7 @@ def _classify_negotiation(out: Outcome, check_id: str, ev: dict[str, object]) ->
     where = ev["address"]
     ev = _negotiation_evidence(out, ev)
     offered_proto = out.offered.get("Sec-WebSocket-Protocol")
-    if out.kind == "bad-subprotocol":
+    if out.kind == OutcomeKind.BAD_SUBPROTOCOL:
         chosen = out.header("sec-websocket-protocol") or ""
         offered_text = (
             _("offered {value!r}").format(value=offered_proto) if offered_proto else _("offered none")

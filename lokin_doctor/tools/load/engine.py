@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHeaderValue, InvalidMessage, InvalidStatus, InvalidUpgrade
+from websockets.exceptions import InvalidMessage, InvalidStatus
 from websockets.frames import Opcode
-from websockets.http11 import Response
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from lokin_doctor.instruments.wire import MAX_EVIDENCE, Outcome, _parse_head
+from lokin_doctor.instruments.observer import BODY_GRACE_S, HandshakeObserver, Observation, OutcomeKind
+from lokin_doctor.instruments.wire import Outcome, from_observation
 from lokin_doctor.target import Target
 from lokin_doctor.tools.common import (
     Cause,
@@ -352,7 +352,8 @@ class _Conn(asyncio.Protocol):
         "state",
         "t0",
         "t_upgraded",
-        "raw",
+        "obs",
+        "graced",
         "timer",
         "frags",
         "expect",
@@ -375,7 +376,9 @@ class _Conn(asyncio.Protocol):
         self.state = CONNECTING
         self.t0 = _now()
         self.t_upgraded = 0.0
-        self.raw: bytearray | None = bytearray()
+        # The same sans-I/O observer as the doctor's handshake check: the same verdict from the same bytes.
+        self.obs: HandshakeObserver | None = HandshakeObserver(proto, keep=RAW_KEEP, lean=True)
+        self.graced = False
         self.timer: asyncio.TimerHandle | None = None
         self.frags: list[bytes] | None = None
         self.expect = b""
@@ -401,15 +404,26 @@ class _Conn(asyncio.Protocol):
         if state == DONE:
             return
         proto = self.proto
-        if state == HANDSHAKE and self.raw is not None and len(self.raw) < RAW_KEEP:
-            self.raw += data
-        proto.receive_data(data)
-        events: list[Any] = proto.events_received()  # Frames once open; no isinstance per frame
+        events: list[Any]
+        event: Any
+        if state == HANDSHAKE:
+            obs = self.obs
+            assert obs is not None
+            result = obs.data(data)
+            if result is None:
+                if obs.grace and not self.graced:
+                    self._grace()
+                self._flush()
+                return
+            if result.kind is not OutcomeKind.UPGRADED:
+                self._handshake_failed(result)
+                return
+            self._upgraded()
+            events = obs.frames
+        else:
+            proto.receive_data(data)
+            events = proto.events_received()  # Frames once open; no isinstance per frame
         for event in events:
-            if self.state == HANDSHAKE:
-                if isinstance(event, Response) and proto.handshake_exc is None:
-                    self._upgraded()
-                continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if event.fin:
@@ -427,9 +441,6 @@ class _Conn(asyncio.Protocol):
                 rcvd = proto.close_rcvd
                 self.close_code = int(rcvd.code) if rcvd is not None else 1005
                 self.close_reason = rcvd.reason if rcvd is not None else ""
-        if self.state == HANDSHAKE and proto.handshake_exc is not None:
-            self._handshake_failed()
-            return
         self._flush()
         if self.close_code is not None and self.state not in (CLOSING, DONE):
             self._ended()
@@ -442,7 +453,14 @@ class _Conn(asyncio.Protocol):
         if state == DONE:
             return
         if state == HANDSHAKE:
-            self._handshake_failed(eof=True, exc=exc)
+            obs = self.obs
+            assert obs is not None
+            if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+                self._handshake_failed(obs.reset(exc))
+            elif exc is not None and _is_ssl_error(exc):
+                self._handshake_failed(obs.tls_failed(exc))
+            else:
+                self._handshake_failed(obs.eof())
         elif state == CLOSING:
             self._finish()
             self.drv.run.closed_clean += 1
@@ -469,7 +487,15 @@ class _Conn(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.raw = None
+        self.obs = None
+
+    def _grace(self) -> None:
+        """A complete non-101 head: its body gets BODY_GRACE_S more, as the doctor gives it."""
+        self.graced = True
+        if self.timer is not None:
+            self.timer.cancel()
+            remaining = self.drv.cfg.timeout - (_now() - self.t0)
+            self.timer = self.drv.loop.call_later(max(0.0, min(remaining, BODY_GRACE_S)), self._timeout)
 
     def _upgraded(self) -> None:
         drv = self.drv
@@ -477,7 +503,7 @@ class _Conn(asyncio.Protocol):
         self.t_upgraded = now
         drv.run.handshake_ms.append((now - self.t0) * 1000)
         self.state = GREETING
-        self.raw = None
+        self.obs = None
 
     def _message(self, data: Any) -> None:
         state = self.state
@@ -535,8 +561,8 @@ class _Conn(asyncio.Protocol):
     def _timeout(self) -> None:
         self.timer = None
         drv = self.drv
-        if self.state == HANDSHAKE:
-            self._handshake_failed(timeout=True)
+        if self.state == HANDSHAKE and self.obs is not None:
+            self._handshake_failed(self.obs.timeout())
         elif self.state == GREETING:
             self._abort()
             drv.run.fail(no_greeting_cause(drv.cfg.timeout))
@@ -582,75 +608,18 @@ class _Conn(asyncio.Protocol):
         self.drv.run.fail(cause)
         self.drv.settled(False)
 
-    def _handshake_failed(
-        self, *, eof: bool = False, exc: BaseException | None = None, timeout: bool = False
-    ) -> None:
+    def _handshake_failed(self, result: Observation) -> None:
         drv = self.drv
-        out = self._outcome(eof=eof, exc=exc, timeout=timeout)
         self._abort()
+        out = from_observation(result, drv.cfg.address, drv.cfg.target.port)
         drv.run.fail(outcome_cause(out, drv.cfg.target))
         drv.settled(False)
 
-    def _outcome(self, *, eof: bool, exc: BaseException | None, timeout: bool) -> Outcome:
-        """Rebuild what :func:`lokin_doctor.instruments.wire.open_handshake` would have seen, for ``classify``."""
-        cfg = self.drv.cfg
-        raw = bytes(self.raw or b"")
-        out = Outcome("closed", cfg.address, cfg.target.port, raw=raw[:MAX_EVIDENCE])
-        proto = self.proto
-        if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) and (
-            proto.handshake_exc is None
-        ):
-            out.exc = exc
-            out.kind, out.error = "reset", str(exc) or "connection reset by peer"
-            parsed = _parse_head(raw) if raw else None
-            if parsed is not None:
-                out.kind = "status"
-                out.status, out.reason, out.headers, body = parsed
-                out.body = body[:MAX_EVIDENCE]
-            return out
-        if eof and proto.handshake_exc is None:
-            proto.receive_eof()
-            proto.events_received()
-        hexc = proto.handshake_exc
-        out.exc = hexc or exc
-        if timeout:
-            parsed = _parse_head(raw)
-            if parsed is not None:
-                out.kind = "status"
-                out.status, out.reason, out.headers, body = parsed
-                out.body = body[:MAX_EVIDENCE]
-            else:
-                out.kind, out.error = "timeout", "no complete reply to the opening handshake in time"
-            return out
-        if isinstance(hexc, InvalidStatus):
-            out.kind = "status"
-            response = hexc.response
-            out.status, out.reason = response.status_code, response.reason_phrase
-            out.headers = list(response.headers.raw_items())
-            out.body = bytes(response.body[:MAX_EVIDENCE])
-        elif isinstance(hexc, InvalidHeaderValue) and "Accept" in str(hexc):
-            out.kind, out.error = "bad-accept", str(hexc)
-        elif isinstance(hexc, InvalidUpgrade):
-            out.kind, out.error = "invalid-upgrade", str(hexc)
-        elif isinstance(hexc, InvalidMessage):
-            parsed = _parse_head(raw) if raw.startswith(b"HTTP/") else None
-            if parsed is not None:
-                out.kind = "status"
-                out.status, out.reason, out.headers, body = parsed
-                out.body = body[:MAX_EVIDENCE]
-            elif isinstance(hexc.__cause__, EOFError):
-                out.kind = "closed"
-                out.error = "the server closed the connection " + (
-                    "in the middle of its reply" if raw else "without replying"
-                )
-            else:
-                out.kind = "not-http"
-                out.error = str(hexc.__cause__ or hexc)
-        elif hexc is not None:
-            out.kind, out.error = "invalid-upgrade", str(hexc)
-        else:
-            out.kind, out.error = "closed", "the server closed the connection without replying"
-        return out
+
+def _is_ssl_error(exc: BaseException) -> bool:
+    import ssl
+
+    return isinstance(exc, ssl.SSLError)
 
 
 class _SansIODriver(_Driver):
@@ -784,13 +753,13 @@ class _AsyncioDriver(_Driver):
                 if stage == "greeting":
                     run.fail(no_greeting_cause(cfg.timeout))
                 else:
-                    out = Outcome("timeout", cfg.address, cfg.target.port, error="no reply in time")
+                    out = Outcome(OutcomeKind.TIMEOUT, cfg.address, cfg.target.port, error="no reply in time")
                     run.fail(outcome_cause(out, cfg.target))
                 self.settled(False)
                 return
             except InvalidStatus as exc:
                 out = Outcome(
-                    "status",
+                    OutcomeKind.STATUS,
                     cfg.address,
                     cfg.target.port,
                     status=exc.response.status_code,
@@ -802,9 +771,11 @@ class _AsyncioDriver(_Driver):
                 self.settled(False)
                 return
             except InvalidHandshake as exc:
-                out = Outcome("invalid-upgrade", cfg.address, cfg.target.port, error=str(exc))
+                out = Outcome(OutcomeKind.INVALID_UPGRADE, cfg.address, cfg.target.port, error=str(exc))
                 if isinstance(exc, InvalidMessage):
-                    out.kind = "closed" if isinstance(exc.__cause__, EOFError) else "not-http"
+                    out.kind = (
+                        OutcomeKind.CLOSED if isinstance(exc.__cause__, EOFError) else OutcomeKind.NOT_HTTP
+                    )
                 run.fail(outcome_cause(out, cfg.target))
                 self.settled(False)
                 return
