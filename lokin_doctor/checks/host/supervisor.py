@@ -36,7 +36,7 @@ from lokin_doctor.causes.host import (
 )
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
-from lokin_doctor.model import CheckResult, ok, skip, warn
+from lokin_doctor.model import CheckResult, Status, ok, skip, warn
 
 SHELLS = {"bash", "sh", "dash", "zsh", "fish", "ksh", "tcsh", "csh", "ash"}
 MULTIPLEXERS = {"tmux", "screen", "tmux: server"}
@@ -469,3 +469,37 @@ async def check(ctx: Context) -> CheckResult:
         return classify(chain, cgroup, in_container(), budget, cwd)
 
     return await asyncio.to_thread(work)
+
+
+def in_production(ctx: Context) -> bool:
+    """A public name, wss://, or a reverse proxy in front: where a crash must not wait for a person."""
+    import ipaddress
+
+    target = ctx.target
+    if target.secure or ctx.facts.get("port_proxy") or ctx.facts.get("nginx") is not None:
+        return True
+    proxy = ctx.results.get("proxy")
+    if proxy is not None and proxy.status is not Status.SKIP:
+        return True
+    host = target.host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return True  # a name: what clients of a deployment use
+
+
+def finalize(ctx: Context, result: CheckResult) -> CheckResult:
+    """Weigh "nothing restarts it" by context: a server started by hand behind ws://localhost is how a
+    developer works (a note, the status stays ok); in production it stays a warning with the unit file."""
+    if result.code not in (SUPERVISOR_NONE, SUPERVISOR_TERMINAL) or in_production(ctx):
+        return result
+    return ok(
+        "supervisor",
+        result.summary,
+        note=_(
+            "normal for a server started by hand on a development machine (ws:// on this machine, no proxy in front); in production (a public name, a proxy in front, wss://) run it under a supervisor: see {code} in docs/local-checks.md"
+        ).format(code=result.code),
+        **{**result.evidence, "advisory": result.code, "fix": result.hint},
+    )
