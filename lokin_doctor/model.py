@@ -75,8 +75,13 @@ class CheckResult:
         return out
 
 
-def ok(check_id: str, summary: str, note: str | None = None, **evidence: Any) -> CheckResult:
-    """A pass; ``note``: an advisory shown with it (text, Markdown, JUnit ``<system-out>``), not a warning."""
+def ok(check_id: str, summary: str, **evidence: Any) -> CheckResult:
+    return CheckResult(check_id, Status.OK, summary, evidence=evidence)
+
+
+def noted(check_id: str, summary: str, note: str, **evidence: Any) -> CheckResult:
+    """A pass with an advisory (normal here, worth knowing elsewhere), shown in text, Markdown and JUnit
+    ``<system-out>``; never a warning, never a JUnit failure, never a non-zero exit."""
     return CheckResult(check_id, Status.OK, summary, evidence=evidence, note=note)
 
 

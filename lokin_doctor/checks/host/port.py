@@ -162,9 +162,9 @@ async def check(ctx: Context) -> CheckResult:
         ctx.facts["port_proxy"] = proxies[0]
         return ok(
             "port",
-            _("port {port} is held by {names}: {proxy}, the reverse proxy in front (listening on {bound})").format(
-                port=port, names=names, proxy=proxies[0], bound=", ".join(bound)
-            ),
+            _(
+                "port {port} is held by {names}: {proxy}, the reverse proxy in front (listening on {bound})"
+            ).format(port=port, names=names, proxy=proxies[0], bound=", ".join(bound)),
             **evidence,
         )
     if foreign and len(foreign) == len(owners):
@@ -208,8 +208,8 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     evidence = {k: v for k, v in result.evidence.items() if k != "expected"}
     return ok(
         "port",
-        _("port {port} is held by {names}, which completed the WebSocket handshake (listening on {bound})").format(
-            port=ctx.target.port, names=names, bound=bound
-        ),
+        _(
+            "port {port} is held by {names}, which completed the WebSocket handshake (listening on {bound})"
+        ).format(port=ctx.target.port, names=names, bound=bound),
         **evidence,
     )

@@ -36,7 +36,7 @@ from lokin_doctor.causes.host import (
 )
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
-from lokin_doctor.model import CheckResult, Status, ok, skip, warn
+from lokin_doctor.model import CheckResult, Status, noted, ok, skip, warn
 
 SHELLS = {"bash", "sh", "dash", "zsh", "fish", "ksh", "tcsh", "csh", "ash"}
 MULTIPLEXERS = {"tmux", "screen", "tmux: server"}
@@ -495,10 +495,10 @@ def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     developer works (a note, the status stays ok); in production it stays a warning with the unit file."""
     if result.code not in (SUPERVISOR_NONE, SUPERVISOR_TERMINAL) or in_production(ctx):
         return result
-    return ok(
+    return noted(
         "supervisor",
         result.summary,
-        note=_(
+        _(
             "normal for a server started by hand on a development machine (ws:// on this machine, no proxy in front); in production (a public name, a proxy in front, wss://) run it under a supervisor: see {code} in docs/local-checks.md"
         ).format(code=result.code),
         **{**result.evidence, "advisory": result.code, "fix": result.hint},

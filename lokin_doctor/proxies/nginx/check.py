@@ -98,7 +98,9 @@ def _nginx_masters(port_pids: set[int]) -> list[dict[str, Any]]:
 
     # One read of the command lines; psutil (~20 ms to import, a walk of every process) only when an
     # nginx master runs: with no nginx the check is not applicable and costs ~1 ms.
-    titles = [(pid, cmd) for pid, cmd in cmdlines() if cmd and " ".join(cmd).startswith("nginx: master process")]
+    titles = [
+        (pid, cmd) for pid, cmd in cmdlines() if cmd and " ".join(cmd).startswith("nginx: master process")
+    ]
     if not titles:
         return []
     import psutil
@@ -243,7 +245,9 @@ async def check(ctx: Context) -> CheckResult:
                 source += " (nginx -T)"
             path = path or "/etc/nginx/nginx.conf"
     if local:
-        all_listeners = await scan_all(ctx)  # every port's owner: proxy_pass to a port held by another program
+        all_listeners = await scan_all(
+            ctx
+        )  # every port's owner: proxy_pass to a port held by another program
     try:
         config = await asyncio.to_thread(nc.load, path)
     except nc.ConfigError as exc:
