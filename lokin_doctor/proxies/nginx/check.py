@@ -379,8 +379,32 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
         return "fail", _("the idle hold found {codes}").format(
             codes=sorted(codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED})[0]
         )
+    if f.code in nf.TIMEOUT_CODES and f.seconds is not None:
+        return _timeout_seen(ctx, f, f.seconds)
     if f.code == NGINX_LEAF_ONLY_CERTIFICATE and TLS_INCOMPLETE_CHAIN in codes:
         return "fail", _("the tls check found tls.incomplete-chain")
+    return f.severity, ""
+
+
+def _timeout_seen(ctx: Context, f: nf.Finding, seconds: float) -> tuple[str, str]:
+    """A proxy timeout weighed against what the session/hold saw the server do: pings more often than
+    the timeout keep the connection busy (nothing to fix); a hold longer than it that survived proves it."""
+    seen = ctx.facts.get("server_ping_interval_s")
+    held = ctx.facts.get("hold_observed") or {}
+    if held.get("survived") and held.get("held_s", 0) > seconds:
+        return "note", _("the idle hold stayed open {held:g} s, longer than {seconds:g} s").format(
+            held=held["held_s"], seconds=seconds
+        )
+    if isinstance(seen, (int, float)) and seen > 0:
+        if seen < seconds:
+            return "note", _(
+                "the server was seen pinging every ~{seen:g} s, which keeps the connection busy"
+            ).format(seen=seen)
+        return "warn", _("the server was seen pinging every ~{seen:g} s, not within {seconds:g} s").format(
+            seen=seen, seconds=seconds
+        )
+    if held and held.get("pings", 0) == 0 and held.get("held_s", 0) > seconds:
+        return "warn", _("no server ping in {held:g} s of idle hold").format(held=held["held_s"])
     return f.severity, ""
 
 
