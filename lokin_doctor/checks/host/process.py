@@ -70,7 +70,9 @@ async def check(ctx: Context) -> CheckResult:
         others = [m for m in matches if m.pid not in owners]
         # A wrapper of the server (sh -c, npm start, nodemon, pm2, a cluster master or worker) is the same
         # instance: only a process related to no owner is a second one.
+        # A process whose descendant listens (on any port) is a wrapper of that server, not an idle one.
         lineage = {pid: ancestry(pid) for pid in owners} if others else {}
+        lineage.update({m.pid: m.ancestors for m in matches if m.listening_ports})
         idle = [
             o
             for o in others
