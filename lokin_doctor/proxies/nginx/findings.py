@@ -210,15 +210,17 @@ def analyse(
     headers, headers_level = effective_headers(levels)
     map_var: str | None = None
     if proxy_pass is None:
-        value = (
-            "location " + " ".join(anchor.args)
-            if locations
-            else _("no location matches {path} and the server block").format(path=path)
-        )
-        message = _(
-            "{value} has no proxy_pass: nginx answers {path} itself (a file or a 404), it never reaches the WebSocket server"
-        ).format(value=value, path=path)
         elsewhere = proxied_locations(server)
+        if locations or not elsewhere:
+            message = _(
+                "{value} has no proxy_pass: nginx answers {path} itself (a file or a 404), it never reaches the WebSocket server"
+            ).format(
+                value="location " + " ".join(anchor.args) if locations else _("the server block"), path=path
+            )
+        else:
+            message = _(
+                "no location of this server matches {path}: nginx answers it itself (a file or a 404), it never reaches the WebSocket server"
+            ).format(path=path)
         if elsewhere:
             # The block does proxy, another path: name it and the URL that would work.
             scheme = "wss" if listen.ssl else "ws"
