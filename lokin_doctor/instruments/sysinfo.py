@@ -482,6 +482,11 @@ def _cmdlines() -> list[tuple[int, tuple[str, ...]]]:
     ]
 
 
+def proc_cmdline(pid: int) -> tuple[str, ...]:
+    """argv of ``pid`` from /proc (Linux), psutil's rules."""
+    return _proc_cmdline(pid)
+
+
 def cmdlines() -> list[tuple[int, tuple[str, ...]]]:
     """(pid, argv) of every process this user can see (one read of /proc on Linux)."""
     return _cmdlines()
