@@ -373,3 +373,16 @@ def test_a_second_instance_is_still_found(peers: Peers, tmp_path: Path) -> None:
         assert run.check("process")["code"] == "process.multiple", run.stdout
     finally:
         group.stop()
+
+
+def test_a_note_is_no_failure_in_any_format(peers: Peers) -> None:
+    # A server started by hand behind ws://127.0.0.1: the supervisor's advisory is shown, never a failure.
+    url = peers.urls["serve"]
+    junit = _doctor(peers, url, "--format", "junit")
+    assert junit.code == 0 and "<failure" not in junit.stdout, junit.stdout
+    case = junit.stdout.split('name="supervisor"', 1)[1].split("</testcase>", 1)[0]
+    assert "<system-out>note: normal for a server started by hand" in case, case
+    text = _doctor(peers, url, "--format", "text")
+    assert text.code == 0 and "note: normal for a server started by hand" in text.stdout, text.stdout
+    markdown = _doctor(peers, url, "--format", "markdown")
+    assert "**Note** (supervisor): normal for a server started by hand" in markdown.stdout, markdown.stdout

@@ -5,9 +5,9 @@ Each broken configuration must give the file, the line and the corrected block i
 
 from __future__ import annotations
 
-import pytest
-
 from typing import Any
+
+import pytest
 
 from tests.helpers import run_cli
 from tests.local.conftest import NginxSite
