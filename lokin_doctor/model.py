@@ -44,6 +44,7 @@ class CheckResult:
         hint: the next thing to do, imperative; required for warn/fail.
         evidence: plain facts (status line, errno, addresses, pid, headers).
         duration_ms: wall time of the check, filled in by the runner.
+        note: an advisory on an ok result (normal here, worth knowing elsewhere); never a warning.
     """
 
     id: str
@@ -53,13 +54,14 @@ class CheckResult:
     hint: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if self.status in (Status.WARN, Status.FAIL) and not (self.code and self.hint):
             raise ValueError(f"{self.id}: a {self.status.value} result needs a code and a hint")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "status": self.status.value,
             "summary": self.summary,
@@ -68,10 +70,19 @@ class CheckResult:
             "evidence": self.evidence,
             "duration_ms": round(self.duration_ms, 1),
         }
+        if self.note:  # a new key only when there is one: the schema stays what it was
+            out["note"] = self.note
+        return out
 
 
 def ok(check_id: str, summary: str, **evidence: Any) -> CheckResult:
     return CheckResult(check_id, Status.OK, summary, evidence=evidence)
+
+
+def noted(check_id: str, summary: str, note: str, **evidence: Any) -> CheckResult:
+    """A pass with an advisory (normal here, worth knowing elsewhere), shown in text, Markdown and JUnit
+    ``<system-out>``; never a warning, never a JUnit failure, never a non-zero exit."""
+    return CheckResult(check_id, Status.OK, summary, evidence=evidence, note=note)
 
 
 def _code(cause: Cause) -> str:

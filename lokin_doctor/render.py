@@ -122,6 +122,8 @@ def report_lines(report: Report, verbose: bool = False) -> list[Line]:
             for i, hint_line in enumerate(r.hint.splitlines()):
                 prefix = "     → " if i == 0 else "       "
                 lines.append([(prefix + hint_line, style)])
+        if r.note:
+            lines.append([("     · " + _("note: {note}").format(note=r.note), "dim")])
         if verbose and r.evidence:
             for key, value in r.evidence.items():
                 lines.append([(f"       {key}:", "dim"), (f" {fmt_value(value)}", "")])

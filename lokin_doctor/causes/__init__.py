@@ -81,8 +81,8 @@ class Cause:
     Attributes:
         code: the stable code, ``layer.cause-name`` in kebab-case.
         layer: where in the chain it sits.
-        meaning: one line: what it means (an English msgid; ``explain`` and the docs show it).
-        fix: the usual fix, imperative (a msgid); a result's own hint is more specific and wins.
+        meaning: one line: what it means (English; shown through ``_()``, so a catalog entry translates it).
+        fix: the usual fix, imperative; a result's own hint is more specific and wins.
         statuses: the statuses it is reported with (``fail``, ``warn``, or both).
         tags: relations other checks read.
         doc: the docs page that tells more (``checks.md``, ``local-checks.md``...).

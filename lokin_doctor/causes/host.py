@@ -3,52 +3,51 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
-from lokin_doctor.i18n import N_
 
 L = Layer.HOST
 
 FIREWALL_DROPS_PORT = cause(
     "firewall.drops-port",
     L,
-    N_("a `drop` rule (or a drop policy) takes new connections to the port"),
-    N_("clients see `tcp.timeout`"),
+    ("a `drop` rule (or a drop policy) takes new connections to the port"),
+    ("clients see `tcp.timeout`"),
     warn=True,
     doc="local-checks.md",
 )
 FIREWALL_REJECTS_PORT = cause(
     "firewall.rejects-port",
     L,
-    N_("a `reject` rule"),
-    N_("clients see `tcp.refused` (`reject with tcp reset`) or an ICMP error"),
+    ("a `reject` rule"),
+    ("clients see `tcp.refused` (`reject with tcp reset`) or an ICMP error"),
     warn=True,
     doc="local-checks.md",
 )
 PORT_LOOPBACK_ONLY = cause(
     "port.loopback-only",
     L,
-    N_(
+    (
         "the server listens on 127.0.0.1/::1 only while the client uses another address of this machine: bind `0.0.0.0`/`::`"
     ),
-    N_(
+    (
         "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) or put a reverse proxy on this machine in front of it"
     ),
 )
-PORT_NOT_LISTENING = cause("port.not-listening", L, N_("nothing listens on the port"), N_("start the server"))
+PORT_NOT_LISTENING = cause("port.not-listening", L, ("nothing listens on the port"), ("start the server"))
 PORT_OWNER_UNKNOWN = cause(
     "port.owner-unknown",
     L,
-    N_('something listens but this user cannot see its owner: "owner unknown, run as root to see it"'),
-    N_("owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port"),
+    ('something listens but this user cannot see its owner: "owner unknown, run as root to see it"'),
+    ("owner unknown, run as root (sudo lokin-doctor check-port) to see which process holds the port"),
     warn=True,
     fail=False,
 )
 PORT_UNEXPECTED_OWNER = cause(
     "port.unexpected-owner",
     L,
-    N_(
+    (
         "the port is held by a program that is not the expected server (e.g. a static web server); `--process` names yours"
     ),
-    N_(
+    (
         "if the handshake fails, another program holds the port: stop it or move the WebSocket server to a free port (and the client URL with it); if this is your server, pass --process to name it"
     ),
     warn=True,
@@ -57,16 +56,16 @@ PORT_UNEXPECTED_OWNER = cause(
 PORT_WRONG_ADDRESS = cause(
     "port.wrong-address",
     L,
-    N_("the server listens on another address than the one the client uses"),
-    N_(
+    ("the server listens on another address than the one the client uses"),
+    (
         "bind the server to the address the clients use (or to all interfaces: '0.0.0.0' / '::'), or use one of the bound addresses in the client URL"
     ),
 )
 PROCESS_MULTIPLE = cause(
     "process.multiple",
     L,
-    N_("several instances run; only one holds the port"),
-    N_(
+    ("several instances run; only one holds the port"),
+    (
         "stop the extra instances (kill PID): a second server started on a taken port dies with EADDRINUSE or hangs; check how the server is started (pm2, systemd, nohup) so it runs once"
     ),
     warn=True,
@@ -75,20 +74,20 @@ PROCESS_MULTIPLE = cause(
 PROCESS_NOT_LISTENING = cause(
     "process.not-listening",
     L,
-    N_("the server runs but listens nowhere (still starting, EADDRINUSE, crashed in listen)"),
-    N_("see docs/checks.md"),
+    ("the server runs but listens nowhere (still starting, EADDRINUSE, crashed in listen)"),
+    ("see docs/checks.md"),
 )
 PROCESS_NOT_RUNNING = cause(
     "process.not-running",
     L,
-    N_("no server process and nothing on the port"),
-    N_("start it (`node server.js` / `lokin-doctor serve`), under pm2 or systemd"),
+    ("no server process and nothing on the port"),
+    ("start it (`node server.js` / `lokin-doctor serve`), under pm2 or systemd"),
 )
 PROCESS_OWNER_UNKNOWN = cause(
     "process.owner-unknown",
     L,
-    N_("something holds the port but no matching process is visible (run as root, or `--process`)"),
-    N_(
+    ("something holds the port but no matching process is visible (run as root, or `--process`)"),
+    (
         "owner unknown, run as root to see it (sudo lokin-doctor check-process), or pass --process to name your server's command line"
     ),
     warn=True,
@@ -97,14 +96,14 @@ PROCESS_OWNER_UNKNOWN = cause(
 PROCESS_WRONG_PORT = cause(
     "process.wrong-port",
     L,
-    N_("the server runs, but listens on another port (named)"),
-    N_("fix the client URL or the server's port"),
+    ("the server runs, but listens on another port (named)"),
+    ("fix the client URL or the server's port"),
 )
 SUPERVISOR_NO_RESTART = cause(
     "supervisor.no-restart",
     L,
-    N_("under systemd with `Restart=no`, pm2 with autorestart off, or supervisord with `autorestart=false`"),
-    N_("see docs/local-checks.md"),
+    ("under systemd with `Restart=no`, pm2 with autorestart off, or supervisord with `autorestart=false`"),
+    ("see docs/local-checks.md"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -112,8 +111,8 @@ SUPERVISOR_NO_RESTART = cause(
 SUPERVISOR_NODEMON = cause(
     "supervisor.nodemon",
     L,
-    N_("under nodemon, a development watcher"),
-    N_("see docs/local-checks.md"),
+    ("under nodemon, a development watcher"),
+    ("see docs/local-checks.md"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -121,8 +120,8 @@ SUPERVISOR_NODEMON = cause(
 SUPERVISOR_NONE = cause(
     "supervisor.none",
     L,
-    N_("nothing among the ancestors would restart the server after a crash or a reboot"),
-    N_("see docs/local-checks.md"),
+    ("nothing among the ancestors would restart the server after a crash or a reboot"),
+    ("see docs/local-checks.md"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -130,8 +129,8 @@ SUPERVISOR_NONE = cause(
 SUPERVISOR_TERMINAL = cause(
     "supervisor.terminal",
     L,
-    N_("started by hand from a terminal (a shell on a TTY, tmux, screen)"),
-    N_("see docs/local-checks.md"),
+    ("started by hand from a terminal (a shell on a TTY, tmux, screen)"),
+    ("see docs/local-checks.md"),
     warn=True,
     fail=False,
     doc="local-checks.md",

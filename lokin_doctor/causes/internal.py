@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Cause, Layer, cause, get
-from lokin_doctor.i18n import N_
 
 INTERNAL_ERROR = cause(
     "internal-error",
     Layer.INTERNAL,
-    N_("one of lokin-doctor's checks crashed; the other checks' findings still stand"),
-    N_("re-run with --debug to see the traceback, and report it"),
+    ("one of lokin-doctor's checks crashed; the other checks' findings still stand"),
+    ("re-run with --debug to see the traceback, and report it"),
 )
 
 
@@ -23,8 +22,8 @@ def _check_timeout(check_id: str) -> Cause:
     return cause(
         f"{check_id}.timeout",
         Layer.INTERNAL,
-        N_("the check gave no result within the run's deadline (--timeout)"),
-        N_("the host or this machine is too slow to answer; raise --timeout or check the network path"),
+        ("the check gave no result within the run's deadline (--timeout)"),
+        ("the host or this machine is too slow to answer; raise --timeout or check the network path"),
     )
 
 

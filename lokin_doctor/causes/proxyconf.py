@@ -3,52 +3,51 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
-from lokin_doctor.i18n import N_
 
 L = Layer.PROXY_CONFIG
 
 NGINX_CONNECTION_HEADER_EMPTY = cause(
     "nginx.connection-header-empty",
     L,
-    N_(
+    (
         '`proxy_set_header Connection ""` (the upstream keepalive recipe), or a `map` that gives a WebSocket request something other than `upgrade`'
     ),
-    N_("see docs/local-checks.md"),
+    ("see docs/local-checks.md"),
     doc="local-checks.md",
 )
 NGINX_CONNECTION_HEADER_MISSING = cause(
     "nginx.connection-header-missing",
     L,
-    N_("no `proxy_set_header Connection`"),
-    N_("nginx sends `Connection: close`"),
+    ("no `proxy_set_header Connection`"),
+    ("nginx sends `Connection: close`"),
     doc="local-checks.md",
 )
 NGINX_CONNECTION_MAP_MISSING = cause(
     "nginx.connection-map-missing",
     L,
-    N_("`Connection $var` with no `map` defining `$var`"),
-    N_("see docs/local-checks.md"),
+    ("`Connection $var` with no `map` defining `$var`"),
+    ("see docs/local-checks.md"),
     doc="local-checks.md",
 )
 NGINX_HTTP10_UPSTREAM = cause(
     "nginx.http10-upstream",
     L,
-    N_("no `proxy_http_version 1.1` (nginx's default is 1.0, which cannot upgrade)"),
-    N_("see docs/local-checks.md"),
+    ("no `proxy_http_version 1.1` (nginx's default is 1.0, which cannot upgrade)"),
+    ("see docs/local-checks.md"),
     doc="local-checks.md",
 )
 NGINX_LEAF_ONLY_CERTIFICATE = cause(
     "nginx.leaf-only-certificate",
     L,
-    N_("the `ssl_certificate` file holds one certificate"),
-    N_("the leaf without its intermediate; use `fullchain.pem`"),
+    ("the `ssl_certificate` file holds one certificate"),
+    ("the leaf without its intermediate; use `fullchain.pem`"),
     doc="local-checks.md",
 )
 NGINX_NO_SERVER = cause(
     "nginx.no-server",
     L,
-    N_("(`--nginx-config` only) no server block listens on the target's port"),
-    N_("see docs/local-checks.md"),
+    ("(`--nginx-config` only) no server block listens on the target's port"),
+    ("see docs/local-checks.md"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -56,44 +55,44 @@ NGINX_NO_SERVER = cause(
 NGINX_NOT_PROXIED = cause(
     "nginx.not-proxied",
     L,
-    N_("the location that serves the path has no `proxy_pass`"),
-    N_("nginx answers the path itself"),
+    ("the location that serves the path has no `proxy_pass`"),
+    ("nginx answers the path itself"),
     doc="local-checks.md",
 )
 NGINX_PATH_REWRITTEN = cause(
     "nginx.path-rewritten",
     L,
-    N_("`proxy_pass` with a URI part (`http://127.0.0.1:8080/`) replaces the location prefix"),
-    N_("`/ws/chat` reaches the backend as `/chat`"),
+    ("`proxy_pass` with a URI part (`http://127.0.0.1:8080/`) replaces the location prefix"),
+    ("`/ws/chat` reaches the backend as `/chat`"),
     warn=True,
     doc="local-checks.md",
 )
 NGINX_PROXY_PASS_NOTHING_LISTENS = cause(
     "nginx.proxy-pass-nothing-listens",
     L,
-    N_(
+    (
         "`proxy_pass` (or the `upstream` block's `server` line) names a port of this machine where nothing listens"
     ),
-    N_("nginx answers 502"),
+    ("nginx answers 502"),
     doc="local-checks.md",
 )
 NGINX_PROXY_PASS_WRONG_PORT = cause(
     "nginx.proxy-pass-wrong-port",
     L,
-    N_(
+    (
         "`proxy_pass` names a port held by another program while the WebSocket server (`--process`) listens elsewhere"
     ),
-    N_("see docs/local-checks.md"),
+    ("see docs/local-checks.md"),
     warn=True,
     doc="local-checks.md",
 )
 NGINX_READ_TIMEOUT_SHORT = cause(
     "nginx.read-timeout-short",
     L,
-    N_(
+    (
         "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
     ),
-    N_(
+    (
         "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
     ),
     warn=True,
@@ -102,10 +101,10 @@ NGINX_READ_TIMEOUT_SHORT = cause(
 NGINX_SEND_TIMEOUT_SHORT = cause(
     "nginx.send-timeout-short",
     L,
-    N_(
+    (
         "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
     ),
-    N_(
+    (
         "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
     ),
     warn=True,
@@ -114,9 +113,9 @@ NGINX_SEND_TIMEOUT_SHORT = cause(
 NGINX_UPGRADE_HEADER_MISSING = cause(
     "nginx.upgrade-header-missing",
     L,
-    N_(
+    (
         "no `proxy_set_header Upgrade $http_upgrade` in force (including one shadowed by the location's own `proxy_set_header` lines)"
     ),
-    N_("see docs/local-checks.md"),
+    ("see docs/local-checks.md"),
     doc="local-checks.md",
 )

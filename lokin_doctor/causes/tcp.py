@@ -3,43 +3,40 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
-from lokin_doctor.i18n import N_
 
 L = Layer.TCP
 
 TCP_ERROR = cause(
     "tcp.error",
     L,
-    N_("another connect error (mixed outcomes)"),
-    N_("check the address and port in the client URL and the network path"),
+    ("another connect error (mixed outcomes)"),
+    ("check the address and port in the client URL and the network path"),
 )
 TCP_LOCALHOST_FAMILY = cause(
     "tcp.localhost-family",
     L,
-    N_("`localhost` (or a name) gives both `::1` and `127.0.0.1` and only one answers"),
-    N_("clients that try the other first (Node >= 17) fail. Bind both or use the working address."),
+    ("`localhost` (or a name) gives both `::1` and `127.0.0.1` and only one answers"),
+    ("clients that try the other first (Node >= 17) fail. Bind both or use the working address."),
     warn=True,
     fail=False,
 )
-TCP_REFUSED = cause("tcp.refused", L, N_("every address refuses"), N_("nothing listens there"))
+TCP_REFUSED = cause("tcp.refused", L, ("every address refuses"), ("nothing listens there"))
 TCP_SOME_ADDRESSES_FAIL = cause(
     "tcp.some-addresses-fail",
     L,
-    N_("some of the name's addresses refuse or drop"),
-    N_(
+    ("some of the name's addresses refuse or drop"),
+    (
         "clients given a failing address cannot connect: fix or remove those DNS records, or start the server on those hosts"
     ),
     warn=True,
     fail=False,
 )
-TCP_TIMEOUT = cause(
-    "tcp.timeout", L, N_("no answer"), N_("packets dropped by a firewall, or the host is down")
-)
+TCP_TIMEOUT = cause("tcp.timeout", L, ("no answer"), ("packets dropped by a firewall, or the host is down"))
 TCP_UNREACHABLE = cause(
     "tcp.unreachable",
     L,
-    N_("no route to the host"),
-    N_(
+    ("no route to the host"),
+    (
         "no route to the host: check the address, the network, or a firewall that rejects with host-unreachable"
     ),
 )

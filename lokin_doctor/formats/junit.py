@@ -43,6 +43,8 @@ def _testcase(suite: ET.Element, report: Report, result: CheckResult) -> None:
         if report.root_cause is not None and report.root_cause.check == result.id:
             failure.text += "\n" + _("This is the root cause.")
     evidence = _evidence_text(result)
+    if result.note:  # an advisory: shown, never a <failure>
+        evidence = _("note: {note}").format(note=result.note) + ("\n" + evidence if evidence else "")
     if evidence:
         ET.SubElement(case, "system-out").text = evidence
 

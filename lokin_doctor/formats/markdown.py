@@ -68,6 +68,9 @@ def _section(report: Report, level: str) -> list[str]:
     for r in hints:
         line = _("**Warning** ({check}, `{code}`): {summary} — {hint}")
         out += [line.format(check=r.id, code=r.code, summary=_cell(r.summary), hint=r.hint), ""]
+    for r in report.results:
+        if r.note:
+            out += [_("**Note** ({check}): {note}").format(check=r.id, note=_cell(r.note)), ""]
     evidence = _("Evidence")
     out += [f"<details><summary>{evidence}</summary>", "", "```text"]
     for r in report.results:

@@ -12,7 +12,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # psutil is imported inside the functions that use it (~20 ms of start-up a remote target never needs).
@@ -62,6 +62,8 @@ class ProcInfo:
     rss: int | None
     cpu_percent: float | None
     listening_ports: tuple[int, ...] = field(default=())
+    #: Its ancestors' pids, parent first (filled in by :func:`find_processes`; not in ``to_dict``).
+    ancestors: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def command(self) -> str:
@@ -236,8 +238,6 @@ def _inode_owners(inodes: set[str], pids: list[int] | None = None) -> dict[str, 
                 if not wanted:
                     return owners
     return owners
-    return owners
-    return owners
 
 
 def listeners(port: int | None = None, *, owners_on: int | None = None) -> list[Listener]:
@@ -396,24 +396,72 @@ def proc_info(pid: int, all_listeners: list[Listener] | None = None) -> ProcInfo
     return ProcInfo(pid, name, cmdline, username, create_time, rss, cpu, ports)
 
 
+#: Longest ancestry walked (a loop in a racing /proc read must not hang the scan).
+MAX_DEPTH = 64
+
+
+def parent_pid(pid: int) -> int | None:
+    """``pid``'s parent, or None when it is gone or unreadable."""
+    if _PROC:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            return int(stat.rpartition(") ")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).ppid())
+    except psutil.Error:
+        return None
+
+
+def ancestry(pid: int) -> tuple[int, ...]:
+    """``pid``'s ancestors, parent first, up to PID 1 (a few /proc reads: no scan of the machine)."""
+    chain: list[int] = []
+    current: int | None = pid
+    for _i in range(MAX_DEPTH):
+        current = parent_pid(current) if current is not None else None
+        if current is None or current <= 0 or current in chain or current == pid:
+            break
+        chain.append(current)
+    return tuple(chain)
+
+
+def related(a: ProcInfo, b_pid: int, b_ancestors: tuple[int, ...]) -> bool:
+    """One is the other's ancestor: a wrapper (``sh -c``, ``npm start``, nodemon, a cluster master) and the
+    server it runs are one instance, not two."""
+    return a.pid in b_ancestors or b_pid in a.ancestors
+
+
 def find_processes(
     patterns: tuple[str, ...] | list[str], all_listeners: list[Listener] | None = None
 ) -> list[ProcInfo]:
-    """Processes whose command line matches one of the regular expressions (never this process)."""
+    """Processes whose command line matches one of the regular expressions.
+
+    Never this process, its ancestors (``timeout``, ``time``, ``sh -c``, ``npm run``, ``make``, a CI
+    runner... whose command line holds the doctor's own), nor its descendants: they are the doctor.
+    """
     regexes = [re.compile(p) for p in patterns]
     me = os.getpid()
+    mine = set(ancestry(me))
     if all_listeners is None:
         all_listeners = listeners()
     found = []
     for pid, cmdline in _cmdlines():
-        if pid == me or not cmdline:
+        if pid == me or pid in mine or not cmdline:
             continue
         # Match on the program's basename: "/usr/bin/node server.js" is "node server.js".
         command = " ".join([os.path.basename(cmdline[0]), *cmdline[1:]])
         if any(r.search(command) for r in regexes):
             info = proc_info(pid, all_listeners)
-            if info is not None:
-                found.append(info)
+            if info is None:
+                continue
+            up = ancestry(pid)
+            if me in up:
+                continue
+            found.append(replace(info, ancestors=up))
     return found
 
 
@@ -432,6 +480,16 @@ def _cmdlines() -> list[tuple[int, tuple[str, ...]]]:
     return [
         (p.info["pid"], tuple(p.info.get("cmdline") or ())) for p in psutil.process_iter(["pid", "cmdline"])
     ]
+
+
+def proc_cmdline(pid: int) -> tuple[str, ...]:
+    """argv of ``pid`` from /proc (Linux), psutil's rules."""
+    return _proc_cmdline(pid)
+
+
+def cmdlines() -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process this user can see (one read of /proc on Linux)."""
+    return _cmdlines()
 
 
 def local_addresses() -> set[str]:

@@ -31,9 +31,11 @@ def test_serve_test_page_is_all_green(serve_process: Callable[..., ServeProcess]
     )
     assert run.code == 0, run.stdout
     report = run.report
-    # All green but for the truth about how the test started it: nothing would restart this serve.
+    # All green; the truth about how the test started it (nothing would restart this serve) is a note:
+    # a server started by hand behind ws://127.0.0.1 is a developer's setup, not a warning.
     not_ok = {c["id"]: c["code"] for c in report["checks"] if c["status"] not in ("ok", "skip")}
-    assert not_ok == {"supervisor": "supervisor.none"}, not_ok
+    assert not_ok == {}, not_ok
+    assert run.check("supervisor")["evidence"]["advisory"] == "supervisor.none"
     b = run.check("browser")
     assert b["status"] == "ok"
     # The page builds its URL from its location (path /) and connects on a click: the doctor calls it.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.helpers import run_cli
 from tests.local.conftest import NginxSite
 
@@ -340,3 +342,61 @@ def test_main_file_named_by_nginx_dump() -> None:
 
     binary = require_binary("nginx", "apt-get install -y nginx")
     assert _conf_from_dump(binary, None, 10.0) == "/etc/nginx/nginx.conf"
+
+
+def test_only_another_path_is_proxied(nginx_site: Any, ws_server: Any) -> None:
+    # issue 18: nginx proxies /ws/ only, the client asks /socket. The block does proxy: another path.
+    site: NginxSite = nginx_site(
+        _site(f"""    location /ws/ {{
+        proxy_pass http://127.0.0.1:{ws_server.port};{GOOD}
+    }}""")
+    )
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/socket", "--json", "--lang", "en", "--no-variants")
+    rc = run.report["root_cause"]
+    assert rc["code"] == "nginx.not-proxied", rc
+    assert "the server block has no proxy_pass" not in rc["summary"]
+    assert "no location of this server matches /socket" in rc["summary"]
+    assert (
+        f"this server proxies only location /ws/ (proxy_pass at {site.where('proxy_pass')})" in rc["summary"]
+    )
+    assert f"ws://localhost:{site.port}/ws/ would reach the backend" in rc["summary"]
+
+
+def _kept_busy_site(nginx_site: Any, backend_port: int) -> NginxSite:
+    site: NginxSite = nginx_site(
+        _site(
+            f"""    location /ws {{
+        proxy_pass http://127.0.0.1:{backend_port};{GOOD}
+        proxy_read_timeout 3s;
+    }}"""
+        )
+    )
+    return site
+
+
+def test_short_read_timeout_unknown_pings_is_a_note(nginx_site: Any, ws_server_factory: Any) -> None:
+    # A Python websockets server (no /health to read its ping interval): unknown is not a warning.
+    backend = ws_server_factory(ping_interval=1)
+    site = _kept_busy_site(nginx_site, backend.port)
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/ws", "--json", "--lang", "en", "--only", "nginx")
+    r = _nginx(run)
+    assert r["status"] == "ok", r
+    finding = next(f for f in r["evidence"]["findings"] if f["code"] == "nginx.read-timeout-short")
+    assert finding["severity"] == "note" and "was not observed: --hold 8 would tell" in finding["message"]
+
+
+@pytest.mark.parametrize("watch", [("--linger", "2.5"), ("--hold", "3.5")], ids=["linger", "hold"])
+def test_short_read_timeout_with_pings_seen_is_no_warning(
+    nginx_site: Any, ws_server_factory: Any, watch: tuple[str, str]
+) -> None:
+    # issue 18: the backend pings every second, more often than nginx's 3 s: the connection stays busy.
+    backend = ws_server_factory(ping_interval=1)
+    site = _kept_busy_site(nginx_site, backend.port)
+    only = "nginx,session" if watch[0] == "--linger" else "nginx,hold"
+    run = run_cli("all", f"ws://127.0.0.1:{site.port}/ws", "--json", "--lang", "en", "--only", only, *watch)
+    assert run.code == 0, run.stdout
+    r = _nginx(run)
+    assert r["status"] == "ok", r
+    finding = next(f for f in r["evidence"]["findings"] if f["code"] == "nginx.read-timeout-short")
+    assert finding["severity"] == "note", finding
+    assert ("stayed open" if watch[0] == "--hold" else "seen pinging every ~1 s") in finding["live"]

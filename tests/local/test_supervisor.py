@@ -31,12 +31,26 @@ from tests.peers._common import (
 PM2_DIR = REPO / "tests" / "peers" / "supervisors"
 
 
-def _supervisor(port: int, pid: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _public_name() -> str:
+    """This machine's own name: a name, as production URLs have (127.0.0.1 is a developer's URL)."""
+    import socket
+
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    return name
+
+
+def _supervisor(
+    port: int, pid: int, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> dict[str, Any]:
     run = run_cli(
         "all",
         "--timeout",
         str(scaled(10)),
-        f"ws://127.0.0.1:{port}/",
+        f"ws://{host}:{port}/",
         "--json",
         "--only",
         "supervisor",
@@ -92,7 +106,11 @@ def test_started_from_a_terminal(tmp_path: Path) -> None:
     try:
         _wait(port, proc)
         pid = _listener_pid(port)
-        r = _supervisor(port, pid)
+        # On ws://127.0.0.1 it is how a developer works: a note on an ok result, not a warning.
+        dev = _supervisor(port, pid)
+        assert dev["status"] == "ok" and dev["code"] is None, dev
+        assert dev["evidence"]["advisory"] == "supervisor.terminal" and "development machine" in dev["note"]
+        r = _supervisor(port, pid, host=_public_name())
         assert r["status"] == "warn" and r["code"] == "supervisor.terminal", r
         chain = r["evidence"]["ancestors"]
         assert chain[0]["pid"] == pid and chain[0]["tty"].startswith("/dev/pts/")
@@ -120,7 +138,9 @@ def test_nothing_would_restart_it(tmp_path: Path) -> None:
     pid = int(out.stdout.strip())
     try:
         _wait(port)
-        r = _supervisor(port, pid)
+        dev = _supervisor(port, pid)
+        assert dev["status"] == "ok" and dev["evidence"]["advisory"] == "supervisor.none", dev
+        r = _supervisor(port, pid, host=_public_name())
         assert r["status"] == "warn" and r["code"] == "supervisor.none", r
         assert r["evidence"]["ancestors"][0]["pid"] == pid
         assert "nothing would restart" in r["summary"]

@@ -111,6 +111,16 @@ async def check(ctx: Context) -> CheckResult:
     ping_every = round((pings[-1] - pings[0]) / (len(pings) - 1), 1) if len(pings) > 1 else None
     if ping_every is not None:
         evidence["server_ping_interval_s"] = ping_every
+        ctx.facts["server_ping_interval_s"] = ping_every
+    # What nginx's proxy_read_timeout is weighed against: the longest stretch without a server ping.
+    quiet_marks = [0.0, *pings, round((died_at or loop.time()) - t_open, 2)]
+    ctx.facts["hold_observed"] = {
+        "held_s": quiet_marks[-1],
+        "pings": len(pings),
+        "messages": messages,
+        "longest_without_ping_s": max(b - a for a, b in zip(quiet_marks, quiet_marks[1:], strict=False)),
+        "survived": died_at is None,
+    }
     if died_at is None:
         held = loop.time() - t_open
         if pings:

@@ -105,6 +105,10 @@ def close_hint(code: int | None) -> str:
     ).format(code=code)
 
 
+#: Server ping times kept by the session (enough for an interval).
+KEEP_PINGS = 20
+
+
 class _Stream:
     """What the server sent after the 101, bounded: pong, the first messages, counts of the rest."""
 
@@ -124,6 +128,8 @@ class _Stream:
         self._kept = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         self._text = False
+        #: When the server's pings arrived (loop time; bounded): their interval is a fact nginx reads.
+        self.server_pings: list[float] = []
 
     def _fragment(self, data: bytes, fin: bool) -> None:
         self.data_bytes += len(data)
@@ -162,6 +168,8 @@ class _Stream:
 
         if frame.opcode is Opcode.CLOSE:
             return False
+        if frame.opcode is Opcode.PING and len(self.server_pings) < KEEP_PINGS:
+            self.server_pings.append(asyncio.get_running_loop().time())
         if frame.opcode is Opcode.PONG:
             if bytes(frame.data) == self.payload and self.rtt_ms is None:
                 loop = asyncio.get_running_loop()
@@ -380,6 +388,11 @@ async def check(ctx: Context) -> CheckResult:
         except TimeoutError:
             alive = True
         evidence["linger_s"] = round(max(0.0, min(loop.time(), end) - t_window), 2)
+        pings = stream.server_pings
+        if len(pings) > 1:
+            interval = round((pings[-1] - pings[0]) / (len(pings) - 1), 1)
+            evidence["server_ping_interval_s"] = interval
+            ctx.facts["server_ping_interval_s"] = interval
         if not alive:
             return _ended(conn, stream, _("during the observation window"), evidence, soon=True)
 

@@ -398,6 +398,21 @@ def _saved(
     return views, used, None
 
 
+def _legacy_tables_loaded(family: str) -> bool:
+    """Does the kernel hold legacy iptables tables? /proc/net/ip{,6}_tables_names lists them (empty or
+    absent: none, so no ``*-legacy-save`` subprocess is worth its ~10 ms). True where /proc cannot say."""
+    if not os.path.isdir("/proc/net"):
+        return True
+    path = "/proc/net/ip_tables_names" if family == "ip" else "/proc/net/ip6_tables_names"
+    try:
+        with open(path) as f:
+            return bool(f.read().strip())
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
 def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
     """(sources read, verdict per view ("remote", "loopback"), why the rules could not be read).
 
@@ -435,7 +450,7 @@ def read_rules(port: int, timeout: float) -> tuple[str, Views, str | None]:
                 tools.append((path, family, name))
     for name, family in (("iptables-legacy", "ip"), ("ip6tables-legacy", "ip6")):
         path = _tool(f"{name}-save")
-        if path is not None:
+        if path is not None and _legacy_tables_loaded(family):
             tools.append((path, family, name))
     saved, used, save_error = _saved(tools, port, timeout)
     _merge(views, saved)

@@ -17,16 +17,17 @@ from lokin_doctor.causes.host import (
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.instruments.sysinfo import Listener, ProcInfo, listeners, proc_info
-from lokin_doctor.model import CheckResult, fail, ok, warn
+from lokin_doctor.model import CheckResult, Status, fail, ok, warn
 
 
 async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
     """Every listening socket and the owners of the target port's sockets (once per run)."""
 
     def work() -> tuple[list[Listener], dict[int, ProcInfo]]:
-        # Every listener's owner: nginx and supervisor read the other ports' owners too (the scan reads
-        # fds 0-31 of every process first, where listening sockets nearly always are).
-        all_listeners = listeners()
+        # Only the target port's owners: the fd scan stops once they are found (one socket whose owner
+        # is hidden, another user's or another namespace's, would otherwise read every fd of the machine).
+        # nginx, which reads the other ports' owners, asks for :func:`scan_all`.
+        all_listeners = listeners(owners_on=ctx.target.port)
         owners: dict[int, ProcInfo] = {}
         for li in all_listeners:
             if li.port == ctx.target.port and li.pid is not None and li.pid not in owners:
@@ -36,6 +37,27 @@ async def scan(ctx: Context) -> tuple[list[Listener], dict[int, ProcInfo]]:
         return all_listeners, owners
 
     return await ctx.blocking("listeners", work)
+
+
+async def scan_all(ctx: Context) -> list[Listener]:
+    """Every listening socket with its owner when visible (once per run; only nginx needs it)."""
+    return await ctx.blocking("listeners_all", listeners)
+
+
+#: Reverse proxies: one of them holding the port is the proxy in front of the server, not a stranger.
+REVERSE_PROXIES = ("nginx", "apache2", "httpd", "haproxy", "caddy", "traefik", "envoy")
+
+
+def proxy_name(info: ProcInfo) -> str | None:
+    """The reverse proxy this process is (its name or program), or None."""
+    import os
+
+    names = {info.name.lower(), os.path.basename(info.cmdline[0]).lower() if info.cmdline else ""}
+    for proxy in REVERSE_PROXIES:
+        # nginx's workers are "nginx: worker process"; apache2 runs as apache2 or httpd.
+        if any(n == proxy or n.startswith(proxy + ":") or n.startswith(proxy + "-") for n in names):
+            return proxy
+    return None
 
 
 #: Longest command line shown in a summary; the evidence keeps it whole.
@@ -134,6 +156,17 @@ async def check(ctx: Context) -> CheckResult:
         )
     names = "; ".join(describe_owner(o) for o in owners.values())
     foreign = [o for o in owners.values() if not looks_like_ws_server(o, ctx.settings.process_patterns)]
+    proxies = sorted({name for o in foreign if (name := proxy_name(o))})
+    if proxies and all(proxy_name(o) for o in foreign):
+        evidence["proxy_in_front"] = proxies[0]
+        ctx.facts["port_proxy"] = proxies[0]
+        return ok(
+            "port",
+            _(
+                "port {port} is held by {names}: {proxy}, the reverse proxy in front (listening on {bound})"
+            ).format(port=port, names=names, proxy=proxies[0], bound=", ".join(bound)),
+            **evidence,
+        )
     if foreign and len(foreign) == len(owners):
         evidence["expected"] = list(ctx.settings.process_patterns)
         return warn(
@@ -154,5 +187,29 @@ async def check(ctx: Context) -> CheckResult:
         _("port {port} is {held_by} (listening on {bound})").format(
             port=port, held_by=held_by, bound=", ".join(bound)
         ),
+        **evidence,
+    )
+
+
+def finalize(ctx: Context, result: CheckResult) -> CheckResult:
+    """Once the handshake is known: a program that completed the WebSocket handshake on the port is the
+    server, whatever its name (python, uvicorn, a node script not called server.js...). The port check
+    never waits for the handshake for this."""
+    handshake = ctx.results.get("handshake")
+    if (
+        result.code != PORT_UNEXPECTED_OWNER
+        or handshake is None
+        or handshake.status not in (Status.OK, Status.WARN)
+    ):
+        return result
+    owners: dict[int, ProcInfo] = ctx.facts.get("port_owners") or {}
+    names = "; ".join(describe_owner(o) for o in owners.values())
+    bound = ", ".join(result.evidence.get("bound") or [])
+    evidence = {k: v for k, v in result.evidence.items() if k != "expected"}
+    return ok(
+        "port",
+        _(
+            "port {port} is held by {names}, which completed the WebSocket handshake (listening on {bound})"
+        ).format(port=ctx.target.port, names=names, bound=bound),
         **evidence,
     )

@@ -15,7 +15,13 @@ from lokin_doctor.causes.host import (
 from lokin_doctor.checks.host.port import scan, short_command
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
-from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS, ProcInfo, find_processes
+from lokin_doctor.instruments.sysinfo import (
+    DEFAULT_PROCESS_PATTERNS,
+    ProcInfo,
+    ancestry,
+    find_processes,
+    related,
+)
 from lokin_doctor.model import CheckResult, fail, ok, warn
 
 
@@ -62,7 +68,16 @@ async def check(ctx: Context) -> CheckResult:
         main = servers[0]
         evidence["processes"] = [p.to_dict() for p in servers]
         others = [m for m in matches if m.pid not in owners]
-        idle = [o for o in others if not o.listening_ports]
+        # A wrapper of the server (sh -c, npm start, nodemon, pm2, a cluster master or worker) is the same
+        # instance: only a process related to no owner is a second one.
+        # A process whose descendant listens (on any port) is a wrapper of that server, not an idle one.
+        lineage = {pid: ancestry(pid) for pid in owners} if others else {}
+        lineage.update({m.pid: m.ancestors for m in matches if m.listening_ports})
+        idle = [
+            o
+            for o in others
+            if not o.listening_ports and not any(related(o, pid, up) for pid, up in lineage.items())
+        ]
         if idle:
             evidence["other_instances"] = [p.to_dict() for p in others]
             return warn(

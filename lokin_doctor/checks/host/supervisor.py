@@ -36,7 +36,7 @@ from lokin_doctor.causes.host import (
 )
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
-from lokin_doctor.model import CheckResult, ok, skip, warn
+from lokin_doctor.model import CheckResult, Status, noted, ok, skip, warn
 
 SHELLS = {"bash", "sh", "dash", "zsh", "fish", "ksh", "tcsh", "csh", "ash"}
 MULTIPLEXERS = {"tmux", "screen", "tmux: server"}
@@ -64,8 +64,59 @@ class Ancestor:
         }
 
 
+def _tty_name(tty_nr: int) -> str | None:
+    """/proc's tty_nr as a device path (psutil's mapping for the terminals a person uses)."""
+    if tty_nr == 0:
+        return None
+    major, minor = (tty_nr >> 8) & 0xFFF, (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
+    if 136 <= major <= 143:
+        return f"/dev/pts/{(major - 136) * 256 + minor}"
+    if major == 4:
+        return f"/dev/tty{minor}" if minor < 64 else f"/dev/ttyS{minor - 64}"
+    if major == 5 and minor == 0:
+        return "/dev/tty"
+    return None  # an unusual terminal: psutil names it
+
+
+def _proc_ancestors(pid: int) -> list[Ancestor] | None:
+    """The chain read from /proc directly (a few files per ancestor; psutil costs ~15 ms to import).
+    None when a terminal is one this mapping does not know (psutil then reads it)."""
+    from lokin_doctor.instruments.sysinfo import proc_cmdline
+
+    out: list[Ancestor] = []
+    current = pid
+    while current > 0 and len(out) < 64 and all(a.pid != current for a in out):
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                stat = f.read()
+        except OSError:
+            break
+        name, _sep, rest = stat.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        try:
+            ppid, tty_nr = int(fields[1]), int(fields[4])
+        except (IndexError, ValueError):
+            break
+        terminal = _tty_name(tty_nr)
+        if tty_nr and terminal is None:
+            return None
+        try:
+            cmd = proc_cmdline(current)
+        except OSError:
+            cmd = ()
+        if len(name) >= 15 and cmd and os.path.basename(cmd[0]).startswith(name):
+            name = os.path.basename(cmd[0])  # the kernel cuts comm at 15 bytes, as psutil completes it
+        out.append(Ancestor(current, name, cmd, terminal))
+        current = ppid if current > 1 else 0
+    return out
+
+
 def ancestors(pid: int) -> list[Ancestor]:
     """The process and its parents up to PID 1 (what can be read of each)."""
+    if os.path.isfile("/proc/self/stat"):
+        chain = _proc_ancestors(pid)
+        if chain is not None:
+            return chain
     import psutil
 
     out: list[Ancestor] = []
@@ -461,11 +512,48 @@ async def check(ctx: Context) -> CheckResult:
         except OSError:
             cgroup = ""
         try:
-            import psutil
+            cwd: str | None = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            try:
+                import psutil
 
-            cwd: str | None = psutil.Process(pid).cwd()
-        except Exception:
-            cwd = None
+                cwd = psutil.Process(pid).cwd()
+            except Exception:
+                cwd = None
         return classify(chain, cgroup, in_container(), budget, cwd)
 
     return await asyncio.to_thread(work)
+
+
+def in_production(ctx: Context) -> bool:
+    """A public name, wss://, or a reverse proxy in front: where a crash must not wait for a person."""
+    import ipaddress
+
+    target = ctx.target
+    if target.secure or ctx.facts.get("port_proxy") or ctx.facts.get("nginx") is not None:
+        return True
+    proxy = ctx.results.get("proxy")
+    if proxy is not None and proxy.status is not Status.SKIP:
+        return True
+    host = target.host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return True  # a name: what clients of a deployment use
+
+
+def finalize(ctx: Context, result: CheckResult) -> CheckResult:
+    """Weigh "nothing restarts it" by context: a server started by hand behind ws://localhost is how a
+    developer works (a note, the status stays ok); in production it stays a warning with the unit file."""
+    if result.code not in (SUPERVISOR_NONE, SUPERVISOR_TERMINAL) or in_production(ctx):
+        return result
+    return noted(
+        "supervisor",
+        result.summary,
+        _(
+            "normal for a server started by hand on a development machine (ws:// on this machine, no proxy in front); in production (a public name, a proxy in front, wss://) run it under a supervisor: see {code} in docs/local-checks.md"
+        ).format(code=result.code),
+        **{**result.evidence, "advisory": result.code, "fix": result.hint},
+    )

@@ -94,20 +94,26 @@ def master_config(title: list[str], cwd: str | None) -> tuple[str | None, str | 
 
 def _nginx_masters(port_pids: set[int]) -> list[dict[str, Any]]:
     """nginx master processes, those whose family holds the target port first."""
+    from lokin_doctor.instruments.sysinfo import cmdlines
+
+    # One read of the command lines; psutil (~20 ms to import, a walk of every process) only when an
+    # nginx master runs: with no nginx the check is not applicable and costs ~1 ms.
+    titles = [
+        (pid, cmd) for pid, cmd in cmdlines() if cmd and " ".join(cmd).startswith("nginx: master process")
+    ]
+    if not titles:
+        return []
     import psutil
 
     masters: list[dict[str, Any]] = []
-    for p in psutil.process_iter(["pid", "ppid", "cmdline"]):
-        cmd = p.info.get("cmdline") or []
-        if not cmd or not " ".join(cmd).startswith("nginx: master process"):
-            continue
-        pid = int(p.info["pid"])
+    for pid, cmd in titles:
         try:
+            p = psutil.Process(pid)
             family = {pid, *(c.pid for c in p.children())}
             cwd: str | None = p.cwd()
         except (psutil.Error, OSError):
             family, cwd = {pid}, None
-        masters.append({"pid": pid, "title": cmd, "cwd": cwd, "holds_port": bool(family & port_pids)})
+        masters.append({"pid": pid, "title": list(cmd), "cwd": cwd, "holds_port": bool(family & port_pids)})
     masters.sort(key=lambda m: not m["holds_port"])
     return masters
 
@@ -187,7 +193,7 @@ async def _ping_interval(ctx: Context, upstreams: tuple[nc.Upstream, ...]) -> tu
 
 
 async def check(ctx: Context) -> CheckResult:
-    from lokin_doctor.checks.host.port import scan
+    from lokin_doctor.checks.host.port import scan, scan_all
     from lokin_doctor.instruments.sysinfo import find_processes
 
     settings = ctx.settings
@@ -238,6 +244,10 @@ async def check(ctx: Context) -> CheckResult:
                 path = await asyncio.to_thread(_conf_from_dump, exe, prefix, min(2.0, ctx.remaining()))
                 source += " (nginx -T)"
             path = path or "/etc/nginx/nginx.conf"
+    if local:
+        all_listeners = await scan_all(
+            ctx
+        )  # every port's owner: proxy_pass to a port held by another program
     try:
         config = await asyncio.to_thread(nc.load, path)
     except nc.ConfigError as exc:
@@ -369,8 +379,32 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
         return "fail", _("the idle hold found {codes}").format(
             codes=sorted(codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED})[0]
         )
+    if f.code in nf.TIMEOUT_CODES and f.seconds is not None:
+        return _timeout_seen(ctx, f, f.seconds)
     if f.code == NGINX_LEAF_ONLY_CERTIFICATE and TLS_INCOMPLETE_CHAIN in codes:
         return "fail", _("the tls check found tls.incomplete-chain")
+    return f.severity, ""
+
+
+def _timeout_seen(ctx: Context, f: nf.Finding, seconds: float) -> tuple[str, str]:
+    """A proxy timeout weighed against what the session/hold saw the server do: pings more often than
+    the timeout keep the connection busy (nothing to fix); a hold longer than it that survived proves it."""
+    seen = ctx.facts.get("server_ping_interval_s")
+    held = ctx.facts.get("hold_observed") or {}
+    if held.get("survived") and held.get("held_s", 0) > seconds:
+        return "note", _("the idle hold stayed open {held:g} s, longer than {seconds:g} s").format(
+            held=held["held_s"], seconds=seconds
+        )
+    if isinstance(seen, (int, float)) and seen > 0:
+        if seen < seconds:
+            return "note", _(
+                "the server was seen pinging every ~{seen:g} s, which keeps the connection busy"
+            ).format(seen=seen)
+        return "warn", _("the server was seen pinging every ~{seen:g} s, not within {seconds:g} s").format(
+            seen=seen, seconds=seconds
+        )
+    if held and held.get("pings", 0) == 0 and held.get("held_s", 0) > seconds:
+        return "warn", _("no server ping in {held:g} s of idle hold").format(held=held["held_s"])
     return f.severity, ""
 
 

@@ -71,6 +71,8 @@ class Finding:
     file: str
     line: int
     message: str
+    #: For a timeout finding: the timeout in seconds (weighed later against the pings seen).
+    seconds: float | None = field(default=None, compare=False)
 
     @property
     def where(self) -> str:
@@ -155,6 +157,26 @@ class Analysis:
         }
 
 
+def proxied_locations(server: Directive) -> list[Directive]:
+    """The server's locations (nested ones too) that have a proxy_pass of their own."""
+    found: list[Directive] = []
+
+    def walk(block: Directive) -> None:
+        for loc in block.children("location"):
+            if loc.children("proxy_pass"):
+                found.append(loc)
+            walk(loc)
+
+    walk(server)
+    return found
+
+
+def _example_path(loc: Directive) -> str:
+    """A path this location serves (its prefix; a regex location's pattern is shown as written)."""
+    parsed = parse_location(loc)
+    return parsed.pattern if parsed.modifier in ("", "^~", "=") else parsed.pattern.lstrip("^").rstrip("$")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -180,24 +202,42 @@ def analyse(
     anchor = locations[-1] if locations else server
     findings: list[Finding] = []
 
-    def add(code: str, severity: str, at: Directive, message: str) -> None:
-        findings.append(Finding(code, severity, at.file, at.line, message))
+    def add(code: str, severity: str, at: Directive, message: str, seconds: float | None = None) -> None:
+        findings.append(Finding(code, severity, at.file, at.line, message, seconds))
 
     proxy_pass = effective([anchor], "proxy_pass")
     upstreams: list[Upstream] = []
     headers, headers_level = effective_headers(levels)
     map_var: str | None = None
     if proxy_pass is None:
-        add(
-            NGINX_NOT_PROXIED,
-            "fail",
-            anchor,
-            _(
+        elsewhere = proxied_locations(server)
+        if locations or not elsewhere:
+            message = _(
                 "{value} has no proxy_pass: nginx answers {path} itself (a file or a 404), it never reaches the WebSocket server"
             ).format(
                 value="location " + " ".join(anchor.args) if locations else _("the server block"), path=path
-            ),
-        )
+            )
+        else:
+            message = _(
+                "no location of this server matches {path}: nginx answers it itself (a file or a 404), it never reaches the WebSocket server"
+            ).format(path=path)
+        if elsewhere:
+            # The block does proxy, another path: name it and the URL that would work.
+            scheme = "wss" if listen.ssl else "ws"
+            name = next((n for n in server_names(server) if n not in ("_", "") and "*" not in n), host)
+            authority = f"[{name}]" if ":" in name else name
+            urls = [f"{scheme}://{authority}:{port}{_example_path(loc)}" for loc in elsewhere[:3]]
+            message += _("; this server proxies only {locations}: {urls} would reach the backend").format(
+                locations=", ".join(
+                    _("location {args} (proxy_pass at {where})").format(
+                        args=" ".join(loc.args), where=pp.where
+                    )
+                    for loc, pp in ((loc, effective([loc], "proxy_pass")) for loc in elsewhere[:3])
+                    if pp is not None
+                ),
+                urls=_(" or ").join(urls),
+            )
+        add(NGINX_NOT_PROXIED, "fail", anchor, message)
     else:
         upstreams = proxy_targets(config, proxy_pass)
         version = effective(levels, "proxy_http_version")
@@ -332,20 +372,28 @@ def analyse(
                             value=", " + facts.ping_source if facts.ping_source else "",
                             seconds=seconds,
                         ),
+                        seconds,
                     )
-            elif facts.ping_interval == 0 or d is not None and seconds < DEFAULT_TIMEOUT_S:
-                why = (
-                    _("the server sends no keepalive pings")
-                    if facts.ping_interval == 0
-                    else _("the server's ping interval is unknown")
-                )
+            elif facts.ping_interval == 0:
                 add(
                     code,
                     "warn",
                     d or anchor,
                     _(
                         "{said}: nginx closes a WebSocket idle for {seconds:g} s and {why}, so quiet clients are dropped"
-                    ).format(said=said, seconds=seconds, why=why),
+                    ).format(said=said, seconds=seconds, why=_("the server sends no keepalive pings")),
+                    seconds,
+                )
+            elif d is not None and seconds < DEFAULT_TIMEOUT_S:
+                # Unknown is not a problem: a note saying what would tell (the live checks may settle it).
+                add(
+                    code,
+                    "note",
+                    d or anchor,
+                    _(
+                        "{said}: nginx closes a WebSocket idle for {seconds:g} s; whether the server keeps it busy within that time (pings or messages) was not observed: --hold {hold:g} would tell"
+                    ).format(said=said, seconds=seconds, hold=seconds + 5),
+                    seconds,
                 )
         is_local = facts.is_local or _is_loopback
         for up in upstreams:
