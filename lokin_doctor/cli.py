@@ -8,9 +8,11 @@ The operator commands live with their engines (``lokin_doctor/tools/<name>/comma
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -35,6 +37,7 @@ from lokin_doctor.options import (  # noqa: E402
     DebugOpt,
     DnsServerOpt,
     ExpectOpt,
+    FailOnOpt,
     FormatOpt,
     HeaderOpt,
     HoldOpt,
@@ -59,6 +62,7 @@ from lokin_doctor.options import (  # noqa: E402
 )
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from lokin_doctor.environment import Environment
     from lokin_doctor.model import Report
     from lokin_doctor.settings import Settings
 
@@ -84,15 +88,18 @@ COMMAND_MODULES = (
 )
 
 
-def usage_error(message: str) -> NoReturn:
-    """One line on stderr, exit 2: the contract for every bad input."""
-    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-    raise typer.Exit(ExitCode.USAGE)
+def usage_error(message: str, option: str | None = None) -> NoReturn:
+    """Raise the one usage error; :func:`main` prints it (one line on stderr) and exits 2."""
+    from lokin_doctor.validate import UsageError
+
+    raise UsageError(message, option)
 
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"lokin-doctor {__version__}\n")
+        from lokin_doctor import environment
+
+        environment.current().stdout.write(f"lokin-doctor {__version__}\n")
         raise typer.Exit()
 
 
@@ -110,13 +117,10 @@ def _root(
 
 
 def _settings(url: str | None, **options: Any) -> Settings:
-    """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
-    from lokin_doctor.settings import SettingsError, build_settings
+    """Validated settings (``build_settings`` keywords); a bad value raises the usage error (exit 2)."""
+    from lokin_doctor.settings import build_settings
 
-    try:
-        return build_settings(url, **options)
-    except SettingsError as exc:
-        usage_error(str(exc))
+    return build_settings(url, **options)
 
 
 def _output_format(fmt: str, json_out: bool) -> str:
@@ -137,24 +141,29 @@ def _output_format(fmt: str, json_out: bool) -> str:
     return "json" if json_out else fmt
 
 
-def _emit(reports: list[Report], fmt: str, *, verbose: bool, redact: bool, many: bool) -> None:
-    if redact:
+def _emit(reports: list[Report], out: Output, *, many: bool) -> None:
+    """Every format is a string; stdout gets the report and nothing else."""
+    from lokin_doctor import environment
+    from lokin_doctor.formats import render as render_format
+
+    if out.redact:
         from lokin_doctor.formats.redact import redact_reports
 
         reports = redact_reports(reports)
-    if fmt == "text":
-        from lokin_doctor import render
+    env = environment.current()
+    env.stdout.write(
+        render_format(
+            out.fmt, reports, verbose=out.verbose, colors=env.colors, fail_on_warn=out.strict, many=many
+        )
+    )
+    env.stdout.flush()
 
-        render.print_reports(reports, verbose=verbose)
-        return
-    if fmt == "json" and many:
-        from lokin_doctor import render
 
-        sys.stdout.write(render.to_json_many(reports) + "\n")
-        return
-    from lokin_doctor.formats import render as render_format
-
-    sys.stdout.write(render_format(fmt, reports))
+def _fail_on(strict: bool, fail_on: str) -> bool:
+    """``--fail-on warn|fail`` (``--strict`` is ``--fail-on warn``): True when a warning fails the run."""
+    if fail_on not in ("warn", "fail"):
+        usage_error(_("invalid --fail-on {value!r}; use warn or fail").format(value=fail_on), "--fail-on")
+    return strict or fail_on == "warn"
 
 
 @dataclass(frozen=True)
@@ -193,11 +202,8 @@ def _run(
         else:
             reports = run_reports(settings_list, only=only, debug=debug)
     except UnknownCheckError as exc:
-        usage_error(str(exc))
-    except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    _emit(reports, out.fmt, verbose=out.verbose, redact=out.redact, many=many)
+        usage_error(str(exc), "--only")
+    _emit(reports, out, many=many)
     raise typer.Exit(max(report.exit_code(out.strict) for report in reports))
 
 
@@ -230,6 +236,7 @@ def all_command(
     redact: RedactOpt = False,
     targets: TargetsOpt = None,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     only: Annotated[
@@ -265,10 +272,11 @@ def all_command(
     browser_arg: BrowserArgOpt = None,
 ) -> None:
     if list_checks:
-        from lokin_doctor import render
+        from lokin_doctor import environment, render
         from lokin_doctor.runner import CHECKS
 
-        render.print_check_list(CHECKS)
+        env = environment.current()
+        env.stdout.write(render.lines_text(render.check_list_lines(CHECKS), colors=env.colors))
         raise typer.Exit()
     urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets else [])]
     if embedded and urls:
@@ -301,7 +309,9 @@ def all_command(
     _run(
         settings_list if many else settings_list[0],
         only,
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
         embedded=embedded,
         many=many,
     )
@@ -318,14 +328,17 @@ def check_port_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     settings = _settings(url, timeout=timeout)
     _run(
         settings,
-        ["port"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        ["port", "firewall"],
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -340,6 +353,7 @@ def check_process_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     process: ProcessOpt = None,
@@ -347,8 +361,10 @@ def check_process_command(
     settings = _settings(url, timeout=timeout, process_patterns=process or ())
     _run(
         settings,
-        ["process"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        ["process", "supervisor"],
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -365,6 +381,7 @@ def handshake_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     origin: OriginOpt = None,
@@ -395,7 +412,9 @@ def handshake_command(
     _run(
         settings,
         ["handshake", "session"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -412,6 +431,7 @@ def probe_wss_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     origin: OriginOpt = None,
@@ -461,7 +481,9 @@ def probe_wss_command(
     _run(
         settings,
         checks,
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -527,36 +549,99 @@ def _lean_app(argv: list[str]) -> typer.Typer:
     return lean
 
 
-def main() -> None:
-    """Console-script entry point: no traceback ever reaches the user."""
-    if os.environ.get("NO_COLOR") is not None:
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """The one spine: run the command of ``argv`` in ``env``; the only place that prints errors and picks
+    exit codes (model: httpie's ``core.raw_main``).
+
+    A usage or tool error is one line on stderr and exit 2; Ctrl-C is exit 130; an unexpected exception is
+    one line and exit 1, its traceback only under ``--debug``. The console script and ``python -m
+    lokin_doctor`` call it with no arguments (``sys.exit(main())``); tests pass a ``MockEnvironment``.
+    """
+    from lokin_doctor import environment
+
+    real = env is None
+    env = env or environment.Environment()
+    args = list(sys.argv[1:] if argv is None else argv)
+    previous = environment._current
+    environment.set_current(env)
+    forced = i18n._forced
+    i18n.set_language(i18n.lang_from_argv(args) if i18n.lang_from_argv(args) in i18n.LANGUAGES else None)
+    if not real:
+        i18n.set_language(i18n.language() if i18n._forced else i18n.env_language(dict(env.environ)))
+    try:
+        with _streams(env, real):
+            return _raw_main(args, env)
+    finally:
+        env.stdout.flush()
+        environment.set_current(previous)
+        i18n.set_language(forced) if not real else None
+
+
+def _raw_main(args: list[str], env: Environment) -> int:
+    from lokin_doctor.validate import UsageError
+
+    if env.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
     i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
     i18n.patch_click_texts()
     try:
-        command = typer.main.get_command(_lean_app(sys.argv[1:]))
+        command = typer.main.get_command(_lean_app(args))
         _add_lang_option(command)
-        code = command.main(prog_name=None, standalone_mode=False)
+        code = command.main(args=args, prog_name="lokin-doctor", standalone_mode=False)
+    except UsageError as exc:
+        return _error(env, exc.message, ExitCode.USAGE)
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        sys.exit(ExitCode.INTERRUPTED)
+        env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+        return ExitCode.INTERRUPTED
     except Exception as exc:
-        _click_exit(exc)
-    sys.exit(code if isinstance(code, int) else 0)
+        if type(exc).__name__ == "Abort":  # Click's own Ctrl-C
+            env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+            return ExitCode.INTERRUPTED
+        format_message = getattr(exc, "format_message", None)
+        if format_message is not None:  # Click's usage errors
+            message = i18n.click_error(format_message())
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
+            return _error(env, message, getattr(exc, "exit_code", ExitCode.USAGE))
+        if "--debug" in args:
+            import traceback
+
+            traceback.print_exception(exc, file=env.stderr)
+        return _error(env, _("internal error: {error}").format(error=f"{type(exc).__name__}: {exc}"), 1)
+    return code if isinstance(code, int) else ExitCode.OK
 
 
-def _click_exit(exc: Exception) -> NoReturn:
-    """Click's own exceptions: usage errors as one line on stderr (exit 2), Abort as an interruption."""
-    name = type(exc).__name__
-    if name == "Abort":
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        sys.exit(ExitCode.INTERRUPTED)
-    format_message = getattr(exc, "format_message", None)
-    if format_message is None:
-        raise exc
-    message = i18n.click_error(format_message())
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None:
-        message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
-    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-    sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))
+def _error(env: Environment, message: str, code: int) -> int:
+    env.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
+    return int(code)
+
+
+@contextlib.contextmanager
+def _streams(env: Environment, real: bool) -> Iterator[None]:
+    """Point sys.stdout/stderr/stdin (and os.environ) at an injected environment for the run."""
+    if real:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env.environ)
+    try:
+        with (
+            contextlib.redirect_stdout(env.stdout),
+            contextlib.redirect_stderr(env.stderr),
+            _stdin(env.stdin),
+        ):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _stdin(stream: Any) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved

@@ -440,7 +440,7 @@ async def _run_async(
     browser_facts: dict[str, object] = {}
     if settings.browser and settings.page_url:
         # Loaded by name like every check's function: the browser check runs sub-chains through this module.
-        prestep = getattr(importlib.import_module(BY_ID["browser"].func.partition(":")[0]), "prestep")
+        prestep = importlib.import_module(BY_ID["browser"].func.partition(":")[0]).prestep
 
         # The page first: the chain then runs on the URL it opened, under the same deadline (counted
         # from when Chromium was up: starting it is not network time).

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from lokin_doctor.i18n import _
 from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
+from lokin_doctor.validate import UsageError
 
 
-class SettingsError(ValueError):
+class SettingsError(UsageError, ValueError):
     """A bad option value; the message is one line saying what is wrong and what is valid."""
 
 
