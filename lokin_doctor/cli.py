@@ -209,6 +209,8 @@ def _run(
 
 def _read_targets(path: str) -> list[str]:
     """One URL a line; blank lines and lines starting with # are ignored."""
+    if not path.strip():
+        usage_error(_("--targets is empty; give a text file with one URL a line"), "--targets")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -278,7 +280,7 @@ def all_command(
         env = environment.current()
         env.stdout.write(render.lines_text(render.check_list_lines(CHECKS), colors=env.colors))
         raise typer.Exit()
-    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets else [])]
+    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets is not None else [])]
     if embedded and urls:
         usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
     many = len(urls) > 1 or targets is not None
@@ -484,6 +486,70 @@ def probe_wss_command(
         Output.of(
             json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
         ),
+    )
+
+
+@app.command("explain", help=_("What a cause code means and how to fix it (--list: every code)."))
+def explain_command(
+    code: Annotated[
+        str | None, typer.Argument(show_default=False, help=_("A cause code, e.g. tcp.refused."))
+    ] = None,
+    list_codes: Annotated[bool, typer.Option("--list", help=_("List every code with its meaning."))] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    import json
+
+    from lokin_doctor import causes, environment
+
+    out = environment.current().stdout
+
+    def entry(c: causes.Cause) -> dict[str, Any]:
+        return {
+            "code": c.code,
+            "layer": c.layer.value,
+            "meaning": c.meaning_text(),
+            "fix": c.fix_text(),
+            "statuses": list(c.statuses),
+            "tags": sorted(t.value for t in c.tags),
+            "doc": f"docs/{c.doc}",
+        }
+
+    if list_codes:
+        if code is not None:
+            usage_error(_("give a code or --list, not both"), "--list")
+        every = list(causes.all_causes())
+        if json_out:
+            out.write(json.dumps([entry(c) for c in every], indent=2, ensure_ascii=False) + "\n")
+        else:
+            width = max(len(c.code) for c in every)
+            out.write("".join(f"{c.code:<{width}}  {c.meaning_text()}\n" for c in every))
+        raise typer.Exit()
+    if code is None:
+        usage_error(_("explain needs a cause code (e.g. tcp.refused), or --list"))
+    found = causes.get(code.strip())
+    if found is None:
+        import difflib
+
+        near = difflib.get_close_matches(code.strip(), [c.code for c in causes.all_causes()], n=3, cutoff=0.5)
+        hint = (
+            _("did you mean {codes}?").format(codes=", ".join(near))
+            if near
+            else _("lokin-doctor explain --list shows every code")
+        )
+        usage_error(_("unknown cause code {code!r}; {hint}").format(code=code, hint=hint))
+    if json_out:
+        out.write(json.dumps(entry(found), indent=2, ensure_ascii=False) + "\n")
+        raise typer.Exit()
+    info = entry(found)
+    out.write(
+        f"{found.code}\n\n{info['meaning']}\n\n"
+        + _("Fix:")
+        + f" {info['fix']}\n\n"
+        + _("Reported as: {statuses}").format(statuses=", ".join(_(s) for s in found.statuses))
+        + "\n"
+        + (_("Related: {tags}").format(tags=", ".join(info["tags"])) + "\n" if info["tags"] else "")
+        + _("More: {doc}").format(doc=info["doc"])
+        + "\n"
     )
 
 
