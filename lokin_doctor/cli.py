@@ -653,17 +653,26 @@ def _raw_main(args: list[str], env: Environment) -> int:
     try:
         command = typer.main.get_command(_lean_app(args))
         _add_lang_option(command)
-        code = command.main(args=args, prog_name="lokin-doctor", standalone_mode=False)
+        # Click's main() without its exception handling (Typer's turns Ctrl-C into a silent exit 130):
+        # every outcome comes here.
+        with command.make_context("lokin-doctor", args) as ctx:
+            code = command.invoke(ctx)
     except UsageError as exc:
         return _error(env, exc.message, ExitCode.USAGE)
     except KeyboardInterrupt:
         env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         return ExitCode.INTERRUPTED
     except Exception as exc:
+        exit_code = getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "Exit" and isinstance(exit_code, int):  # typer.Exit / ctx.exit()
+            return exit_code
         if type(exc).__name__ == "Abort":  # Click's own Ctrl-C
             env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
             return ExitCode.INTERRUPTED
         format_message = getattr(exc, "format_message", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command: the help itself, not an error line
+            env.stderr.write(str(exc.format_message()).rstrip("\n") + "\n")  # type: ignore[attr-defined]
+            return ExitCode.USAGE
         if format_message is not None:  # Click's usage errors
             message = i18n.click_error(format_message())
             ctx = getattr(exc, "ctx", None)
