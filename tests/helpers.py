@@ -53,8 +53,13 @@ def run_cli(
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     full_env.pop("LOKIN_URL", None) if env is None or "LOKIN_URL" not in env else None
     t0 = time.monotonic()
-    # --embedded serves from the running process: in-process, the port's owner would be pytest.
-    if not subprocess and not _loop_running() and "--embedded" not in args:
+    # --embedded serves from the running process: in-process, the port's owner would be pytest. Help texts
+    # are translated when the CLI module is imported: another language than the imported one needs a process.
+    from lokin_doctor import i18n
+
+    lang = i18n.lang_from_argv(args) or i18n.env_language(full_env)
+    in_process = "--embedded" not in args and lang == "en" and not _loop_running()
+    if not subprocess and in_process:
         from lokin_doctor.cli import main
         from lokin_doctor.environment import MockEnvironment
 
