@@ -675,9 +675,9 @@ def _raw_main(args: list[str], env: Environment) -> int:
             return ExitCode.USAGE
         if format_message is not None:  # Click's usage errors
             message = i18n.click_error(format_message())
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None:
-                message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
+            failed_ctx = getattr(exc, "ctx", None)
+            if failed_ctx is not None:
+                message = _(i18n.SEE_HELP).format(message=message, command=failed_ctx.command_path)
             return _error(env, message, getattr(exc, "exit_code", ExitCode.USAGE))
         if "--debug" in args:
             import traceback
