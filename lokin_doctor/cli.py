@@ -8,9 +8,11 @@ The operator commands live with their engines (``lokin_doctor/tools/<name>/comma
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -35,6 +37,7 @@ from lokin_doctor.options import (  # noqa: E402
     DebugOpt,
     DnsServerOpt,
     ExpectOpt,
+    FailOnOpt,
     FormatOpt,
     HeaderOpt,
     HoldOpt,
@@ -59,6 +62,7 @@ from lokin_doctor.options import (  # noqa: E402
 )
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from lokin_doctor.environment import Environment
     from lokin_doctor.model import Report
     from lokin_doctor.settings import Settings
 
@@ -84,15 +88,18 @@ COMMAND_MODULES = (
 )
 
 
-def usage_error(message: str) -> NoReturn:
-    """One line on stderr, exit 2: the contract for every bad input."""
-    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-    raise typer.Exit(ExitCode.USAGE)
+def usage_error(message: str, option: str | None = None) -> NoReturn:
+    """Raise the one usage error; :func:`main` prints it (one line on stderr) and exits 2."""
+    from lokin_doctor.validate import UsageError
+
+    raise UsageError(message, option)
 
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"lokin-doctor {__version__}\n")
+        from lokin_doctor import environment
+
+        environment.current().stdout.write(f"lokin-doctor {__version__}\n")
         raise typer.Exit()
 
 
@@ -110,13 +117,10 @@ def _root(
 
 
 def _settings(url: str | None, **options: Any) -> Settings:
-    """Validated settings (``build_settings`` keywords), or a one-line usage error (exit 2)."""
-    from lokin_doctor.settings import SettingsError, build_settings
+    """Validated settings (``build_settings`` keywords); a bad value raises the usage error (exit 2)."""
+    from lokin_doctor.settings import build_settings
 
-    try:
-        return build_settings(url, **options)
-    except SettingsError as exc:
-        usage_error(str(exc))
+    return build_settings(url, **options)
 
 
 def _output_format(fmt: str, json_out: bool) -> str:
@@ -137,24 +141,29 @@ def _output_format(fmt: str, json_out: bool) -> str:
     return "json" if json_out else fmt
 
 
-def _emit(reports: list[Report], fmt: str, *, verbose: bool, redact: bool, many: bool) -> None:
-    if redact:
+def _emit(reports: list[Report], out: Output, *, many: bool) -> None:
+    """Every format is a string; stdout gets the report and nothing else."""
+    from lokin_doctor import environment
+    from lokin_doctor.formats import render as render_format
+
+    if out.redact:
         from lokin_doctor.formats.redact import redact_reports
 
         reports = redact_reports(reports)
-    if fmt == "text":
-        from lokin_doctor import render
+    env = environment.current()
+    env.stdout.write(
+        render_format(
+            out.fmt, reports, verbose=out.verbose, colors=env.colors, fail_on_warn=out.strict, many=many
+        )
+    )
+    env.stdout.flush()
 
-        render.print_reports(reports, verbose=verbose)
-        return
-    if fmt == "json" and many:
-        from lokin_doctor import render
 
-        sys.stdout.write(render.to_json_many(reports) + "\n")
-        return
-    from lokin_doctor.formats import render as render_format
-
-    sys.stdout.write(render_format(fmt, reports))
+def _fail_on(strict: bool, fail_on: str) -> bool:
+    """``--fail-on warn|fail`` (``--strict`` is ``--fail-on warn``): True when a warning fails the run."""
+    if fail_on not in ("warn", "fail"):
+        usage_error(_("invalid --fail-on {value!r}; use warn or fail").format(value=fail_on), "--fail-on")
+    return strict or fail_on == "warn"
 
 
 @dataclass(frozen=True)
@@ -193,16 +202,15 @@ def _run(
         else:
             reports = run_reports(settings_list, only=only, debug=debug)
     except UnknownCheckError as exc:
-        usage_error(str(exc))
-    except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    _emit(reports, out.fmt, verbose=out.verbose, redact=out.redact, many=many)
+        usage_error(str(exc), "--only")
+    _emit(reports, out, many=many)
     raise typer.Exit(max(report.exit_code(out.strict) for report in reports))
 
 
 def _read_targets(path: str) -> list[str]:
     """One URL a line; blank lines and lines starting with # are ignored."""
+    if not path.strip():
+        usage_error(_("--targets is empty; give a text file with one URL a line"), "--targets")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -230,6 +238,7 @@ def all_command(
     redact: RedactOpt = False,
     targets: TargetsOpt = None,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     only: Annotated[
@@ -265,12 +274,13 @@ def all_command(
     browser_arg: BrowserArgOpt = None,
 ) -> None:
     if list_checks:
-        from lokin_doctor import render
+        from lokin_doctor import environment, render
         from lokin_doctor.runner import CHECKS
 
-        render.print_check_list(CHECKS)
+        env = environment.current()
+        env.stdout.write(render.lines_text(render.check_list_lines(CHECKS), colors=env.colors))
         raise typer.Exit()
-    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets else [])]
+    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets is not None else [])]
     if embedded and urls:
         usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
     many = len(urls) > 1 or targets is not None
@@ -301,7 +311,9 @@ def all_command(
     _run(
         settings_list if many else settings_list[0],
         only,
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
         embedded=embedded,
         many=many,
     )
@@ -318,14 +330,17 @@ def check_port_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     settings = _settings(url, timeout=timeout)
     _run(
         settings,
-        ["port"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        ["port", "firewall"],
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -340,6 +355,7 @@ def check_process_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     process: ProcessOpt = None,
@@ -347,8 +363,10 @@ def check_process_command(
     settings = _settings(url, timeout=timeout, process_patterns=process or ())
     _run(
         settings,
-        ["process"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        ["process", "supervisor"],
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -365,6 +383,7 @@ def handshake_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     origin: OriginOpt = None,
@@ -395,7 +414,9 @@ def handshake_command(
     _run(
         settings,
         ["handshake", "session"],
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
     )
 
 
@@ -412,6 +433,7 @@ def probe_wss_command(
     fmt: FormatOpt = "text",
     redact: RedactOpt = False,
     strict: StrictOpt = False,
+    fail_on: FailOnOpt = "fail",
     verbose: VerboseOpt = False,
     debug: DebugOpt = False,
     origin: OriginOpt = None,
@@ -461,7 +483,73 @@ def probe_wss_command(
     _run(
         settings,
         checks,
-        Output.of(json_out, fmt, redact=redact, strict=strict, verbose=verbose, debug=debug),
+        Output.of(
+            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
+        ),
+    )
+
+
+@app.command("explain", help=_("What a cause code means and how to fix it (--list: every code)."))
+def explain_command(
+    code: Annotated[
+        str | None, typer.Argument(show_default=False, help=_("A cause code, e.g. tcp.refused."))
+    ] = None,
+    list_codes: Annotated[bool, typer.Option("--list", help=_("List every code with its meaning."))] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    import json
+
+    from lokin_doctor import causes, environment
+
+    out = environment.current().stdout
+
+    def entry(c: causes.Cause) -> dict[str, Any]:
+        return {
+            "code": c.code,
+            "layer": c.layer.value,
+            "meaning": c.meaning_text(),
+            "fix": c.fix_text(),
+            "statuses": list(c.statuses),
+            "tags": sorted(t.value for t in c.tags),
+            "doc": f"docs/{c.doc}",
+        }
+
+    if list_codes:
+        if code is not None:
+            usage_error(_("give a code or --list, not both"), "--list")
+        every = list(causes.all_causes())
+        if json_out:
+            out.write(json.dumps([entry(c) for c in every], indent=2, ensure_ascii=False) + "\n")
+        else:
+            width = max(len(c.code) for c in every)
+            out.write("".join(f"{c.code:<{width}}  {c.meaning_text()}\n" for c in every))
+        raise typer.Exit()
+    if code is None:
+        usage_error(_("explain needs a cause code (e.g. tcp.refused), or --list"))
+    found = causes.get(code.strip())
+    if found is None:
+        import difflib
+
+        near = difflib.get_close_matches(code.strip(), [c.code for c in causes.all_causes()], n=3, cutoff=0.5)
+        hint = (
+            _("did you mean {codes}?").format(codes=", ".join(near))
+            if near
+            else _("lokin-doctor explain --list shows every code")
+        )
+        usage_error(_("unknown cause code {code!r}; {hint}").format(code=code, hint=hint))
+    if json_out:
+        out.write(json.dumps(entry(found), indent=2, ensure_ascii=False) + "\n")
+        raise typer.Exit()
+    info = entry(found)
+    out.write(
+        f"{found.code}\n\n{info['meaning']}\n\n"
+        + _("Fix:")
+        + f" {info['fix']}\n\n"
+        + _("Reported as: {statuses}").format(statuses=", ".join(_(s) for s in found.statuses))
+        + "\n"
+        + (_("Related: {tags}").format(tags=", ".join(info["tags"])) + "\n" if info["tags"] else "")
+        + _("More: {doc}").format(doc=info["doc"])
+        + "\n"
     )
 
 
@@ -527,36 +615,108 @@ def _lean_app(argv: list[str]) -> typer.Typer:
     return lean
 
 
-def main() -> None:
-    """Console-script entry point: no traceback ever reaches the user."""
-    if os.environ.get("NO_COLOR") is not None:
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """The one spine: run the command of ``argv`` in ``env``; the only place that prints errors and picks
+    exit codes (model: httpie's ``core.raw_main``).
+
+    A usage or tool error is one line on stderr and exit 2; Ctrl-C is exit 130; an unexpected exception is
+    one line and exit 1, its traceback only under ``--debug``. The console script and ``python -m
+    lokin_doctor`` call it with no arguments (``sys.exit(main())``); tests pass a ``MockEnvironment``.
+    """
+    from lokin_doctor import environment
+
+    real = env is None
+    env = env or environment.Environment()
+    args = list(sys.argv[1:] if argv is None else argv)
+    previous = environment._current
+    environment.set_current(env)
+    forced = i18n._forced
+    i18n.set_language(i18n.lang_from_argv(args) if i18n.lang_from_argv(args) in i18n.LANGUAGES else None)
+    if not real:
+        i18n.set_language(i18n.language() if i18n._forced else i18n.env_language(dict(env.environ)))
+    try:
+        with _streams(env, real):
+            return _raw_main(args, env)
+    finally:
+        env.stdout.flush()
+        environment.set_current(previous)
+        i18n.set_language(forced) if not real else None
+
+
+def _raw_main(args: list[str], env: Environment) -> int:
+    from lokin_doctor.validate import UsageError
+
+    if env.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
     i18n.patch_click()  # Click's own texts ("Usage:", "Options", errors) in the chosen language
     i18n.patch_click_texts()
     try:
-        command = typer.main.get_command(_lean_app(sys.argv[1:]))
+        command = typer.main.get_command(_lean_app(args))
         _add_lang_option(command)
-        code = command.main(prog_name=None, standalone_mode=False)
+        # Click's main() without its exception handling (Typer's turns Ctrl-C into a silent exit 130):
+        # every outcome comes here.
+        with command.make_context("lokin-doctor", args) as ctx:
+            code = command.invoke(ctx)
+    except UsageError as exc:
+        return _error(env, exc.message, ExitCode.USAGE)
     except KeyboardInterrupt:
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        sys.exit(ExitCode.INTERRUPTED)
+        env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+        return ExitCode.INTERRUPTED
     except Exception as exc:
-        _click_exit(exc)
-    sys.exit(code if isinstance(code, int) else 0)
+        exit_code = getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "Exit" and isinstance(exit_code, int):  # typer.Exit / ctx.exit()
+            return exit_code
+        if type(exc).__name__ == "Abort":  # Click's own Ctrl-C
+            env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
+            return ExitCode.INTERRUPTED
+        format_message = getattr(exc, "format_message", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command: the help itself, not an error line
+            env.stderr.write(str(exc.format_message()).rstrip("\n") + "\n")  # type: ignore[attr-defined]
+            return ExitCode.USAGE
+        if format_message is not None:  # Click's usage errors
+            message = i18n.click_error(format_message())
+            failed_ctx = getattr(exc, "ctx", None)
+            if failed_ctx is not None:
+                message = _(i18n.SEE_HELP).format(message=message, command=failed_ctx.command_path)
+            return _error(env, message, getattr(exc, "exit_code", ExitCode.USAGE))
+        if "--debug" in args:
+            import traceback
+
+            traceback.print_exception(exc, file=env.stderr)
+        return _error(env, _("internal error: {error}").format(error=f"{type(exc).__name__}: {exc}"), 1)
+    return code if isinstance(code, int) else ExitCode.OK
 
 
-def _click_exit(exc: Exception) -> NoReturn:
-    """Click's own exceptions: usage errors as one line on stderr (exit 2), Abort as an interruption."""
-    name = type(exc).__name__
-    if name == "Abort":
-        sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-        sys.exit(ExitCode.INTERRUPTED)
-    format_message = getattr(exc, "format_message", None)
-    if format_message is None:
-        raise exc
-    message = i18n.click_error(format_message())
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None:
-        message = _(i18n.SEE_HELP).format(message=message, command=ctx.command_path)
-    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-    sys.exit(getattr(exc, "exit_code", ExitCode.USAGE))
+def _error(env: Environment, message: str, code: int) -> int:
+    env.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
+    return int(code)
+
+
+@contextlib.contextmanager
+def _streams(env: Environment, real: bool) -> Iterator[None]:
+    """Point sys.stdout/stderr/stdin (and os.environ) at an injected environment for the run."""
+    if real:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env.environ)
+    try:
+        with (
+            contextlib.redirect_stdout(env.stdout),
+            contextlib.redirect_stderr(env.stderr),
+            _stdin(env.stdin),
+        ):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _stdin(stream: Any) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, stream
+    try:
+        yield
+    finally:
+        sys.stdin = saved

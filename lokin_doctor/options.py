@@ -50,7 +50,15 @@ RedactOpt = Annotated[
         help=_("Replace host names, addresses, tokens and cookies by placeholders (HOST-1, IP-1, TOKEN-1)."),
     ),
 ]
-StrictOpt = Annotated[bool, typer.Option("--strict", help=_("Exit 1 on warnings too."))]
+StrictOpt = Annotated[bool, typer.Option("--strict", help=_("Short for --fail-on warn."))]
+FailOnOpt = Annotated[
+    str,
+    typer.Option(
+        "--fail-on",
+        metavar="warn|fail",
+        help=_("What makes the run fail (exit 1, a JUnit <failure>): fail (default) or warn (warnings too)."),
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help=_("Show each check's evidence and passed checks' details."))
 ]

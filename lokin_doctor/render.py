@@ -176,6 +176,32 @@ def _plain_output() -> bool:
     )
 
 
+def lines_text(lines: list[Line], *, colors: bool = False, width: int | None = None) -> str:
+    """The lines as one string: plain text, or with ANSI styles when ``colors`` (rich, imported only then)."""
+    if not colors:
+        return "".join("".join(text for text, _style in line) + "\n" for line in lines)
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    con = Console(
+        file=buffer,
+        width=width,
+        highlight=False,
+        force_terminal=True,
+        color_system="standard",
+        soft_wrap=False,
+    )
+    for line in lines:
+        text = Text()
+        for segment, style in line:
+            text.append(segment, style=style)
+        con.print(text)
+    return buffer.getvalue()
+
+
 def print_lines(lines: list[Line], console: Any = None) -> None:
     if console is None and _plain_output():
         sys.stdout.write("".join("".join(text for text, _style in line) + "\n" for line in lines))
@@ -196,6 +222,17 @@ def print_report(report: Report, verbose: bool = False, console: Any = None) -> 
 
 
 def print_reports(reports: Sequence[Report], verbose: bool = False, console: Any = None) -> None:
+    print_lines(reports_lines(reports, verbose), console)
+
+
+def to_text(
+    reports: Sequence[Report], verbose: bool = False, *, colors: bool = False, width: int | None = None
+) -> str:
+    """The ``text`` format as a string (styled when ``colors``): one section per target, then the run's line."""
+    return lines_text(reports_lines(reports, verbose), colors=colors, width=width)
+
+
+def reports_lines(reports: Sequence[Report], verbose: bool = False) -> list[Line]:
     """One section per target, then one line for the whole run."""
     lines: list[Line] = []
     for i, report in enumerate(reports):
@@ -214,14 +251,18 @@ def print_reports(reports: Sequence[Report], verbose: bool = False, console: Any
             parts.append(ngettext("{n} with a problem", "{n} with a problem", bad).format(n=bad))
         style = "bold red" if bad else "bold yellow" if warned else "bold green"
         lines += [[], [(", ".join(parts), style)]]
-    print_lines(lines, console)
+    return lines
 
 
 def print_check_list(checks: Iterable[Any], console: Any = None) -> None:
+    print_lines(check_list_lines(checks), console)
+
+
+def check_list_lines(checks: Iterable[Any]) -> list[Line]:
     lines: list[Line] = []
     for spec in checks:
         needs = ", ".join((*spec.requires, *spec.after)) or "-"
         local = _("; this machine only") if spec.local_only else ""
         after = "  " + _("(after: {needs}{local})").format(needs=needs, local=local)
         lines.append([(f"{spec.id:<13}", "bold"), (spec.title, ""), (after, "dim")])
-    print_lines(lines, console)
+    return lines

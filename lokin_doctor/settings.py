@@ -9,9 +9,69 @@ from dataclasses import dataclass, field
 from lokin_doctor.i18n import _
 from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
+from lokin_doctor.validate import UsageError
+
+#: Directives that only an nginx configuration (or a snippet of one) has at its top level.
+_NGINX_TOP = frozenset(
+    [
+        "http",
+        "events",
+        "stream",
+        "mail",
+        "server",
+        "upstream",
+        "location",
+        "include",
+        "user",
+        "worker_processes",
+        "pid",
+        "error_log",
+        "load_module",
+        "daemon",
+        "master_process",
+        "worker_rlimit_nofile",
+        "env",
+        "pcre_jit",
+        "thread_pool",
+        "lock_file",
+        "timer_resolution",
+        "working_directory",
+        "worker_cpu_affinity",
+        "worker_priority",
+        "worker_shutdown_timeout",
+        "map",
+        "geo",
+        "split_clients",
+        "limit_req_zone",
+        "limit_conn_zone",
+        "log_format",
+        "access_log",
+    ]
+)
 
 
-class SettingsError(ValueError):
+def _nginx_config_problem(path: str) -> str | None:
+    """``--nginx-config`` must be a file nginx would read: crossplane parses it and it has nginx directives."""
+    from lokin_doctor.proxies.nginx.conf import ConfigError, load
+
+    example = _("give nginx's main configuration file, e.g. /etc/nginx/nginx.conf")
+    try:
+        config = load(path)
+    except (ConfigError, OSError, UnicodeDecodeError, ValueError) as exc:
+        return _(
+            "--nginx-config {path!r} cannot be read as an nginx configuration ({reason}); {example}"
+        ).format(path=path, reason=exc, example=example)
+    main_errors = [e for e in config.errors if e.get("file") == config.main]
+    if main_errors or not any(d.name in _NGINX_TOP for d in config.directives):
+        said = str(main_errors[0].get("error") or "") if main_errors else ""
+        reason = said or _("no nginx directive in it")
+        return _("--nginx-config {path!r} is not an nginx configuration ({reason}); {example}").format(
+            path=path, reason=reason, example=example
+        )
+    return None
+
+
+class SettingsError(UsageError, ValueError):
     """A bad option value; the message is one line saying what is wrong and what is valid."""
 
 
@@ -153,6 +213,8 @@ def build_settings(
                 "--nginx-config {nginx_config!r} does not exist or is not a file; give nginx's main configuration file, e.g. /etc/nginx/nginx.conf"
             ).format(nginx_config=nginx_config)
         )
+    if nginx_config is not None:
+        check(_nginx_config_problem(nginx_config))
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,

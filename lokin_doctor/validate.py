@@ -14,6 +14,23 @@ import re
 
 from lokin_doctor.i18n import N_, _
 
+#: The longest duration any option accepts, in seconds (one day): ``serve``'s timeouts, the tools' durations.
+MAX_SECONDS = 86400.0
+
+
+class UsageError(Exception):
+    """A bad input: one line naming the option and what a valid value looks like (exit 2).
+
+    Raised wherever a value is checked (settings, the tools, ``serve``); only :func:`lokin_doctor.cli.main`
+    prints it, as ``lokin-doctor: error: MESSAGE``.
+    """
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.message = message
+
+
 #: RFC 9110 token (header names, subprotocol names).
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: RFC 9110 field-value as this tool sends it: visible ASCII, spaces and tabs inside (no CR, LF, NUL,

@@ -1,7 +1,8 @@
 """JUnit XML (the format GitLab, Jenkins and GitHub Actions show as test results), standard library only.
 
 One ``testsuite`` per target, one ``testcase`` per check: ``ok`` passes, ``skip`` is ``<skipped>``,
-``warn`` and ``fail`` are ``<failure>`` whose ``type`` is the cause code (English, stable) and whose
+``fail`` is a ``<failure>``, and so is ``warn`` under ``--fail-on warn`` (the exit code and the XML agree:
+otherwise a warning passes, its words in ``<system-out>``). A ``<failure>``'s ``type`` is the cause code (English, stable) and whose
 message is the summary and the fix. Times are in seconds.
 """
 
@@ -22,7 +23,11 @@ def _evidence_text(result: CheckResult) -> str:
     return "\n".join(f"{key}: {fmt_value(value)}" for key, value in result.evidence.items())
 
 
-def _testcase(suite: ET.Element, report: Report, result: CheckResult) -> None:
+def _failed(result: CheckResult, fail_on_warn: bool) -> bool:
+    return result.status is Status.FAIL or (fail_on_warn and result.status is Status.WARN)
+
+
+def _testcase(suite: ET.Element, report: Report, result: CheckResult, fail_on_warn: bool) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
@@ -32,7 +37,7 @@ def _testcase(suite: ET.Element, report: Report, result: CheckResult) -> None:
     )
     if result.status is Status.SKIP:
         ET.SubElement(case, "skipped", message=result.summary)
-    elif result.status in (Status.WARN, Status.FAIL):
+    elif _failed(result, fail_on_warn):
         label = _("warning") if result.status is Status.WARN else _("failure")
         fix = _("Fix:")
         message = _("{status}: {summary} — {fix} {hint}").format(
@@ -43,19 +48,24 @@ def _testcase(suite: ET.Element, report: Report, result: CheckResult) -> None:
         if report.root_cause is not None and report.root_cause.check == result.id:
             failure.text += "\n" + _("This is the root cause.")
     evidence = _evidence_text(result)
+    if result.status is Status.WARN and not fail_on_warn:  # a passing case that still says its warning
+        said = _("{status}: {summary} — {fix} {hint}").format(
+            status=_("warning"), summary=result.summary, fix=_("Fix:"), hint=result.hint or ""
+        )
+        evidence = said + ("\n" + evidence if evidence else "")
     if result.note:  # an advisory: shown, never a <failure>
         evidence = _("note: {note}").format(note=result.note) + ("\n" + evidence if evidence else "")
     if evidence:
         ET.SubElement(case, "system-out").text = evidence
 
 
-def to_junit(reports: Sequence[Report]) -> str:
+def to_junit(reports: Sequence[Report], *, fail_on_warn: bool = False) -> str:
     root = ET.Element("testsuites", name="lokin-doctor")
     totals = {"tests": 0, "failures": 0, "skipped": 0}
     total_time = 0.0
     stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
     for report in reports:
-        failures = sum(r.status in (Status.WARN, Status.FAIL) for r in report.results)
+        failures = sum(_failed(r, fail_on_warn) for r in report.results)
         skipped = sum(r.status is Status.SKIP for r in report.results)
         suite = ET.SubElement(
             root,
@@ -74,7 +84,7 @@ def to_junit(reports: Sequence[Report]) -> str:
         if report.root_cause is not None:
             ET.SubElement(props, "property", name="root_cause", value=report.root_cause.code)
         for result in report.results:
-            _testcase(suite, report, result)
+            _testcase(suite, report, result, fail_on_warn)
         totals["tests"] += len(report.results)
         totals["failures"] += failures
         totals["skipped"] += skipped

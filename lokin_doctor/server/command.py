@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import enum
 import math
-import sys
 from typing import Annotated, NoReturn
 
 import typer
 
 from lokin_doctor.i18n import N_, _
+from lokin_doctor.validate import MAX_SECONDS, UsageError
 
 
 class Protocol(str, enum.Enum):
@@ -35,15 +35,11 @@ SERVE_HELP = N_(
 test page on /, /health, /metrics. Stop with Ctrl-C or SIGTERM (clients get 1001)."""
 )
 
-#: Longest timeout or interval accepted, in seconds (one day; ServerConfig.MAX_SECONDS).
-MAX_SECONDS = 86400.0
-
 
 def _bad(option: str, value: object, expected: str) -> NoReturn:
     """One line on stderr, exit 2 (the contract for every bad input)."""
     message = _("{option} {value}: {expected}").format(option=option, value=value, expected=expected)
-    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-    raise typer.Exit(2)
+    raise UsageError(message, option)
 
 
 def _seconds(option: str, value: float, *, zero_is_off: bool = False) -> float | None:
@@ -57,6 +53,50 @@ def _seconds(option: str, value: float, *, zero_is_off: bool = False) -> float |
             expected = _("must be a number of seconds > 0 and <= {high:g}, e.g. 10")
         _bad(option, f"{value:g}", expected.format(high=MAX_SECONDS))
     return value
+
+
+def _listenable(option: str, host: str) -> None:
+    """An address ``serve`` can bind: an IP literal, or a name that resolves (as bind would, before start-up)."""
+    import ipaddress
+    import socket
+
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        _bad(
+            option,
+            repr(host),
+            _("cannot be listened on ({reason}); give an address such as 127.0.0.1, ::1 or 0.0.0.0").format(
+                reason=reason
+            ),
+        )
+
+
+def _tls_files(certfile: str, keyfile: str | None) -> None:
+    """--certfile (and --keyfile) that OpenSSL loads, checked before the server starts."""
+    import os
+    import ssl
+
+    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if path is not None and not os.path.isfile(path):
+            _bad(option, repr(path), _("does not exist or is not a file; give a PEM file"))
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        _bad(
+            "--certfile",
+            repr(certfile),
+            _("cannot be loaded ({reason}); give a PEM certificate and its PEM private key").format(
+                reason=reason
+            ),
+        )
 
 
 def _count(option: str, value: int, low: int, high: int | None = None, what: str = "") -> int:
@@ -260,8 +300,7 @@ def register(app: typer.Typer) -> None:
         timeout = _seconds("--ping-timeout", ping_timeout, zero_is_off=True)
         if keyfile and not certfile:
             message = _("--keyfile needs --certfile (the certificate of {keyfile})").format(keyfile=keyfile)
-            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-            raise typer.Exit(2)
+            raise UsageError(message, "--keyfile")
         if not host.strip():
             _bad("--host", repr(host), _("must not be empty (127.0.0.1 or 0.0.0.0)"))
         for origin in allow_origin or []:
@@ -269,6 +308,9 @@ def register(app: typer.Typer) -> None:
             if problem:
                 _bad("--allow-origin", origin, problem)
 
+        _listenable("--host", host.strip())
+        if certfile:
+            _tls_files(certfile, keyfile)
         count = _workers(workers, redis)
 
         from lokin_doctor.server.config import ServerConfig
@@ -302,10 +344,7 @@ def register(app: typer.Typer) -> None:
 
         factory = loop_factory()
         tune_gc_for_serving()
-        try:
-            with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
-                code = runner.run(serve_until_signal(config, tune_gc=True))
-        except KeyboardInterrupt:  # a Ctrl-C before the signal handlers are in place
-            sys.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
-            raise typer.Exit(130) from None
+        # A Ctrl-C before the signal handlers are in place reaches cli.main (exit 130).
+        with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
+            code = runner.run(serve_until_signal(config, tune_gc=True))
         raise typer.Exit(code)

@@ -45,14 +45,15 @@ from lokin_doctor.causes.session import (
 from lokin_doctor.causes.tcp import TCP_ERROR, TCP_REFUSED, TCP_TIMEOUT, TCP_UNREACHABLE
 from lokin_doctor.causes.tools import LOAD_CLIENT_LIMIT
 from lokin_doctor.i18n import N_, _
+from lokin_doctor.validate import UsageError
 
 if TYPE_CHECKING:
     from lokin_doctor.instruments.wire import Outcome
     from lokin_doctor.target import Target
 
 
-class ToolError(Exception):
-    """A usage problem the command reports in one line and exits 2 for."""
+class ToolError(UsageError):
+    """A usage problem the command reports in one line and exits 2 for (printed by ``cli.main``)."""
 
 
 @dataclass(frozen=True)

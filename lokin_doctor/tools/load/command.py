@@ -5,7 +5,6 @@ Only typer and the standard library are imported here; the engine loads inside t
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -99,37 +98,32 @@ def load_command(
         bool, typer.Option("--uvloop/--no-uvloop", help=_("Use uvloop when installed."), hidden=True)
     ] = True,
 ) -> None:
-    from lokin_doctor.tools.common import ToolError
+    from lokin_doctor.validate import UsageError
 
     if url is not None and not url.strip():
         message = _(
             "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
         )
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-        raise typer.Exit(2)
+        raise UsageError(message)
     from lokin_doctor.tools.load.view import main
 
-    try:
-        code = main(
-            url or "ws://localhost:8080/",
-            connections=connections,
-            rate=rate,
-            concurrency=concurrency,
-            duration=duration,
-            messages=messages,
-            message_size=message_size,
-            timeout=timeout,
-            origin=origin,
-            allow_remote=allow_remote,
-            max_errors=max_errors,
-            max_p99_ms=max_p99_ms,
-            json_out=json_out,
-            progress=progress,
-            engine=engine,
-            use_uvloop=use_uvloop,
-            compression=compression,
-        )
-    except ToolError as exc:
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
-        raise typer.Exit(2) from None
+    code = main(
+        url or "ws://localhost:8080/",
+        connections=connections,
+        rate=rate,
+        concurrency=concurrency,
+        duration=duration,
+        messages=messages,
+        message_size=message_size,
+        timeout=timeout,
+        origin=origin,
+        allow_remote=allow_remote,
+        max_errors=max_errors,
+        max_p99_ms=max_p99_ms,
+        json_out=json_out,
+        progress=progress,
+        engine=engine,
+        use_uvloop=use_uvloop,
+        compression=compression,
+    )
     raise typer.Exit(code)

@@ -5,7 +5,6 @@ Only typer and the standard library are imported here; psutil and rich load insi
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -46,20 +45,17 @@ def monitor_command(
         ),
     ] = True,
 ) -> None:
+    from lokin_doctor import validate
     from lokin_doctor.tools.monitor.view import main
 
     if not 1 <= port <= 65535:
-        message = _("--port must be 1-65535, not {port}").format(port=port)
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-        raise typer.Exit(2)
-    from lokin_doctor import validate
+        raise validate.UsageError(_("--port must be 1-65535, not {port}").format(port=port), "--port")
 
     problem = validate.number("--interval", interval, high=3600)
     if problem is None and count is not None and count < 1:
         problem = _("--count must be at least 1, not {count}").format(count=count)
     if problem is not None:
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=problem) + "\n")
-        raise typer.Exit(2)
+        raise validate.UsageError(problem)
     raise typer.Exit(
         main(port=port, interval=interval, count=count, once=once, json_out=json_out, health=health)
     )

@@ -5,7 +5,6 @@ Only typer and the standard library are imported here; the engine loads inside t
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -74,32 +73,27 @@ def watch_command(
         bool, typer.Option("--json", help=_("JSON lines on stdout: one per event, then the summary."))
     ] = False,
 ) -> None:
-    from lokin_doctor.tools.common import ToolError
+    from lokin_doctor.validate import UsageError
 
     if url is not None and not url.strip():
         message = _(
             "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
         )
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
-        raise typer.Exit(2)
+        raise UsageError(message)
     from lokin_doctor.tools.watch.view import main
 
-    try:
-        code = main(
-            url or "ws://localhost:8080/",
-            retries=retries,
-            delay=delay,
-            factor=factor,
-            forever=forever,
-            max_delay=max_delay,
-            max_time=max_time,
-            timeout=timeout,
-            origin=origin,
-            ca_file=ca_file,
-            insecure=insecure,
-            json_out=json_out,
-        )
-    except ToolError as exc:
-        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
-        raise typer.Exit(2) from None
+    code = main(
+        url or "ws://localhost:8080/",
+        retries=retries,
+        delay=delay,
+        factor=factor,
+        forever=forever,
+        max_delay=max_delay,
+        max_time=max_time,
+        timeout=timeout,
+        origin=origin,
+        ca_file=ca_file,
+        insecure=insecure,
+        json_out=json_out,
+    )
     raise typer.Exit(code)
