@@ -44,8 +44,10 @@ def test_check_process_finds_node_server_js(node_server: Any) -> None:
     run = run_cli("check-process", node_server.url, "--json")
     assert run.code == 0
     assert run.check("process")["evidence"]["processes"][0]["pid"] == node_server.pid
-    # check-process runs its check and what it needs, not the handshake
-    assert {c["id"] for c in run.report["checks"]} == {"dns", "process"}
+    # check-process runs its check, the supervision check and what they need, not the handshake
+    ids = {c["id"] for c in run.report["checks"]}
+    assert {"dns", "process", "supervisor"} <= ids
+    assert not ids & {"tcp", "handshake", "session", "hold"}, ids
 
 
 def test_send_expect_against_node_echo(node_server: Any) -> None:

@@ -112,8 +112,8 @@ PAGE_OTHER_WEBSOCKET_FAILED = cause(
 PAGE_UNREACHABLE = cause(
     "page.unreachable",
     L,
-    ("the page could not be fetched (or answers >= 400): its policy was not checked"),
-    ("check `--page-url`"),
+    ("the page could not be fetched (or answered 400 or more), so its policy was not checked"),
+    ("check --page-url"),
     warn=True,
     fail=False,
 )

@@ -6,7 +6,12 @@ from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
 
 L = Layer.DNS
 
-DNS_ERROR = cause("dns.error", L, ("any other resolver error"), ("check the records"))
+DNS_ERROR = cause(
+    "dns.error",
+    L,
+    ("the resolver failed with an error other than unknown host or timeout"),
+    ("check the DNS records of the name and /etc/resolv.conf"),
+)
 DNS_NO_ADDRESS = cause("dns.no-address", L, ("the name exists but has no address"), ("add an A/AAAA record"))
 DNS_NO_ANSWER = cause(
     "dns.no-answer",
@@ -48,7 +53,12 @@ DNS_TEMPORARY_FAILURE = cause(
     ("the resolver did not answer (EAI_AGAIN)"),
     ("check the network and /etc/resolv.conf"),
 )
-DNS_TIMEOUT = cause("dns.timeout", L, ("no answer within the deadline"), ("check the DNS server"))
+DNS_TIMEOUT = cause(
+    "dns.timeout",
+    L,
+    ("the resolver gave no answer within the deadline"),
+    ("check that the DNS server in /etc/resolv.conf (or --dns-server) answers, or raise --timeout"),
+)
 DNS_UNKNOWN_HOST = cause(
     "dns.unknown-host",
     L,

@@ -9,16 +9,22 @@ L = Layer.HOST
 FIREWALL_DROPS_PORT = cause(
     "firewall.drops-port",
     L,
-    ("a `drop` rule (or a drop policy) takes new connections to the port"),
-    ("clients see `tcp.timeout`"),
+    (
+        "a firewall rule (or a drop policy) of this machine drops new connections to the port: clients see tcp.timeout"
+    ),
+    (
+        "allow the port in that chain (e.g. nft add rule inet filter input tcp dport PORT accept, or ufw allow PORT/tcp)"
+    ),
     warn=True,
     doc="local-checks.md",
 )
 FIREWALL_REJECTS_PORT = cause(
     "firewall.rejects-port",
     L,
-    ("a `reject` rule"),
-    ("clients see `tcp.refused` (`reject with tcp reset`) or an ICMP error"),
+    (
+        "a firewall rule of this machine rejects new connections to the port: clients see tcp.refused or an ICMP error"
+    ),
+    ("allow the port in that chain before the reject rule (e.g. ufw allow PORT/tcp)"),
     warn=True,
     doc="local-checks.md",
 )
@@ -32,7 +38,12 @@ PORT_LOOPBACK_ONLY = cause(
         "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) or put a reverse proxy on this machine in front of it"
     ),
 )
-PORT_NOT_LISTENING = cause("port.not-listening", L, ("nothing listens on the port"), ("start the server"))
+PORT_NOT_LISTENING = cause(
+    "port.not-listening",
+    L,
+    ("nothing listens on the port on this machine"),
+    ("start the WebSocket server on that port (node server.js, or lokin-doctor serve --port PORT)"),
+)
 PORT_OWNER_UNKNOWN = cause(
     "port.owner-unknown",
     L,
@@ -74,8 +85,8 @@ PROCESS_MULTIPLE = cause(
 PROCESS_NOT_LISTENING = cause(
     "process.not-listening",
     L,
-    ("the server runs but listens nowhere (still starting, EADDRINUSE, crashed in listen)"),
-    ("see docs/checks.md"),
+    ("the server process runs but listens nowhere (still starting, EADDRINUSE, crashed in listen)"),
+    ("read the server's log for the listen error, free the port, and restart it"),
 )
 PROCESS_NOT_RUNNING = cause(
     "process.not-running",
@@ -102,8 +113,10 @@ PROCESS_WRONG_PORT = cause(
 SUPERVISOR_NO_RESTART = cause(
     "supervisor.no-restart",
     L,
-    ("under systemd with `Restart=no`, pm2 with autorestart off, or supervisord with `autorestart=false`"),
-    ("see docs/local-checks.md"),
+    (
+        "the supervisor would not restart the server: systemd Restart=no, pm2 autorestart off, or supervisord autorestart=false"
+    ),
+    ("turn restarts on: Restart=always in the unit, pm2 --autorestart, or autorestart=true"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -111,8 +124,10 @@ SUPERVISOR_NO_RESTART = cause(
 SUPERVISOR_NODEMON = cause(
     "supervisor.nodemon",
     L,
-    ("under nodemon, a development watcher"),
-    ("see docs/local-checks.md"),
+    (
+        "the server runs under nodemon, a development watcher that does not restart it after a crash or a reboot"
+    ),
+    ("in production run it under systemd or pm2 (deploy/lokin-ws.service)"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -120,8 +135,8 @@ SUPERVISOR_NODEMON = cause(
 SUPERVISOR_NONE = cause(
     "supervisor.none",
     L,
-    ("nothing among the ancestors would restart the server after a crash or a reboot"),
-    ("see docs/local-checks.md"),
+    ("nothing among the server's ancestors would restart it after a crash or a reboot"),
+    ("install the systemd unit (deploy/lokin-ws.service) or run it under pm2"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -129,8 +144,10 @@ SUPERVISOR_NONE = cause(
 SUPERVISOR_TERMINAL = cause(
     "supervisor.terminal",
     L,
-    ("started by hand from a terminal (a shell on a TTY, tmux, screen)"),
-    ("see docs/local-checks.md"),
+    (
+        "the server was started by hand from a terminal (a shell on a TTY, tmux, screen): it dies with the session"
+    ),
+    ("install the systemd unit (deploy/lokin-ws.service) or run it under pm2"),
     warn=True,
     fail=False,
     doc="local-checks.md",

@@ -9,17 +9,26 @@ L = Layer.HTTP
 HANDSHAKE_BAD_ACCEPT = cause(
     "handshake.bad-accept",
     L,
-    ("101 with a wrong `Sec-WebSocket-Accept`"),
-    ("a proxy or a broken library rewrites the handshake"),
+    (
+        "the server answered 101 with a wrong Sec-WebSocket-Accept: a proxy or a broken library rewrote the handshake"
+    ),
+    (
+        "use a maintained WebSocket library on the server, and make the proxy pass the handshake headers through unchanged"
+    ),
 )
 HANDSHAKE_BAD_GATEWAY = cause(
     "handshake.bad-gateway",
     L,
-    ("502: the proxy is up, its backend is not"),
-    ("start the backend, check `proxy_pass`"),
+    ("HTTP 502: the proxy is up, its backend is not"),
+    ("start the backend behind the proxy, or fix the proxy's backend address (proxy_pass)"),
 )
 HANDSHAKE_BAD_REQUEST = cause(
-    "handshake.bad-request", L, ("400"), ("headers mangled by the server or a proxy")
+    "handshake.bad-request",
+    L,
+    (
+        "HTTP 400: the server refused the upgrade request as malformed (headers mangled by the server or a proxy)"
+    ),
+    ("make the proxy forward Upgrade, Connection, Sec-WebSocket-Key and Sec-WebSocket-Version unchanged"),
 )
 HANDSHAKE_CLOSED = cause(
     "handshake.closed",
@@ -28,7 +37,10 @@ HANDSHAKE_CLOSED = cause(
     ("read the server's log; limits; firewall"),
 )
 HANDSHAKE_CONNECT_TIMEOUT = cause(
-    "handshake.connect-timeout", L, ("the connection itself failed at the handshake"), ("see the message")
+    "handshake.connect-timeout",
+    L,
+    ("the TCP connect (or the TLS handshake) gave no answer in time"),
+    ("check the host is up and the port open in its firewall, or raise --timeout"),
 )
 HANDSHAKE_EXTENSION_NOT_OFFERED = cause(
     "handshake.extension-not-offered",
@@ -47,11 +59,14 @@ HANDSHAKE_EXTENSION_PARAMS = cause(
 HANDSHAKE_FORBIDDEN = cause(
     "handshake.forbidden",
     L,
-    ("401/403: Origin or credentials refused"),
-    ("add the page's origin to the allow-list, or send the token"),
+    ("HTTP 401/403: the server refused the Origin or the credentials"),
+    ("add the page's origin to the server's allow-list, or send the token the server expects"),
 )
 HANDSHAKE_GATEWAY_TIMEOUT = cause(
-    "handshake.gateway-timeout", L, ("504"), ("the backend is stuck or unreachable from the proxy")
+    "handshake.gateway-timeout",
+    L,
+    ("HTTP 504: the proxy got no answer from its backend in time"),
+    ("check that the backend behind the proxy is up and reachable from the proxy"),
 )
 HANDSHAKE_HEADERS_TOO_LARGE = cause(
     "handshake.headers-too-large",
@@ -64,17 +79,20 @@ HANDSHAKE_HEADERS_TOO_LARGE = cause(
 HANDSHAKE_HTTP10_UPSTREAM = cause(
     "handshake.http10-upstream",
     L,
-    ("505: the proxy speaks HTTP/1.0 to the backend"),
-    ("`proxy_http_version 1.1;` and the upgrade lines"),
+    ("HTTP 505: the proxy speaks HTTP/1.0 to the backend, which cannot upgrade"),
+    ("in nginx: proxy_http_version 1.1; with the Upgrade and Connection headers"),
 )
 HANDSHAKE_INCOMPLETE_REPLY = cause(
-    "handshake.incomplete-reply", L, ("some bytes, never a complete reply"), ("check what holds the port")
+    "handshake.incomplete-reply",
+    L,
+    ("the server sent some bytes but never a complete HTTP reply"),
+    ("check which program holds the port (lokin-doctor check-port) and that it speaks HTTP"),
 )
 HANDSHAKE_INVALID_UPGRADE = cause(
     "handshake.invalid-upgrade",
     L,
-    ("101 without proper Upgrade/Connection headers"),
-    ("fix the proxy's upgrade lines"),
+    ("the server answered 101 without proper Upgrade/Connection headers"),
+    ('fix the proxy\'s upgrade lines (Upgrade $http_upgrade, Connection "upgrade")'),
 )
 HANDSHAKE_NO_RESPONSE = cause(
     "handshake.no-response",
@@ -85,8 +103,8 @@ HANDSHAKE_NO_RESPONSE = cause(
 HANDSHAKE_NOT_FOUND = cause(
     "handshake.not-found",
     L,
-    ("404: no endpoint at this path"),
-    ("fix the path (`/` vs `/ws`) or the proxy location"),
+    ("HTTP 404: no WebSocket endpoint at this path"),
+    ("fix the path in the client URL (/ vs /ws) or the proxy's location"),
 )
 HANDSHAKE_NOT_HTTP = cause(
     "handshake.not-http",
@@ -95,16 +113,22 @@ HANDSHAKE_NOT_HTTP = cause(
     ("the port belongs to another protocol"),
 )
 HANDSHAKE_NOT_WEBSOCKET = cause(
-    "handshake.not-websocket", L, ("another 2xx"), ("the URL is a plain HTTP application")
+    "handshake.not-websocket",
+    L,
+    ("a 2xx reply that is not an upgrade: the URL is a plain HTTP application"),
+    ("point the client at the WebSocket server's port or path"),
 )
 HANDSHAKE_PLAIN_TO_TLS = cause(
     "handshake.plain-to-tls",
     L,
-    ('nginx\'s 400 "plain HTTP request was sent to HTTPS port"'),
-    ("use `wss://`"),
+    ('nginx\'s 400 "plain HTTP request was sent to HTTPS port": ws:// was used on a TLS port'),
+    ("use wss:// in the client URL"),
 )
 HANDSHAKE_RATE_LIMITED = cause(
-    "handshake.rate-limited", L, ("503 / 429: connection limits"), ("check `/health`, raise the limits")
+    "handshake.rate-limited",
+    L,
+    ("HTTP 429: the server refused the connection for a rate or connection limit"),
+    ("check the server's /health and raise its per-client limits, or slow the client's retries"),
 )
 HANDSHAKE_REDIRECT = cause(
     "handshake.redirect",
@@ -113,13 +137,19 @@ HANDSHAKE_REDIRECT = cause(
     ("WebSocket clients do not follow redirects: use the final URL (`wss://` for an https redirect)"),
 )
 HANDSHAKE_REFUSED = cause(
-    "handshake.refused", L, ("the connection itself failed at the handshake"), ("see the message")
+    "handshake.refused",
+    L,
+    ("the TCP connect was refused when the handshake started"),
+    ("start the WebSocket server, or fix the port in the client URL"),
 )
 HANDSHAKE_RESET = cause(
     "handshake.reset", L, ("closed or reset without a reply"), ("read the server's log; limits; firewall")
 )
 HANDSHAKE_SERVER_ERROR = cause(
-    "handshake.server-error", L, ("other 5xx / other status"), ("read the server's log")
+    "handshake.server-error",
+    L,
+    ("HTTP 5xx: the server failed while answering the upgrade"),
+    ("read the server's log at the time of the request"),
 )
 HANDSHAKE_SUBPROTOCOL_NOT_OFFERED = cause(
     "handshake.subprotocol-not-offered",
@@ -140,25 +170,37 @@ HANDSHAKE_SUBPROTOCOL_REQUIRED = cause(
     ("retry with `--subprotocol NAME`: the hint names it when the body does"),
 )
 HANDSHAKE_TLS_ERROR = cause(
-    "handshake.tls-error", L, ("the connection itself failed at the handshake"), ("see the message")
+    "handshake.tls-error",
+    L,
+    ("the TLS handshake failed when the WebSocket handshake started"),
+    ("read the tls check's finding and fix the certificate or the server's TLS configuration"),
 )
 HANDSHAKE_TLS_EXPECTED = cause(
-    "handshake.tls-expected", L, ("TLS bytes in reply to plain HTTP"), ("use `wss://`")
+    "handshake.tls-expected",
+    L,
+    ("the server answered plain HTTP with TLS bytes: the port speaks TLS"),
+    ("use wss:// in the client URL"),
 )
 HANDSHAKE_UNAVAILABLE = cause(
-    "handshake.unavailable", L, ("503 / 429: connection limits"), ("check `/health`, raise the limits")
+    "handshake.unavailable",
+    L,
+    ("HTTP 503: the server or proxy is overloaded or at its connection limit"),
+    ("check the server's /health and its connection limits, then retry"),
 )
 HANDSHAKE_UNEXPECTED_STATUS = cause(
-    "handshake.unexpected-status", L, ("other 5xx / other status"), ("read the server's log")
+    "handshake.unexpected-status",
+    L,
+    ("an HTTP status that is not an upgrade and has no reading of its own"),
+    ("read the server's or proxy's log for that status and the request path"),
 )
 HANDSHAKE_UPGRADE_DROPPED = cause(
     "handshake.upgrade-dropped",
     L,
     (
-        "426 (or 400 naming Upgrade/Connection through a proxy): the server got the request without its Upgrade header"
+        "HTTP 426 (or a 400 naming Upgrade/Connection through a proxy): the server got the request without its Upgrade header"
     ),
     (
-        'in nginx: `proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";`'
+        'in nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
     ),
 )
 HANDSHAKE_WEB_PAGE = cause(

@@ -9,8 +9,8 @@ L = Layer.PRODUCTION
 BACKENDS_ALL_FAIL = cause(
     "backends.all-fail",
     L,
-    ("every address fails, in different ways"),
-    ("see each address's cause in the evidence"),
+    ("every address of the name fails, each in its own way"),
+    ("read each address's cause in the evidence and fix them one by one, starting with the first"),
 )
 BACKENDS_SOME_FAIL = cause(
     "backends.some-fail",
@@ -49,8 +49,8 @@ PROXY_BACKEND_DOWN = cause(
 PROXY_HTTP10_UPSTREAM = cause(
     "proxy.http10-upstream",
     L,
-    ("505 from the backend through the proxy: nginx speaks HTTP/1.0 upstream by default"),
-    ("the same three lines"),
+    ("HTTP 505 from the backend through the proxy: nginx speaks HTTP/1.0 upstream by default"),
+    ("in the location: proxy_http_version 1.1; with the Upgrade and Connection headers"),
 )
 PROXY_PATH_MISMATCH = cause(
     "proxy.path-mismatch",

@@ -10,9 +10,11 @@ NGINX_CONNECTION_HEADER_EMPTY = cause(
     "nginx.connection-header-empty",
     L,
     (
-        '`proxy_set_header Connection ""` (the upstream keepalive recipe), or a `map` that gives a WebSocket request something other than `upgrade`'
+        'proxy_set_header Connection "" (the keepalive recipe), or a map giving a WebSocket request something other than upgrade'
     ),
-    ("see docs/local-checks.md"),
+    (
+        "proxy_set_header Connection $connection_upgrade; with map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
+    ),
     doc="local-checks.md",
 )
 NGINX_CONNECTION_HEADER_MISSING = cause(
@@ -25,15 +27,15 @@ NGINX_CONNECTION_HEADER_MISSING = cause(
 NGINX_CONNECTION_MAP_MISSING = cause(
     "nginx.connection-map-missing",
     L,
-    ("`Connection $var` with no `map` defining `$var`"),
-    ("see docs/local-checks.md"),
+    ("proxy_set_header Connection uses a variable that no map defines"),
+    ("add map $http_upgrade $connection_upgrade { default upgrade; '' close; } in the http block"),
     doc="local-checks.md",
 )
 NGINX_HTTP10_UPSTREAM = cause(
     "nginx.http10-upstream",
     L,
-    ("no `proxy_http_version 1.1` (nginx's default is 1.0, which cannot upgrade)"),
-    ("see docs/local-checks.md"),
+    ("no proxy_http_version 1.1 in the location: nginx speaks HTTP/1.0 upstream, which cannot upgrade"),
+    ("add proxy_http_version 1.1; to the location"),
     doc="local-checks.md",
 )
 NGINX_LEAF_ONLY_CERTIFICATE = cause(
@@ -46,8 +48,8 @@ NGINX_LEAF_ONLY_CERTIFICATE = cause(
 NGINX_NO_SERVER = cause(
     "nginx.no-server",
     L,
-    ("(`--nginx-config` only) no server block listens on the target's port"),
-    ("see docs/local-checks.md"),
+    ("no server block of --nginx-config listens on the target's port"),
+    ("add a server block with listen PORT (and server_name) for the WebSocket URL"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -55,8 +57,10 @@ NGINX_NO_SERVER = cause(
 NGINX_NOT_PROXIED = cause(
     "nginx.not-proxied",
     L,
-    ("the location that serves the path has no `proxy_pass`"),
-    ("nginx answers the path itself"),
+    ("the location that serves the path has no proxy_pass: nginx answers the path itself"),
+    (
+        "add proxy_pass http://127.0.0.1:8080; with the upgrade lines to that location, or use the path of a proxied location"
+    ),
     doc="local-checks.md",
 )
 NGINX_PATH_REWRITTEN = cause(
@@ -71,18 +75,16 @@ NGINX_PROXY_PASS_NOTHING_LISTENS = cause(
     "nginx.proxy-pass-nothing-listens",
     L,
     (
-        "`proxy_pass` (or the `upstream` block's `server` line) names a port of this machine where nothing listens"
+        "proxy_pass (or the upstream's server line) names a port of this machine where nothing listens: nginx answers 502"
     ),
-    ("nginx answers 502"),
+    ("start the WebSocket server on that port, or point proxy_pass at the port it listens on"),
     doc="local-checks.md",
 )
 NGINX_PROXY_PASS_WRONG_PORT = cause(
     "nginx.proxy-pass-wrong-port",
     L,
-    (
-        "`proxy_pass` names a port held by another program while the WebSocket server (`--process`) listens elsewhere"
-    ),
-    ("see docs/local-checks.md"),
+    ("proxy_pass names a port held by another program while the WebSocket server listens elsewhere"),
+    ("point proxy_pass at the port the WebSocket server listens on"),
     warn=True,
     doc="local-checks.md",
 )
@@ -114,8 +116,8 @@ NGINX_UPGRADE_HEADER_MISSING = cause(
     "nginx.upgrade-header-missing",
     L,
     (
-        "no `proxy_set_header Upgrade $http_upgrade` in force (including one shadowed by the location's own `proxy_set_header` lines)"
+        "no proxy_set_header Upgrade $http_upgrade in force for the location (one in the server block is shadowed by the location's own proxy_set_header lines)"
     ),
-    ("see docs/local-checks.md"),
+    ("add proxy_set_header Upgrade $http_upgrade; to the location"),
     doc="local-checks.md",
 )

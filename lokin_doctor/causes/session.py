@@ -29,7 +29,10 @@ HOLD_IDLE_TIMEOUT = cause(
     ),
 )
 HOLD_NO_CONNECTION = cause(
-    "hold.no-connection", L, ("the hold's own handshake failed"), ("see the handshake check")
+    "hold.no-connection",
+    L,
+    ("the hold check's own handshake failed, so nothing was held"),
+    ("fix what the handshake check reports, then hold again"),
 )
 SESSION_CLOSED = cause(
     "session.closed",
@@ -57,7 +60,7 @@ SESSION_DROPPED = cause(
     "session.dropped",
     L,
     ("the TCP connection died before the first pong, without a close frame (1006)"),
-    ("see docs/checks.md"),
+    ("read the server's log at that time; a proxy or a crash cut the connection"),
 )
 SESSION_DROPPED_SOON = cause(
     "session.dropped-soon",
@@ -98,10 +101,8 @@ SESSION_NO_GREETING = cause(
 SESSION_NO_PONG = cause(
     "session.no-pong",
     L,
-    (
-        "a ping got no pong within the deadline (blocked event loop, a proxy swallowing control frames); says how much a flooding server sent meanwhile"
-    ),
-    ("see docs/checks.md"),
+    ("a ping got no pong within the deadline (a blocked event loop, a proxy swallowing control frames)"),
+    ("check the server's event loop is not blocked and that the proxy passes WebSocket control frames"),
 )
 SESSION_PROTOCOL_ERROR = cause(
     "session.protocol-error",

@@ -20,7 +20,14 @@ TCP_LOCALHOST_FAMILY = cause(
     warn=True,
     fail=False,
 )
-TCP_REFUSED = cause("tcp.refused", L, ("every address refuses"), ("nothing listens there"))
+TCP_REFUSED = cause(
+    "tcp.refused",
+    L,
+    ("every address refuses the TCP connect: nothing accepts connections on the port"),
+    (
+        "start the WebSocket server on that port (node server.js, or lokin-doctor serve --port PORT), or fix the port in the client URL"
+    ),
+)
 TCP_SOME_ADDRESSES_FAIL = cause(
     "tcp.some-addresses-fail",
     L,
@@ -31,12 +38,15 @@ TCP_SOME_ADDRESSES_FAIL = cause(
     warn=True,
     fail=False,
 )
-TCP_TIMEOUT = cause("tcp.timeout", L, ("no answer"), ("packets dropped by a firewall, or the host is down"))
+TCP_TIMEOUT = cause(
+    "tcp.timeout",
+    L,
+    ("no answer to the TCP connect: packets are dropped by a firewall, or the host is down"),
+    ("open the port in the firewall (ufw allow PORT/tcp, security group) or check the host is up"),
+)
 TCP_UNREACHABLE = cause(
     "tcp.unreachable",
     L,
     ("no route to the host"),
-    (
-        "no route to the host: check the address, the network, or a firewall that rejects with host-unreachable"
-    ),
+    ("check the address, the network, or a firewall that rejects with host-unreachable"),
 )

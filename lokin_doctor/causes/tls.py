@@ -17,18 +17,16 @@ TLS_CIPHER_MISMATCH = cause(
 TLS_CLIENT_CERT_REJECTED = cause(
     "tls.client-cert-rejected",
     L,
+    ("the server asked for a client certificate (mutual TLS) and refused the one offered"),
     (
-        'mutual TLS, seen at the handshake: TLS 1.3 servers refuse the missing certificate only at the first read (after the `tls` check\'s handshake succeeded), and nginx with `ssl_verify_client on` answers 400 "No required SSL certificate was sent" ("The SSL certificate error" for a refused one)'
+        "offer a certificate the server's CA signed (--client-cert/--client-key), or check its ssl_client_certificate"
     ),
-    ("see the `tls` check's table"),
 )
 TLS_CLIENT_CERT_REQUIRED = cause(
     "tls.client-cert-required",
     L,
-    (
-        'mutual TLS, seen at the handshake: TLS 1.3 servers refuse the missing certificate only at the first read (after the `tls` check\'s handshake succeeded), and nginx with `ssl_verify_client on` answers 400 "No required SSL certificate was sent" ("The SSL certificate error" for a refused one)'
-    ),
-    ("see the `tls` check's table"),
+    ("the server requires a client certificate (mutual TLS) and none was offered"),
+    ("offer one with --client-cert/--client-key, or turn off ssl_verify_client for the WebSocket location"),
 )
 TLS_EXPIRED = cause(
     "tls.expired",
@@ -39,8 +37,8 @@ TLS_EXPIRED = cause(
 TLS_EXPIRES_SOON = cause(
     "tls.expires-soon",
     L,
-    ("fewer than 14 days left"),
-    ("renew now, check the renewal job"),
+    ("the certificate expires in fewer than 14 days"),
+    ("renew it now and check the renewal job (certbot renew --dry-run)"),
     warn=True,
     fail=False,
 )
@@ -53,7 +51,10 @@ TLS_H2_ONLY = cause(
     ("enable http/1.1 in the server's/edge's ALPN"),
 )
 TLS_HANDSHAKE_FAILED = cause(
-    "tls.handshake-failed", L, ("any other TLS failure"), ("check the server's TLS configuration and log")
+    "tls.handshake-failed",
+    L,
+    ("the TLS handshake failed for a reason with no code of its own"),
+    ("check the server's TLS configuration and its error log"),
 )
 TLS_HOSTNAME_MISMATCH = cause(
     "tls.hostname-mismatch",
@@ -78,7 +79,7 @@ TLS_NOT_TLS = cause(
 TLS_NOT_YET_VALID = cause(
     "tls.not-yet-valid",
     L,
-    ("notBefore is in the future"),
+    ("the certificate's notBefore is in the future"),
     ("check the clocks (timedatectl) or install a certificate valid now"),
 )
 TLS_PROTOCOL_VERSION = cause(

@@ -440,8 +440,10 @@ def find_processes(
 ) -> list[ProcInfo]:
     """Processes whose command line matches one of the regular expressions.
 
-    Never this process, its ancestors (``timeout``, ``time``, ``sh -c``, ``npm run``, ``make``, a CI
-    runner... whose command line holds the doctor's own), nor its descendants: they are the doctor.
+    Never this process nor its ancestors (``timeout``, ``time``, ``sh -c``, ``npm run``, ``make``, a CI
+    runner... whose command line holds the doctor's own): they are the doctor. Its descendants are kept: the
+    doctor starts no server process (``--embedded`` serves in-process), so a matching child is a real server
+    (a test runner's fixture, a shell's job).
     """
     regexes = [re.compile(p) for p in patterns]
     me = os.getpid()
@@ -459,8 +461,6 @@ def find_processes(
             if info is None:
                 continue
             up = ancestry(pid)
-            if me in up:
-                continue
             found.append(replace(info, ancestors=up))
     return found
 

@@ -79,24 +79,16 @@ def _listenable(option: str, host: str) -> None:
 
 
 def _tls_files(certfile: str, keyfile: str | None) -> None:
-    """--certfile (and --keyfile) that OpenSSL loads, checked before the server starts."""
-    import os
-    import ssl
+    """--certfile (and --keyfile) loaded by the server's own reader (server/tls.py) before it starts: a file
+    the server would refuse is a usage error naming the option, with the reader's one-line reason."""
+    from lokin_doctor.server.config import ServerStartError
+    from lokin_doctor.server.tls import build_ssl_context
 
-    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
-        if path is not None and not os.path.isfile(path):
-            _bad(option, repr(path), _("does not exist or is not a file; give a PEM file"))
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        _bad(
-            "--certfile",
-            repr(certfile),
-            _("cannot be loaded ({reason}); give a PEM certificate and its PEM private key").format(
-                reason=reason
-            ),
-        )
+        build_ssl_context(certfile, keyfile)
+    except ServerStartError as exc:
+        option = "--keyfile" if keyfile and keyfile in str(exc) and certfile not in str(exc) else "--certfile"
+        raise UsageError(f"{option}: {exc}", option) from None
 
 
 def _count(option: str, value: int, low: int, high: int | None = None, what: str = "") -> int:

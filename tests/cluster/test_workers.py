@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from lokin_doctor.server.workers import WORKER_ENV
 from tests.peers.redis import RedisPeer
 from tests.server.conftest import REPO, ServeProcess, http_get
 
@@ -247,29 +248,39 @@ async def test_sigint_is_forwarded_once_and_clients_get_1001(
 
 
 def test_a_worker_that_cannot_start_stops_the_set_with_exit_1(redis_server: RedisPeer, tmp_path: Any) -> None:
+    # The options are valid (the parent checks them); the worker processes then die at start-up: a
+    # sitecustomize on their PYTHONPATH ends with status 3 any process that carries the worker's environment.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import os\nif {WORKER_ENV!r} in os.environ:\n    os._exit(3)\n")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lokin_doctor",
-            "serve",
-            "--port",
-            "0",
-            "--workers",
-            "2",
-            "--redis",
-            redis_server.url,
-        ]
-        + ["--certfile", str(tmp_path / "missing.pem")],
+        [sys.executable, "-m", "lokin_doctor", "serve", "--port", "0", "--workers", "2"]
+        + ["--redis", redis_server.url],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{site}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "could not start (exit 3)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_tls_files_stop_the_set_before_any_worker(redis_server: RedisPeer, tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lokin_doctor", "serve", "--port", "0", "--workers", "2"]
+        + ["--redis", redis_server.url, "--certfile", str(tmp_path / "missing.pem")],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
-    assert "TLS certificate file not found" in result.stderr and "could not start" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"lokin-doctor: error: --certfile: TLS certificate file not found: {tmp_path / 'missing.pem'}"
+    ]
 
 
 def test_a_port_already_in_use_is_refused_even_by_reuseport(redis_server: RedisPeer) -> None:

@@ -124,9 +124,10 @@ def test_bad_certificate_file_is_one_line(serve_process: Serve, tmp_path: Path) 
     bad = tmp_path / "cert.pem"
     bad.write_text("not a certificate\n")
     proc = serve_process("--port", "0", "--certfile", str(bad))
-    assert proc.finish(10) == 1
+    # checked before start-up by the server's own reader: a usage error naming the option
+    assert proc.finish(10) == 2
     assert proc.stderr.strip().splitlines() == [
-        f"lokin-doctor: error: {bad} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----'); "
+        f"lokin-doctor: error: --certfile: {bad} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----'); "
         f"convert a DER file with: openssl x509 -inform der -in {bad} -out cert.pem"
     ]
 
