@@ -368,6 +368,7 @@ def _run_as_nobody(args: list[str], write_fd: int) -> None:
         os._exit(0)
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_unprivileged_user_sees_owner_unknown(node_server: Any) -> None:
     read_fd, write_fd = os.pipe()
