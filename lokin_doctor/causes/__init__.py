@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +200,21 @@ def tagged(tag: Tag) -> frozenset[str]:
     """Every code that carries ``tag``."""
     _load_all()
     return frozenset(c.code for c in _REGISTRY.values() if tag in c.tags)
+
+
+#: Layers whose causes are read in a configuration file, not seen on the wire.
+CONFIG_LAYERS = frozenset({Layer.PROXY_CONFIG})
+
+
+def observed(codes: Iterable[str | None], tag: Tag) -> set[str]:
+    """The codes among ``codes`` that carry ``tag`` and were seen on the wire, not read in a proxy's
+    configuration: what confirms (or, when empty, fails to confirm) a configuration finding with that tag."""
+    found = set()
+    for code in codes:
+        c = get(code) if code else None
+        if c is not None and tag in c.tags and c.layer not in CONFIG_LAYERS:
+            found.add(c.code)
+    return found
 
 
 def all_causes() -> Iterator[Cause]:

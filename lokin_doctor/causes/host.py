@@ -43,6 +43,7 @@ PORT_NOT_LISTENING = cause(
     L,
     ("nothing listens on the port on this machine"),
     ("start the WebSocket server on that port (node server.js, or lokin-doctor serve --port PORT)"),
+    tags=(Tag.NOTHING_LISTENS,),
 )
 PORT_OWNER_UNKNOWN = cause(
     "port.owner-unknown",

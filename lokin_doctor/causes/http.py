@@ -15,12 +15,17 @@ HANDSHAKE_BAD_ACCEPT = cause(
     (
         "use a maintained WebSocket library on the server, and make the proxy pass the handshake headers through unchanged"
     ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_BAD_GATEWAY = cause(
     "handshake.bad-gateway",
     L,
     ("HTTP 502: the proxy is up, its backend is not"),
     ("start the backend behind the proxy, or fix the proxy's backend address (proxy_pass)"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.BACKEND_DOWN,
+    ),
 )
 HANDSHAKE_BAD_REQUEST = cause(
     "handshake.bad-request",
@@ -35,12 +40,14 @@ HANDSHAKE_CLOSED = cause(
     L,
     ("closed or reset without a reply"),
     ("read the server's log; limits; firewall"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_CONNECT_TIMEOUT = cause(
     "handshake.connect-timeout",
     L,
     ("the TCP connect (or the TLS handshake) gave no answer in time"),
     ("check the host is up and the port open in its firewall, or raise --timeout"),
+    tags=(Tag.DROPPED,),
 )
 HANDSHAKE_EXTENSION_NOT_OFFERED = cause(
     "handshake.extension-not-offered",
@@ -61,12 +68,14 @@ HANDSHAKE_FORBIDDEN = cause(
     L,
     ("HTTP 401/403: the server refused the Origin or the credentials"),
     ("add the page's origin to the server's allow-list, or send the token the server expects"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_GATEWAY_TIMEOUT = cause(
     "handshake.gateway-timeout",
     L,
     ("HTTP 504: the proxy got no answer from its backend in time"),
     ("check that the backend behind the proxy is up and reachable from the proxy"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_HEADERS_TOO_LARGE = cause(
     "handshake.headers-too-large",
@@ -81,6 +90,10 @@ HANDSHAKE_HTTP10_UPSTREAM = cause(
     L,
     ("HTTP 505: the proxy speaks HTTP/1.0 to the backend, which cannot upgrade"),
     ("in nginx: proxy_http_version 1.1; with the Upgrade and Connection headers"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.UPGRADE_LOST,
+    ),
 )
 HANDSHAKE_INCOMPLETE_REPLY = cause(
     "handshake.incomplete-reply",
@@ -93,12 +106,14 @@ HANDSHAKE_INVALID_UPGRADE = cause(
     L,
     ("the server answered 101 without proper Upgrade/Connection headers"),
     ('fix the proxy\'s upgrade lines (Upgrade $http_upgrade, Connection "upgrade")'),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_NO_RESPONSE = cause(
     "handshake.no-response",
     L,
     ("TCP accepted, then silence until the deadline"),
     ("the program is stuck or does not speak HTTP (a TLS-only port waits silently)"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_FOUND = cause(
     "handshake.not-found",
@@ -111,12 +126,14 @@ HANDSHAKE_NOT_HTTP = cause(
     L,
     ("bytes that are not HTTP (an SSH banner...)"),
     ("the port belongs to another protocol"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_WEBSOCKET = cause(
     "handshake.not-websocket",
     L,
     ("a 2xx reply that is not an upgrade: the URL is a plain HTTP application"),
     ("point the client at the WebSocket server's port or path"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_PLAIN_TO_TLS = cause(
     "handshake.plain-to-tls",
@@ -129,18 +146,21 @@ HANDSHAKE_RATE_LIMITED = cause(
     L,
     ("HTTP 429: the server refused the connection for a rate or connection limit"),
     ("check the server's /health and raise its per-client limits, or slow the client's retries"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_REDIRECT = cause(
     "handshake.redirect",
     L,
     ("3xx with its Location"),
     ("WebSocket clients do not follow redirects: use the final URL (`wss://` for an https redirect)"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_REFUSED = cause(
     "handshake.refused",
     L,
     ("the TCP connect was refused when the handshake started"),
     ("start the WebSocket server, or fix the port in the client URL"),
+    tags=(Tag.NOTHING_LISTENS,),
 )
 HANDSHAKE_RESET = cause(
     "handshake.reset", L, ("closed or reset without a reply"), ("read the server's log; limits; firewall")
@@ -150,6 +170,7 @@ HANDSHAKE_SERVER_ERROR = cause(
     L,
     ("HTTP 5xx: the server failed while answering the upgrade"),
     ("read the server's log at the time of the request"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_SUBPROTOCOL_NOT_OFFERED = cause(
     "handshake.subprotocol-not-offered",
@@ -186,6 +207,7 @@ HANDSHAKE_UNAVAILABLE = cause(
     L,
     ("HTTP 503: the server or proxy is overloaded or at its connection limit"),
     ("check the server's /health and its connection limits, then retry"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_UNEXPECTED_STATUS = cause(
     "handshake.unexpected-status",
@@ -202,10 +224,15 @@ HANDSHAKE_UPGRADE_DROPPED = cause(
     (
         'in nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
     ),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.UPGRADE_LOST,
+    ),
 )
 HANDSHAKE_WEB_PAGE = cause(
     "handshake.web-page",
     L,
     ("200 text/html: a web site answered (static server, SPA fallback)"),
     ("point the client at the WebSocket server's port or path"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )

@@ -45,12 +45,14 @@ PROXY_BACKEND_DOWN = cause(
         "502/504: the proxy is up, its backend does not answer; says whether the backend answers us directly (then `proxy_pass` points at the wrong place)"
     ),
     ("start the server behind the proxy, or fix `proxy_pass`"),
+    tags=(Tag.BACKEND_DOWN,),
 )
 PROXY_HTTP10_UPSTREAM = cause(
     "proxy.http10-upstream",
     L,
     ("HTTP 505 from the backend through the proxy: nginx speaks HTTP/1.0 upstream by default"),
     ("in the location: proxy_http_version 1.1; with the Upgrade and Connection headers"),
+    tags=(Tag.UPGRADE_LOST,),
 )
 PROXY_PATH_MISMATCH = cause(
     "proxy.path-mismatch",
@@ -67,6 +69,7 @@ PROXY_UPGRADE_NOT_FORWARDED = cause(
     (
         'in the location block: `proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";`, then reload'
     ),
+    tags=(Tag.UPGRADE_LOST,),
 )
 VARIANTS_BACKEND_DIRECT = cause(
     "variants.backend-direct",

@@ -16,6 +16,7 @@ NGINX_CONNECTION_HEADER_EMPTY = cause(
         "proxy_set_header Connection $connection_upgrade; with map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
     ),
     doc="local-checks.md",
+    tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_CONNECTION_HEADER_MISSING = cause(
     "nginx.connection-header-missing",
@@ -23,6 +24,7 @@ NGINX_CONNECTION_HEADER_MISSING = cause(
     ("no `proxy_set_header Connection`"),
     ("nginx sends `Connection: close`"),
     doc="local-checks.md",
+    tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_CONNECTION_MAP_MISSING = cause(
     "nginx.connection-map-missing",
@@ -30,6 +32,7 @@ NGINX_CONNECTION_MAP_MISSING = cause(
     ("proxy_set_header Connection uses a variable that no map defines"),
     ("add map $http_upgrade $connection_upgrade { default upgrade; '' close; } in the http block"),
     doc="local-checks.md",
+    tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_HTTP10_UPSTREAM = cause(
     "nginx.http10-upstream",
@@ -37,6 +40,7 @@ NGINX_HTTP10_UPSTREAM = cause(
     ("no proxy_http_version 1.1 in the location: nginx speaks HTTP/1.0 upstream, which cannot upgrade"),
     ("add proxy_http_version 1.1; to the location"),
     doc="local-checks.md",
+    tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_LEAF_ONLY_CERTIFICATE = cause(
     "nginx.leaf-only-certificate",
@@ -79,6 +83,7 @@ NGINX_PROXY_PASS_NOTHING_LISTENS = cause(
     ),
     ("start the WebSocket server on that port, or point proxy_pass at the port it listens on"),
     doc="local-checks.md",
+    tags=(Tag.BACKEND_DOWN,),
 )
 NGINX_PROXY_PASS_WRONG_PORT = cause(
     "nginx.proxy-pass-wrong-port",
@@ -87,6 +92,7 @@ NGINX_PROXY_PASS_WRONG_PORT = cause(
     ("point proxy_pass at the port the WebSocket server listens on"),
     warn=True,
     doc="local-checks.md",
+    tags=(Tag.BACKEND_DOWN,),
 )
 NGINX_READ_TIMEOUT_SHORT = cause(
     "nginx.read-timeout-short",
@@ -99,6 +105,7 @@ NGINX_READ_TIMEOUT_SHORT = cause(
     ),
     warn=True,
     doc="local-checks.md",
+    tags=(Tag.IDLE_CUT,),
 )
 NGINX_SEND_TIMEOUT_SHORT = cause(
     "nginx.send-timeout-short",
@@ -111,6 +118,7 @@ NGINX_SEND_TIMEOUT_SHORT = cause(
     ),
     warn=True,
     doc="local-checks.md",
+    tags=(Tag.IDLE_CUT,),
 )
 NGINX_UPGRADE_HEADER_MISSING = cause(
     "nginx.upgrade-header-missing",
@@ -120,4 +128,5 @@ NGINX_UPGRADE_HEADER_MISSING = cause(
     ),
     ("add proxy_set_header Upgrade $http_upgrade; to the location"),
     doc="local-checks.md",
+    tags=(Tag.UPGRADE_LOST,),
 )

@@ -17,6 +17,7 @@ HOLD_DROPPED = cause(
     L,
     ("dropped (1006) despite server pings: not an idle timeout (max connection age, restart, NAT)"),
     ("read the proxy's and server's logs at that time"),
+    tags=(Tag.IDLE_CUT,),
 )
 HOLD_IDLE_TIMEOUT = cause(
     "hold.idle-timeout",
@@ -27,6 +28,7 @@ HOLD_IDLE_TIMEOUT = cause(
     (
         "`proxy_read_timeout 86400s; proxy_send_timeout 86400s;` in the location, or server pings more often than the timeout (ws: `setInterval(() => client.ping(), 30000)`; websockets: `ping_interval`)"
     ),
+    tags=(Tag.IDLE_CUT,),
 )
 HOLD_NO_CONNECTION = cause(
     "hold.no-connection",

@@ -27,6 +27,7 @@ TCP_REFUSED = cause(
     (
         "start the WebSocket server on that port (node server.js, or lokin-doctor serve --port PORT), or fix the port in the client URL"
     ),
+    tags=(Tag.NOTHING_LISTENS,),
 )
 TCP_SOME_ADDRESSES_FAIL = cause(
     "tcp.some-addresses-fail",
@@ -43,6 +44,7 @@ TCP_TIMEOUT = cause(
     L,
     ("no answer to the TCP connect: packets are dropped by a firewall, or the host is down"),
     ("open the port in the firewall (ufw allow PORT/tcp, security group) or check the host is up"),
+    tags=(Tag.DROPPED,),
 )
 TCP_UNREACHABLE = cause(
     "tcp.unreachable",

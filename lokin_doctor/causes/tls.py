@@ -33,6 +33,10 @@ TLS_EXPIRED = cause(
     L,
     ("the certificate's notAfter is past"),
     ("renew it (certbot renew...), reload the server/proxy, check the renewal timer"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )
 TLS_EXPIRES_SOON = cause(
     "tls.expires-soon",
@@ -41,6 +45,7 @@ TLS_EXPIRES_SOON = cause(
     ("renew it now and check the renewal job (certbot renew --dry-run)"),
     warn=True,
     fail=False,
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 TLS_H2_ONLY = cause(
     "tls.h2-only",
@@ -61,6 +66,10 @@ TLS_HOSTNAME_MISMATCH = cause(
     L,
     ("the certificate's names do not include the host"),
     ("issue one with the host in subjectAltName, or use one of its names"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )
 TLS_INCOMPLETE_CHAIN = cause(
     "tls.incomplete-chain",
@@ -69,6 +78,10 @@ TLS_INCOMPLETE_CHAIN = cause(
         "the server sends its certificate without the intermediate: Node and Python fail, a browser may still work (it fetches the intermediate from the AIA URL or has it cached)"
     ),
     ("serve the full chain (nginx `ssl_certificate fullchain.pem`, not `cert.pem`)"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )
 TLS_NOT_TLS = cause(
     "tls.not-tls",
@@ -81,6 +94,10 @@ TLS_NOT_YET_VALID = cause(
     L,
     ("the certificate's notBefore is in the future"),
     ("check the clocks (timedatectl) or install a certificate valid now"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )
 TLS_PROTOCOL_VERSION = cause(
     "tls.protocol-version",
@@ -103,6 +120,10 @@ TLS_SELF_SIGNED = cause(
     L,
     ("the certificate is its own issuer"),
     ("use a CA-issued certificate; for a private setup, a private CA passed with `--ca-file`"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )
 TLS_TIMEOUT = cause(
     "tls.timeout",
@@ -115,4 +136,8 @@ TLS_UNKNOWN_CA = cause(
     L,
     ("the chain ends at a CA this machine does not trust"),
     ("a public CA, or `--ca-file` with the private CA (installed on every client too)"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.CERTIFICATE,
+    ),
 )

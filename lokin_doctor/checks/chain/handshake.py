@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.host import PORT_UNEXPECTED_OWNER
 from lokin_doctor.causes.http import (
     HANDSHAKE_BAD_ACCEPT,
@@ -592,22 +594,17 @@ async def check(ctx: Context) -> CheckResult:
     return classify(out, target, origin=settings.origin)
 
 
-_OWNER_EXPLAINS = (
-    HANDSHAKE_WEB_PAGE,
-    HANDSHAKE_NOT_HTTP,
-    HANDSHAKE_NO_RESPONSE,
-    HANDSHAKE_NOT_WEBSOCKET,
-    HANDSHAKE_CLOSED,
-)
-
-
 def finalize(ctx: Context, result: CheckResult) -> CheckResult:
     """Once every check is done: when another program holds the port, the handshake's fix names it.
 
     Done after the run rather than by waiting for the port scan, so the handshake never waits on psutil.
     """
     port_result = ctx.results.get("port")
-    if result.code not in _OWNER_EXPLAINS or port_result is None or port_result.code != PORT_UNEXPECTED_OWNER:
+    if (
+        not causes.has(result.code, Tag.OWNER_EXPLAINS)
+        or port_result is None
+        or port_result.code != PORT_UNEXPECTED_OWNER
+    ):
         return result
     owners = ctx.facts.get("port_owners") or {}
     from lokin_doctor.checks.host.port import describe_owner

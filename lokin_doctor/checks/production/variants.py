@@ -17,29 +17,9 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from lokin_doctor.causes.http import (
-    HANDSHAKE_BAD_ACCEPT,
-    HANDSHAKE_BAD_GATEWAY,
-    HANDSHAKE_FORBIDDEN,
-    HANDSHAKE_GATEWAY_TIMEOUT,
-    HANDSHAKE_HTTP10_UPSTREAM,
-    HANDSHAKE_INVALID_UPGRADE,
-    HANDSHAKE_RATE_LIMITED,
-    HANDSHAKE_REDIRECT,
-    HANDSHAKE_SERVER_ERROR,
-    HANDSHAKE_UNAVAILABLE,
-    HANDSHAKE_UPGRADE_DROPPED,
-)
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.production import VARIANTS_BACKEND_DIRECT, VARIANTS_URL_MISMATCH
-from lokin_doctor.causes.tls import (
-    TLS_EXPIRED,
-    TLS_EXPIRES_SOON,
-    TLS_HOSTNAME_MISMATCH,
-    TLS_INCOMPLETE_CHAIN,
-    TLS_NOT_YET_VALID,
-    TLS_SELF_SIGNED,
-    TLS_UNKNOWN_CA,
-)
 from lokin_doctor.checks.chain.handshake import proxy_name
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
@@ -75,32 +55,6 @@ def candidates(target: Target) -> list[Target]:
             order += 1
     found.sort(key=lambda x: (x[0], x[1]))
     return [t for _, _, t in found[:MAX_VARIANTS]]
-
-
-#: Failures that prove the URL reaches the right server, which answers something specific: another
-#: URL would not fix them (the proxy, certificate and handshake checks name the fix).
-NOT_A_URL_PROBLEM = frozenset(
-    {
-        HANDSHAKE_REDIRECT,
-        HANDSHAKE_FORBIDDEN,
-        HANDSHAKE_RATE_LIMITED,
-        HANDSHAKE_UNAVAILABLE,
-        HANDSHAKE_SERVER_ERROR,
-        HANDSHAKE_BAD_ACCEPT,
-        HANDSHAKE_INVALID_UPGRADE,
-        HANDSHAKE_UPGRADE_DROPPED,
-        HANDSHAKE_HTTP10_UPSTREAM,
-        HANDSHAKE_BAD_GATEWAY,
-        HANDSHAKE_GATEWAY_TIMEOUT,
-        TLS_EXPIRED,
-        TLS_NOT_YET_VALID,
-        TLS_HOSTNAME_MISMATCH,
-        TLS_SELF_SIGNED,
-        TLS_UNKNOWN_CA,
-        TLS_INCOMPLETE_CHAIN,
-        TLS_EXPIRES_SOON,
-    }
-)
 
 
 def _verdict(ctx: Context) -> tuple[str | None, str | None]:
@@ -178,7 +132,7 @@ async def check(ctx: Context) -> CheckResult:
         verdict, cause = _verdict(ctx)
     if verdict == "works":
         return skip("variants", _("not applicable: the target works"), applicable=False)
-    if cause in NOT_A_URL_PROBLEM:
+    if causes.has(cause, Tag.NOT_A_URL_PROBLEM):
         return _not_a_url_problem(cause)
     if ctx.remaining() <= 0.05:
         return skip(
@@ -201,7 +155,7 @@ async def check(ctx: Context) -> CheckResult:
             verdict, cause = _verdict(ctx)
         if verdict == "works":
             return skip("variants", _("not applicable: the target works"), applicable=False)
-        if cause in NOT_A_URL_PROBLEM:
+        if causes.has(cause, Tag.NOT_A_URL_PROBLEM):
             return _not_a_url_problem(cause)
         outs: list[Outcome] = await task
     finally:

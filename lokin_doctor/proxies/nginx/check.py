@@ -24,16 +24,10 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
-from lokin_doctor.causes.http import (
-    HANDSHAKE_BAD_GATEWAY,
-    HANDSHAKE_HTTP10_UPSTREAM,
-    HANDSHAKE_UPGRADE_DROPPED,
-)
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.production import (
-    PROXY_BACKEND_DOWN,
-    PROXY_HTTP10_UPSTREAM,
     PROXY_PATH_MISMATCH,
-    PROXY_UPGRADE_NOT_FORWARDED,
 )
 from lokin_doctor.causes.proxyconf import (
     NGINX_LEAF_ONLY_CERTIFICATE,
@@ -42,7 +36,6 @@ from lokin_doctor.causes.proxyconf import (
     NGINX_PATH_REWRITTEN,
     NGINX_PROXY_PASS_WRONG_PORT,
 )
-from lokin_doctor.causes.session import HOLD_DROPPED, HOLD_IDLE_TIMEOUT
 from lokin_doctor.causes.tls import TLS_INCOMPLETE_CHAIN
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
@@ -337,13 +330,8 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     outcome = ctx.facts.get("outcome")
     upgraded = outcome is not None and getattr(outcome, "kind", None) == "upgraded"
     status = getattr(outcome, "status", None) if outcome is not None else None
-    if f.code in nf.UPGRADE_CODES:
-        live = codes & {
-            PROXY_UPGRADE_NOT_FORWARDED,
-            HANDSHAKE_UPGRADE_DROPPED,
-            PROXY_HTTP10_UPSTREAM,
-            HANDSHAKE_HTTP10_UPSTREAM,
-        }
+    if causes.has(f.code, Tag.UPGRADE_LOST):
+        live = causes.observed(codes, Tag.UPGRADE_LOST)
         if live:
             return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
         if upgraded:
@@ -351,8 +339,8 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
                 "warn",
                 _("yet the live handshake upgraded: the running nginx may not have reloaded this file"),
             )
-    if f.code in nf.BACKEND_CODES or f.code == NGINX_NOT_PROXIED:
-        live = codes & {PROXY_BACKEND_DOWN, HANDSHAKE_BAD_GATEWAY}
+    if causes.has(f.code, Tag.BACKEND_DOWN) or f.code == NGINX_NOT_PROXIED:
+        live = causes.observed(codes, Tag.BACKEND_DOWN)
         if f.code == NGINX_PROXY_PASS_WRONG_PORT:
             # Whatever holds that port answers nginx: a failed upgrade through it is the symptom. Not a TLS
             # failure (tls.client-cert-required...): nginx decides those itself, before any proxy_pass.
@@ -366,7 +354,7 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
                 live.add(failed.code)
         if live:
             return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
-        if upgraded and f.code in nf.BACKEND_CODES:
+        if upgraded and causes.has(f.code, Tag.BACKEND_DOWN):
             return "note", _("the backend answered 101 through nginx: it is a WebSocket server after all")
         if upgraded:
             return "warn", _(STALE)
@@ -375,11 +363,10 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
             return "fail", _("the backend answers 404 at the rewritten path")
         if upgraded:
             return "note", ""
-    if f.code in nf.TIMEOUT_CODES and codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED}:
-        return "fail", _("the idle hold found {codes}").format(
-            codes=sorted(codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED})[0]
-        )
-    if f.code in nf.TIMEOUT_CODES and f.seconds is not None:
+    cut = causes.observed(codes, Tag.IDLE_CUT) if causes.has(f.code, Tag.IDLE_CUT) else set()
+    if cut:
+        return "fail", _("the idle hold found {codes}").format(codes=sorted(cut)[0])
+    if causes.has(f.code, Tag.IDLE_CUT) and f.seconds is not None:
         return _timeout_seen(ctx, f, f.seconds)
     if f.code == NGINX_LEAF_ONLY_CERTIFICATE and TLS_INCOMPLETE_CHAIN in codes:
         return "fail", _("the tls check found tls.incomplete-chain")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.proxyconf import (
     NGINX_CONNECTION_HEADER_EMPTY,
     NGINX_CONNECTION_HEADER_MISSING,
@@ -52,7 +54,8 @@ from lokin_doctor.proxies.nginx.conf import (
 #: What the corrected block sets a timeout that was too short to (the deploy/ example's value).
 FIXED_TIMEOUT = "3600s"
 
-#: Codes whose findings break the upgrade itself.
+#: Findings that break the upgrade itself (Tag.UPGRADE_LOST), that point at a dead or wrong backend
+#: (Tag.BACKEND_DOWN), that cut idle connections (Tag.IDLE_CUT): the order is the reports' order.
 UPGRADE_CODES = (
     NGINX_HTTP10_UPSTREAM,
     NGINX_UPGRADE_HEADER_MISSING,
@@ -491,7 +494,7 @@ def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None)
             f"proxy_send_timeout {FIXED_TIMEOUT};",
         ]
         return "\n".join([head, *(f"    {b}" for b in fresh), "}"])
-    fixes_upgrade = bool(codes & set(UPGRADE_CODES))
+    fixes_upgrade = any(causes.has(c, Tag.UPGRADE_LOST) for c in codes)
     replaced = {"proxy_http_version"} if fixes_upgrade else set()
     if fixes_upgrade:
         replaced.add("proxy_set_header")
@@ -531,7 +534,12 @@ def _quote_always(text: str) -> str:
 
 def _fixed_proxy_pass(analysis: Analysis, d: Directive, codes: set[str], ws_port: int | None) -> str:
     text = d.args[0] if d.args else ""
-    if codes & set(BACKEND_CODES) and ws_port and analysis.upstreams and analysis.upstreams[0].via is None:
+    if (
+        any(causes.has(c, Tag.BACKEND_DOWN) for c in codes)
+        and ws_port
+        and analysis.upstreams
+        and analysis.upstreams[0].via is None
+    ):
         up = analysis.upstreams[0]
         host = f"[{up.host}]" if ":" in up.host else up.host
         text = f"{up.scheme}://{host}:{ws_port}{up.uri or ''}"
