@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DOMAIN = "lokin_doctor"
+#: The cause registry's meanings and fixes (lokin_doctor/causes) have a catalog of their own: one kind of
+#: knowledge, one file to translate; it is the main catalog's fallback.
+CAUSES_DOMAIN = "lokin_doctor_causes"
+DOMAINS = (DOMAIN, CAUSES_DOMAIN)
 LOCALE_DIR = Path(__file__).with_name("locale")
 LANGUAGES = ("en", "fr")
 
@@ -54,6 +58,9 @@ def translation() -> gettext.NullTranslations:
             _translation = gettext.NullTranslations()
         else:
             _translation = gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang], fallback=True)
+            _translation.add_fallback(
+                gettext.translation(CAUSES_DOMAIN, LOCALE_DIR, languages=[lang], fallback=True)
+            )
     return _translation
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Cause, Layer, cause, get
+from lokin_doctor.i18n import N_
 
 INTERNAL_ERROR = cause(
     "internal-error",
     Layer.INTERNAL,
-    ("one of lokin-doctor's checks crashed; the other checks' findings still stand"),
-    ("re-run with --debug to see the traceback, and report it"),
+    N_("one of lokin-doctor's checks crashed; the other checks' findings still stand"),
+    N_("re-run with --debug to see the traceback, and report it"),
 )
 
 
@@ -22,8 +23,8 @@ def _check_timeout(check_id: str) -> Cause:
     return cause(
         f"{check_id}.timeout",
         Layer.INTERNAL,
-        ("the check gave no result within the run's deadline (--timeout)"),
-        ("the host or this machine is too slow to answer; raise --timeout or check the network path"),
+        N_("the check gave no result within the run's deadline (--timeout)"),
+        N_("the host or this machine is too slow to answer; raise --timeout or check the network path"),
     )
 
 

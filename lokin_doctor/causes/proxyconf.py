@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
+from lokin_doctor.i18n import N_
 
 L = Layer.PROXY_CONFIG
 
 NGINX_CONNECTION_HEADER_EMPTY = cause(
     "nginx.connection-header-empty",
     L,
-    (
+    N_(
         'proxy_set_header Connection "" (the keepalive recipe), or a map giving a WebSocket request something other than upgrade'
     ),
-    (
+    N_(
         "proxy_set_header Connection $connection_upgrade; with map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
     ),
     doc="local-checks.md",
@@ -21,39 +22,39 @@ NGINX_CONNECTION_HEADER_EMPTY = cause(
 NGINX_CONNECTION_HEADER_MISSING = cause(
     "nginx.connection-header-missing",
     L,
-    ("no `proxy_set_header Connection`"),
-    ("nginx sends `Connection: close`"),
+    N_("no `proxy_set_header Connection`"),
+    N_("nginx sends `Connection: close`"),
     doc="local-checks.md",
     tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_CONNECTION_MAP_MISSING = cause(
     "nginx.connection-map-missing",
     L,
-    ("proxy_set_header Connection uses a variable that no map defines"),
-    ("add map $http_upgrade $connection_upgrade { default upgrade; '' close; } in the http block"),
+    N_("proxy_set_header Connection uses a variable that no map defines"),
+    N_("add map $http_upgrade $connection_upgrade { default upgrade; '' close; } in the http block"),
     doc="local-checks.md",
     tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_HTTP10_UPSTREAM = cause(
     "nginx.http10-upstream",
     L,
-    ("no proxy_http_version 1.1 in the location: nginx speaks HTTP/1.0 upstream, which cannot upgrade"),
-    ("add proxy_http_version 1.1; to the location"),
+    N_("no proxy_http_version 1.1 in the location: nginx speaks HTTP/1.0 upstream, which cannot upgrade"),
+    N_("add proxy_http_version 1.1; to the location"),
     doc="local-checks.md",
     tags=(Tag.UPGRADE_LOST,),
 )
 NGINX_LEAF_ONLY_CERTIFICATE = cause(
     "nginx.leaf-only-certificate",
     L,
-    ("the `ssl_certificate` file holds one certificate"),
-    ("the leaf without its intermediate; use `fullchain.pem`"),
+    N_("the `ssl_certificate` file holds one certificate"),
+    N_("the leaf without its intermediate; use `fullchain.pem`"),
     doc="local-checks.md",
 )
 NGINX_NO_SERVER = cause(
     "nginx.no-server",
     L,
-    ("no server block of --nginx-config listens on the target's port"),
-    ("add a server block with listen PORT (and server_name) for the WebSocket URL"),
+    N_("no server block of --nginx-config listens on the target's port"),
+    N_("add a server block with listen PORT (and server_name) for the WebSocket URL"),
     warn=True,
     fail=False,
     doc="local-checks.md",
@@ -61,8 +62,8 @@ NGINX_NO_SERVER = cause(
 NGINX_NOT_PROXIED = cause(
     "nginx.not-proxied",
     L,
-    ("the location that serves the path has no proxy_pass: nginx answers the path itself"),
-    (
+    N_("the location that serves the path has no proxy_pass: nginx answers the path itself"),
+    N_(
         "add proxy_pass http://127.0.0.1:8080; with the upgrade lines to that location, or use the path of a proxied location"
     ),
     doc="local-checks.md",
@@ -70,26 +71,26 @@ NGINX_NOT_PROXIED = cause(
 NGINX_PATH_REWRITTEN = cause(
     "nginx.path-rewritten",
     L,
-    ("`proxy_pass` with a URI part (`http://127.0.0.1:8080/`) replaces the location prefix"),
-    ("`/ws/chat` reaches the backend as `/chat`"),
+    N_("`proxy_pass` with a URI part (`http://127.0.0.1:8080/`) replaces the location prefix"),
+    N_("`/ws/chat` reaches the backend as `/chat`"),
     warn=True,
     doc="local-checks.md",
 )
 NGINX_PROXY_PASS_NOTHING_LISTENS = cause(
     "nginx.proxy-pass-nothing-listens",
     L,
-    (
+    N_(
         "proxy_pass (or the upstream's server line) names a port of this machine where nothing listens: nginx answers 502"
     ),
-    ("start the WebSocket server on that port, or point proxy_pass at the port it listens on"),
+    N_("start the WebSocket server on that port, or point proxy_pass at the port it listens on"),
     doc="local-checks.md",
     tags=(Tag.BACKEND_DOWN,),
 )
 NGINX_PROXY_PASS_WRONG_PORT = cause(
     "nginx.proxy-pass-wrong-port",
     L,
-    ("proxy_pass names a port held by another program while the WebSocket server listens elsewhere"),
-    ("point proxy_pass at the port the WebSocket server listens on"),
+    N_("proxy_pass names a port held by another program while the WebSocket server listens elsewhere"),
+    N_("point proxy_pass at the port the WebSocket server listens on"),
     warn=True,
     doc="local-checks.md",
     tags=(Tag.BACKEND_DOWN,),
@@ -97,10 +98,10 @@ NGINX_PROXY_PASS_WRONG_PORT = cause(
 NGINX_READ_TIMEOUT_SHORT = cause(
     "nginx.read-timeout-short",
     L,
-    (
+    N_(
         "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
     ),
-    (
+    N_(
         "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
     ),
     warn=True,
@@ -110,10 +111,10 @@ NGINX_READ_TIMEOUT_SHORT = cause(
 NGINX_SEND_TIMEOUT_SHORT = cause(
     "nginx.send-timeout-short",
     L,
-    (
+    N_(
         "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
     ),
-    (
+    N_(
         "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
     ),
     warn=True,
@@ -123,10 +124,10 @@ NGINX_SEND_TIMEOUT_SHORT = cause(
 NGINX_UPGRADE_HEADER_MISSING = cause(
     "nginx.upgrade-header-missing",
     L,
-    (
+    N_(
         "no proxy_set_header Upgrade $http_upgrade in force for the location (one in the server block is shadowed by the location's own proxy_set_header lines)"
     ),
-    ("add proxy_set_header Upgrade $http_upgrade; to the location"),
+    N_("add proxy_set_header Upgrade $http_upgrade; to the location"),
     doc="local-checks.md",
     tags=(Tag.UPGRADE_LOST,),
 )

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
+from lokin_doctor.i18n import N_
 
 L = Layer.TCP
 
 TCP_ERROR = cause(
     "tcp.error",
     L,
-    ("another connect error (mixed outcomes)"),
-    ("check the address and port in the client URL and the network path"),
+    N_("another connect error (mixed outcomes)"),
+    N_("check the address and port in the client URL and the network path"),
 )
 TCP_LOCALHOST_FAMILY = cause(
     "tcp.localhost-family",
     L,
-    ("`localhost` (or a name) gives both `::1` and `127.0.0.1` and only one answers"),
-    ("clients that try the other first (Node >= 17) fail. Bind both or use the working address."),
+    N_("`localhost` (or a name) gives both `::1` and `127.0.0.1` and only one answers"),
+    N_("clients that try the other first (Node >= 17) fail. Bind both or use the working address."),
     warn=True,
     fail=False,
 )
 TCP_REFUSED = cause(
     "tcp.refused",
     L,
-    ("every address refuses the TCP connect: nothing accepts connections on the port"),
-    (
+    N_("every address refuses the TCP connect: nothing accepts connections on the port"),
+    N_(
         "start the WebSocket server on that port (node server.js, or lokin-doctor serve --port PORT), or fix the port in the client URL"
     ),
     tags=(Tag.NOTHING_LISTENS,),
@@ -32,8 +33,8 @@ TCP_REFUSED = cause(
 TCP_SOME_ADDRESSES_FAIL = cause(
     "tcp.some-addresses-fail",
     L,
-    ("some of the name's addresses refuse or drop"),
-    (
+    N_("some of the name's addresses refuse or drop"),
+    N_(
         "clients given a failing address cannot connect: fix or remove those DNS records, or start the server on those hosts"
     ),
     warn=True,
@@ -42,13 +43,13 @@ TCP_SOME_ADDRESSES_FAIL = cause(
 TCP_TIMEOUT = cause(
     "tcp.timeout",
     L,
-    ("no answer to the TCP connect: packets are dropped by a firewall, or the host is down"),
-    ("open the port in the firewall (ufw allow PORT/tcp, security group) or check the host is up"),
+    N_("no answer to the TCP connect: packets are dropped by a firewall, or the host is down"),
+    N_("open the port in the firewall (ufw allow PORT/tcp, security group) or check the host is up"),
     tags=(Tag.DROPPED,),
 )
 TCP_UNREACHABLE = cause(
     "tcp.unreachable",
     L,
-    ("no route to the host"),
-    ("check the address, the network, or a firewall that rejects with host-unreachable"),
+    N_("no route to the host"),
+    N_("check the address, the network, or a firewall that rejects with host-unreachable"),
 )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from lokin_doctor.causes import Layer, Tag, cause  # noqa: F401
+from lokin_doctor.i18n import N_
 
 L = Layer.TOOLS
 
 LOAD_CLIENT_LIMIT = cause(
     "load.client-limit",
     L,
-    ("the load client itself ran out of file descriptors or ephemeral ports (EMFILE, ENFILE, EADDRNOTAVAIL)"),
-    ("use fewer --connections, raise ulimit -n, widen net.ipv4.ip_local_port_range"),
+    N_(
+        "the load client itself ran out of file descriptors or ephemeral ports (EMFILE, ENFILE, EADDRNOTAVAIL)"
+    ),
+    N_("use fewer --connections, raise ulimit -n, widen net.ipv4.ip_local_port_range"),
     doc="tools.md",
 )
