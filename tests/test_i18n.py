@@ -21,13 +21,16 @@ from tests.peers.fixtures import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "lokin_doctor/locale/fr/LC_MESSAGES/lokin_doctor.po"
 MO = PO.with_suffix(".mo")
+#: The cause registry's meanings and fixes (lokin_doctor/causes) have their own catalog.
+CAUSES_PO = PO.with_name("lokin_doctor_causes.po")
+CATALOGS = (PO, CAUSES_PO)
 FR = {"LANG": "fr_FR.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
 EN = {"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
 NET_ONLY = ("--only", "handshake,session", "--no-variants")
 
 
-def _catalog() -> Any:
-    with PO.open("rb") as f:
+def _catalog(po: Path = PO) -> Any:
+    with po.open("rb") as f:
         return read_po(f, locale="fr")
 
 
@@ -35,8 +38,9 @@ def _fields(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
-def test_every_message_has_a_french_translation_with_the_same_placeholders() -> None:
-    catalog = _catalog()
+@pytest.mark.parametrize("po", CATALOGS, ids=lambda p: p.stem)
+def test_every_message_has_a_french_translation_with_the_same_placeholders(po: Path) -> None:
+    catalog = _catalog(po)
     ids = [m for m in catalog if m.id]
     assert len(ids) > 100
     for m in ids:
@@ -50,7 +54,7 @@ def test_every_message_has_a_french_translation_with_the_same_placeholders() -> 
 
 def test_the_catalog_holds_every_marked_message_of_the_source() -> None:
     """What scripts/i18n would extract today is in the .po: nobody added a text and forgot the catalog."""
-    known = {m.id[0] if isinstance(m.id, tuple) else m.id for m in _catalog() if m.id}
+    known = {m.id[0] if isinstance(m.id, tuple) else m.id for po in CATALOGS for m in _catalog(po) if m.id}
     method_map = [("**.py", "python")]
     keywords = {"_": None, "N_": None, "ngettext": (1, 2)}
     extracted = {
@@ -63,10 +67,11 @@ def test_the_catalog_holds_every_marked_message_of_the_source() -> None:
     assert extracted - known == set(), "run scripts/i18n and translate the new messages"
 
 
-def test_the_compiled_catalog_matches_the_po() -> None:
-    with MO.open("rb") as f:
+@pytest.mark.parametrize("po", CATALOGS, ids=lambda p: p.stem)
+def test_the_compiled_catalog_matches_the_po(po: Path) -> None:
+    with po.with_suffix(".mo").open("rb") as f:
         mo = gettext.GNUTranslations(f)
-    for m in _catalog():
+    for m in _catalog(po):
         if m.id and not isinstance(m.id, tuple):
             assert mo.gettext(m.id) == m.string, f"stale .mo for {m.id!r}: run scripts/i18n"
         elif m.id:

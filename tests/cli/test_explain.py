@@ -27,8 +27,12 @@ def test_explain_in_french() -> None:
     code, env = _run("explain", "tcp.refused", lang="fr_FR.UTF-8")
     assert code == 0, env.err
     assert "Correctif" in env.out and "Signalé comme" in env.out
+    # the meaning and the fix too, from the registry's own catalog; the code stays as it is
+    cause = causes.require("tcp.refused")
+    assert cause.meaning not in env.out and cause.fix not in env.out
+    assert "tcp.refused" in env.out and "serveur" in env.out
     code, env = _run("explain", "tcp.refused", "--lang", "fr")
-    assert "Correctif" in env.out
+    assert "Correctif" in env.out and cause.meaning not in env.out
 
 
 def test_unknown_code_suggests_the_nearest_and_exits_2() -> None:
