@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 
 def _raw_main(args: list[str], env: Environment) -> int:
-    from lokin_doctor.validate import UsageError
+    from lokin_doctor.validate import CommandError, UsageError
 
     if env.environ.get("NO_COLOR") is not None:
         os.environ.setdefault("TERM", "dumb")
@@ -659,6 +659,8 @@ def _raw_main(args: list[str], env: Environment) -> int:
             code = command.invoke(ctx)
     except UsageError as exc:
         return _error(env, exc.message, ExitCode.USAGE)
+    except CommandError as exc:
+        return _error(env, exc.message, exc.exit_code)
     except KeyboardInterrupt:
         env.stderr.write("lokin-doctor: " + _("interrupted") + "\n")
         return ExitCode.INTERRUPTED

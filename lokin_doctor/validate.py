@@ -31,6 +31,18 @@ class UsageError(Exception):
         self.message = message
 
 
+class CommandError(Exception):
+    """A command that cannot do its job for a reason the user can act on (the port is already in use, a
+    worker could not start): one line, exit 1. Raised by the commands; only :func:`lokin_doctor.cli.main`
+    prints it, as ``lokin-doctor: error: MESSAGE``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 #: RFC 9110 token (header names, subprotocol names).
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: RFC 9110 field-value as this tool sends it: visible ASCII, spaces and tabs inside (no CR, LF, NUL,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lokin_doctor.validate import CommandError
+
 LOG_FORMATS = ("text", "json")
 
 #: What ``serve`` speaks once a WebSocket is open: the LOK IN protocol (welcome, ping/pong,
@@ -96,5 +98,5 @@ class ServerConfig:
         return bool(self.certfile)
 
 
-class ServerStartError(Exception):
-    """The server could not start. ``str(exc)`` is one line meant for the user, no traceback."""
+class ServerStartError(CommandError):
+    """The server could not start. ``str(exc)`` is one line meant for the user, no traceback (exit 1)."""

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import sys
 from typing import Any
 
-from lokin_doctor.i18n import _
 from lokin_doctor.server.app import LokinServer
-from lokin_doctor.server.config import ServerConfig, ServerStartError
+from lokin_doctor.server.config import ServerConfig
 from lokin_doctor.server.logs import EventLog, one_line
 
 
@@ -80,12 +78,7 @@ async def serve_until_signal(config: ServerConfig, *, tune_gc: bool = False) -> 
     try:
         # Handlers are in place before the ready line, so a supervisor that signals as soon as
         # it reads "ready" always gets the graceful stop.
-        try:
-            await app.start()
-        except ServerStartError as exc:
-            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
-            sys.stderr.flush()
-            return 1
+        await app.start()  # ServerStartError goes up to the command's entry point, which says it (exit 1)
         if tune_gc:
             # Everything allocated at start-up (modules, the app, the page) moves to the permanent
             # generation: the collector never walks it again (bench/RESULTS.md, R1).

@@ -42,7 +42,7 @@ from typing import Any
 
 from lokin_doctor.i18n import _
 from lokin_doctor.server.cluster import worker_file, write_parent
-from lokin_doctor.server.config import ServerConfig
+from lokin_doctor.server.config import ServerConfig, ServerStartError
 from lokin_doctor.server.logs import EventLog
 
 __all__ = ["WORKER_ENV", "Worker", "auto_workers", "run_workers"]
@@ -208,8 +208,7 @@ class Parent:
     def run(self) -> int:
         holder, self.port, error = _reserve_port(self.config.host, self.config.port)
         if error:
-            sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=error) + "\n")
-            return 1
+            raise ServerStartError(error)
         previous = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             return self._run()
@@ -241,17 +240,15 @@ class Parent:
                     message = _("worker {index} could not start (exit {code})").format(
                         index=worker.index, code=code
                     )
-                    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
                     self._stop(signal.SIGTERM, log=False)
-                    return 1
+                    raise ServerStartError(message)
             if self.signals or time.monotonic() > deadline:
-                if not self.signals:
-                    message = _("the workers did not start within {seconds:g} s").format(
-                        seconds=START_TIMEOUT
-                    )
-                    sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=message) + "\n")
                 self._stop(signal.SIGTERM, log=False)
-                return 0 if self.signals else 1
+                if not self.signals:
+                    raise ServerStartError(
+                        _("the workers did not start within {seconds:g} s").format(seconds=START_TIMEOUT)
+                    )
+                return 0
             self.wake.wait(0.05)
         host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else ("::1" if cfg.host == "::" else cfg.host)
         host = f"[{host}]" if ":" in host else host
@@ -373,6 +370,11 @@ def _worker_main() -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:  # type: ignore[arg-type]
             return runner.run(serve_until_signal(config, tune_gc=True))
+    except ServerStartError as exc:
+        # A worker is a process of its own, not a command: its entry point says why it could not start,
+        # the parent (whose error cli.main prints) then names the worker.
+        sys.stderr.write("lokin-doctor: " + _("error: {message}").format(message=exc) + "\n")
+        return 1
     except KeyboardInterrupt:
         return 130
 
