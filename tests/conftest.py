@@ -42,8 +42,20 @@ def _language_follows_the_environment() -> Iterator[None]:
     i18n.set_language(None)
 
 
+def _slow_ids() -> frozenset[str]:
+    """tests/slow.txt: measured, not guessed (scripts/tiers writes it from a run's --durations)."""
+    try:
+        text = (_HERE / "slow.txt").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = _slow_ids()
     for item in items:
+        if item.nodeid in slow:
+            item.add_marker("slow")
         try:
             rel = Path(str(item.path)).relative_to(_HERE).as_posix()
         except ValueError:
