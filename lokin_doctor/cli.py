@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -27,38 +27,12 @@ from lokin_doctor import __version__  # noqa: E402
 from lokin_doctor.i18n import _  # noqa: E402
 from lokin_doctor.model import ExitCode  # noqa: E402
 from lokin_doctor.options import (  # noqa: E402
-    BackendOpt,
-    BrowserArgOpt,
-    BrowserOpt,
-    BrowserPathOpt,
-    CaFileOpt,
-    ClientCertOpt,
-    ClientKeyOpt,
-    DebugOpt,
-    DnsServerOpt,
-    ExpectOpt,
-    FailOnOpt,
-    FormatOpt,
-    HeaderOpt,
-    HoldOpt,
-    InsecureOpt,
     JsonOpt,
-    LingerOpt,
-    NginxConfigOpt,
-    OriginOpt,
-    PageUrlOpt,
+    OptionSpec,
     ProbeUrlArg,
-    ProcessOpt,
-    RedactOpt,
-    SendOpt,
-    StrictOpt,
-    SubprotocolOpt,
     TargetsOpt,
-    TimeoutOpt,
     UrlArg,
     UrlsArg,
-    VariantsOpt,
-    VerboseOpt,
 )
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
@@ -226,267 +200,163 @@ def _read_targets(path: str) -> list[str]:
     return urls
 
 
-@app.command(
+@dataclass(frozen=True)
+class Invocation:
+    """What a check command's body receives: the URL argument, the Settings keywords of its options (built
+    from the table in :mod:`lokin_doctor.options`), how to show the report, and its own options."""
+
+    url: Any
+    settings: dict[str, Any]
+    out: Output
+    own: dict[str, Any]
+
+
+def check_command(
+    name: str,
+    help_text: str,
+    *,
+    url: Any = UrlArg,
+    own: tuple[OptionSpec, ...] = (),
+) -> Callable[[Callable[[Invocation], None]], Callable[[Invocation], None]]:
+    """Register a check command whose options come from the table (``options.COMMAND_OPTIONS[name]``): each
+    option is declared once, its value validated once (``build_settings``), and passed whole."""
+    import inspect
+
+    from lokin_doctor.options import COMMAND_OPTIONS, OUTPUT_OPTIONS, SETTING_BY_PARAM, settings_keywords
+
+    setting_specs = [SETTING_BY_PARAM[p] for p in COMMAND_OPTIONS[name]]
+    head, tail = setting_specs[:1], setting_specs[1:]  # --timeout first, as every command lists it
+    specs = [*head, *OUTPUT_OPTIONS, *own, *tail]
+
+    def decorate(body: Callable[[Invocation], None]) -> Callable[[Invocation], None]:
+        def command(**values: Any) -> None:
+            out = Output.of(
+                values["json_out"],
+                values["fmt"],
+                redact=values["redact"],
+                strict=_fail_on(values["strict"], values["fail_on"]),
+                verbose=values["verbose"],
+                debug=values["debug"],
+            )
+            body(
+                Invocation(
+                    values["url"],
+                    settings_keywords(setting_specs, values),
+                    out,
+                    {s.param: values[s.param] for s in own},
+                )
+            )
+
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params = [inspect.Parameter("url", kind, annotation=url, default=None)]
+        params += [
+            inspect.Parameter(s.param, kind, annotation=s.annotation, default=s.default) for s in specs
+        ]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__name__ = body.__name__
+        app.command(name, help=help_text)(command)
+        return body
+
+    return decorate
+
+
+@check_command(
     "all",
-    help=_("Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."),
-)
-def all_command(
-    url: UrlsArg = None,
-    timeout: TimeoutOpt = 5.0,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = "text",
-    redact: RedactOpt = False,
-    targets: TargetsOpt = None,
-    strict: StrictOpt = False,
-    fail_on: FailOnOpt = "fail",
-    verbose: VerboseOpt = False,
-    debug: DebugOpt = False,
-    only: Annotated[
-        list[str] | None,
-        typer.Option("--only", help=_("Run only these checks (and what they need); repeatable.")),
-    ] = None,
-    list_checks: Annotated[bool, typer.Option("--list-checks", help=_("List the checks and exit."))] = False,
-    embedded: Annotated[
-        bool,
-        typer.Option(
-            "--embedded", help=_("Start the embedded server on a free loopback port and diagnose it.")
+    _("Run the whole checklist, name the root cause and the fix (exit 0 healthy, 1 problem, 2 usage)."),
+    url=UrlsArg,
+    own=(
+        OptionSpec("targets", TargetsOpt, None),
+        OptionSpec(
+            "only",
+            Annotated[
+                list[str] | None,
+                typer.Option("--only", help=_("Run only these checks (and what they need); repeatable.")),
+            ],
+            None,
         ),
-    ] = False,
-    origin: OriginOpt = None,
-    header: HeaderOpt = None,
-    subprotocol: SubprotocolOpt = None,
-    process: ProcessOpt = None,
-    send: SendOpt = None,
-    expect: ExpectOpt = None,
-    dns_server: DnsServerOpt = None,
-    ca_file: CaFileOpt = None,
-    insecure: InsecureOpt = False,
-    backend: BackendOpt = None,
-    hold: HoldOpt = None,
-    page_url: PageUrlOpt = None,
-    variants: VariantsOpt = True,
-    linger: LingerOpt = 1.0,
-    client_cert: ClientCertOpt = None,
-    client_key: ClientKeyOpt = None,
-    nginx_config: NginxConfigOpt = None,
-    browser: BrowserOpt = False,
-    browser_path: BrowserPathOpt = None,
-    browser_arg: BrowserArgOpt = None,
-) -> None:
-    if list_checks:
+        OptionSpec(
+            "list_checks",
+            Annotated[bool, typer.Option("--list-checks", help=_("List the checks and exit."))],
+            False,
+        ),
+        OptionSpec(
+            "embedded",
+            Annotated[
+                bool,
+                typer.Option(
+                    "--embedded", help=_("Start the embedded server on a free loopback port and diagnose it.")
+                ),
+            ],
+            False,
+        ),
+    ),
+)
+def all_command(run: Invocation) -> None:
+    if run.own["list_checks"]:
         from lokin_doctor import environment, render
         from lokin_doctor.runner import CHECKS
 
         env = environment.current()
         env.stdout.write(render.lines_text(render.check_list_lines(CHECKS), colors=env.colors))
         raise typer.Exit()
-    urls: list[str | None] = [*(url or []), *(_read_targets(targets) if targets is not None else [])]
+    targets = run.own["targets"]
+    urls: list[str | None] = [*(run.url or []), *(_read_targets(targets) if targets is not None else [])]
+    embedded = run.own["embedded"]
     if embedded and urls:
         usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))
     many = len(urls) > 1 or targets is not None
-    options: dict[str, Any] = {
-        "timeout": timeout,
-        "origin": origin,
-        "headers": header or (),
-        "subprotocols": subprotocol or (),
-        "process_patterns": process or (),
-        "send": send,
-        "expect": expect,
-        "dns_server": dns_server,
-        "ca_file": ca_file,
-        "insecure": insecure,
-        "backend": backend,
-        "hold": hold,
-        "page_url": page_url,
-        "variants": variants,
-        "linger": linger,
-        "client_cert": client_cert,
-        "client_key": client_key,
-        "nginx_config": nginx_config,
-        "browser": browser,
-        "browser_path": browser_path,
-        "browser_args": browser_arg or (),
-    }
-    settings_list = [_settings(one_url, **options) for one_url in (urls or [None])]
+    settings_list = [_settings(one_url, **run.settings) for one_url in (urls or [None])]
     _run(
         settings_list if many else settings_list[0],
-        only,
-        Output.of(
-            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
-        ),
+        run.own["only"],
+        run.out,
         embedded=embedded,
         many=many,
     )
 
 
-@app.command(
+@check_command(
     "check-port",
-    help=_("Who listens on the target's port on this machine (pid, command line, bound address)."),
+    _("Who listens on the target's port on this machine (pid, command line, bound address)."),
 )
-def check_port_command(
-    url: UrlArg = None,
-    timeout: TimeoutOpt = 5.0,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = "text",
-    redact: RedactOpt = False,
-    strict: StrictOpt = False,
-    fail_on: FailOnOpt = "fail",
-    verbose: VerboseOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    settings = _settings(url, timeout=timeout)
-    _run(
-        settings,
-        ["port", "firewall"],
-        Output.of(
-            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
-        ),
-    )
+def check_port_command(run: Invocation) -> None:
+    _run(_settings(run.url, **run.settings), ["port", "firewall"], run.out)
 
 
-@app.command(
+@check_command(
     "check-process",
-    help=_("Is the WebSocket server process running, and does it listen on the target's port."),
+    _("Is the WebSocket server process running, and does it listen on the target's port."),
 )
-def check_process_command(
-    url: UrlArg = None,
-    timeout: TimeoutOpt = 5.0,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = "text",
-    redact: RedactOpt = False,
-    strict: StrictOpt = False,
-    fail_on: FailOnOpt = "fail",
-    verbose: VerboseOpt = False,
-    debug: DebugOpt = False,
-    process: ProcessOpt = None,
-) -> None:
-    settings = _settings(url, timeout=timeout, process_patterns=process or ())
-    _run(
-        settings,
-        ["process", "supervisor"],
-        Output.of(
-            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
-        ),
-    )
+def check_process_command(run: Invocation) -> None:
+    _run(_settings(run.url, **run.settings), ["process", "supervisor"], run.out)
 
 
-@app.command(
+@check_command(
     "handshake",
-    help=_(
-        "A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."
-    ),
+    _("A complete RFC 6455 opening handshake, then the session (greeting, ping, --send/--expect, close)."),
 )
-def handshake_command(
-    url: UrlArg = None,
-    timeout: TimeoutOpt = 5.0,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = "text",
-    redact: RedactOpt = False,
-    strict: StrictOpt = False,
-    fail_on: FailOnOpt = "fail",
-    verbose: VerboseOpt = False,
-    debug: DebugOpt = False,
-    origin: OriginOpt = None,
-    header: HeaderOpt = None,
-    subprotocol: SubprotocolOpt = None,
-    send: SendOpt = None,
-    expect: ExpectOpt = None,
-    ca_file: CaFileOpt = None,
-    insecure: InsecureOpt = False,
-    linger: LingerOpt = 1.0,
-    client_cert: ClientCertOpt = None,
-    client_key: ClientKeyOpt = None,
-) -> None:
-    settings = _settings(
-        url,
-        timeout=timeout,
-        origin=origin,
-        headers=header or (),
-        subprotocols=subprotocol or (),
-        send=send,
-        expect=expect,
-        ca_file=ca_file,
-        insecure=insecure,
-        linger=linger,
-        client_cert=client_cert,
-        client_key=client_key,
-    )
-    _run(
-        settings,
-        ["handshake", "session"],
-        Output.of(
-            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
-        ),
-    )
+def handshake_command(run: Invocation) -> None:
+    _run(_settings(run.url, **run.settings), ["handshake", "session"], run.out)
 
 
-@app.command(
+@check_command(
     "probe-wss",
-    help=_(
+    _(
         "The production chain: DNS records, every backend, TLS, the proxy, nearby variants, idle hold, the page."
     ),
+    url=ProbeUrlArg,
 )
-def probe_wss_command(
-    url: ProbeUrlArg = None,
-    timeout: TimeoutOpt = 5.0,
-    json_out: JsonOpt = False,
-    fmt: FormatOpt = "text",
-    redact: RedactOpt = False,
-    strict: StrictOpt = False,
-    fail_on: FailOnOpt = "fail",
-    verbose: VerboseOpt = False,
-    debug: DebugOpt = False,
-    origin: OriginOpt = None,
-    header: HeaderOpt = None,
-    dns_server: DnsServerOpt = None,
-    ca_file: CaFileOpt = None,
-    insecure: InsecureOpt = False,
-    backend: BackendOpt = None,
-    hold: HoldOpt = None,
-    page_url: PageUrlOpt = None,
-    variants: VariantsOpt = True,
-    linger: LingerOpt = 1.0,
-    client_cert: ClientCertOpt = None,
-    client_key: ClientKeyOpt = None,
-    nginx_config: NginxConfigOpt = None,
-    browser: BrowserOpt = False,
-    browser_path: BrowserPathOpt = None,
-    browser_arg: BrowserArgOpt = None,
-) -> None:
+def probe_wss_command(run: Invocation) -> None:
     from lokin_doctor.runner import REMOTE_CHECKS
 
-    if url is None and not page_url:  # an empty URL is settings' "empty URL" error
+    if run.url is None and not run.settings.get("page_url"):  # an empty URL is settings' "empty URL" error
         usage_error(
             _("probe-wss needs the URL to probe (e.g. wss://example.com/ws) or --page-url to derive it")
         )
-    settings = _settings(
-        url,
-        timeout=timeout,
-        origin=origin,
-        headers=header or (),
-        dns_server=dns_server,
-        ca_file=ca_file,
-        insecure=insecure,
-        backend=backend,
-        hold=hold,
-        page_url=page_url,
-        variants=variants,
-        linger=linger,
-        client_cert=client_cert,
-        client_key=client_key,
-        nginx_config=nginx_config,
-        browser=browser,
-        browser_path=browser_path,
-        browser_args=browser_arg or (),
-    )
-    checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
-    _run(
-        settings,
-        checks,
-        Output.of(
-            json_out, fmt, redact=redact, strict=_fail_on(strict, fail_on), verbose=verbose, debug=debug
-        ),
-    )
+    settings = _settings(run.url, **run.settings)
+    checks = [*REMOTE_CHECKS, *(["nginx"] if run.settings.get("nginx_config") else [])]
+    _run(settings, checks, run.out)
 
 
 @app.command("explain", help=_("What a cause code means and how to fix it (--list: every code)."))

@@ -6,7 +6,8 @@ has chosen the language (``i18n.setup_from_argv``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 
@@ -218,3 +219,109 @@ ProbeUrlArg = Annotated[
         ),
     ),
 ]
+
+
+# -- the table: each option once, with its default and the Settings field it fills -----------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of the check commands: its parameter, its Annotated type (flag and help), its default, and
+    the :func:`lokin_doctor.settings.build_settings` keyword it fills (None: an output option, not a setting).
+    ``many``: a repeatable option, ``None`` when absent, passed on as a tuple."""
+
+    param: str
+    annotation: Any
+    default: Any
+    setting: str | None = None
+    many: bool = False
+
+
+OUTPUT_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("json_out", JsonOpt, False),
+    OptionSpec("fmt", FormatOpt, "text"),
+    OptionSpec("redact", RedactOpt, False),
+    OptionSpec("strict", StrictOpt, False),
+    OptionSpec("fail_on", FailOnOpt, "fail"),
+    OptionSpec("verbose", VerboseOpt, False),
+    OptionSpec("debug", DebugOpt, False),
+)
+
+#: Every option that fills Settings, in the order ``--help`` lists them.
+SETTING_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("timeout", TimeoutOpt, 5.0, "timeout"),
+    OptionSpec("origin", OriginOpt, None, "origin"),
+    OptionSpec("header", HeaderOpt, None, "headers", many=True),
+    OptionSpec("subprotocol", SubprotocolOpt, None, "subprotocols", many=True),
+    OptionSpec("process", ProcessOpt, None, "process_patterns", many=True),
+    OptionSpec("send", SendOpt, None, "send"),
+    OptionSpec("expect", ExpectOpt, None, "expect"),
+    OptionSpec("dns_server", DnsServerOpt, None, "dns_server"),
+    OptionSpec("ca_file", CaFileOpt, None, "ca_file"),
+    OptionSpec("insecure", InsecureOpt, False, "insecure"),
+    OptionSpec("backend", BackendOpt, None, "backend"),
+    OptionSpec("hold", HoldOpt, None, "hold"),
+    OptionSpec("page_url", PageUrlOpt, None, "page_url"),
+    OptionSpec("variants", VariantsOpt, True, "variants"),
+    OptionSpec("linger", LingerOpt, 1.0, "linger"),
+    OptionSpec("client_cert", ClientCertOpt, None, "client_cert"),
+    OptionSpec("client_key", ClientKeyOpt, None, "client_key"),
+    OptionSpec("nginx_config", NginxConfigOpt, None, "nginx_config"),
+    OptionSpec("browser", BrowserOpt, False, "browser"),
+    OptionSpec("browser_path", BrowserPathOpt, None, "browser_path"),
+    OptionSpec("browser_arg", BrowserArgOpt, None, "browser_args", many=True),
+)
+SETTING_BY_PARAM = {s.param: s for s in SETTING_OPTIONS}
+
+#: The setting options each check command takes (``all`` and ``sentinel`` take every one).
+ALL = tuple(s.param for s in SETTING_OPTIONS)
+COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "all": ALL,
+    "check-port": ("timeout",),
+    "check-process": ("timeout", "process"),
+    "handshake": (
+        "timeout",
+        "origin",
+        "header",
+        "subprotocol",
+        "send",
+        "expect",
+        "ca_file",
+        "insecure",
+        "linger",
+        "client_cert",
+        "client_key",
+    ),
+    "probe-wss": (
+        "timeout",
+        "origin",
+        "header",
+        "dns_server",
+        "ca_file",
+        "insecure",
+        "backend",
+        "hold",
+        "page_url",
+        "variants",
+        "linger",
+        "client_cert",
+        "client_key",
+        "nginx_config",
+        "browser",
+        "browser_path",
+        "browser_arg",
+    ),
+}
+
+
+def settings_keywords(
+    specs: tuple[OptionSpec, ...] | list[OptionSpec], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``build_settings`` keywords of the given option values (a repeatable option absent is ``()``)."""
+    out: dict[str, Any] = {}
+    for s in specs:
+        if s.setting is None or s.param not in values:
+            continue
+        value = values[s.param]
+        out[s.setting] = tuple(value or ()) if s.many else value
+    return out
