@@ -118,3 +118,80 @@ def test_a_real_ca_file_passes(certs: Any, tls_ws_server: Any) -> None:
     run = run_cli("handshake", peer.url, "--ca-file", str(certs.ca_file), "--json", "--linger", "0")
     assert run.code == 0, run.stderr + run.stdout
     assert Path(str(certs.ca_file)).is_file()
+
+
+#: Bad values for every option of the table (lokin_doctor/options.py); a new option must add its own here.
+#: A flag takes no value: ``--flag=value`` is Click's usage error naming the flag.
+BAD: dict[str, tuple[str, ...]] = {
+    "timeout": ("nan", "-1", "0", "abc", "1e9"),
+    "origin": ("https://caf\u00e9.example", "not an origin"),
+    "header": ("X-Evil: a\r\nB: 1", "NoColon"),
+    "subprotocol": ("two words", ""),
+    "process": ("", "(unclosed"),
+    "send": ("=",),
+    "expect": ("(unclosed",),
+    "dns_server": ("garbage!", "1.2.3.4:99999"),
+    "ca_file": ("{notpem}", "{dir}", "/nonexistent.pem"),
+    "insecure": ("=yes",),
+    "backend": ("", "http://"),
+    "hold": ("nan", "-3", "x"),
+    "page_url": ("", "ftp://x"),
+    "variants": ("=no",),
+    "linger": ("nan", "-0.5"),
+    "client_cert": ("{notpem}", "/nonexistent.pem"),
+    "client_key": ("{notpem}",),
+    "nginx_config": ("/nonexistent.conf", "{notpem}"),
+    "browser": ("=1",),
+    "browser_path": ("/nonexistent/chromium",),
+    "browser_arg": ("",),
+    "json_out": ("=1",),
+    "fmt": ("xml", ""),
+    "redact": ("=1",),
+    "strict": ("=1",),
+    "fail_on": ("never", ""),
+    "verbose": ("=1",),
+    "debug": ("=1",),
+}
+
+
+def _flag(annotation: Any) -> str:
+    decls = annotation.__metadata__[0].param_decls
+    return next(d for d in decls if d.startswith("--"))
+
+
+def test_the_sweep_covers_every_option_of_the_table() -> None:
+    from lokin_doctor.options import OUTPUT_OPTIONS, SETTING_OPTIONS
+
+    assert {s.param for s in (*SETTING_OPTIONS, *OUTPUT_OPTIONS)} == set(BAD)
+
+
+def test_every_option_of_every_check_command_refuses_its_bad_values(files: dict[str, str]) -> None:
+    """The sweep: each command x each of its options x each bad value -> exit 2, one line naming the
+    option, nothing on stdout, before any traffic (the target, port 9 of a TEST-NET address, would hang)."""
+    from lokin_doctor.options import COMMAND_OPTIONS, OUTPUT_OPTIONS, SETTING_BY_PARAM
+
+    url = "ws://127.0.0.1:9/"
+    output = {s.param: s for s in OUTPUT_OPTIONS}
+    failures = []
+    count = 0
+    for command, params in COMMAND_OPTIONS.items():
+        for param in (*params, *output):
+            spec = SETTING_BY_PARAM.get(param) or output[param]
+            flag = _flag(spec.annotation)
+            for raw in BAD[param]:
+                value = raw.format(**files)
+                args = (
+                    [command, url, f"{flag}{value}"] if value.startswith("=") else [command, url, flag, value]
+                )
+                if param == "expect":
+                    args += ["--send", "hello"]
+                if param == "client_key":
+                    args += ["--client-cert", files["notpem"]]
+                run = run_cli(*args, timeout=30)
+                count += 1
+                lines = run.stderr.strip().splitlines()
+                named = flag in run.stderr or (param == "fmt" and "--format" in run.stderr)
+                if not (run.code == 2 and len(lines) == 1 and named and run.stdout == "" and run.seconds < 5):
+                    failures.append((args, run.code, run.stderr[-200:]))
+    assert count >= 150
+    assert not failures, "\n".join(map(repr, failures))
