@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from lokin_doctor.i18n import _
 from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS
@@ -159,18 +160,23 @@ def build_settings(
                     option=option, example=example
                 )
             )
-    try:
-        if url:
-            target = parse_target(url)
-        elif page_url:
-            target = page_websocket_url(page_url)
-        else:
-            target = parse_target(DEFAULT_URL)
-        backend_target = parse_target(backend) if backend else None
-        if page_url:
-            page_websocket_url(page_url)  # validates the page URL itself
-    except TargetError as exc:
-        raise SettingsError(str(exc)) from None
+
+    def parsed(option: str | None, parse: Any, value: str) -> Any:
+        """The value parsed; a bad one is the usage error, naming the option it came from."""
+        try:
+            return parse(value)
+        except TargetError as exc:
+            raise SettingsError(f"{option}: {exc}" if option else str(exc), option) from None
+
+    if page_url:
+        parsed("--page-url", page_websocket_url, page_url)  # validates the page URL itself
+    if url:
+        target = parsed(None, parse_target, url)
+    elif page_url:
+        target = page_websocket_url(page_url)
+    else:
+        target = parse_target(DEFAULT_URL)
+    backend_target = parsed("--backend", parse_target, backend) if backend else None
     parsed_headers = []
     for h in headers:
         parsed, problem = validate.header(h)
