@@ -57,8 +57,9 @@ class ToolError(UsageError):
 
 
 @dataclass(frozen=True)
-class Cause:
-    """A failure's stable code, one sentence of fact and the next thing to do."""
+class Finding:
+    """What a tool saw fail: the registry cause's code, one sentence of fact and the next thing to do (the
+    registry's :class:`lokin_doctor.causes.Cause` is the diagnosis; a Finding is one occurrence of it)."""
 
     code: str
     summary: str
@@ -77,10 +78,10 @@ def _where(address: str, port: int) -> str:
 
 
 #: Hints mirror the ``tcp`` check's.
-def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
+def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Finding:
     where = _where(address, port)
     if kind == "refused":
-        return Cause(
+        return Finding(
             TCP_REFUSED,
             _("connection refused on {where}: nothing accepts connections there").format(where=where),
             _(
@@ -88,7 +89,7 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
             ).format(port=port),
         )
     if kind == "timeout":
-        return Cause(
+        return Finding(
             TCP_TIMEOUT,
             _(
                 "no answer to the TCP connect on {where} in time: packets are dropped (firewall? full accept backlog?) or the host is down"
@@ -98,13 +99,13 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
             ).format(port=port),
         )
     if kind == "unreachable":
-        return Cause(
+        return Finding(
             TCP_UNREACHABLE,
             _("{where}: {detail}").format(where=where, detail=detail or _("no route to host")),
             _("no route to the host: check the address, the network, or a firewall that rejects"),
         )
     if kind == "client-limit":
-        return Cause(
+        return Finding(
             LOAD_CLIENT_LIMIT,
             _("this machine could not open another connection to {where}: {detail}").format(
                 where=where, detail=detail
@@ -113,14 +114,14 @@ def tcp_cause(kind: str, address: str, port: int, detail: str = "") -> Cause:
                 "the load client ran out of file descriptors or ephemeral ports: use fewer --connections, raise ulimit -n, widen net.ipv4.ip_local_port_range"
             ),
         )
-    return Cause(
+    return Finding(
         TCP_ERROR,
         _("cannot connect to {where}: {detail}").format(where=where, detail=detail or kind),
         _("check the address and port in the client URL and the network path"),
     )
 
 
-def connect_exception_cause(exc: BaseException, address: str, port: int) -> Cause:
+def connect_exception_cause(exc: BaseException, address: str, port: int) -> Finding:
     """The cause code of an exception raised by a TCP connect (``loop.create_connection``)."""
     if isinstance(exc, ConnectionRefusedError):
         return tcp_cause("refused", address, port)
@@ -136,7 +137,7 @@ def connect_exception_cause(exc: BaseException, address: str, port: int) -> Caus
     return tcp_cause("error", address, port, f"{type(exc).__name__}: {exc}")
 
 
-def outcome_cause(out: Outcome, target: Target) -> Cause:
+def outcome_cause(out: Outcome, target: Target) -> Finding:
     """The cause of a :func:`lokin_doctor.instruments.wire.open_handshake` outcome that is not ``upgraded``.
 
     Connect-stage kinds map to the ``tcp`` check's codes (what ``all`` reports when the port does not
@@ -156,12 +157,12 @@ def outcome_cause(out: Outcome, target: Target) -> Cause:
     from lokin_doctor.checks.chain.handshake import classify
 
     result = classify(out, target)
-    return Cause(result.code or HANDSHAKE_UNEXPECTED_STATUS, result.summary, result.hint or "")
+    return Finding(result.code or HANDSHAKE_UNEXPECTED_STATUS, result.summary, result.hint or "")
 
 
 def session_cause(
     stage: str, close_code: int | None, close_reason: str = "", idle_s: float | None = None
-) -> Cause:
+) -> Finding:
     """A connection that got its 101 and then ended.
 
     ``stage``: ``greeting`` (before the first message: the ``session`` check's codes), ``held`` (open and
@@ -176,7 +177,7 @@ def session_cause(
 
             who = culprit(idle_s) if idle_s is not None else None
             if who:
-                return Cause(
+                return Finding(
                     HOLD_IDLE_TIMEOUT,
                     _(
                         "the connection was dropped without a close frame (1006) after {idle_s:.0f} s idle: matches {who}"
@@ -185,7 +186,7 @@ def session_cause(
                         "raise the proxy's idle timeout (nginx: proxy_read_timeout 86400s;) or make the server ping more often than that"
                     ),
                 )
-            return Cause(
+            return Finding(
                 HOLD_DROPPED,
                 _("the server dropped the TCP connection {where} without a close frame (1006)").format(
                     where=where
@@ -194,7 +195,7 @@ def session_cause(
                     "the server crashed, restarted or killed connections (memory, connection limits), or a proxy/NAT cut them: read the server's log at that time"
                 ),
             )
-        return Cause(
+        return Finding(
             HOLD_CLOSED_BY_SERVER,
             _("the server closed the connection {where} with close code {close_code}").format(
                 where=where, close_code=close_code
@@ -205,7 +206,7 @@ def session_cause(
             ),
         )
     if close_code is None:
-        return Cause(
+        return Finding(
             SESSION_DROPPED,
             _("the server dropped the TCP connection {where} without a close frame (1006)").format(
                 where=where
@@ -218,14 +219,14 @@ def session_cause(
         f" ({close_reason})" if close_reason else ""
     )
     if stage == "greeting":
-        return Cause(
+        return Finding(
             SESSION_CLOSED_AT_ONCE,
             _("the server closed the connection right after the upgrade with {what}").format(what=what),
             _(
                 "the server accepts the upgrade, then drops the client: read its log at close code {close_code} (1008 policy/auth, 1011 server error, 1013 try again later / overloaded)"
             ).format(close_code=close_code),
         )
-    return Cause(
+    return Finding(
         SESSION_CLOSED,
         _("the server closed the connection {where} with {what}").format(where=where, what=what),
         _(
@@ -242,8 +243,8 @@ _STAGES = {
 }
 
 
-def no_greeting_cause(timeout: float) -> Cause:
-    return Cause(
+def no_greeting_cause(timeout: float) -> Finding:
+    return Finding(
         SESSION_NO_GREETING,
         _("no first message (greeting) from the server within {timeout:g} s of the upgrade").format(
             timeout=timeout
@@ -254,8 +255,8 @@ def no_greeting_cause(timeout: float) -> Cause:
     )
 
 
-def no_echo_cause(timeout: float) -> Cause:
-    return Cause(
+def no_echo_cause(timeout: float) -> Finding:
+    return Finding(
         SESSION_EXPECT_MISMATCH,
         _("no echo of a sent message within {timeout:g} s").format(timeout=timeout),
         _("the server did not echo the message in time: check its CPU and log (does it echo?)"),

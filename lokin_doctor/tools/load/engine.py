@@ -42,7 +42,7 @@ from lokin_doctor.instruments.observer import BODY_GRACE_S, HandshakeObserver, O
 from lokin_doctor.instruments.wire import Outcome, from_observation
 from lokin_doctor.target import Target
 from lokin_doctor.tools.common import (
-    Cause,
+    Finding,
     connect_exception_cause,
     no_echo_cause,
     no_greeting_cause,
@@ -129,7 +129,7 @@ class LoadRun:
     opened: int = 0
     open_now: int = 0
     failures: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, Cause] = field(default_factory=dict)
+    examples: dict[str, Finding] = field(default_factory=dict)
     dropped_held: Counter[int] = field(default_factory=Counter)
     dropped_echo: Counter[int] = field(default_factory=Counter)
     handshake_ms: list[float] = field(default_factory=list)
@@ -151,7 +151,7 @@ class LoadRun:
     def failed(self) -> int:
         return sum(self.failures.values())
 
-    def fail(self, cause: Cause) -> None:
+    def fail(self, cause: Finding) -> None:
         self.failures[cause.code] += 1
         self.examples.setdefault(cause.code, cause)
 
@@ -601,7 +601,7 @@ class _Conn(asyncio.Protocol):
             drv.lost_open("echo", code, reason)
             drv.echo_finished()
 
-    def connect_failed(self, cause: Cause) -> None:
+    def connect_failed(self, cause: Finding) -> None:
         if self.state == DONE:
             return
         self._abort()

@@ -26,7 +26,7 @@ from typing import Any
 from lokin_doctor.causes.dns import DNS_ERROR, DNS_TEMPORARY_FAILURE, DNS_TIMEOUT, DNS_UNKNOWN_HOST
 from lokin_doctor.causes.tcp import TCP_REFUSED
 from lokin_doctor.target import Target
-from lokin_doctor.tools.common import Cause, outcome_cause, session_cause
+from lokin_doctor.tools.common import Finding, outcome_cause, session_cause
 
 #: After the 101, how long the greeting may take before "connected" is reported without it.
 GREETING_WAIT_S = 2.0
@@ -137,36 +137,36 @@ class Watcher:
         return self._ssl
 
     # -- one attempt ---------------------------------------------------------------------------------
-    async def _addresses(self) -> list[str] | Cause:
+    async def _addresses(self) -> list[str] | Finding:
         target = self.cfg.target
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.cfg.timeout):
                 infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except TimeoutError:
-            return Cause(
+            return Finding(
                 DNS_TIMEOUT,
                 f"the system resolver did not answer for {target.host} in time",
                 "check /etc/resolv.conf and that the DNS server is reachable",
             )
         except socket.gaierror as exc:
             code = _GAI.get(exc.errno or 0, DNS_ERROR)
-            return Cause(
+            return Finding(
                 code,
                 f"cannot resolve {target.host}: {exc.strerror}",
                 f"check the spelling of {target.host!r} in the URL, its DNS records or /etc/hosts",
             )
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    async def attempt(self) -> tuple[Any, Any] | Cause:
+    async def attempt(self) -> tuple[Any, Any] | Finding:
         """Try every address in resolver order: (outcome, conn) of the first upgrade, or the best cause."""
         from lokin_doctor.instruments.wire import open_handshake
 
         addresses = await self._addresses()
-        if isinstance(addresses, Cause):
+        if isinstance(addresses, Finding):
             return addresses
         loop = asyncio.get_running_loop()
-        causes: list[Cause] = []
+        causes: list[Finding] = []
         for address in addresses:
             deadline = loop.time() + self.cfg.timeout
             out = await open_handshake(
@@ -276,7 +276,7 @@ class Watcher:
                 st.attempts += 1
                 self.emit("attempt", attempt=st.attempts, retry=retry)
                 got = await self.attempt()
-                if isinstance(got, Cause):
+                if isinstance(got, Finding):
                     st.failures[got.code] += 1
                     if st.window_start is None:
                         st.window_start = 0.0  # down from the start
