@@ -87,7 +87,9 @@ def noted(check_id: str, summary: str, note: str, **evidence: Any) -> CheckResul
 
 def _code(cause: Cause) -> str:
     # A code is declared once in lokin_doctor/causes, never written in place (mypy says so too).
-    if isinstance(cause, str):
+    from lokin_doctor.causes import Cause
+
+    if not isinstance(cause, Cause):
         raise TypeError(f"a result's cause must be a registry Cause (lokin_doctor.causes), not {cause!r}")
     return cause.code
 

@@ -161,7 +161,7 @@ def build_settings(
                 )
             )
 
-    def parsed(option: str | None, parse: Any, value: str) -> Any:
+    def parse_as(option: str | None, parse: Any, value: str) -> Any:
         """The value parsed; a bad one is the usage error, naming the option it came from."""
         try:
             return parse(value)
@@ -169,14 +169,14 @@ def build_settings(
             raise SettingsError(f"{option}: {exc}" if option else str(exc), option) from None
 
     if page_url:
-        parsed("--page-url", page_websocket_url, page_url)  # validates the page URL itself
+        parse_as("--page-url", page_websocket_url, page_url)  # validates the page URL itself
     if url:
-        target = parsed(None, parse_target, url)
+        target = parse_as(None, parse_target, url)
     elif page_url:
         target = page_websocket_url(page_url)
     else:
         target = parse_target(DEFAULT_URL)
-    backend_target = parsed("--backend", parse_target, backend) if backend else None
+    backend_target = parse_as("--backend", parse_target, backend) if backend else None
     parsed_headers = []
     for h in headers:
         parsed, problem = validate.header(h)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,60 +73,72 @@ class Layer(enum.Enum):
     INTERNAL = "internal"
 
 
-@dataclass(frozen=True, eq=False)
-class Cause:
-    """One cause code of the registry.
+class Cause(str):
+    """One cause code of the registry: a ``str`` whose value is its code, so it goes wherever a code goes (a
+    report's JSON, a set of codes, a dict key) and compares equal to it; the diagnosis rides along.
 
     Attributes:
         code: the stable code, ``layer.cause-name`` in kebab-case.
         layer: where in the chain it sits.
-        meaning: one line: what it means (English; shown through ``_()``, so a catalog entry translates it).
+        meaning: one line: what it means (an English msgid of the lokin_doctor_causes catalog).
         fix: the usual fix, imperative; a result's own hint is more specific and wins.
         statuses: the statuses it is reported with (``fail``, ``warn``, or both).
         tags: relations other checks read.
         doc: the docs page that tells more (``checks.md``, ``local-checks.md``...).
+
+    A function that takes a ``Cause`` refuses a bare string (``model.fail`` raises TypeError; mypy too): a
+    misspelt code cannot become a new one. Immutable, like the string it is.
     """
 
     code: str
     layer: Layer
     meaning: str
     fix: str
-    statuses: tuple[str, ...] = ("fail",)
-    tags: frozenset[Tag] = frozenset()
-    doc: str = "checks.md"
+    statuses: tuple[str, ...]
+    tags: frozenset[Tag]
+    doc: str
 
-    def __post_init__(self) -> None:
-        if not _CODE.match(self.code):
-            raise ValueError(f"cause code {self.code!r} is not layer.kebab-case")
-        if not self.meaning or not self.fix:
-            raise ValueError(f"cause {self.code}: a meaning and a fix are required")
-        if not set(self.statuses) <= {"fail", "warn"} or not self.statuses:
-            raise ValueError(f"cause {self.code}: statuses must be fail and/or warn")
-        if self.code in _REGISTRY:
-            raise ValueError(f"cause {self.code} declared twice")
-        _REGISTRY[self.code] = self
+    def __new__(
+        cls,
+        code: str,
+        layer: Layer,
+        meaning: str,
+        fix: str,
+        statuses: tuple[str, ...] = ("fail",),
+        tags: frozenset[Tag] = frozenset(),
+        doc: str = "checks.md",
+    ) -> Cause:
+        if not _CODE.match(code):
+            raise ValueError(f"cause code {code!r} is not layer.kebab-case")
+        if not meaning or not fix:
+            raise ValueError(f"cause {code}: a meaning and a fix are required")
+        if not set(statuses) <= {"fail", "warn"} or not statuses:
+            raise ValueError(f"cause {code}: statuses must be fail and/or warn")
+        if code in _REGISTRY:
+            raise ValueError(f"cause {code} declared twice")
+        self = super().__new__(cls, code)
+        values = {
+            "code": code,
+            "layer": layer,
+            "meaning": meaning,
+            "fix": fix,
+            "statuses": tuple(statuses),
+            "tags": frozenset(tags),
+            "doc": doc,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        _REGISTRY[code] = self
+        return self
 
-    def __str__(self) -> str:
-        return self.code
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cause {self.code} is immutable")
 
     def __repr__(self) -> str:
         return f"Cause({self.code!r})"
 
-    def __eq__(self, other: object) -> bool:
-        # A result's code is a plain string in the report: a cause equals its own code.
-        if isinstance(other, Cause):
-            return other is self
-        if isinstance(other, str):
-            return other == self.code
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.code)
-
-    def __lt__(self, other: object) -> bool:
-        if isinstance(other, Cause | str):
-            return self.code < str(other)
-        return NotImplemented
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy or a pickle is the registry's own object
+        return (require, (self.code,))
 
     def has(self, tag: Tag) -> bool:
         return tag in self.tags

@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from lokin_doctor.causes import Cause
 from lokin_doctor.causes.browser import (
     BROWSER_LAUNCH_FAILED,
     PAGE_CERTIFICATE_REJECTED,
@@ -250,7 +251,7 @@ _NOT_A_URL_PROBLEM = frozenset({401, 403, 429})
 _NORMAL_CLOSE = frozenset({1000, 1001, 1005})
 
 
-def _differs(opened: Target, working: Target) -> tuple[str, str]:
+def _differs(opened: Target, working: Target) -> tuple[Cause, str]:
     """(cause code, what differs) between the URL the page opened and one that answers."""
     if opened.host != working.host or opened.scheme != working.scheme:
         return PAGE_WRONG_URL, "URL"

@@ -231,7 +231,7 @@ async def check(ctx: Context) -> CheckResult:
     )
 
 
-def _not_a_url_problem(cause: str) -> CheckResult:
+def _not_a_url_problem(cause: str | None) -> CheckResult:
     return skip(
         "variants",
         _(

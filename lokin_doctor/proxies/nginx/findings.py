@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokin_doctor import causes
-from lokin_doctor.causes import Tag
+from lokin_doctor.causes import Cause, Tag
 from lokin_doctor.causes.proxyconf import (
     NGINX_CONNECTION_HEADER_EMPTY,
     NGINX_CONNECTION_HEADER_MISSING,
@@ -69,7 +69,7 @@ TIMEOUT_CODES = (NGINX_READ_TIMEOUT_SHORT, NGINX_SEND_TIMEOUT_SHORT)
 
 @dataclass(frozen=True)
 class Finding:
-    code: str
+    code: Cause
     severity: str  # "fail" (breaks the connection), "warn" (drops idle clients, may break), "note"
     file: str
     line: int
@@ -205,7 +205,7 @@ def analyse(
     anchor = locations[-1] if locations else server
     findings: list[Finding] = []
 
-    def add(code: str, severity: str, at: Directive, message: str, seconds: float | None = None) -> None:
+    def add(code: Cause, severity: str, at: Directive, message: str, seconds: float | None = None) -> None:
         findings.append(Finding(code, severity, at.file, at.line, message, seconds))
 
     proxy_pass = effective([anchor], "proxy_pass")
@@ -475,7 +475,7 @@ def analyse(
     )
 
 
-def fixed_block(analysis: Analysis, codes: set[str], ws_port: int | None = None) -> str:
+def fixed_block(analysis: Analysis, codes: set[Cause], ws_port: int | None = None) -> str:
     """The matched location with the fixes for ``codes`` applied, ready to paste (4-space indent)."""
     loc = analysis.location
     if NGINX_NOT_PROXIED in codes:
@@ -532,7 +532,7 @@ def _quote_always(text: str) -> str:
     return f'"{text}"'
 
 
-def _fixed_proxy_pass(analysis: Analysis, d: Directive, codes: set[str], ws_port: int | None) -> str:
+def _fixed_proxy_pass(analysis: Analysis, d: Directive, codes: set[Cause], ws_port: int | None) -> str:
     text = d.args[0] if d.args else ""
     if (
         any(causes.has(c, Tag.BACKEND_DOWN) for c in codes)
