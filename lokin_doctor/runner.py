@@ -153,6 +153,14 @@ CHECKS: tuple[CheckSpec, ...] = (
         after=("tls",),
     ),
     CheckSpec(
+        "socketio",
+        "a Socket.IO/Engine.IO server: recognised from its answers at the URL and /socket.io/, then its "
+        "open packet, ping interval and a Socket.IO CONNECT verified",
+        "lokin_doctor.checks.chain.socketio:check",
+        requires=("tcp",),
+        after=("handshake",),
+    ),
+    CheckSpec(
         "session",
         "after the upgrade: greeting, client id, ping round-trip, --send/--expect, clean close",
         "lokin_doctor.checks.chain.session:check",
@@ -223,6 +231,7 @@ LOCAL_CHECKS: tuple[str, ...] = (
     "tcp",
     "tls",
     "handshake",
+    "socketio",
     "session",
     "proxy",
     "variants",
@@ -235,6 +244,7 @@ REMOTE_CHECKS = (
     "tcp",
     "tls",
     "handshake",
+    "socketio",
     "session",
     "backends",
     "proxy",
@@ -258,6 +268,8 @@ ROOT_CAUSE_ORDER = (
     "page",
     "nginx",
     "proxy",
+    # A Socket.IO server recognised explains the handshake's failure (a plain client, a refused CONNECT).
+    "socketio",
     "variants",
     "tcp",
     "tls",

@@ -47,6 +47,7 @@ from lokin_doctor.causes.http import (
     HANDSHAKE_WEB_PAGE,
 )
 from lokin_doctor.causes.tls import TLS_CLIENT_CERT_REJECTED, TLS_CLIENT_CERT_REQUIRED
+from lokin_doctor.checks.chain.sioanswer import classify_answer
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.instruments.observer import OutcomeKind
@@ -295,6 +296,9 @@ def classify(
             ).format(NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
+    sio = classify_answer(out, target, check_id)  # an Engine.IO error answer: its Socket.IO cause
+    if sio is not None:
+        return sio
     return _classify_status(out, target, check_id, origin, ev)
 
 
