@@ -97,6 +97,23 @@ DnsServerOpt = Annotated[
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]
+ProxyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        metavar="URL",
+        help=_(
+            "Connect through this forward proxy (http://[user:password@]host:port, https://, socks5://) "
+            "instead of the one of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."
+        ),
+    ),
+]
+NoProxyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-proxy", help=_("Connect directly, whatever HTTPS_PROXY, HTTP_PROXY or ALL_PROXY say.")
+    ),
+]
 InsecureOpt = Annotated[
     bool,
     typer.Option(

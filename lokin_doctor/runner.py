@@ -133,10 +133,17 @@ CHECKS: tuple[CheckSpec, ...] = (
         local_only=True,
     ),
     CheckSpec(
+        "forward",
+        "the way out: direct, or through the forward proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY or --proxy "
+        "(NO_PROXY applied); through one, its answer to CONNECT",
+        "lokin_doctor.checks.chain.forward:check",
+    ),
+    CheckSpec(
         "tcp",
-        "TCP connect to each address: refused, dropped (timeout) or unreachable",
+        "TCP connect to each address: refused, dropped (timeout) or unreachable (through a proxy: its tunnel)",
         "lokin_doctor.checks.chain.tcp:check",
         requires=("dns",),
+        after=("forward",),
     ),
     CheckSpec(
         "tls",
@@ -226,6 +233,7 @@ BY_ID = {c.id: c for c in CHECKS}
 #: ``proxy`` is local too: nginx on this machine in front of the server on 8080 is the LOK IN layout.
 LOCAL_CHECKS: tuple[str, ...] = (
     "dns",
+    "forward",
     "process",
     "port",
     "tcp",
@@ -241,6 +249,7 @@ LOCAL_CHECKS += ("nginx", "supervisor", "firewall")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",
+    "forward",
     "tcp",
     "tls",
     "handshake",
@@ -261,6 +270,8 @@ ROOT_CAUSE_ORDER = (
     "browser",
     "dns",
     "dns-records",
+    # A broken way out through a forward proxy explains every connection that follows.
+    "forward",
     "process",
     "supervisor",
     "port",

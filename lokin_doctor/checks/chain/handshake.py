@@ -589,6 +589,7 @@ async def check(ctx: Context) -> CheckResult:
         headers=settings.headers,
         subprotocols=settings.subprotocols,
         ssl_context=ctx.ssl_context() if target.secure else None,
+        route=settings.route(),  # direct, or through the forward proxy (checks/chain/forward.py)
     )
     ctx.facts["outcome"] = out
     if out.conn is not None:

@@ -84,7 +84,7 @@ async def _poll(ctx: Context, address: str, path: str, eio: int) -> Poll:
             engineio.endpoint(path, eio=eio, transport="polling"),
             deadline=ctx.deadline,
             address=address,
-            route=ctx.facts.get("route"),
+            route=ctx.settings.route(),
             ssl_context=ctx.ssl_context() if target.secure else None,
             headers=headers,
         )
@@ -133,7 +133,7 @@ async def _verify_websocket(ctx: Context, address: str, path: str, eio: int) -> 
         origin=settings.origin,
         headers=settings.headers,
         ssl_context=ctx.ssl_context() if target.secure else None,
-        route=ctx.facts.get("route"),
+        route=ctx.settings.route(),
     )
     if out.kind != OutcomeKind.UPGRADED or out.conn is None:
         from lokin_doctor.checks.chain.handshake import classify

@@ -1,0 +1,3 @@
+"""The forward proxy peer (tests/peers/tinyproxy.py): real tinyproxy."""
+
+from tests.peers.tinyproxy import tinyproxy  # noqa: F401
