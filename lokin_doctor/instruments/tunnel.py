@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lokin_doctor.i18n import _
+
 if TYPE_CHECKING:
     from lokin_doctor.instruments.proxyenv import ProxyAnswer, Route
 
@@ -71,18 +73,30 @@ async def _connect_proxy(route: Route, deadline: float) -> tuple[asyncio.StreamR
                 ssl_handshake_timeout=max(0.01, deadline - loop.time()) if proxy_ssl else None,
             )
     except TimeoutError:
-        raise ProxyError("timeout", f"no answer from the proxy {proxy.display} within the deadline") from None
+        raise ProxyError(
+            "timeout", _("no answer from the proxy {proxy} within the deadline").format(proxy=proxy.display)
+        ) from None
     except ConnectionRefusedError:
-        raise ProxyError("refused", f"the proxy {proxy.display} refused the connection") from None
+        raise ProxyError(
+            "refused", _("the proxy {proxy} refused the connection").format(proxy=proxy.display)
+        ) from None
     except ssl.SSLError as exc:
-        raise ProxyError("tls", f"TLS with the proxy {proxy.display} failed: {exc.reason or exc}") from None
+        raise ProxyError(
+            "tls",
+            _("TLS with the proxy {proxy} failed: {error}").format(
+                proxy=proxy.display, error=exc.reason or exc
+            ),
+        ) from None
     except OSError as exc:
         if isinstance(exc, socket.gaierror):
             kind = "unresolved"
         else:
             kind = "unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "error"
         raise ProxyError(
-            kind, f"cannot connect to the proxy {proxy.display}: {exc.strerror or exc}"
+            kind,
+            _("cannot connect to the proxy {proxy}: {error}").format(
+                proxy=proxy.display, error=exc.strerror or exc
+            ),
         ) from None
 
 
@@ -128,26 +142,41 @@ async def _http_connect(
         if b"\r\n\r\n" not in data:
             raise ProxyError(
                 "timeout",
-                f"the proxy {route.proxy.display} did not answer CONNECT {host}:{port} within the deadline",
+                _("the proxy {proxy} did not answer CONNECT {host}:{port} within the deadline").format(
+                    proxy=route.proxy.display, host=host, port=port
+                ),
             ) from None
     except (ConnectionError, OSError) as exc:
         if b"\r\n\r\n" not in data:
             raise ProxyError(
-                "closed", f"the proxy {route.proxy.display} closed the connection on CONNECT: {exc}"
+                "closed",
+                _("the proxy {proxy} closed the connection on CONNECT: {error}").format(
+                    proxy=route.proxy.display, error=exc
+                ),
             ) from None
     tunnel.connect_answer_ms = (loop.time() - t0) * 1000
     answer = proxyenv.parse_connect_answer(bytes(data))
     if answer is None:
         if not data:
             raise ProxyError(
-                "closed", f"the proxy {route.proxy.display} closed the connection without answering CONNECT"
+                "closed",
+                _("the proxy {proxy} closed the connection without answering CONNECT").format(
+                    proxy=route.proxy.display
+                ),
             )
         raise ProxyError(
-            "not-http", f"the proxy {route.proxy.display} answered CONNECT with {bytes(data[:40])!r}"
+            "not-http",
+            _("the proxy {proxy} answered CONNECT with {first!r}").format(
+                proxy=route.proxy.display, first=bytes(data[:40])
+            ),
         )
     tunnel.answer = answer
     if not answer.ok:
-        raise ProxyError("status", f"the proxy {route.proxy.display} answered {answer.status_line}", answer)
+        raise ProxyError(
+            "status",
+            _("the proxy {proxy} answered {line}").format(proxy=route.proxy.display, line=answer.status_line),
+            answer,
+        )
 
 
 _SOCKS_REPLIES = {
@@ -182,12 +211,16 @@ async def _socks5_connect(
             writer.write(b"\x05" + bytes([len(methods)]) + methods)
             ver, method = await reader.readexactly(2)
             if ver != 5:
-                raise ProxyError("not-http", f"the proxy {proxy.display} does not speak SOCKS5")
+                raise ProxyError(
+                    "not-http", _("the proxy {proxy} does not speak SOCKS5").format(proxy=proxy.display)
+                )
             if method == 0xFF:
                 raise ProxyError(
                     "socks-auth",
-                    f"the SOCKS5 proxy {proxy.display} accepts none of the offered methods"
-                    + (" (credentials required)" if proxy.username is None else ""),
+                    _("the SOCKS5 proxy {proxy} accepts none of the offered methods{required}").format(
+                        proxy=proxy.display,
+                        required=_(" (credentials required)") if proxy.username is None else "",
+                    ),
                 )
             if method == 2:
                 user = (proxy.username or "").encode()
@@ -196,7 +229,8 @@ async def _socks5_connect(
                 __, status = await reader.readexactly(2)
                 if status != 0:
                     raise ProxyError(
-                        "socks-auth", f"the SOCKS5 proxy {proxy.display} rejected the credentials"
+                        "socks-auth",
+                        _("the SOCKS5 proxy {proxy} rejected the credentials").format(proxy=proxy.display),
                     )
             try:
                 ip = ipaddress.ip_address(host)
@@ -212,16 +246,20 @@ async def _socks5_connect(
             await reader.readexactly(size + 2)
     except TimeoutError:
         raise ProxyError(
-            "timeout", f"the SOCKS5 proxy {proxy.display} did not answer within the deadline"
+            "timeout",
+            _("the SOCKS5 proxy {proxy} did not answer within the deadline").format(proxy=proxy.display),
         ) from None
     except asyncio.IncompleteReadError:
-        raise ProxyError("closed", f"the SOCKS5 proxy {proxy.display} closed the connection") from None
+        raise ProxyError(
+            "closed", _("the SOCKS5 proxy {proxy} closed the connection").format(proxy=proxy.display)
+        ) from None
     tunnel.connect_answer_ms = (loop.time() - t0) * 1000
     if rep != 0:
         raise ProxyError(
             "socks",
-            f"the SOCKS5 proxy {proxy.display} refused CONNECT {host}:{port}: "
-            + _SOCKS_REPLIES.get(rep, f"reply {rep}"),
+            _("the SOCKS5 proxy {proxy} refused CONNECT {host}:{port}: {reply}").format(
+                proxy=proxy.display, host=host, port=port, reply=_SOCKS_REPLIES.get(rep, f"reply {rep}")
+            ),
         )
 
 

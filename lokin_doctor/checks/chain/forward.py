@@ -213,7 +213,9 @@ async def _refusal(
             )
         if basic:
             where = (
-                "--proxy" if proxy.source == "--proxy" else _("{source} or --proxy").format(source=proxy.source)
+                "--proxy"
+                if proxy.source == "--proxy"
+                else _("{source} or --proxy").format(source=proxy.source)
             )
             hint = _(
                 "put the credentials in the proxy URL: {scheme}://USER:PASSWORD@{proxy} (in {where}), or have this machine added to the proxy's allow-list"
