@@ -45,7 +45,10 @@ def test_choose_from_the_environment() -> None:
     only_all = pe.choose("example.com", 443, True, {"ALL_PROXY": "socks5://a"})
     assert only_all.proxy is not None and (only_all.proxy.scheme, only_all.proxy.port) == ("socks5", 1080)
     lower_first = pe.choose("x", 80, False, {"http_proxy": "lower:1", "HTTP_PROXY": "upper:2"})
-    assert lower_first.proxy is not None and (lower_first.proxy.host, lower_first.proxy.scheme) == ("lower", "http")
+    assert lower_first.proxy is not None and (lower_first.proxy.host, lower_first.proxy.scheme) == (
+        "lower",
+        "http",
+    )
     assert pe.choose("x", 80, False, {"HTTP_PROXY": ""}).why == "no proxy set"
     bypass = pe.choose("x.internal", 80, False, {"HTTP_PROXY": "p:1", "no_proxy": ".internal"})
     assert bypass.direct and (bypass.why, bypass.bypass) == ("no_proxy", ".internal")
@@ -57,7 +60,9 @@ def test_choose_from_the_environment() -> None:
     assert invalid.invalid is not None and invalid.invalid[0] == "HTTP_PROXY"
 
 
-@pytest.mark.parametrize("url", ["q:8080", "ftp://q:1", "socks4://q:1", "http://", "http://q:1/path", "http://q:x"])
+@pytest.mark.parametrize(
+    "url", ["q:8080", "ftp://q:1", "socks4://q:1", "http://", "http://q:1/path", "http://q:x"]
+)
 def test_bad_proxy_urls(url: str) -> None:
     with pytest.raises(pe.ProxyUrlError):
         pe.parse_proxy_url(url)
@@ -82,7 +87,7 @@ def test_connect_request_and_answer() -> None:
 
 
 def test_challenges() -> None:
-    found = pe.challenges(['Negotiate, NTLM', 'Digest realm="corp", nonce="abc", qop="auth"'])
+    found = pe.challenges(["Negotiate, NTLM", 'Digest realm="corp", nonce="abc", qop="auth"'])
     assert [(c.scheme, c.realm) for c in found] == [("Negotiate", None), ("NTLM", None), ("Digest", "corp")]
 
 
