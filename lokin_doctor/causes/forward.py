@@ -125,7 +125,7 @@ FORWARD_UPGRADE_ANSWERED = cause(
         "the forward proxy answers the WebSocket upgrade itself (it does not tunnel it to the server, or strips the Upgrade header)"
     ),
     (
-        "use wss:// (browsers and proxies tunnel it with CONNECT), allow CONNECT to the server's port in the proxy, or bypass the proxy with NO_PROXY"
+        "use a forward proxy that tunnels with CONNECT (squid, tinyproxy) instead of one that only relays plain requests (nginx proxy_pass http://$http_host), or bypass it with NO_PROXY"
     ),
     tags=T,
 )

@@ -135,3 +135,15 @@ def test_no_proxy_set_costs_nothing(ws_server) -> None:
     assert run.code == 0
     forward = run.check("forward")
     assert forward["status"] == "skip" and forward["evidence"]["applicable"] is False
+
+
+def test_a_proxy_that_cannot_connect_and_answers_the_upgrade(ws_server, nginx_forward_proxy) -> None:
+    port = nginx_forward_proxy()
+    run = _run(ws_server.url, env={"HTTP_PROXY": f"http://127.0.0.1:{port}"})
+    forward = run.check("forward")
+    assert forward["code"] == "forward.upgrade-answered"
+    assert run.root_code == "forward.upgrade-answered"
+    assert forward["evidence"]["connect"]["status_line"] == "HTTP 400 Bad Request"
+    # nginx relays the upgrade as HTTP/1.0 without its Upgrade header: the backend refuses it
+    assert forward["evidence"]["without_connect"].startswith("HTTP 505")
+    assert "squid, tinyproxy" in forward["hint"]

@@ -238,8 +238,8 @@ async def _refusal(
             ev["connect_443"] = other.status_line
         if other is not None and (other.ok or other.status >= 500):
             without = await _without_connect(ctx, route)
-            if without:
-                ev["without_connect"] = without
+            if without is not None:
+                ev["without_connect"] = without[1]
             return FORWARD_CONNECT_PORT.fail(
                 CHECK_ID,
                 _(
@@ -252,20 +252,34 @@ async def _refusal(
                 ).format(port=target.port, host=target.host),
                 **ev,
             )
-    if status in (403, 405, 501):
+    if status in (400, 403, 405, 501):
         without = await _without_connect(ctx, route)
-        if without:
-            ev["without_connect"] = without
-        if status in (405, 501) and without and not without.startswith("HTTP 101"):
+        if without is not None:
+            ev["without_connect"] = without[1]
+        relays = without is not None and without[0] != status
+        if status != 403 and relays:
+            # It relays plain requests but cannot CONNECT (nginx used as a forward proxy answers 400).
+            assert without is not None
+            if without[0] == 101:
+                return FORWARD_CONNECT_UNSUPPORTED.fail(
+                    CHECK_ID,
+                    _(
+                        "{way}: {line}{who} to CONNECT {authority}; the upgrade sent as a plain proxied request passes ({without}), so only clients that do not use CONNECT get through (browsers do use it)"
+                    ).format(way=way, line=line, who=who, authority=authority, without=without[1]),
+                    FORWARD_CONNECT_UNSUPPORTED.fix_text(),
+                    **ev,
+                )
             return FORWARD_UPGRADE_ANSWERED.fail(
                 CHECK_ID,
                 _(
                     "{way}: {line}{who} to CONNECT, and the upgrade sent as a plain proxied request came back {without}: the proxy does not tunnel WebSockets"
-                ).format(way=way, line=line, who=who, without=without),
+                ).format(way=way, line=line, who=who, without=without[1]),
                 FORWARD_UPGRADE_ANSWERED.fix_text(),
                 **ev,
             )
-        cause = FORWARD_CONNECT_FORBIDDEN if status == 403 else FORWARD_CONNECT_UNSUPPORTED
+        cause = {403: FORWARD_CONNECT_FORBIDDEN, 400: FORWARD_NOT_A_PROXY}.get(
+            status, FORWARD_CONNECT_UNSUPPORTED
+        )
         return cause.fail(
             CHECK_ID,
             _("{way}: {line}{who}{words} to CONNECT {authority}").format(
@@ -313,9 +327,9 @@ async def _connect_answer(
     return tunnel.answer
 
 
-async def _without_connect(ctx: Context, route: proxyenv.Route) -> str | None:
+async def _without_connect(ctx: Context, route: proxyenv.Route) -> tuple[int, str] | None:
     """For ws://: what the proxy answers the upgrade sent as a plain proxied request (absolute-form GET,
-    as a client without CONNECT sends it), in a few words; None for wss:// or when nothing came."""
+    as a client without CONNECT sends it): its status and a few words; None for wss:// or when nothing came."""
     from lokin_doctor.instruments.observer import parse_head
 
     target = ctx.target
@@ -362,4 +376,4 @@ async def _without_connect(ctx: Context, route: proxyenv.Route) -> str | None:
         said += f", Via: {via}"
     elif server:
         said += f", Server: {server}"
-    return said
+    return status, said
