@@ -1,13 +1,13 @@
-"""The forward proxy peer (tests/peers/tinyproxy.py): real tinyproxy."""
+"""The forward proxy peers: real tinyproxy (tests/peers/tinyproxy.py) and nginx used as a plain forward proxy."""
 
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.peers._common import LOOPBACK, ManagedProcess, free_port, port_accepts, require_binary  # noqa: E402
+from tests.peers._common import LOOPBACK, ManagedProcess, free_port, port_accepts, require_binary
 from tests.peers.tinyproxy import tinyproxy  # noqa: F401
 
 NGINX_FORWARD = """worker_processes 1;
