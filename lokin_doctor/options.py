@@ -98,6 +98,23 @@ DnsServerOpt = Annotated[
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]
+ProxyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        metavar="URL",
+        help=_(
+            "Connect through this forward proxy (http://[user:password@]host:port, https://, socks5://) "
+            "instead of the one of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."
+        ),
+    ),
+]
+NoProxyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-proxy", help=_("Connect directly, whatever HTTPS_PROXY, HTTP_PROXY or ALL_PROXY say.")
+    ),
+]
 InsecureOpt = Annotated[
     bool,
     typer.Option(
@@ -258,6 +275,8 @@ SETTING_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("expect", ExpectOpt, None, "expect"),
     OptionSpec("dns_server", DnsServerOpt, None, "dns_server"),
     OptionSpec("ca_file", CaFileOpt, None, "ca_file"),
+    OptionSpec("proxy", ProxyOpt, None, "proxy"),
+    OptionSpec("no_proxy", NoProxyOpt, False, "no_proxy"),
     OptionSpec("insecure", InsecureOpt, False, "insecure"),
     OptionSpec("backend", BackendOpt, None, "backend"),
     OptionSpec("hold", HoldOpt, None, "hold"),
@@ -287,6 +306,8 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "send",
         "expect",
         "ca_file",
+        "proxy",
+        "no_proxy",
         "insecure",
         "linger",
         "client_cert",
@@ -298,6 +319,8 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "header",
         "dns_server",
         "ca_file",
+        "proxy",
+        "no_proxy",
         "insecure",
         "backend",
         "hold",

@@ -133,10 +133,17 @@ CHECKS: tuple[CheckSpec, ...] = (
         local_only=True,
     ),
     CheckSpec(
+        "forward",
+        "the way out: direct, or through the forward proxy of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY or --proxy "
+        "(NO_PROXY applied); through one, its answer to CONNECT",
+        "lokin_doctor.checks.chain.forward:check",
+    ),
+    CheckSpec(
         "tcp",
-        "TCP connect to each address: refused, dropped (timeout) or unreachable",
+        "TCP connect to each address: refused, dropped (timeout) or unreachable (through a proxy: its tunnel)",
         "lokin_doctor.checks.chain.tcp:check",
         requires=("dns",),
+        after=("forward",),
     ),
     CheckSpec(
         "tls",
@@ -151,6 +158,14 @@ CHECKS: tuple[CheckSpec, ...] = (
         "lokin_doctor.checks.chain.handshake:check",
         requires=("tcp",),
         after=("tls",),
+    ),
+    CheckSpec(
+        "socketio",
+        "a Socket.IO/Engine.IO server: recognised from its answers at the URL and /socket.io/, then its "
+        "open packet, ping interval and a Socket.IO CONNECT verified",
+        "lokin_doctor.checks.chain.socketio:check",
+        requires=("tcp",),
+        after=("handshake",),
     ),
     CheckSpec(
         "session",
@@ -218,11 +233,13 @@ BY_ID = {c.id: c for c in CHECKS}
 #: ``proxy`` is local too: nginx on this machine in front of the server on 8080 is the LOK IN layout.
 LOCAL_CHECKS: tuple[str, ...] = (
     "dns",
+    "forward",
     "process",
     "port",
     "tcp",
     "tls",
     "handshake",
+    "socketio",
     "session",
     "proxy",
     "variants",
@@ -232,9 +249,11 @@ LOCAL_CHECKS += ("nginx", "supervisor", "firewall")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",
+    "forward",
     "tcp",
     "tls",
     "handshake",
+    "socketio",
     "session",
     "backends",
     "proxy",
@@ -251,6 +270,8 @@ ROOT_CAUSE_ORDER = (
     "browser",
     "dns",
     "dns-records",
+    # A broken way out through a forward proxy explains every connection that follows.
+    "forward",
     "process",
     "supervisor",
     "port",
@@ -258,6 +279,8 @@ ROOT_CAUSE_ORDER = (
     "page",
     "nginx",
     "proxy",
+    # A Socket.IO server recognised explains the handshake's failure (a plain client, a refused CONNECT).
+    "socketio",
     "variants",
     "tcp",
     "tls",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokin_doctor.i18n import _
+from lokin_doctor.instruments import proxyenv
 from lokin_doctor.instruments.sysinfo import DEFAULT_PROCESS_PATTERNS
 from lokin_doctor.target import DEFAULT_URL, Target, TargetError, page_websocket_url, parse_target
 from lokin_doctor.validate import UsageError
@@ -108,6 +109,19 @@ class Settings:
     browser_args: tuple[str, ...] = ()
     #: A WebSocket URL was typed (not derived from --page-url): --browser compares it with the page's.
     target_given: bool = False
+    #: ``--proxy URL`` (a forward proxy for every connection) and ``--no-proxy`` (always direct).
+    proxy: str | None = None
+    no_proxy: bool = False
+    #: The proxy variables of the environment (http_proxy, HTTPS_PROXY, no_proxy...) when the settings
+    #: were built: the route is decided from them, as curl and websockets decide it.
+    proxy_env: tuple[tuple[str, str], ...] = ()
+
+    def route(self, target: Target | None = None) -> proxyenv.Route:
+        """Which way a connection to ``target`` (default: the target) goes: direct or through which proxy."""
+        t = target or self.target
+        return proxyenv.choose(
+            t.host, t.port, t.secure, dict(self.proxy_env), explicit=self.proxy, disabled=self.no_proxy
+        )
 
 
 def build_settings(
@@ -134,6 +148,8 @@ def build_settings(
     browser: bool = False,
     browser_path: str | None = None,
     browser_args: list[str] | tuple[str, ...] = (),
+    proxy: str | None = None,
+    no_proxy: bool = False,
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     from lokin_doctor import validate
@@ -221,6 +237,7 @@ def build_settings(
         )
     if nginx_config is not None:
         check(_nginx_config_problem(nginx_config))
+    check(_proxy_problem(proxy, no_proxy))
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
@@ -247,7 +264,27 @@ def build_settings(
         browser_path=browser_exe,
         browser_args=tuple(browser_args),
         target_given=bool(url),
+        proxy=proxy.strip() if proxy is not None else None,
+        no_proxy=no_proxy,
+        proxy_env=tuple(
+            (k, v) for k, v in os.environ.items() if k.lower() in proxyenv.ENV_NAMES and v is not None
+        ),
     )
+
+
+def _proxy_problem(proxy: str | None, no_proxy: bool) -> str | None:
+    """``--proxy`` must be http://, https:// or socks5://host:port; not with ``--no-proxy``."""
+    if proxy is None:
+        return None
+    if no_proxy:
+        return _("--proxy and --no-proxy contradict each other; give one of them")
+    try:
+        proxyenv.parse_proxy_url(proxy)
+    except proxyenv.ProxyUrlError as exc:
+        return _(
+            "invalid --proxy {value!r} ({reason}); give http://host:port, https://host:port or socks5://host:port (credentials as http://user:password@host:port)"
+        ).format(value=proxy, reason=exc)
+    return None
 
 
 def _browser_settings(

@@ -1,6 +1,6 @@
 """Shared fixtures (the real peers live in tests/peers/fixtures.py), the suite's language and its tiers.
 
-**Language.** Tests pin their own: English, whatever the developer's machine says (this team runs
+**Language and proxies.** Tests pin their own: English, whatever the developer's machine says (this team runs
 ``LANG=fr_FR.UTF-8``). The variables are set here, at collection, before any test imports the CLI (its help
 texts are translated when it is imported) and before any subprocess inherits them; a test of French asks for it
 (``--lang fr``, or ``LANG=fr_FR.UTF-8`` in its own environment). After each test the language follows the
@@ -24,6 +24,11 @@ pytest_plugins = ["tests.peers.fixtures"]
 for _var in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
     os.environ.pop(_var, None)
 os.environ["LANG"] = "C.UTF-8"
+# Nor does a proxy of the developer's machine apply: the doctor honours HTTPS_PROXY & co. like curl (loopback
+# included), and the forward-proxy tests set their own.
+for _var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    os.environ.pop(_var, None)
+    os.environ.pop(_var.upper(), None)
 
 _HERE = Path(__file__).parent
 

@@ -133,6 +133,8 @@ BAD: dict[str, tuple[str, ...]] = {
     "dns_server": ("garbage!", "1.2.3.4:99999"),
     "ca_file": ("{notpem}", "{dir}", "/nonexistent.pem"),
     "insecure": ("=yes",),
+    "proxy": ("ftp://proxy:21", "http://", "not a url"),
+    "no_proxy": ("=1",),
     "backend": ("", "http://"),
     "hold": ("nan", "-3", "x"),
     "page_url": ("", "ftp://x"),

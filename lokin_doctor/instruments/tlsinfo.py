@@ -20,9 +20,12 @@ import re
 import ssl
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lokin_doctor.i18n import _
+
+if TYPE_CHECKING:
+    from lokin_doctor.instruments.proxyenv import Route
 
 #: OpenSSL X509_V_ERR_* codes the tls check names.
 V_UNABLE_TO_GET_ISSUER_CERT = 2
@@ -194,10 +197,17 @@ async def probe(
     server_hostname: str,
     ssl_context: ssl.SSLContext,
     deadline: float,
+    route: Route | None = None,
 ) -> TlsProbe:
-    """One TLS handshake with ``address:port`` (SNI ``server_hostname``), never raising for network trouble."""
+    """One TLS handshake with ``address:port`` (SNI ``server_hostname``), never raising for network trouble;
+    ``route`` goes through its forward proxy (CONNECT ``server_hostname:port``)."""
     result = await _probe(
-        address, port, server_hostname=server_hostname, ssl_context=ssl_context, deadline=deadline
+        address,
+        port,
+        server_hostname=server_hostname,
+        ssl_context=ssl_context,
+        deadline=deadline,
+        route=route,
     )
     result.cert_requested = cert_requested(ssl_context)
     return result
@@ -210,17 +220,22 @@ async def _probe(
     server_hostname: str,
     ssl_context: ssl.SSLContext,
     deadline: float,
+    route: Route | None = None,
 ) -> TlsProbe:
+    from lokin_doctor.instruments.tunnel import open_stream
+
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     try:
         async with asyncio.timeout_at(deadline):
-            __, writer = await asyncio.open_connection(
-                address,
+            __, writer = await open_stream(
+                server_hostname if route is not None and route.proxy is not None else address,
                 port,
-                ssl=ssl_context,
+                address=address,
+                route=route,
+                deadline=deadline,
+                ssl_context=ssl_context,
                 server_hostname=server_hostname,
-                ssl_handshake_timeout=max(0.01, deadline - loop.time()),
             )
     except TimeoutError:
         return TlsProbe("timeout", _("no TLS answer (ServerHello) within the deadline"))

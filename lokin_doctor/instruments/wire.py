@@ -13,7 +13,7 @@ import asyncio
 import os
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame
@@ -32,7 +32,11 @@ from lokin_doctor.instruments.observer import (
     SessionObserver,
 )
 from lokin_doctor.instruments.observer import parse_head as _parse_head
+from lokin_doctor.instruments.tunnel import open_stream
 from lokin_doctor.target import Target
+
+if TYPE_CHECKING:
+    from lokin_doctor.instruments.proxyenv import Route
 
 __all__ = [
     "BODY_GRACE_S",
@@ -300,11 +304,13 @@ async def open_handshake(
     server_hostname: str | None = None,
     compression: bool = True,
     keep_open: bool = True,
+    route: Route | None = None,
 ) -> Outcome:
     """One opening handshake to ``address`` (with ``target.host`` as Host/SNI), bounded by ``deadline``.
 
     Never raises for network trouble: every failure becomes an :class:`Outcome` kind.
-    ``compression`` offers permessage-deflate as browsers do.
+    ``compression`` offers permessage-deflate as browsers do; ``route`` goes through its forward proxy
+    (:func:`lokin_doctor.instruments.tunnel.open_stream`).
     """
     loop = asyncio.get_running_loop()
     out = Outcome(OutcomeKind.TIMEOUT, address, target.port)
@@ -339,12 +345,14 @@ async def open_handshake(
     obs = HandshakeObserver(proto)
     try:
         async with asyncio.timeout_at(deadline):
-            reader, writer = await asyncio.open_connection(
-                address,
+            reader, writer = await open_stream(
+                target.host,
                 target.port,
-                ssl=use_ssl,
-                server_hostname=(server_hostname or target.host) if use_ssl else None,
-                ssl_handshake_timeout=max(0.01, deadline - loop.time()) if use_ssl else None,
+                address=address,
+                route=route,
+                deadline=deadline,
+                ssl_context=use_ssl,
+                server_hostname=server_hostname or target.host,
             )
     except TimeoutError:
         return _apply(out, obs.connect_timeout())

@@ -49,6 +49,7 @@ from lokin_doctor.causes.http import (
     HANDSHAKE_WEB_PAGE,
 )
 from lokin_doctor.causes.tls import TLS_CLIENT_CERT_REJECTED, TLS_CLIENT_CERT_REQUIRED
+from lokin_doctor.checks.chain.sioanswer import classify_answer
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.instruments.observer import OutcomeKind
@@ -297,6 +298,9 @@ def classify(
             ).format(NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
             **ev,
         )
+    sio = classify_answer(out, target, check_id)  # an Engine.IO error answer: its Socket.IO cause
+    if sio is not None:
+        return sio
     return _classify_status(out, target, check_id, origin, ev)
 
 
@@ -587,6 +591,7 @@ async def check(ctx: Context) -> CheckResult:
         headers=settings.headers,
         subprotocols=settings.subprotocols,
         ssl_context=ctx.ssl_context() if target.secure else None,
+        route=settings.route(),  # direct, or through the forward proxy (checks/chain/forward.py)
     )
     ctx.facts["outcome"] = out
     if out.conn is not None:

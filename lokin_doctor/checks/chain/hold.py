@@ -61,6 +61,7 @@ async def check(ctx: Context) -> CheckResult:
         subprotocols=settings.subprotocols,
         ssl_context=ctx.ssl_context() if target.secure else None,
         keep_open=True,
+        route=settings.route(),
     )
     if out.conn is None:
         r = classify(out, target, check_id="hold", origin=settings.origin)

@@ -19,7 +19,8 @@ from lokin_doctor.causes.tcp import (
 )
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
-from lokin_doctor.model import CheckResult, fail, ok, warn
+from lokin_doctor.instruments import proxyenv
+from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
 
 #: How a failed connect reads in "... is {kind} on port ..." (the outcome's own word, translated).
 KINDS = {
@@ -63,6 +64,13 @@ async def connect(address: str, port: int, deadline: float) -> tuple[str, float 
 
 
 async def check(ctx: Context) -> CheckResult:
+    forward = ctx.results.get("forward")
+    if forward is not None and forward.status is Status.FAIL:
+        # The connection never left this machine: the target's port is not the question (forward says why).
+        return skip("tcp", _("skipped: forward failed (the way out through the proxy)"))
+    route = ctx.settings.route()
+    if route.proxy is not None:
+        return _through_proxy(ctx, route)
     port = ctx.target.port
     addresses: list[str] = ctx.facts["addresses"]
     outcomes = await asyncio.gather(*(connect(a, port, ctx.deadline) for a in addresses))
@@ -83,7 +91,7 @@ async def check(ctx: Context) -> CheckResult:
         )
         return ok(
             "tcp",
-            _("TCP connect to {where} succeeded ({best:.1f} ms)").format(where=where, best=best),
+            _("TCP connect to {where} succeeded ({best:.1f} ms, direct)").format(where=where, best=best),
             **evidence,
         )
     if reachable:
@@ -173,4 +181,25 @@ async def check(ctx: Context) -> CheckResult:
         ),
         _("check the address and port in the client URL and the network path"),
         **evidence,
+    )
+
+
+def _through_proxy(ctx: Context, route: proxyenv.Route) -> CheckResult:
+    """Through a forward proxy the proxy connects to the target: its CONNECT answer is the TCP verdict."""
+    assert route.proxy is not None
+    target = ctx.target
+    ctx.facts["reachable"] = [target.host]
+    tunnel = ctx.facts.get("tunnel") or {}
+    ms = tunnel.get("connect_answer_ms")
+    return ok(
+        "tcp",
+        _(
+            "TCP to {authority} made by the proxy {proxy} ({source}), tunnel open{ms}; this machine does not connect to the target itself"
+        ).format(
+            authority=proxyenv.authority(target.host, target.port),
+            proxy=route.proxy.display,
+            source=route.proxy.source,
+            ms=f" in {ms:.1f} ms" if isinstance(ms, float) else "",
+        ),
+        route=f"{route.proxy.display} ({route.proxy.source})",
     )

@@ -98,7 +98,9 @@ def _served_summary(chain: list[bytes]) -> list[str]:
 
 async def _plain_probe(ctx: Context, address: str) -> Outcome:
     target = replace(ctx.target, scheme="ws")
-    return await open_handshake(target, address, deadline=ctx.deadline, keep_open=False)
+    return await open_handshake(
+        target, address, deadline=ctx.deadline, keep_open=False, route=ctx.settings.route()
+    )
 
 
 def _verify_failure(
@@ -253,6 +255,7 @@ async def check(ctx: Context) -> CheckResult:
     host, port = target.host, target.port
     address: str = ctx.facts["reachable"][0]
     where = _where(host, address, port)
+    route = ctx.settings.route()
     loop = asyncio.get_running_loop()
     ca_file = ctx.settings.ca_file
     settings = ctx.settings
@@ -261,7 +264,9 @@ async def check(ctx: Context) -> CheckResult:
     )
 
     main_task = asyncio.ensure_future(
-        tlsinfo.probe(address, port, server_hostname=host, ssl_context=verify_ctx, deadline=ctx.deadline)
+        tlsinfo.probe(
+            address, port, server_hostname=host, ssl_context=verify_ctx, deadline=ctx.deadline, route=route
+        )
     )
     plain_task: asyncio.Future[Outcome] | None = None
     try:
@@ -279,7 +284,12 @@ async def check(ctx: Context) -> CheckResult:
             raw_ctx = tlsinfo.client_context(None, verify=False)
             raw, trusted = await asyncio.gather(
                 tlsinfo.probe(
-                    address, port, server_hostname=host, ssl_context=raw_ctx, deadline=ctx.deadline
+                    address,
+                    port,
+                    server_hostname=host,
+                    ssl_context=raw_ctx,
+                    deadline=ctx.deadline,
+                    route=route,
                 ),
                 ctx.blocking(f"tls-trusted:{ca_file}", lambda: tlsinfo.trusted_subjects(verify_ctx)),
             )
@@ -296,7 +306,7 @@ async def check(ctx: Context) -> CheckResult:
         if main.kind == "alpn":
             h2_ctx = tlsinfo.client_context(None, verify=False, alpn=["h2", "http/1.1"])
             h2 = await tlsinfo.probe(
-                address, port, server_hostname=host, ssl_context=h2_ctx, deadline=ctx.deadline
+                address, port, server_hostname=host, ssl_context=h2_ctx, deadline=ctx.deadline, route=route
             )
             ev = {
                 "address": where,
@@ -477,6 +487,7 @@ async def _narrow_failure(
         server_hostname=ctx.target.host,
         ssl_context=tlsinfo.legacy_context(),
         deadline=ctx.deadline,
+        route=ctx.settings.route(),
     )
     ours = tlsinfo.offered_versions(verify_ctx)
     ev["client_offers"] = ours

@@ -88,6 +88,7 @@ async def check(ctx: Context) -> CheckResult:
                 subprotocols=settings.subprotocols,
                 ssl_context=ctx.ssl_context() if target.secure else None,
                 keep_open=False,
+                route=settings.route(),
             )
             for origin in matrix.values()
         )

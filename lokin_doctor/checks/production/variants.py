@@ -100,6 +100,7 @@ async def _probe(ctx: Context, t: Target, addresses: list[str], deadline: float)
             subprotocols=ctx.settings.subprotocols,
             ssl_context=ctx.ssl_context() if t.secure else None,
             keep_open=False,
+            route=ctx.settings.route(t),
         )
         if out.kind not in ("connect-refused", "connect-error"):
             break
