@@ -87,9 +87,8 @@ def noted(check_id: str, summary: str, note: str, **evidence: Any) -> CheckResul
 
 def _code(cause: Cause) -> str:
     # A code is declared once in lokin_doctor/causes, never written in place (mypy says so too).
-    from lokin_doctor.causes import Cause
-
-    if not isinstance(cause, Cause):
+    # A Cause is a str that carries its diagnosis: a bare string has none (no import: model is the leaf).
+    if not isinstance(cause, str) or getattr(cause, "layer", None) is None:
         raise TypeError(f"a result's cause must be a registry Cause (lokin_doctor.causes), not {cause!r}")
     return cause.code
 
