@@ -549,3 +549,17 @@ def test_serve_banner_in_french_ready_line_unchanged() -> None:
     assert "  ATTENTION : exposé sur 0.0.0.0 sans --allow-origin" in text
     assert "accepting WebSocket connections" in lines[-1]  # the ready line supervisors wait for stays
     assert "Listening:" not in text and "WARNING" not in text
+
+
+def test_every_registry_cause_speaks_french() -> None:
+    """Each cause's meaning and fix is a msgid of the causes catalog with a French translation (a new layer
+    module that forgot N_() would show English to a French user)."""
+    from lokin_doctor import causes
+
+    english = [c for c in causes.all_causes()]
+    i18n.set_language("fr")
+    try:
+        untranslated = [c.code for c in english if c.meaning_text() == c.meaning or c.fix_text() == c.fix]
+    finally:
+        i18n.set_language(None)
+    assert untranslated == [], "run scripts/i18n and translate lokin_doctor_causes.po"

@@ -32,9 +32,7 @@ FIREWALL_REJECTS_PORT = cause(
 PORT_LOOPBACK_ONLY = cause(
     "port.loopback-only",
     L,
-    N_(
-        "the server listens on 127.0.0.1/::1 only while the client uses another address of this machine: bind `0.0.0.0`/`::`"
-    ),
+    N_("the server listens on 127.0.0.1/::1 only, while the client uses another address of this machine"),
     N_(
         "bind the server to all interfaces (host '0.0.0.0' or '::'; lokin-doctor serve --host 0.0.0.0) or put a reverse proxy on this machine in front of it"
     ),

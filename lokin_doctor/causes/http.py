@@ -39,8 +39,10 @@ HANDSHAKE_BAD_REQUEST = cause(
 HANDSHAKE_CLOSED = cause(
     "handshake.closed",
     L,
-    N_("closed or reset without a reply"),
-    N_("read the server's log; limits; firewall"),
+    N_("the server closed the connection without answering the upgrade request"),
+    N_(
+        "read the server's log at that time: a connection limit, an Origin check or a firewall that closes the connection"
+    ),
     tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_CONNECT_TIMEOUT = cause(
@@ -112,8 +114,10 @@ HANDSHAKE_INVALID_UPGRADE = cause(
 HANDSHAKE_NO_RESPONSE = cause(
     "handshake.no-response",
     L,
-    N_("TCP accepted, then silence until the deadline"),
-    N_("the program is stuck or does not speak HTTP (a TLS-only port waits silently)"),
+    N_("the TCP connection was accepted, then nothing came back before the deadline"),
+    N_(
+        "check which program holds the port (lokin-doctor check-port): a stuck server, or one that speaks TLS (use wss://) or another protocol"
+    ),
     tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_FOUND = cause(
@@ -125,8 +129,12 @@ HANDSHAKE_NOT_FOUND = cause(
 HANDSHAKE_NOT_HTTP = cause(
     "handshake.not-http",
     L,
-    N_("bytes that are not HTTP (an SSH banner...)"),
-    N_("the port belongs to another protocol"),
+    N_(
+        "the port answered with bytes that are not HTTP (an SSH or SMTP banner...): another protocol's server holds it"
+    ),
+    N_(
+        "point the client at the WebSocket server's port, or move the other program (lokin-doctor check-port names it)"
+    ),
     tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_WEBSOCKET = cause(
@@ -152,8 +160,8 @@ HANDSHAKE_RATE_LIMITED = cause(
 HANDSHAKE_REDIRECT = cause(
     "handshake.redirect",
     L,
-    N_("3xx with its Location"),
-    N_("WebSocket clients do not follow redirects: use the final URL (`wss://` for an https redirect)"),
+    N_("the server answered a redirect (3xx with a Location) instead of the upgrade"),
+    N_("WebSocket clients do not follow redirects: use the final URL (wss:// for an https redirect)"),
     tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_REFUSED = cause(
@@ -166,8 +174,10 @@ HANDSHAKE_REFUSED = cause(
 HANDSHAKE_RESET = cause(
     "handshake.reset",
     L,
-    N_("closed or reset without a reply"),
-    N_("read the server's log; limits; firewall"),
+    N_("the connection was reset without an answer to the upgrade request"),
+    N_(
+        "read the server's log at that time: a crash on the request, a connection limit, or a firewall that resets"
+    ),
 )
 HANDSHAKE_SERVER_ERROR = cause(
     "handshake.server-error",
@@ -203,7 +213,7 @@ HANDSHAKE_TLS_ERROR = cause(
 HANDSHAKE_TLS_EXPECTED = cause(
     "handshake.tls-expected",
     L,
-    N_("the server answered plain HTTP with TLS bytes: the port speaks TLS"),
+    N_("the server answered the plain HTTP request with TLS bytes: the port speaks TLS"),
     N_("use wss:// in the client URL"),
 )
 HANDSHAKE_UNAVAILABLE = cause(

@@ -16,10 +16,10 @@ BACKENDS_ALL_FAIL = cause(
 BACKENDS_SOME_FAIL = cause(
     "backends.some-fail",
     L,
+    N_("some of the name's addresses fail while others work: the browsers given a bad one cannot connect"),
     N_(
-        '"1 of 3 addresses refuses: 127.0.0.3": some browsers get the bad one; the evidence has each address\'s handshake cause code'
+        "fix or start the server at the failing addresses (each one's cause is in the evidence), or remove them from DNS"
     ),
-    N_("fix/start the server there, or remove the address from DNS"),
 )
 ORIGINS_ANY_ORIGIN = cause(
     "origins.any-origin",

@@ -22,8 +22,12 @@ NGINX_CONNECTION_HEADER_EMPTY = cause(
 NGINX_CONNECTION_HEADER_MISSING = cause(
     "nginx.connection-header-missing",
     L,
-    N_("no `proxy_set_header Connection`"),
-    N_("nginx sends `Connection: close`"),
+    N_(
+        "no proxy_set_header Connection in force: nginx sends Connection: close upstream, so the backend never sees the upgrade"
+    ),
+    N_(
+        "add proxy_set_header Connection $connection_upgrade; with map $http_upgrade $connection_upgrade { default upgrade; '' close; } in the http block"
+    ),
     doc="local-checks.md",
     tags=(Tag.UPGRADE_LOST,),
 )
@@ -46,8 +50,12 @@ NGINX_HTTP10_UPSTREAM = cause(
 NGINX_LEAF_ONLY_CERTIFICATE = cause(
     "nginx.leaf-only-certificate",
     L,
-    N_("the `ssl_certificate` file holds one certificate"),
-    N_("the leaf without its intermediate; use `fullchain.pem`"),
+    N_(
+        "the ssl_certificate file holds only the server's certificate, without its intermediate: clients that lack it refuse the chain"
+    ),
+    N_(
+        "point ssl_certificate at the full chain (fullchain.pem with Let's Encrypt), then nginx -t && nginx -s reload"
+    ),
     doc="local-checks.md",
 )
 NGINX_NO_SERVER = cause(
@@ -71,8 +79,12 @@ NGINX_NOT_PROXIED = cause(
 NGINX_PATH_REWRITTEN = cause(
     "nginx.path-rewritten",
     L,
-    N_("`proxy_pass` with a URI part (`http://127.0.0.1:8080/`) replaces the location prefix"),
-    N_("`/ws/chat` reaches the backend as `/chat`"),
+    N_(
+        "proxy_pass with a URI part (http://127.0.0.1:8080/) replaces the location's prefix: /ws/chat reaches the backend as /chat"
+    ),
+    N_(
+        "write proxy_pass without the trailing URI (proxy_pass http://127.0.0.1:8080;) so the backend gets the path the client asked for"
+    ),
     warn=True,
     doc="local-checks.md",
 )
@@ -99,10 +111,10 @@ NGINX_READ_TIMEOUT_SHORT = cause(
     "nginx.read-timeout-short",
     L,
     N_(
-        "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
+        "proxy_read_timeout (60 s by default) is not longer than the server's ping interval: nginx closes connections that stay quiet that long"
     ),
     N_(
-        "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
+        "raise proxy_read_timeout above the ping interval (e.g. proxy_read_timeout 3600s;), or make the server ping more often"
     ),
     warn=True,
     doc="local-checks.md",
@@ -112,10 +124,10 @@ NGINX_SEND_TIMEOUT_SHORT = cause(
     "nginx.send-timeout-short",
     L,
     N_(
-        "`proxy_read_timeout`/`proxy_send_timeout` (default 60 s) not longer than the server's keepalive ping interval"
+        "proxy_send_timeout (60 s by default) is not longer than the server's ping interval: nginx closes connections that stay quiet that long"
     ),
     N_(
-        "nginx closes idle clients. The interval is read from `serve`'s `/health` (`limits.ping_interval_s`) at the `proxy_pass` address; with pings off (`--ping-interval 0`) any timeout drops quiet clients; when the interval is unknown (Node's `ws` has no keepalive of its own), only an explicit timeout under 60 s is flagged"
+        "raise proxy_send_timeout above the ping interval (e.g. proxy_send_timeout 3600s;), or make the server ping more often"
     ),
     warn=True,
     doc="local-checks.md",

@@ -46,17 +46,21 @@ SESSION_CLOSED = cause(
 SESSION_CLOSED_AT_ONCE = cause(
     "session.closed-at-once",
     L,
-    N_("the server closed before answering the first ping (close code and reason given, with its meaning"),
-    N_("1008 policy, 1011 handler error, 1001 going away...)"),
+    N_(
+        "the server closed the connection before answering the first ping (its close code says why: 1008 policy, 1011 handler error, 1001 going away)"
+    ),
+    N_(
+        "read the close code and reason in the evidence and the server's log at that time; send the token, Origin or first message the server's policy wants"
+    ),
 )
 SESSION_CLOSED_SOON = cause(
     "session.closed-soon",
     L,
     N_(
-        "the server greeted and answered the ping, then sent a close frame during the `--linger` window (or while a greeting was awaited)"
+        "the server greeted and answered the ping, then closed the connection during the --linger window (or while a greeting was awaited)"
     ),
     N_(
-        "code, reason and `after_open_ms` in the evidence; the hint depends on the code (1011: its handler failed, read its log; 1008: policy/auth, send the token, Origin or first message it wants; 1000: its handler closes every connection)"
+        "read the close code in the evidence: 1011, read the handler's log; 1008, send the token, Origin or first message it wants; 1000, its handler closes every connection"
     ),
 )
 SESSION_DROPPED = cause(
@@ -68,8 +72,10 @@ SESSION_DROPPED = cause(
 SESSION_DROPPED_SOON = cause(
     "session.dropped-soon",
     L,
-    N_("the same, but the connection was cut without a close frame (1006"),
-    N_("a crash, a killed process, a proxy)"),
+    N_(
+        "the connection was cut without a close frame right after the upgrade (1006: a crash, a killed process or a proxy)"
+    ),
+    N_("read the server's log at that time (a crash, an out-of-memory kill) and the proxy's error log"),
 )
 SESSION_EXPECT_MISMATCH = cause(
     "session.expect-mismatch",

@@ -16,8 +16,12 @@ TCP_ERROR = cause(
 TCP_LOCALHOST_FAMILY = cause(
     "tcp.localhost-family",
     L,
-    N_("`localhost` (or a name) gives both `::1` and `127.0.0.1` and only one answers"),
-    N_("clients that try the other first (Node >= 17) fail. Bind both or use the working address."),
+    N_(
+        "localhost (or the name) gives both ::1 and 127.0.0.1 and only one of them answers: clients that try the other first (Node >= 17) fail"
+    ),
+    N_(
+        "make the server listen on both (host '::' with dual stack, or both addresses), or put the working address in the client URL"
+    ),
     warn=True,
     fail=False,
 )
