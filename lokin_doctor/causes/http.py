@@ -15,12 +15,17 @@ HANDSHAKE_BAD_ACCEPT = cause(
     (
         "use a maintained WebSocket library on the server, and make the proxy pass the handshake headers through unchanged"
     ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_BAD_GATEWAY = cause(
     "handshake.bad-gateway",
     L,
     ("HTTP 502: the proxy is up, its backend is not"),
     ("start the backend behind the proxy, or fix the proxy's backend address (proxy_pass)"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.BACKEND_DOWN,
+    ),
 )
 HANDSHAKE_BAD_REQUEST = cause(
     "handshake.bad-request",
@@ -35,6 +40,7 @@ HANDSHAKE_CLOSED = cause(
     L,
     ("closed or reset without a reply"),
     ("read the server's log; limits; firewall"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_CONNECT_TIMEOUT = cause(
     "handshake.connect-timeout",
@@ -61,26 +67,34 @@ HANDSHAKE_FORBIDDEN = cause(
     L,
     ("HTTP 401/403: the server refused the Origin or the credentials"),
     ("add the page's origin to the server's allow-list, or send the token the server expects"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_GATEWAY_TIMEOUT = cause(
     "handshake.gateway-timeout",
     L,
     ("HTTP 504: the proxy got no answer from its backend in time"),
     ("check that the backend behind the proxy is up and reachable from the proxy"),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.BACKEND_DOWN,
+    ),
 )
 HANDSHAKE_HEADERS_TOO_LARGE = cause(
     "handshake.headers-too-large",
     L,
     (
-        "the reply's head is too large: a header line past 8 KiB, more than 128 headers, or a header block not over after 256 KiB; the check ends at once"
+        "a head too large: the server refused the request's headers (431, nginx's 400 \"Request Header Or Cookie Too Large\", 494), or the reply's head is past the client's limits (a header line past 8 KiB, more than 128 headers, a header block not over after 256 KiB)"
     ),
-    ("find what adds the headers (a proxy or application in a loop, huge cookies)"),
+    (
+        "for the request: send fewer or smaller cookies and headers to this host, or raise the server's limit (nginx large_client_header_buffers 4 32k;, Node --max-http-header-size); for the reply: find what adds the headers (a proxy or application in a loop)"
+    ),
 )
 HANDSHAKE_HTTP10_UPSTREAM = cause(
     "handshake.http10-upstream",
     L,
     ("HTTP 505: the proxy speaks HTTP/1.0 to the backend, which cannot upgrade"),
     ("in nginx: proxy_http_version 1.1; with the Upgrade and Connection headers"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_INCOMPLETE_REPLY = cause(
     "handshake.incomplete-reply",
@@ -93,12 +107,14 @@ HANDSHAKE_INVALID_UPGRADE = cause(
     L,
     ("the server answered 101 without proper Upgrade/Connection headers"),
     ('fix the proxy\'s upgrade lines (Upgrade $http_upgrade, Connection "upgrade")'),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_NO_RESPONSE = cause(
     "handshake.no-response",
     L,
     ("TCP accepted, then silence until the deadline"),
     ("the program is stuck or does not speak HTTP (a TLS-only port waits silently)"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_FOUND = cause(
     "handshake.not-found",
@@ -111,12 +127,14 @@ HANDSHAKE_NOT_HTTP = cause(
     L,
     ("bytes that are not HTTP (an SSH banner...)"),
     ("the port belongs to another protocol"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_NOT_WEBSOCKET = cause(
     "handshake.not-websocket",
     L,
     ("a 2xx reply that is not an upgrade: the URL is a plain HTTP application"),
     ("point the client at the WebSocket server's port or path"),
+    tags=(Tag.OWNER_EXPLAINS,),
 )
 HANDSHAKE_PLAIN_TO_TLS = cause(
     "handshake.plain-to-tls",
@@ -129,12 +147,14 @@ HANDSHAKE_RATE_LIMITED = cause(
     L,
     ("HTTP 429: the server refused the connection for a rate or connection limit"),
     ("check the server's /health and raise its per-client limits, or slow the client's retries"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_REDIRECT = cause(
     "handshake.redirect",
     L,
     ("3xx with its Location"),
     ("WebSocket clients do not follow redirects: use the final URL (`wss://` for an https redirect)"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_REFUSED = cause(
     "handshake.refused",
@@ -150,6 +170,7 @@ HANDSHAKE_SERVER_ERROR = cause(
     L,
     ("HTTP 5xx: the server failed while answering the upgrade"),
     ("read the server's log at the time of the request"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_SUBPROTOCOL_NOT_OFFERED = cause(
     "handshake.subprotocol-not-offered",
@@ -186,21 +207,28 @@ HANDSHAKE_UNAVAILABLE = cause(
     L,
     ("HTTP 503: the server or proxy is overloaded or at its connection limit"),
     ("check the server's /health and its connection limits, then retry"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_UNEXPECTED_STATUS = cause(
     "handshake.unexpected-status",
     L,
-    ("an HTTP status that is not an upgrade and has no reading of its own"),
-    ("read the server's or proxy's log for that status and the request path"),
+    (
+        "an HTTP status this tool has no reading for (or an interim 1xx where the 101 should be): the summary names the status, the sender and what it said, never a guess"
+    ),
+    ("read the log of the server the summary names for that status and the request path"),
 )
 HANDSHAKE_UPGRADE_DROPPED = cause(
     "handshake.upgrade-dropped",
     L,
     (
-        "HTTP 426 (or a 400 naming Upgrade/Connection through a proxy): the server got the request without its Upgrade header"
+        "the WebSocket server got the request without its Upgrade header: 426 Upgrade Required offering version 13 (or none), a WebSocket library's 400 about Upgrade/Connection, Envoy's 403 to an upgrade it is not configured for"
     ),
     (
         'in nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
+    ),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.UPGRADE_LOST,
     ),
 )
 HANDSHAKE_WEB_PAGE = cause(
@@ -208,4 +236,83 @@ HANDSHAKE_WEB_PAGE = cause(
     L,
     ("200 text/html: a web site answered (static server, SPA fallback)"),
     ("point the client at the WebSocket server's port or path"),
+    tags=(Tag.OWNER_EXPLAINS,),
+)
+HANDSHAKE_VERSION_UNSUPPORTED = cause(
+    "handshake.version-unsupported",
+    L,
+    (
+        "the server speaks only other WebSocket versions: its Sec-WebSocket-Version (RFC 6455 4.4) lists no 13, the version browsers and this client speak (an old draft such as 8, hixie-76)"
+    ),
+    (
+        "upgrade the server's WebSocket library to one that speaks RFC 6455 (version 13), or put a current one in front of it"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_EVENT_STREAM = cause(
+    "handshake.event-stream",
+    L,
+    ("200 text/event-stream: the URL is a Server-Sent Events endpoint (EventSource), not a WebSocket server"),
+    (
+        "open it with new EventSource(url) in the page (it is one-way, server to client), or point the WebSocket client at the WebSocket endpoint"
+    ),
+    tags=(Tag.OWNER_EXPLAINS,),
+)
+HANDSHAKE_METHOD_NOT_ALLOWED = cause(
+    "handshake.method-not-allowed",
+    L,
+    (
+        "HTTP 405: this path does not take a GET: an API route for other methods (POST...) or a proxy rule that allows other methods only"
+    ),
+    ("point the client at the WebSocket endpoint's path, or let the proxy pass GET with the upgrade on it"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_REQUEST_TIMEOUT = cause(
+    "handshake.request-timeout",
+    L,
+    (
+        "HTTP 408: the server or a proxy gave up waiting for the request (its client timeout), although this client sent it at once: something in between holds or slows it"
+    ),
+    (
+        "look for what sits between the client and the server (an inspecting proxy, a slow link) and compare the proxy's client timeout (nginx client_header_timeout, HAProxy timeout http-request)"
+    ),
+)
+HANDSHAKE_CLIENT_ERROR = cause(
+    "handshake.client-error",
+    L,
+    (
+        "a 4xx status with a reading of its own (402, 406, 407, 409, 411-417, 422, 424, 425, 428, 451, nginx's 499...): the server or a proxy refused the request for the reason the summary names"
+    ),
+    ("do what the summary's reading says for that status; the sender named is the one whose log tells more"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_MISDIRECTED = cause(
+    "handshake.misdirected",
+    L,
+    (
+        "HTTP 421 Misdirected Request: the server does not serve this host name on this connection (the TLS name and the Host header disagree, or no server block has the name)"
+    ),
+    (
+        "use the host name the server is configured for in the URL (with --resolve HOST:PORT:ADDR to reach an address), or add the name to the server's configuration (nginx server_name, the certificate)"
+    ),
+)
+HANDSHAKE_NO_BACKEND = cause(
+    "handshake.no-backend",
+    L,
+    (
+        'the proxy or load balancer in front has no backend server to send the request to: none up, none registered, none healthy (HAProxy\'s 503 "No server is available", Envoy\'s "no healthy upstream", an ALB\'s 503)'
+    ),
+    (
+        "start the WebSocket server, then check that the proxy's health check passes against it (its path, port and expected status) and that it is registered in the backend or target group"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM, Tag.BACKEND_DOWN),
+)
+HANDSHAKE_CAPTIVE_PORTAL = cause(
+    "handshake.captive-portal",
+    L,
+    (
+        "HTTP 511 Network Authentication Required: the network this machine is on (hotel, airport, corporate Wi-Fi) intercepts connections until someone logs in"
+    ),
+    ("open any http:// page in a browser on this network and log in, or test from another network"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
