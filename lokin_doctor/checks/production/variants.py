@@ -17,6 +17,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.http import (
     HANDSHAKE_BAD_ACCEPT,
     HANDSHAKE_BAD_GATEWAY,
@@ -100,7 +102,7 @@ NOT_A_URL_PROBLEM = frozenset(
         TLS_INCOMPLETE_CHAIN,
         TLS_EXPIRES_SOON,
     }
-)
+) | causes.tagged(Tag.NOT_A_URL_PROBLEM)
 
 
 def _verdict(ctx: Context) -> tuple[str | None, str | None]:
