@@ -94,6 +94,16 @@ DnsServerOpt = Annotated[
         help=_("Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver."),
     ),
 ]
+ResolveOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--resolve",
+        metavar="HOST:PORT:ADDR",
+        help=_(
+            "Connect to ADDR for HOST:PORT, still sending HOST as the TLS server name and Host header (curl's syntax; repeatable)."
+        ),
+    ),
+]
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]

@@ -107,6 +107,16 @@ class Settings:
     browser_args: tuple[str, ...] = ()
     #: A WebSocket URL was typed (not derived from --page-url): --browser compares it with the page's.
     target_given: bool = False
+    #: ``--resolve HOST:PORT:ADDR``: (host, port, addresses) entries, curl's semantics.
+    resolve: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
+
+    def resolved(self, host: str, port: int) -> tuple[str, ...] | None:
+        """The addresses --resolve gives for ``host:port``, or None when it gives none."""
+        name = host.lower().rstrip(".")
+        for h, p, addresses in self.resolve:
+            if h == name and p == port:
+                return addresses
+        return None
 
 
 def build_settings(
@@ -133,6 +143,7 @@ def build_settings(
     browser: bool = False,
     browser_path: str | None = None,
     browser_args: list[str] | tuple[str, ...] = (),
+    resolve: list[str] | tuple[str, ...] = (),
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     from lokin_doctor import validate
@@ -215,6 +226,12 @@ def build_settings(
         )
     if nginx_config is not None:
         check(_nginx_config_problem(nginx_config))
+    overrides = []
+    for entry in resolve:
+        parsed_resolve, problem = validate.resolve(entry)
+        check(problem)
+        assert parsed_resolve is not None
+        overrides.append(parsed_resolve)
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
@@ -241,6 +258,7 @@ def build_settings(
         browser_path=browser_exe,
         browser_args=tuple(browser_args),
         target_given=bool(url),
+        resolve=tuple(overrides),
     )
 
 
