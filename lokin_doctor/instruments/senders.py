@@ -19,6 +19,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from lokin_doctor.i18n import N_
+
 
 class Kind(enum.StrEnum):
     """What kind of program a sender is."""
@@ -87,10 +89,10 @@ SENDERS: dict[str, SenderInfo] = {
     s.id: s
     for s in (
         # The WebSocket servers themselves.
-        SenderInfo("websockets", "the Python websockets server", K.WEBSOCKET_SERVER),
+        SenderInfo("websockets", N_("the Python websockets server"), K.WEBSOCKET_SERVER),
         SenderInfo("lokin-doctor", "lokin-doctor serve", K.WEBSOCKET_SERVER),
-        SenderInfo("ws", "the Node.js ws server", K.WEBSOCKET_SERVER),
-        SenderInfo("gorilla", "a Go gorilla/websocket server", K.WEBSOCKET_SERVER),
+        SenderInfo("ws", N_("the Node.js ws server"), K.WEBSOCKET_SERVER),
+        SenderInfo("gorilla", N_("a Go gorilla/websocket server"), K.WEBSOCKET_SERVER),
         # Reverse proxies.
         SenderInfo("nginx", "nginx", K.PROXY, frozenset({494, 495, 496, 497, 499})),
         SenderInfo("openresty", "OpenResty (nginx)", K.PROXY, frozenset({494, 495, 496, 497, 499})),
@@ -117,38 +119,38 @@ SENDERS: dict[str, SenderInfo] = {
         # Cloud load balancers.
         SenderInfo(
             "aws-elb",
-            "the AWS load balancer (ELB/ALB)",
+            N_("the AWS load balancer (ELB/ALB)"),
             K.LOAD_BALANCER,
             frozenset({460, 463, 464, 561}),
         ),
         SenderInfo("aws-api-gateway", "Amazon API Gateway", K.LOAD_BALANCER),
-        SenderInfo("google-lb", "Google Cloud's load balancer (Google Front End)", K.LOAD_BALANCER),
+        SenderInfo("google-lb", N_("Google Cloud's load balancer (Google Front End)"), K.LOAD_BALANCER),
         SenderInfo("azure-app-gateway", "Azure Application Gateway", K.LOAD_BALANCER),
         # Platforms.
-        SenderInfo("heroku", "Heroku's router", K.PLATFORM),
-        SenderInfo("fly", "Fly.io's proxy", K.PLATFORM),
+        SenderInfo("heroku", N_("Heroku's router"), K.PLATFORM),
+        SenderInfo("fly", N_("Fly.io's proxy"), K.PLATFORM),
         SenderInfo("vercel", "Vercel", K.PLATFORM),
         SenderInfo("netlify", "Netlify", K.PLATFORM),
         SenderInfo("render", "Render", K.PLATFORM),
         # Applications and application servers.
-        SenderInfo("express", "an Express (Node.js) application", K.APPLICATION),
-        SenderInfo("node", "a Node.js HTTP server", K.APPLICATION),
+        SenderInfo("express", N_("an Express (Node.js) application"), K.APPLICATION),
+        SenderInfo("node", N_("a Node.js HTTP server"), K.APPLICATION),
         SenderInfo("uvicorn", "uvicorn (Starlette/FastAPI)", K.APPLICATION),
         SenderInfo("werkzeug", "Werkzeug (Flask)", K.APPLICATION),
         SenderInfo("gunicorn", "gunicorn", K.APPLICATION),
-        SenderInfo("go-http", "a Go net/http server", K.APPLICATION),
+        SenderInfo("go-http", N_("a Go net/http server"), K.APPLICATION),
         SenderInfo("kestrel", "Kestrel (ASP.NET Core)", K.APPLICATION),
         SenderInfo("jetty", "Jetty", K.APPLICATION),
         SenderInfo("tomcat", "Tomcat", K.APPLICATION),
-        SenderInfo("php", "a PHP application", K.APPLICATION),
+        SenderInfo("php", N_("a PHP application"), K.APPLICATION),
         SenderInfo("python-http-server", "python -m http.server", K.WEB_SITE),
         # What a reply is, when nothing names who sent it.
-        SenderInfo("event-stream", "a Server-Sent Events endpoint", K.EVENT_STREAM),
-        SenderInfo("web-site", "a web site", K.WEB_SITE),
-        SenderInfo("spa", "a single-page application's index.html (SPA fallback)", K.WEB_SITE),
-        SenderInfo("unknown", "a server that does not say what it is", K.UNKNOWN),
+        SenderInfo("event-stream", N_("a Server-Sent Events endpoint"), K.EVENT_STREAM),
+        SenderInfo("web-site", N_("a web site"), K.WEB_SITE),
+        SenderInfo("spa", N_("a single-page application's index.html (SPA fallback)"), K.WEB_SITE),
+        SenderInfo("unknown", N_("a server that does not say what it is"), K.UNKNOWN),
         # A Via header no signature knows: some proxy was on the way.
-        SenderInfo("via", "a proxy", K.PROXY),
+        SenderInfo("via", N_("a proxy"), K.PROXY),
     )
 }
 

@@ -1023,7 +1023,8 @@ def read(a: Answer, target: Target, origin: str | None) -> tuple[Cause, str, str
     if row is None:
         return (
             HANDSHAKE_UNEXPECTED_STATUS,
-            f"{head}: {_(UNKNOWN_SAYS)}",
+            _("{head}: {says}").format(head=head, says=_(UNKNOWN_SAYS)),
             _(UNKNOWN_HINT).format(**values),
         )
-    return row.cause, f"{head}: {_(row.says).format(**values)}", _(row.hint).format(**values)
+    summary = _("{head}: {says}").format(head=head, says=_(row.says).format(**values))
+    return row.cause, summary, _(row.hint).format(**values)
