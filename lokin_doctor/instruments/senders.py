@@ -134,11 +134,9 @@ SENDERS: dict[str, SenderInfo] = {
         SenderInfo("render", "Render", K.PLATFORM),
         # Applications and application servers.
         SenderInfo("express", N_("an Express (Node.js) application"), K.APPLICATION),
-        SenderInfo("node", N_("a Node.js HTTP server"), K.APPLICATION),
         SenderInfo("uvicorn", "uvicorn (Starlette/FastAPI)", K.APPLICATION),
         SenderInfo("werkzeug", "Werkzeug (Flask)", K.APPLICATION),
         SenderInfo("gunicorn", "gunicorn", K.APPLICATION),
-        SenderInfo("go-http", N_("a Go net/http server"), K.APPLICATION),
         SenderInfo("kestrel", "Kestrel (ASP.NET Core)", K.APPLICATION),
         SenderInfo("jetty", "Jetty", K.APPLICATION),
         SenderInfo("tomcat", "Tomcat", K.APPLICATION),

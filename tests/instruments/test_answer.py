@@ -175,3 +175,17 @@ def test_french_summary_keeps_the_sender_and_what_it_said() -> None:
         "HTTP 502 Bad Gateway, envoyé par nginx 1.22.1, titre de page '502 Bad Gateway' : "
     )
     assert "le proxy fonctionne mais son backend ne répond pas" in result.summary
+
+
+def test_docs_list_every_reading_code_and_sender() -> None:
+    from pathlib import Path
+
+    from lokin_doctor import causes
+    from lokin_doctor.instruments.senders import SENDERS
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "checks.md").read_text()
+    codes = {str(r.cause) for r in answer_table.READINGS}
+    codes |= {c.code for c in causes.all_causes() if c.code.startswith("platform.")}
+    codes |= {"tls.no-sni", "tls.unknown-name", "handshake.unexpected-status"}
+    assert {c for c in codes if f"`{c}`" not in docs} == set()
+    assert {s for s in SENDERS if f"`{s}`" not in docs} == set()
