@@ -95,6 +95,16 @@ DnsServerOpt = Annotated[
         help=_("Ask this DNS server (IP[:PORT], IPv6 in brackets: [::1]:53) instead of the system resolver."),
     ),
 ]
+ResolveOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--resolve",
+        metavar="HOST:PORT:ADDR",
+        help=_(
+            "Connect to ADDR for HOST:PORT, still sending HOST as the TLS server name and Host header (curl's syntax; repeatable)."
+        ),
+    ),
+]
 CaFileOpt = Annotated[
     str | None, typer.Option("--ca-file", help=_("PEM file of CA certificates to trust (private CA)."))
 ]
@@ -274,6 +284,7 @@ SETTING_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("send", SendOpt, None, "send"),
     OptionSpec("expect", ExpectOpt, None, "expect"),
     OptionSpec("dns_server", DnsServerOpt, None, "dns_server"),
+    OptionSpec("resolve", ResolveOpt, None, "resolve", many=True),
     OptionSpec("ca_file", CaFileOpt, None, "ca_file"),
     OptionSpec("proxy", ProxyOpt, None, "proxy"),
     OptionSpec("no_proxy", NoProxyOpt, False, "no_proxy"),
@@ -305,6 +316,7 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "subprotocol",
         "send",
         "expect",
+        "resolve",
         "ca_file",
         "proxy",
         "no_proxy",
@@ -318,6 +330,7 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "origin",
         "header",
         "dns_server",
+        "resolve",
         "ca_file",
         "proxy",
         "no_proxy",

@@ -69,15 +69,20 @@ def _named_host(s: Settings) -> str | None:
         return _("an IP address, no DNS records")
     if s.target.host == "localhost" or s.target.host.endswith(".localhost"):
         return _("localhost is not resolved through DNS")
+    if s.resolved(s.target.host, s.target.port) is not None:
+        return _("--resolve gives the address of {host}").format(host=s.target.host)
     return None
 
 
-def _is_this_machine(host: str) -> bool:
-    """Whether the URL's host obviously means this machine, decided by name before any DNS look-up."""
+def _is_this_machine(host: str, resolved: tuple[str, ...] | None = None) -> bool:
+    """Whether the URL's host obviously means this machine, decided by name (or by the addresses
+    --resolve gives it) before any DNS look-up."""
     import socket
 
     from lokin_doctor.instruments.sysinfo import is_local_address
 
+    if resolved:
+        return all(is_local_address(a) for a in resolved)
     if host == "localhost" or host.endswith(".localhost") or is_local_address(host):
         return True
     return host.lower() == socket.gethostname().lower()
@@ -339,7 +344,7 @@ def select_checks(
         or settings.page_url
         or settings.dns_server
         or settings.backend
-        or not _is_this_machine(target.host)
+        or not _is_this_machine(target.host, settings.resolved(target.host, target.port))
     ):
         # A name that is not obviously this machine is the production path (its DNS records, proxy,
         # origins...), even when DNS later says it points here: decided by name, before any traffic.

@@ -123,6 +123,17 @@ class Settings:
             t.host, t.port, t.secure, dict(self.proxy_env), explicit=self.proxy, disabled=self.no_proxy
         )
 
+    #: ``--resolve HOST:PORT:ADDR``: (host, port, addresses) entries, curl's semantics.
+    resolve: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
+
+    def resolved(self, host: str, port: int) -> tuple[str, ...] | None:
+        """The addresses --resolve gives for ``host:port``, or None when it gives none."""
+        name = host.lower().rstrip(".")
+        for h, p, addresses in self.resolve:
+            if h == name and p == port:
+                return addresses
+        return None
+
 
 def build_settings(
     url: str | None,
@@ -150,6 +161,7 @@ def build_settings(
     browser_args: list[str] | tuple[str, ...] = (),
     proxy: str | None = None,
     no_proxy: bool = False,
+    resolve: list[str] | tuple[str, ...] = (),
 ) -> Settings:
     """Validate every option; raise :class:`SettingsError` with a one-line message on bad input."""
     from lokin_doctor import validate
@@ -238,6 +250,12 @@ def build_settings(
     if nginx_config is not None:
         check(_nginx_config_problem(nginx_config))
     check(_proxy_problem(proxy, no_proxy))
+    overrides = []
+    for entry in resolve:
+        parsed_resolve, problem = validate.resolve(entry)
+        check(problem)
+        assert parsed_resolve is not None
+        overrides.append(parsed_resolve)
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
@@ -269,6 +287,7 @@ def build_settings(
         proxy_env=tuple(
             (k, v) for k, v in os.environ.items() if k.lower() in proxyenv.ENV_NAMES and v is not None
         ),
+        resolve=tuple(overrides),
     )
 
 

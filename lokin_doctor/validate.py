@@ -228,3 +228,37 @@ def dns_server(text: str) -> tuple[tuple[str, int] | None, str | None]:
             )
         port = int(port_text)
     return (str(address), port), None
+
+
+#: A host name as --resolve takes it (letters, digits, dots, hyphens, underscores).
+_RESOLVE_HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+def resolve(text: str) -> tuple[tuple[str, int, tuple[str, ...]] | None, str | None]:
+    """curl's ``--resolve HOST:PORT:ADDR[,ADDR...]`` (IPv6 addresses may be in brackets): connecting to
+    HOST:PORT goes to ADDR while the host name is still the one sent (TLS SNI, the Host header)."""
+    example = _("use HOST:PORT:ADDR as curl does, e.g. example.com:443:127.0.0.1 or example.com:443:[::1]")
+    host, sep1, rest = text.strip().partition(":")
+    port_text, sep2, addrs_text = rest.partition(":")
+    if not (sep1 and sep2) or not host or not addrs_text:
+        return None, _("invalid --resolve {text!r}; {example}").format(text=text, example=example)
+    if not _RESOLVE_HOST.fullmatch(host):
+        return None, _("invalid --resolve {text!r}: {host!r} is not a host name; {example}").format(
+            text=text, host=host, example=example
+        )
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        return None, _(
+            "invalid --resolve {text!r}: the port must be a number from 1 to 65535; {example}"
+        ).format(text=text, example=example)
+    addresses: list[str] = []
+    for raw in addrs_text.split(","):
+        value = raw.strip()
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        try:
+            addresses.append(str(ipaddress.ip_address(value)))
+        except ValueError:
+            return None, _("invalid --resolve {text!r}: {value!r} is not an IP address; {example}").format(
+                text=text, value=raw, example=example
+            )
+    return (host.lower().rstrip("."), int(port_text), tuple(addresses)), None

@@ -282,20 +282,18 @@ def test_a_misbehaving_peers_404_is_told_in_french(bad_server: Any) -> None:
     url = f"ws://{peer.address}/ws"
     text = run_cli("all", url, "--only", "tcp,handshake,session", "--no-variants", "--lang", "fr")
     assert text.code == 1
-    assert "HTTP 404 Not Found : aucun point d'accès WebSocket au chemin /ws  [handshake.not-found]" in (
-        text.stdout
-    )
+    # The summary names who answered and what it said (issue 18), in French too.
+    said = "HTTP 404 Not Found, envoyé par un serveur qui dit être 'lokin-bad-peer', corps 'Not Found'"
+    assert f"{said} : aucun point d'accès WebSocket au chemin /ws  [handshake.not-found]" in text.stdout
     assert "corrigez le chemin dans l'URL du client (/ ou /ws) ou le bloc location du proxy" in text.stdout
-    assert (
-        "Cause première (handshake, handshake.not-found) : HTTP 404 Not Found : aucun point d'accès"
-        in text.stdout
-    )
+    assert f"Cause première (handshake, handshake.not-found) : {said} : aucun point d'accès" in text.stdout
     assert "no WebSocket endpoint" not in text.stdout and "fix the path" not in text.stdout
     en = run_cli("all", url, "--only", "tcp,handshake,session", "--no-variants", "--json", env=EN)
     hs = en.check("handshake")
     assert (hs["code"], hs["summary"]) == (
         "handshake.not-found",
-        "HTTP 404 Not Found: no WebSocket endpoint at path /ws",
+        "HTTP 404 Not Found from a server that says it is 'lokin-bad-peer', body 'Not Found': "
+        "no WebSocket endpoint at path /ws",
     )
 
 

@@ -131,6 +131,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "send": (),  # any text is a message to send (the empty one too)
     "expect": ("(unclosed",),
     "dns_server": ("garbage!", "1.2.3.4:99999"),
+    "resolve": ("example.com:443", "example.com:x:127.0.0.1", "example.com:443:not-an-ip"),
     "ca_file": ("{notpem}", "{dir}", "/nonexistent.pem"),
     "insecure": ("=yes",),
     "proxy": ("ftp://proxy:21", "http://", "not a url"),

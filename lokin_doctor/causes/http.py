@@ -78,25 +78,27 @@ HANDSHAKE_GATEWAY_TIMEOUT = cause(
     L,
     N_("HTTP 504: the proxy got no answer from its backend in time"),
     N_("check that the backend behind the proxy is up and reachable from the proxy"),
-    tags=(Tag.NOT_A_URL_PROBLEM,),
+    tags=(
+        Tag.NOT_A_URL_PROBLEM,
+        Tag.BACKEND_DOWN,
+    ),
 )
 HANDSHAKE_HEADERS_TOO_LARGE = cause(
     "handshake.headers-too-large",
     L,
     N_(
-        "the reply's head is too large: a header line past 8 KiB, more than 128 headers, or a header block not over after 256 KiB; the check ends at once"
+        "a head too large: the server refused the request's headers (431, nginx's 400 \"Request Header Or Cookie Too Large\", 494), or the reply's head is past the client's limits (a header line past 8 KiB, more than 128 headers, a header block not over after 256 KiB)"
     ),
-    N_("find what adds the headers (a proxy or application in a loop, huge cookies)"),
+    N_(
+        "for the request: send fewer or smaller cookies and headers to this host, or raise the server's limit (nginx large_client_header_buffers 4 32k;, Node --max-http-header-size); for the reply: find what adds the headers (a proxy or application in a loop)"
+    ),
 )
 HANDSHAKE_HTTP10_UPSTREAM = cause(
     "handshake.http10-upstream",
     L,
     N_("HTTP 505: the proxy speaks HTTP/1.0 to the backend, which cannot upgrade"),
     N_("in nginx: proxy_http_version 1.1; with the Upgrade and Connection headers"),
-    tags=(
-        Tag.NOT_A_URL_PROBLEM,
-        Tag.UPGRADE_LOST,
-    ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )
 HANDSHAKE_INCOMPLETE_REPLY = cause(
     "handshake.incomplete-reply",
@@ -226,14 +228,16 @@ HANDSHAKE_UNAVAILABLE = cause(
 HANDSHAKE_UNEXPECTED_STATUS = cause(
     "handshake.unexpected-status",
     L,
-    N_("an HTTP status that is not an upgrade and has no reading of its own"),
-    N_("read the server's or proxy's log for that status and the request path"),
+    N_(
+        "an HTTP status this tool has no reading for (or an interim 1xx where the 101 should be): the summary names the status, the sender and what it said, never a guess"
+    ),
+    N_("read the log of the server the summary names for that status and the request path"),
 )
 HANDSHAKE_UPGRADE_DROPPED = cause(
     "handshake.upgrade-dropped",
     L,
     N_(
-        "HTTP 426 (or a 400 naming Upgrade/Connection through a proxy): the server got the request without its Upgrade header"
+        "the WebSocket server got the request without its Upgrade header: 426 Upgrade Required offering version 13 (or none), a WebSocket library's 400 about Upgrade/Connection, Envoy's 403 to an upgrade it is not configured for"
     ),
     N_(
         'in nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
@@ -249,4 +253,86 @@ HANDSHAKE_WEB_PAGE = cause(
     N_("200 text/html: a web site answered (static server, SPA fallback)"),
     N_("point the client at the WebSocket server's port or path"),
     tags=(Tag.OWNER_EXPLAINS,),
+)
+HANDSHAKE_VERSION_UNSUPPORTED = cause(
+    "handshake.version-unsupported",
+    L,
+    N_(
+        "the server speaks only other WebSocket versions: its Sec-WebSocket-Version (RFC 6455 4.4) lists no 13, the version browsers and this client speak (an old draft such as 8, hixie-76)"
+    ),
+    N_(
+        "upgrade the server's WebSocket library to one that speaks RFC 6455 (version 13), or put a current one in front of it"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_EVENT_STREAM = cause(
+    "handshake.event-stream",
+    L,
+    N_(
+        "200 text/event-stream: the URL is a Server-Sent Events endpoint (EventSource), not a WebSocket server"
+    ),
+    N_(
+        "open it with new EventSource(url) in the page (it is one-way, server to client), or point the WebSocket client at the WebSocket endpoint"
+    ),
+    tags=(Tag.OWNER_EXPLAINS,),
+)
+HANDSHAKE_METHOD_NOT_ALLOWED = cause(
+    "handshake.method-not-allowed",
+    L,
+    N_(
+        "HTTP 405: this path does not take a GET: an API route for other methods (POST...) or a proxy rule that allows other methods only"
+    ),
+    N_("point the client at the WebSocket endpoint's path, or let the proxy pass GET with the upgrade on it"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_REQUEST_TIMEOUT = cause(
+    "handshake.request-timeout",
+    L,
+    N_(
+        "HTTP 408: the server or a proxy gave up waiting for the request (its client timeout), although this client sent it at once: something in between holds or slows it"
+    ),
+    N_(
+        "look for what sits between the client and the server (an inspecting proxy, a slow link) and compare the proxy's client timeout (nginx client_header_timeout, HAProxy timeout http-request)"
+    ),
+)
+HANDSHAKE_CLIENT_ERROR = cause(
+    "handshake.client-error",
+    L,
+    N_(
+        "a 4xx status with a reading of its own (402, 406, 407, 409, 411-417, 422, 424, 425, 428, 451, nginx's 499...): the server or a proxy refused the request for the reason the summary names"
+    ),
+    N_(
+        "do what the summary's reading says for that status; the sender named is the one whose log tells more"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
+)
+HANDSHAKE_MISDIRECTED = cause(
+    "handshake.misdirected",
+    L,
+    N_(
+        "HTTP 421 Misdirected Request: the server does not serve this host name on this connection (the TLS name and the Host header disagree, or no server block has the name)"
+    ),
+    N_(
+        "use the host name the server is configured for in the URL (with --resolve HOST:PORT:ADDR to reach an address), or add the name to the server's configuration (nginx server_name, the certificate)"
+    ),
+)
+HANDSHAKE_NO_BACKEND = cause(
+    "handshake.no-backend",
+    L,
+    N_(
+        'the proxy or load balancer in front has no backend server to send the request to: none up, none registered, none healthy (HAProxy\'s 503 "No server is available", Envoy\'s "no healthy upstream", an ALB\'s 503)'
+    ),
+    N_(
+        "start the WebSocket server, then check that the proxy's health check passes against it (its path, port and expected status) and that it is registered in the backend or target group"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM, Tag.BACKEND_DOWN),
+)
+HANDSHAKE_CAPTIVE_PORTAL = cause(
+    "handshake.captive-portal",
+    L,
+    N_(
+        "HTTP 511 Network Authentication Required: the network this machine is on (hotel, airport, corporate Wi-Fi) intercepts connections until someone logs in"
+    ),
+    N_("open any http:// page in a browser on this network and log in, or test from another network"),
+    tags=(Tag.NOT_A_URL_PROBLEM,),
 )

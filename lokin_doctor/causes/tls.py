@@ -142,3 +142,23 @@ TLS_UNKNOWN_CA = cause(
         Tag.CERTIFICATE,
     ),
 )
+TLS_NO_SNI = cause(
+    "tls.no-sni",
+    L,
+    N_(
+        "the server refused the TLS handshake because the client sent no server name (SNI): the URL names an IP address, and the server serves only named hosts (nginx ssl_reject_handshake on)"
+    ),
+    N_(
+        "use the host name in the URL; to reach a given address with that name, --resolve HOST:PORT:ADDR (curl's syntax)"
+    ),
+)
+TLS_UNKNOWN_NAME = cause(
+    "tls.unknown-name",
+    L,
+    N_(
+        "the server refused the TLS handshake for the server name sent (SNI): it has no certificate or server block for that name (an unrecognized_name alert, or an end right after the ClientHello)"
+    ),
+    N_(
+        "use a host name the server is configured for, or add this name to its configuration (nginx server_name with its ssl_certificate)"
+    ),
+)

@@ -47,7 +47,8 @@ class TlsProbe:
     """One TLS handshake attempt.
 
     ``kind``: ``ok``, ``verify`` (certificate rejected: see ``verify_code``), ``alpn`` (the server
-    sent no_application_protocol), ``wrong-version`` (the reply is not TLS: often plain HTTP),
+    sent no_application_protocol), ``unrecognized-name`` (the server sent unrecognized_name: it serves
+    nothing for the SNI sent, or none), ``wrong-version`` (the reply is not TLS: often plain HTTP),
     ``eof`` (closed during the handshake), ``reset``, ``timeout``, ``refused``, ``error``.
     """
 
@@ -109,6 +110,16 @@ def cert_requested(ctx: ssl.SSLContext | None = None, sslobj: Any = None) -> boo
 
 
 _REQUESTED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def sni_for(host: str) -> str | None:
+    """The server name a TLS client sends for ``host``: none for an IP address (RFC 6066 3 forbids
+    literal addresses in SNI; Python, browsers and curl send nothing), else the name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.rstrip(".")
+    return None
 
 
 def load_client_cert(ctx: ssl.SSLContext, cert: str | None, key: str | None) -> None:
@@ -252,6 +263,11 @@ async def _probe(
         if "no application protocol" in low or "no_application_protocol" in low:
             return TlsProbe(
                 "alpn", _("the server sent a no_application_protocol alert (it rejects ALPN http/1.1)")
+            )
+        if "unrecognized name" in low or "unrecognized_name" in low:
+            return TlsProbe(
+                "unrecognized-name",
+                _("the server sent an unrecognized_name alert (it has nothing for the server name sent)"),
             )
         if "wrong version number" in low or "packet length too long" in low or "record layer failure" in low:
             return TlsProbe(

@@ -139,10 +139,16 @@ def test_tls_server_hello_bytes_mean_wss_expected() -> None:
     assert cause(out) == "handshake.tls-expected"
 
 
-def test_426_with_version_8_means_the_upgrade_was_dropped() -> None:
+def test_426_with_version_8_means_the_server_speaks_an_old_draft() -> None:
+    # RFC 6455 4.4: the versions a server offers; without 13 it speaks none a browser does (issue 18).
     out, _ = observe(reply("426 Upgrade Required", "", "Sec-WebSocket-Version: 8"))
     assert out.kind is OutcomeKind.STATUS and out.status == 426
     assert out.header("sec-websocket-version") == "8"
+    assert cause(out) == "handshake.version-unsupported"
+
+
+def test_426_offering_version_13_means_the_upgrade_was_dropped() -> None:
+    out, _ = observe(reply("426 Upgrade Required", "", "Sec-WebSocket-Version: 13", "Upgrade: websocket"))
     assert cause(out) == "handshake.upgrade-dropped"
 
 
@@ -428,12 +434,14 @@ def test_every_handshake_cause_classify_returns_is_reached_from_bytes() -> None:
     import inspect
     import re
 
-    from lokin_doctor.checks.chain import handshake
+    from lokin_doctor.checks.chain import answer_table, handshake
 
     source = inspect.getsource(handshake.classify) + inspect.getsource(handshake._classify_status)
     source += inspect.getsource(handshake._classify_negotiation)
+    # The status table's rows: tests/instruments/test_answer.py reaches each from bytes.
+    source += inspect.getsource(answer_table)
     names = set(re.findall(r"\b(HANDSHAKE_[A-Z0-9_]+)\b", source))
-    codes = {str(getattr(handshake, n)) for n in names}
+    codes = {str(getattr(handshake, n, None) or getattr(answer_table, n)) for n in names}
     covered = set(_COVERED)
     assert codes <= covered, f"handshake causes with no byte-level test here: {sorted(codes - covered)}"
 
@@ -470,6 +478,15 @@ _COVERED = (
     "handshake.bad-request",
     "handshake.server-error",
     "handshake.unexpected-status",
+    # Reached from bytes in tests/instruments/test_answer.py.
+    "handshake.version-unsupported",
+    "handshake.event-stream",
+    "handshake.method-not-allowed",
+    "handshake.request-timeout",
+    "handshake.client-error",
+    "handshake.misdirected",
+    "handshake.no-backend",
+    "handshake.captive-portal",
 )
 
 

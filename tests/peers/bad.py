@@ -135,9 +135,11 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "BadServer"], Aw
 
 
 class BadServer:
-    def __init__(self, kind: str, delay: float) -> None:
+    def __init__(self, kind: str, delay: float, reply: bytes = b"") -> None:
         self.kind = kind
         self.delay = delay
+        #: The bytes the "replay" kind answers every request with.
+        self.reply = reply
         self.peer: Peer | None = None
         self.writers: set[Writer] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -285,7 +287,20 @@ async def _http_no_length(reader: Reader, writer: Writer, srv: BadServer) -> Non
     await drain_until_eof(reader)
 
 
+async def _replay(reader: Reader, writer: Writer, srv: BadServer) -> None:
+    # The exact bytes given (a proxy's, a CDN's, a server's answer), then FIN: a body with no length ends there.
+    await srv.request(reader)
+    writer.write(srv.reply)
+    await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(scaled(2.0)):
+            await drain_until_eof(reader)
+
+
 KINDS: dict[str, Handler] = {
+    "replay": _replay,
     "silent": _silent,
     "garbage": _garbage,
     "bad-accept": _bad_accept,
@@ -309,15 +324,17 @@ def all_kinds() -> dict[str, Handler]:
     return {**KINDS, **HOSTILE_KINDS}
 
 
-def start_bad_server(kind: str, *, delay: float = 1.5, host: str = LOOPBACK, port: int = 0) -> Peer:
+def start_bad_server(
+    kind: str, *, delay: float = 1.5, host: str = LOOPBACK, port: int = 0, reply: bytes = b""
+) -> Peer:
     """Start a bad server of ``kind`` (see :func:`all_kinds`) on a loop thread; ``delay`` is for "slow"
-    and the hostile peers' timers."""
+    and the hostile peers' timers; ``reply`` the bytes the "replay" kind answers with."""
     kinds = all_kinds()
     if kind not in kinds:
         raise ValueError(f"unknown bad_server kind {kind!r}; choose from {sorted(kinds)}")
     ensure_loopback(host)
     handle = kinds[kind]
-    srv = BadServer(kind, delay)
+    srv = BadServer(kind, delay, reply)
 
     async def on_connect(reader: Reader, writer: Writer) -> None:
         srv.writers.add(writer)

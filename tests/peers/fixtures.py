@@ -317,10 +317,11 @@ def bad_server(_peer_stack: _Stack) -> Callable[..., Peer]:
     * ``slow``: waits ``delay`` seconds, then valid 101 + welcome, then echoes, pongs, closes properly.
     * ``unauthorized``: 401 with ``WWW-Authenticate: Basic realm="lokin"``, closes.
     * ``http-no-length``: 200 text/plain without Content-Length and keeps the connection open.
+    * ``replay``: reads the request, answers the exact bytes of ``reply=``, then FIN.
     """
 
-    def start(kind: str, *, delay: float = 1.5, host: str = LOOPBACK) -> Peer:
-        peer = start_bad_server(kind, delay=delay, host=host)
+    def start(kind: str, *, delay: float = 1.5, host: str = LOOPBACK, reply: bytes = b"") -> Peer:
+        peer = start_bad_server(kind, delay=delay, host=host, reply=reply)
         _peer_stack.push(peer.stop)
         return peer
 

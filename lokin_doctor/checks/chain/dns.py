@@ -111,9 +111,15 @@ async def _server(ctx: Context) -> tuple[list[str], list[str]] | CheckResult:
 
 async def check(ctx: Context) -> CheckResult:
     target = ctx.target
+    overridden = ctx.settings.resolved(target.host, target.port) if target.ip is None else None
     if target.ip is not None:
         addresses, cnames = [str(target.ip)], list[str]()
         how = _("an IP address, nothing to resolve")
+    elif overridden is not None:
+        addresses, cnames = list(overridden), []
+        how = _("given by --resolve {host}:{port}:{addresses}").format(
+            host=target.host, port=target.port, addresses=",".join(overridden)
+        )
     elif ctx.settings.dns_server is not None:
         got = await _server(ctx)
         if isinstance(got, CheckResult):
@@ -143,6 +149,10 @@ async def check(ctx: Context) -> CheckResult:
         summary = _("{host} resolves to {shown}{value}").format(
             host=target.host, shown=shown, value=_(" (this machine)") if local else ""
         )
+        if overridden is not None:
+            summary = _("{host} goes to {shown}{value}, as --resolve says (DNS not asked)").format(
+                host=target.host, shown=shown, value=_(" (this machine)") if local else ""
+            )
     evidence: dict[str, object] = {"addresses": addresses, "how": how, "local": local}
     if cnames:
         evidence["cname_chain"] = cnames

@@ -17,65 +17,51 @@ from lokin_doctor.causes import Tag
 from lokin_doctor.causes.host import PORT_UNEXPECTED_OWNER
 from lokin_doctor.causes.http import (
     HANDSHAKE_BAD_ACCEPT,
-    HANDSHAKE_BAD_GATEWAY,
-    HANDSHAKE_BAD_REQUEST,
     HANDSHAKE_CLOSED,
     HANDSHAKE_CONNECT_TIMEOUT,
     HANDSHAKE_EXTENSION_NOT_OFFERED,
     HANDSHAKE_EXTENSION_PARAMS,
-    HANDSHAKE_FORBIDDEN,
-    HANDSHAKE_GATEWAY_TIMEOUT,
     HANDSHAKE_HEADERS_TOO_LARGE,
-    HANDSHAKE_HTTP10_UPSTREAM,
     HANDSHAKE_INCOMPLETE_REPLY,
     HANDSHAKE_INVALID_UPGRADE,
     HANDSHAKE_NO_RESPONSE,
-    HANDSHAKE_NOT_FOUND,
     HANDSHAKE_NOT_HTTP,
-    HANDSHAKE_NOT_WEBSOCKET,
-    HANDSHAKE_PLAIN_TO_TLS,
-    HANDSHAKE_RATE_LIMITED,
-    HANDSHAKE_REDIRECT,
     HANDSHAKE_REFUSED,
     HANDSHAKE_RESET,
-    HANDSHAKE_SERVER_ERROR,
     HANDSHAKE_SUBPROTOCOL_NOT_OFFERED,
     HANDSHAKE_SUBPROTOCOL_REQUIRED,
     HANDSHAKE_TLS_ERROR,
     HANDSHAKE_TLS_EXPECTED,
-    HANDSHAKE_UNAVAILABLE,
-    HANDSHAKE_UNEXPECTED_STATUS,
-    HANDSHAKE_UPGRADE_DROPPED,
-    HANDSHAKE_WEB_PAGE,
 )
 from lokin_doctor.causes.tls import TLS_CLIENT_CERT_REJECTED, TLS_CLIENT_CERT_REQUIRED
+from lokin_doctor.checks.chain import answer_table
+from lokin_doctor.checks.chain.answer_table import NGINX_UPGRADE_LINES
 from lokin_doctor.checks.chain.sioanswer import classify_answer
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
+from lokin_doctor.instruments.answer import Answer, read_answer
 from lokin_doctor.instruments.observer import OutcomeKind
+from lokin_doctor.instruments.senders import Kind
 from lokin_doctor.instruments.wire import Outcome, open_handshake
 from lokin_doctor.model import CheckResult, fail, ok, skip
 from lokin_doctor.target import Target
 
-NGINX_UPGRADE_LINES = (
-    'proxy_http_version 1.1;\nproxy_set_header Upgrade $http_upgrade;\nproxy_set_header Connection "upgrade";'
-)
-_PROXY_SERVERS = re.compile(
-    r"nginx|apache|envoy|haproxy|traefik|caddy|cloudflare|awselb|openresty|iis|varnish", re.I
-)
-
 
 def proxy_name(out: Outcome) -> str | None:
-    """The proxy a reply came through, from its Server/Via headers or an nginx error page."""
-    server = out.header("server") or ""
-    if _PROXY_SERVERS.search(server):
-        return server.split("/")[0]  # "nginx/1.22.1" -> "nginx"
-    via = out.header("via")
-    if via:
-        return _("a proxy (Via: {via})").format(via=via)
-    if b"<center>nginx" in out.body:
-        return "nginx"
-    return None
+    """The proxy, CDN or load balancer a reply came from or through (the innermost one: a reverse proxy
+    before a CDN), read from the whole answer; None when none is in sight."""
+    answer = answer_of(out) if out.kind == OutcomeKind.STATUS else None
+    if answer is None:
+        if not out.headers:
+            return None
+        answer = read_answer(out.status or 101, out.reason, out.headers, b"")
+    ranked = sorted(
+        (s for s in (*answer.through, answer.sender) if s.kind in answer_table.PROXY_KINDS),
+        key=lambda s: (s.kind is not Kind.PROXY, s.kind is not Kind.LOAD_BALANCER),
+    )
+    if not ranked:
+        return None
+    return ranked[0].display() if ranked[0].id == "via" else _(ranked[0].name)
 
 
 #: TLS alerts a server sends when it refuses the client certificate it got.
@@ -117,7 +103,7 @@ def client_cert_result(out: Outcome, check_id: str, ev: dict[str, object]) -> Ch
     ):
         who = (
             f" ({proxy_name(out)}: HTTP {out.status})"
-            if out.kind == OutcomeKind.STATUS and proxy_name(out)
+            if out.kind == OutcomeKind.STATUS and proxy_name(out) is not None
             else ""
         )
         return fail(
@@ -379,15 +365,22 @@ def _required_subprotocol(body: str) -> str | None:
     return None if value.lower() in ("required", "missing", "is", "not", "was", "must") else value
 
 
+def answer_of(out: Outcome) -> Answer | None:
+    """The whole non-101 reply, read (who answered, what it said); None when there was no HTTP reply."""
+    if out.kind != OutcomeKind.STATUS or out.status is None:
+        return None
+    return read_answer(out.status, out.reason, out.headers, out.body)
+
+
 def _classify_status(
     out: Outcome, target: Target, check_id: str, origin: str | None, ev: dict[str, object]
 ) -> CheckResult:
-    status = out.status or 0
-    proxy = proxy_name(out)
-    via = f" (through {proxy})" if proxy else ""
+    """Any HTTP reply but a 101, read whole and looked up in the status table (answer_table)."""
+    answer = answer_of(out)
+    assert answer is not None
+    ev = {**ev, "answer": answer.evidence()}
+    status = answer.status
     body = out.body_text(500)
-    ctype = (out.header("content-type") or "").lower()
-    line = f"HTTP {status} {out.reason}".rstrip()
     if 400 <= status < 500 and re.search(r"subprotocol|sec-websocket-protocol", body, re.I):
         wanted = _required_subprotocol(body)
         nev = _negotiation_evidence(out, ev)
@@ -403,177 +396,14 @@ def _classify_status(
         return fail(
             check_id,
             HANDSHAKE_SUBPROTOCOL_REQUIRED,
-            _("{line}{via}: the server requires a subprotocol the client did not offer{value}").format(
-                line=line, via=via, value=f" ({body.strip()[:120]})" if body.strip() else ""
+            _("{line} from {who}: the server requires a subprotocol the client did not offer{value}").format(
+                line=answer.line, who=answer.who(), value=f" ({body.strip()[:120]})" if body.strip() else ""
             ),
             hint,
             **nev,
         )
-    if status == 400 and "plain http request was sent to https port" in body.lower():
-        return fail(
-            check_id,
-            HANDSHAKE_PLAIN_TO_TLS,
-            _("{line}: plain HTTP was sent to a TLS port{via}").format(line=line, via=via),
-            _("use wss://{host_for_url}:{port}{resource} (this port speaks TLS)").format(
-                host_for_url=target.host_for_url, port=target.port, resource=target.resource
-            ),
-            **ev,
-        )
-    if status == 426 or (status == 400 and proxy and re.search(r"upgrade|connection", body, re.I)):
-        who = proxy or _("a proxy between the client and the server")
-        return fail(
-            check_id,
-            HANDSHAKE_UPGRADE_DROPPED,
-            _(
-                "{line}{via}: the WebSocket server got the request without its Upgrade header; {who} does not forward the upgrade"
-            ).format(line=line, via=via, who=who),
-            _(
-                "forward the upgrade in {who}'s location block for this path (nginx):\n{NGINX_UPGRADE_LINES}"
-            ).format(who=who, NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
-            **ev,
-        )
-    if status == 505:
-        return fail(
-            check_id,
-            HANDSHAKE_HTTP10_UPSTREAM,
-            _("{line}{via}: the backend received HTTP/1.0, which cannot upgrade").format(line=line, via=via),
-            _(
-                "the proxy speaks HTTP/1.0 to its backend (nginx's default): add to the location block:\n{NGINX_UPGRADE_LINES}"
-            ).format(NGINX_UPGRADE_LINES=NGINX_UPGRADE_LINES),
-            **ev,
-        )
-    if status in (401, 403):
-        if origin:
-            hint = _(
-                "the server rejects Origin {origin} or needs credentials: add the page's origin to the server's allow-list (ws verifyClient, lokin-doctor serve --allow-origin) or send the expected token"
-            ).format(origin=origin)
-        else:
-            hint = _(
-                "the server needs credentials or an allowed Origin: retry with --origin https://your-site or --header 'Authorization: ...'; check the server's origin allow-list"
-            )
-        cdn = (
-            _(" by a CDN/WAF")
-            if out.header("cf-ray") or "cloudflare" in (out.header("server") or "").lower()
-            else ""
-        )
-        return fail(
-            check_id,
-            HANDSHAKE_FORBIDDEN,
-            _("{line}{via}: the server refused the upgrade{cdn}").format(line=line, via=via, cdn=cdn),
-            hint,
-            **ev,
-        )
-    if status == 404:
-        return fail(
-            check_id,
-            HANDSHAKE_NOT_FOUND,
-            _("{line}{via}: no WebSocket endpoint at path {resource}").format(
-                line=line, via=via, resource=target.resource
-            ),
-            _("fix the path in the client URL (/ vs /ws) or the proxy's location block"),
-            **ev,
-        )
-    if 300 <= status < 400:
-        location = out.header("location") or _("(no Location header)")
-        hint = _(
-            "WebSocket clients do not follow redirects: use the final URL ({location}) in the client"
-        ).format(location=location)
-        if location.startswith("https://") and not target.secure:
-            hint += _("; the site redirects to https, so the client must use wss://")
-        return fail(
-            check_id,
-            HANDSHAKE_REDIRECT,
-            _("{line}{via}: redirected to {location}").format(line=line, via=via, location=location),
-            hint,
-            **ev,
-        )
-    if status == 502:
-        return fail(
-            check_id,
-            HANDSHAKE_BAD_GATEWAY,
-            _("{line}{via}: the proxy is up but its backend does not answer").format(line=line, via=via),
-            _(
-                "start the WebSocket server behind the proxy (node server.js / lokin-doctor serve) and check the proxy_pass address and port"
-            ),
-            **ev,
-        )
-    if status == 504:
-        return fail(
-            check_id,
-            HANDSHAKE_GATEWAY_TIMEOUT,
-            _("{line}{via}: the backend did not answer the proxy in time").format(line=line, via=via),
-            _(
-                "the WebSocket server behind the proxy is stuck or unreachable from the proxy: check it and the proxy_pass address"
-            ),
-            **ev,
-        )
-    if status == 503:
-        return fail(
-            check_id,
-            HANDSHAKE_UNAVAILABLE,
-            _("{line}{via}: the server is unavailable (overloaded or at its connection limit)").format(
-                line=line, via=via
-            ),
-            _(
-                "check the server's connection count and limits (/health), then raise --max-connections or add capacity"
-            ),
-            **ev,
-        )
-    if status == 429:
-        return fail(
-            check_id,
-            HANDSHAKE_RATE_LIMITED,
-            _("{line}{via}: too many connections from this address").format(line=line, via=via),
-            _("close idle connections from this client or raise the server's per-IP cap (--max-per-ip)"),
-            **ev,
-        )
-    if 200 <= status < 300:
-        if "html" in ctype or body.lstrip().lower().startswith(("<!doctype", "<html")):
-            return fail(
-                check_id,
-                HANDSHAKE_WEB_PAGE,
-                _("{line} text/html{via}: a web page answered at {url}, not a WebSocket server").format(
-                    line=line, via=via, url=target.url
-                ),
-                _(
-                    "the URL points at the web site (static server or SPA fallback): use the WebSocket server's port or path, or proxy that path to it with the upgrade lines"
-                ),
-                **ev,
-            )
-        return fail(
-            check_id,
-            HANDSHAKE_NOT_WEBSOCKET,
-            _("{line}{via}: an HTTP server answered without upgrading").format(line=line, via=via),
-            _("this URL is served by a plain HTTP application: point the client at the WebSocket endpoint"),
-            **ev,
-        )
-    if status == 400:
-        return fail(
-            check_id,
-            HANDSHAKE_BAD_REQUEST,
-            _("{line}{via}: the server rejected the handshake request{value}").format(
-                line=line, via=via, value=f" ({body.strip()[:80]})" if body.strip() else ""
-            ),
-            _(
-                "the server or a proxy mangled the handshake headers (Sec-WebSocket-Key/Version, Upgrade): compare with the backend directly; check the proxy's upgrade lines"
-            ),
-            **ev,
-        )
-    if status >= 500:
-        return fail(
-            check_id,
-            HANDSHAKE_SERVER_ERROR,
-            _("{line}{via}: the server failed on the handshake").format(line=line, via=via),
-            _("read the server's log for the error"),
-            **ev,
-        )
-    return fail(
-        check_id,
-        HANDSHAKE_UNEXPECTED_STATUS,
-        _("{line}{via}: not a WebSocket upgrade").format(line=line, via=via),
-        _("check that the URL points at the WebSocket server"),
-        **ev,
-    )
+    cause, summary, hint = answer_table.read(answer, target, origin)
+    return fail(check_id, cause, summary, hint, **ev)
 
 
 async def check(ctx: Context) -> CheckResult:

@@ -44,6 +44,7 @@ from lokin_doctor.causes.tls import (
     TLS_HANDSHAKE_FAILED,
     TLS_HOSTNAME_MISMATCH,
     TLS_INCOMPLETE_CHAIN,
+    TLS_NO_SNI,
     TLS_NOT_TLS,
     TLS_NOT_YET_VALID,
     TLS_PROTOCOL_VERSION,
@@ -51,6 +52,7 @@ from lokin_doctor.causes.tls import (
     TLS_SELF_SIGNED,
     TLS_TIMEOUT,
     TLS_UNKNOWN_CA,
+    TLS_UNKNOWN_NAME,
 )
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
@@ -334,6 +336,11 @@ async def check(ctx: Context) -> CheckResult:
                 **ev,
             )
 
+        if main.kind == "unrecognized-name":
+            named = await _name_refused(ctx, main, where, address)
+            assert named is not None
+            return named
+
         # Not TLS-looking failure: does the port speak plain HTTP?
         if main.kind in ("wrong-version", "eof", "reset", "timeout") and not main.cert_requested:
             if plain_task is None and ctx.remaining() > 0:
@@ -386,6 +393,9 @@ async def check(ctx: Context) -> CheckResult:
         narrowed = await _narrow_failure(ctx, main, where, verify_ctx, address)
         if narrowed is not None:
             return narrowed
+        named = await _name_refused(ctx, main, where, address)
+        if named is not None:
+            return named
         if main.kind == "reset":
             return fail(
                 "tls",
@@ -427,6 +437,83 @@ async def check(ctx: Context) -> CheckResult:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+#: The made-up name (RFC 6761 .invalid) a confirming probe sends when the URL gave none.
+PROBE_NAME = "lokin-doctor.invalid"
+
+
+async def _name_refused(ctx: Context, main: TlsProbe, where: str, address: str) -> CheckResult | None:
+    """A handshake refused for the server name: the unrecognized_name alert, or, when no SNI was sent (an
+    IP URL), an end of the connection or a handshake_failure that a probe sending a name does not get
+    (it gets a certificate, or an alert about the name). Says what name was sent and how to send one."""
+    target = ctx.target
+    sni = tlsinfo.sni_for(target.host)
+    alert = main.kind == "unrecognized-name"
+    confirmed: TlsProbe | None = None
+    if not alert:
+        abrupt = main.kind in ("eof", "reset") or "handshake failure" in (main.error or "").lower()
+        if sni is not None or not abrupt or ctx.remaining() <= 0:
+            return None
+        confirmed = await tlsinfo.probe(
+            address,
+            target.port,
+            server_hostname=PROBE_NAME,
+            ssl_context=tlsinfo.client_context(None, verify=False),
+            deadline=ctx.deadline,
+        )
+        if confirmed.kind not in ("ok", "unrecognized-name"):
+            return None
+    ev: dict[str, Any] = {
+        "address": where,
+        "sni_sent": sni,
+        "error": main.error,
+        "kind": main.kind,
+    }
+    if confirmed is not None:
+        ev["with_a_name"] = {
+            "sni": PROBE_NAME,
+            "result": _("a certificate") if confirmed.ok else confirmed.error,
+        }
+    example = f"wss://NAME:{target.port}{target.resource}"
+    resolve = f"--resolve NAME:{target.port}:{target.host}"
+    if sni is None:
+        if alert:
+            how = _("it answered the ClientHello with an unrecognized_name alert")
+        else:
+            how = _(
+                "it ended the handshake ({error}), while a ClientHello naming {name} gets {result}"
+            ).format(
+                error=main.error,
+                name=PROBE_NAME,
+                result=_("a certificate")
+                if confirmed is not None and confirmed.ok
+                else _("an alert about the name"),
+            )
+        return fail(
+            "tls",
+            TLS_NO_SNI,
+            _(
+                "{where} refused the TLS handshake: the URL names the IP address {host}, so no server name (SNI) was sent, and {how}; the server serves only named hosts (nginx ssl_reject_handshake on, or no default certificate)"
+            ).format(where=where, host=target.host, how=how),
+            _(
+                "use the host name in the URL ({example}, the name its certificate is for); to reach this very address with that name, keep the name in the URL and add {resolve}"
+            ).format(example=example, resolve=resolve),
+            **ev,
+        )
+    overridden = ctx.settings.resolved(target.host, target.port)
+    via = _(" (at {address}, as --resolve says)").format(address=",".join(overridden)) if overridden else ""
+    return fail(
+        "tls",
+        TLS_UNKNOWN_NAME,
+        _(
+            "{where} refused the TLS handshake for the server name {sni!r}{via}: it sent an unrecognized_name alert, so it has no certificate or server block for that name"
+        ).format(where=where, sni=sni, via=via),
+        _(
+            "use a host name the server is configured for, or add {sni} to its configuration (nginx: server_name {sni}; with an ssl_certificate for it); check that {sni} points at the right server"
+        ).format(sni=sni),
+        **ev,
+    )
 
 
 async def _narrow_failure(

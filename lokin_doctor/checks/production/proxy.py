@@ -21,11 +21,11 @@ Facts written: ``proxy`` (the proxy's name), ``backend_outcome``.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from dataclasses import replace
 from typing import Any
 
+from lokin_doctor.causes.http import HANDSHAKE_UPGRADE_DROPPED
 from lokin_doctor.causes.production import (
     PROXY_BACKEND_DOWN,
     PROXY_HTTP10_UPSTREAM,
@@ -152,8 +152,10 @@ async def check(ctx: Context) -> CheckResult:
         )
 
     status = out.status or 0
-    body = out.body_text(500)
-    upgrade_dropped = status == 426 or (status == 400 and bool(re.search(r"upgrade|connection", body, re.I)))
+    # The handshake check read the whole answer (answer_table): a 426 offering only an old draft's version
+    # is not a lost upgrade, a WebSocket library's 400 about Upgrade is one.
+    handshake = ctx.results.get("handshake")
+    upgrade_dropped = handshake is not None and handshake.code == HANDSHAKE_UPGRADE_DROPPED
     proxy_status = upgrade_dropped or status in (502, 504, 505) or (status == 404 and name is not None)
     if not proxy_status:
         if name:

@@ -36,7 +36,7 @@ from lokin_doctor.causes.proxyconf import (
     NGINX_PATH_REWRITTEN,
     NGINX_PROXY_PASS_WRONG_PORT,
 )
-from lokin_doctor.causes.tls import TLS_INCOMPLETE_CHAIN
+from lokin_doctor.causes.tls import TLS_INCOMPLETE_CHAIN, TLS_NO_SNI, TLS_UNKNOWN_NAME
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import N_, _
 from lokin_doctor.model import CheckResult, Status, fail, ok, skip, warn
@@ -323,6 +323,10 @@ def settings_gave(ctx: Context) -> bool:
     return ctx.settings.nginx_config is not None
 
 
+#: The findings about how a location proxies: moot when the TLS handshake was refused for the name.
+_PROXYING = frozenset({*nf.UPGRADE_CODES, *nf.BACKEND_CODES, NGINX_NOT_PROXIED, NGINX_PATH_REWRITTEN})
+
+
 def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     """The finding's severity once the live checks are known, and what they said (empty: nothing)."""
     results = ctx.results
@@ -330,6 +334,13 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
     outcome = ctx.facts.get("outcome")
     upgraded = outcome is not None and getattr(outcome, "kind", None) == "upgraded"
     status = getattr(outcome, "status", None) if outcome is not None else None
+    refused = codes & {TLS_NO_SNI, TLS_UNKNOWN_NAME}
+    if refused and f.code in _PROXYING:
+        # The TLS handshake was refused for the server name before any HTTP: the block matched for this
+        # URL never proxies anything, and fixing it is not the fix (the tls check names the right name).
+        return "note", _(
+            "the TLS handshake was refused for the server name ({code}) before any HTTP: no request reaches this block's locations"
+        ).format(code=sorted(refused)[0])
     if causes.has(f.code, Tag.UPGRADE_LOST):
         live = causes.observed(codes, Tag.UPGRADE_LOST)
         if live:
@@ -397,6 +408,17 @@ def _timeout_seen(ctx: Context, f: nf.Finding, seconds: float) -> tuple[str, str
 
 def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckResult:
     weighed = [(f, *_live_severity(ctx, f)) for f in analysis.findings]
+    refused = sorted({r.code for r in ctx.results.values() if r.code} & {TLS_NO_SNI, TLS_UNKNOWN_NAME})
+    if refused and any(f.code in _PROXYING for f in analysis.findings):
+        evidence = {**ev, **analysis.evidence()}
+        evidence["findings"] = [{**f.to_dict(), "severity": sev} for f, sev, _said in weighed]
+        return skip(
+            "nginx",
+            _(
+                "{describe} is the block for this URL, but the TLS handshake was refused for the server name ({code}) before any HTTP, so its locations are never reached: see the tls check"
+            ).format(describe=analysis.describe(), code=refused[0]),
+            **evidence,
+        )
     rank = {"fail": 3, "warn": 2, "note": 1}
     evidence = {**ev, **analysis.evidence()}
     evidence["findings"] = [
