@@ -112,8 +112,11 @@ def recognise(status: int | None, headers: Iterable[tuple[str, str]], body: byte
         if status != expected_status or (code != FORBIDDEN and message != ERROR_MESSAGES[code]):
             return None
         return EngineError(code, message, status, "polling")
-    code = _BY_MESSAGE.get(text.lower())
-    if code is None or status != 400 or "json" in ctype:
+    # abortUpgrade's exact bytes: its message as written (Go's "Bad Request\n" is not "Bad request"),
+    # Content-type: text/html and Connection: close.
+    code = next((c for c, m in ERROR_MESSAGES.items() if m == text), None)
+    connection = (_header(headers, "connection") or "").lower()
+    if code is None or status != 400 or not ctype.startswith("text/html") or "close" not in connection:
         return None
     return EngineError(code, text, status, "websocket")
 
