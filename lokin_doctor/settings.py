@@ -101,6 +101,8 @@ class Settings:
     explicit_target: bool = field(default=True)
     #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
     nginx_config: str | None = None
+    #: ``--proxy-config FILE``: the HAProxy, Apache or Caddy configuration to read instead of the running one's.
+    proxy_config: str | None = None
     #: --browser: load --page-url in Chromium first (docs/browser.md); browser_path is the resolved binary.
     browser: bool = False
     browser_path: str | None = None

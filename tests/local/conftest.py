@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,24 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     yield start
     for proc in reversed(started):
         proc.stop()
+
+
+# --------------------------------------------------------------------------- HAProxy, Apache, Caddy
+
+
+@pytest.fixture
+def haproxy_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``haproxy_site(body, **placeholders) -> ProxySite``: a real HAProxy on a free loopback port."""
+    from tests.peers.haproxy import start_haproxy
+
+    started: list[Any] = []
+
+    def start(body: str, **more: object) -> Any:
+        binary = require_binary("haproxy", "apt-get install -y haproxy")
+        site = start_haproxy(binary, tmp_path / f"haproxy{len(started)}", body, **more)
+        started.append(site)
+        return site
+
+    yield start
+    for site in reversed(started):
+        site.stop()
