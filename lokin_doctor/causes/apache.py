@@ -27,8 +27,8 @@ APACHE_NO_UPGRADE = cause(
 APACHE_PROXY_TIMEOUT_SHORT = cause(
     "apache.proxy-timeout-short",
     L,
-    "the tunnel's idle timeout (ProxyPass timeout=, else ProxyTimeout, else Timeout, 60 s by default) is not longer than the server's ping interval or the --hold asked: Apache closes idle WebSockets",
-    "raise it for the WebSocket path (ProxyPass ... timeout=3600, or ProxyTimeout 3600), or make the server ping more often, then apachectl graceful",
+    "the tunnel's idle timeout (the longer of Timeout, 60 s by default, and the backend's: ProxyPass timeout=, else ProxyTimeout) is not longer than the server's ping interval or the --hold asked: Apache closes idle WebSockets",
+    "raise it for the WebSocket path (ProxyPass ... timeout=3600), or make the server ping more often, then apachectl graceful",
     warn=True,
     tags=(Tag.IDLE_CUT,),
     doc="local-checks.md",

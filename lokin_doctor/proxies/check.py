@@ -282,8 +282,10 @@ def _live_severity(ctx: Context, state: State, f: base.Finding) -> tuple[str, st
             PROXY_HTTP10_UPSTREAM,
             HANDSHAKE_HTTP10_UPSTREAM,
         }
-        if live:
-            return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
+        if live or failed:
+            return "fail", _("the live handshake found {live}").format(
+                live=sorted(live)[0] if live else failed
+            )
         if upgraded and f.severity == "fail":
             return "warn", stale
     elif f.role == base.BACKEND:

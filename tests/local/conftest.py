@@ -178,3 +178,22 @@ def haproxy_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield start
     for site in reversed(started):
         site.stop()
+
+
+@pytest.fixture
+def apache_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``apache_site(site, modules=..., main_extra="", **placeholders) -> ProxySite``: a real httpd; the
+    site's text is ``site.texts[site.directory / "sites" / "site.conf"]``."""
+    from tests.peers.apache import start_apache
+
+    started: list[Any] = []
+
+    def start(site: str, **opts: Any) -> Any:
+        binary = require_binary("apache2", "apt-get install -y apache2")
+        proxy = start_apache(binary, tmp_path / f"apache{len(started)}", site, **opts)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()
