@@ -197,3 +197,21 @@ def apache_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield start
     for proxy in reversed(started):
         proxy.stop()
+
+
+@pytest.fixture
+def caddy_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``caddy_site(sites, **placeholders) -> ProxySite``: a real Caddy, admin API on its own port."""
+    from tests.peers.caddy import start_caddy
+
+    started: list[Any] = []
+
+    def start(sites: str, **opts: Any) -> Any:
+        binary = require_binary("caddy", "apt-get install -y caddy")
+        proxy = start_caddy(binary, tmp_path / f"caddy{len(started)}", sites, **opts)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()

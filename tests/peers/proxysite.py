@@ -35,6 +35,8 @@ class ProxySite:
     directory: Path
     texts: dict[Path, str] = field(default_factory=dict)
     proc: ManagedProcess | None = field(default=None, repr=False)
+    #: What a proxy's peer adds (Caddy's admin port...).
+    extra: dict[str, object] = field(default_factory=dict)
 
     def line_of(self, needle: str, nth: int = 1, file: Path | None = None) -> int:
         """1-based line of the ``nth`` line of ``file`` (default: the main file) containing ``needle``."""
