@@ -49,6 +49,7 @@ from lokin_doctor.options import (  # noqa: E402
     PageUrlOpt,
     ProbeUrlArg,
     ProcessOpt,
+    ProxyConfigOpt,
     RedactOpt,
     SendOpt,
     StrictOpt,
@@ -269,6 +270,7 @@ def all_command(
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
     nginx_config: NginxConfigOpt = None,
+    proxy_config: ProxyConfigOpt = None,
     browser: BrowserOpt = False,
     browser_path: BrowserPathOpt = None,
     browser_arg: BrowserArgOpt = None,
@@ -303,6 +305,7 @@ def all_command(
         "client_cert": client_cert,
         "client_key": client_key,
         "nginx_config": nginx_config,
+        "proxy_config": proxy_config,
         "browser": browser,
         "browser_path": browser_path,
         "browser_args": browser_arg or (),
@@ -449,6 +452,7 @@ def probe_wss_command(
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
     nginx_config: NginxConfigOpt = None,
+    proxy_config: ProxyConfigOpt = None,
     browser: BrowserOpt = False,
     browser_path: BrowserPathOpt = None,
     browser_arg: BrowserArgOpt = None,
@@ -475,11 +479,16 @@ def probe_wss_command(
         client_cert=client_cert,
         client_key=client_key,
         nginx_config=nginx_config,
+        proxy_config=proxy_config,
         browser=browser,
         browser_path=browser_path,
         browser_args=browser_arg or (),
     )
-    checks = [*REMOTE_CHECKS, *(["nginx"] if nginx_config else [])]
+    checks = [
+        *REMOTE_CHECKS,
+        *(["nginx"] if nginx_config else []),
+        *(["proxy-config"] if proxy_config else []),
+    ]
     _run(
         settings,
         checks,

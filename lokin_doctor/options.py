@@ -138,6 +138,15 @@ NginxConfigOpt = Annotated[
         ),
     ),
 ]
+ProxyConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-config",
+        help=_(
+            "HAProxy, Apache httpd or Caddy configuration file to check (default: the running proxy's, when it holds the port)."
+        ),
+    ),
+]
 
 LingerOpt = Annotated[
     float,
