@@ -20,7 +20,11 @@ def _pc(run: Any) -> dict[str, Any]:
     ("name", "text", "said"),
     [
         ("missing.cfg", None, "does not exist or is not a file"),
-        ("nginx.conf", "events {}\nhttp {\n    server {\n        listen 80;\n    }\n}\n", "give it with --nginx-config"),
+        (
+            "nginx.conf",
+            "events {}\nhttp {\n    server {\n        listen 80;\n    }\n}\n",
+            "give it with --nginx-config",
+        ),
         ("notes.txt", "hello\nworld\n", "reads as no HAProxy, Apache httpd or Caddy configuration"),
     ],
 )
@@ -58,8 +62,15 @@ backend be
 
 def test_given_config_without_the_port(tmp_path: Path, ws_server: Any) -> None:
     files = {
-        "haproxy.cfg": (DEFAULTS + "frontend fe\n    bind 127.0.0.1:1\n    default_backend be\nbackend be\n    server s 127.0.0.1:2\n", "haproxy.no-frontend"),
-        "apache.conf": ("Listen 127.0.0.1:1\n<VirtualHost *:1>\n    ProxyPass / http://127.0.0.1:2/\n</VirtualHost>\n", "apache.no-virtualhost"),
+        "haproxy.cfg": (
+            DEFAULTS
+            + "frontend fe\n    bind 127.0.0.1:1\n    default_backend be\nbackend be\n    server s 127.0.0.1:2\n",
+            "haproxy.no-frontend",
+        ),
+        "apache.conf": (
+            "Listen 127.0.0.1:1\n<VirtualHost *:1>\n    ProxyPass / http://127.0.0.1:2/\n</VirtualHost>\n",
+            "apache.no-virtualhost",
+        ),
         "Caddyfile": ("http://127.0.0.1:1 {\n\treverse_proxy 127.0.0.1:2\n}\n", "caddy.no-site"),
     }
     for name, (text, code) in files.items():
@@ -76,8 +87,12 @@ def test_given_caddyfile_is_adapted(tmp_path: Path, ws_server: Any) -> None:
 
     require_binary("caddy", "apt-get install -y caddy")
     path = tmp_path / "Caddyfile"
-    path.write_text(f"http://127.0.0.1:{ws_server.port} {{\n\thandle_path /ws* {{\n\t\treverse_proxy 127.0.0.1:9\n\t}}\n}}\n")
-    run = run_cli("all", ws_server.url + "ws/x", "--json", "--only", "proxy-config", "--proxy-config", str(path))
+    path.write_text(
+        f"http://127.0.0.1:{ws_server.port} {{\n\thandle_path /ws* {{\n\t\treverse_proxy 127.0.0.1:9\n\t}}\n}}\n"
+    )
+    run = run_cli(
+        "all", ws_server.url + "ws/x", "--json", "--only", "proxy-config", "--proxy-config", str(path)
+    )
     r = _pc(run)
     assert r["evidence"]["source"] == "--proxy-config", r
     f = next(f for f in r["evidence"]["findings"] if f["code"] == "caddy.strip-prefix")
