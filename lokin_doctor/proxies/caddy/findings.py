@@ -253,7 +253,8 @@ def analyse(config: Config, walk: Walk, lines: Lines, target_path: str, facts: F
                 text,
                 "" if st else text,
                 TIMEOUT,
-                stream_timeout,
+                # Not an idle timeout: pings do not keep it open, only the hold's drop confirms it.
+                None,
             )
         )
     version = facts.version
