@@ -281,3 +281,15 @@ def test_nginx_on_the_port_is_left_to_the_nginx_check(nginx_site: Any, ws_server
     run = run_cli("all", f"ws://127.0.0.1:{site.port}/", "--json", "--only", "proxy-config")
     r = _pc(run)
     assert r["status"] == "skip" and "the nginx check reads its configuration" in r["summary"], r
+
+
+def test_french_summary_and_fix(haproxy_site: Any, ws_server: Any) -> None:
+    site = haproxy_site(
+        _site(ws_server.port, frontend="    http-request del-header Upgrade\n", backend=TUNNEL)
+    )
+    run = run_cli("all", site.url, "--json", "--no-variants", "--lang", "fr")
+    rc = run.report["root_cause"]
+    assert rc["code"] == "haproxy.upgrade-header-removed", run.stdout
+    assert "le backend ne reçoit pas l'en-tête Upgrade du client" in rc["summary"]
+    assert rc["hint"].startswith(f"supprimez la ligne {site.where('del-header')} :")
+    assert "puis vérifiez et rechargez : haproxy -c -f" in rc["hint"]
