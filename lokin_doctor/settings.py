@@ -77,7 +77,7 @@ def _proxy_config_problem(path: str) -> str | None:
         return _(
             "--proxy-config {path!r} does not exist or is not a file; give the proxy's main configuration file, e.g. /etc/haproxy/haproxy.cfg, /etc/apache2/apache2.conf or /etc/caddy/Caddyfile"
         ).format(path=path)
-    from lokin_doctor.proxies.check import recognise
+    from lokin_doctor.proxies.detect import recognise
 
     try:
         kind = recognise(path)

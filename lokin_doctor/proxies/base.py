@@ -11,9 +11,9 @@ A reader answers four questions, each with that proxy's own rules:
 * :meth:`ProxyReader.findings`: what in that route breaks a WebSocket, as :class:`Finding` objects with the
   ``file:line``, the current text and the corrected text, and a cause of the registry.
 
-The chain asks "which proxy serves this port" once: :func:`serving_proxy` reads the ``port`` check's facts
-(``port_owners``, ``port_proxy``); the ``proxy-config`` check (:mod:`lokin_doctor.proxies.check`) then runs
-the one reader that applies. Pure but for :func:`running_processes`, :func:`ping_interval` and what the
+The chain asks "which proxy serves this port" once: :func:`lokin_doctor.proxies.check.serving_proxy` reads
+the ``port`` check's facts (``port_owners``, ``port_proxy``); the ``proxy-config`` check then runs the one
+reader that applies (:func:`lokin_doctor.proxies.detect.recognise` says which for ``--proxy-config``). Pure but for :func:`running_processes`, :func:`ping_interval` and what the
 readers' ``find_running``/``live`` methods do.
 """
 
@@ -30,7 +30,6 @@ from lokin_doctor.i18n import _
 if TYPE_CHECKING:
     from lokin_doctor.causes import Cause
     from lokin_doctor.context import Context
-    from lokin_doctor.instruments.sysinfo import ProcInfo
 
 #: What a corrected timeout is set to (the deploy/ examples' value).
 FIXED_TIMEOUT_S = 3600.0
@@ -230,31 +229,6 @@ class ProxyReader(Protocol):
 
 
 # --------------------------------------------------------------------------- which proxy, which process
-
-
-def kind_of(info: ProcInfo) -> str | None:
-    """The proxy kind (``nginx``, ``haproxy``, ``apache``, ``caddy``...) this process is, or None."""
-    from lokin_doctor.checks.host.port import proxy_name
-
-    name = proxy_name(info)
-    return KINDS.get(name, name) if name else None
-
-
-def serving_proxy(facts: Mapping[str, Any]) -> str | None:
-    """Which proxy serves the target's port, from the ``port`` check's facts (asked once per run).
-
-    ``port_proxy`` when every foreign owner is a proxy; else the first owner that is one; None when no
-    proxy holds the port (or the owners are hidden from this user).
-    """
-    named = facts.get("port_proxy")
-    if named:
-        return KINDS.get(str(named), str(named))
-    owners: Mapping[int, ProcInfo] = facts.get("port_owners") or {}
-    for info in owners.values():
-        kind = kind_of(info)
-        if kind is not None:
-            return kind
-    return None
 
 
 def option_values(argv: Sequence[str], *flags: str) -> list[str]:

@@ -2,7 +2,7 @@
 this machine (nginx has its own check, ``nginx``).
 
 Which proxy: ``--proxy-config FILE`` (its syntax says which), else the one holding the target's port, as
-the ``port`` check saw it (:func:`lokin_doctor.proxies.base.serving_proxy`: asked once; no proxy on the port
+the ``port`` check saw it (:func:`lokin_doctor.proxies.check.serving_proxy`: asked once; no proxy on the port
 costs nothing). Which configuration: the running instance's ``-f``/``--config`` argument, else the packaged
 default path. The reader (:mod:`lokin_doctor.proxies.haproxy.reader`, ``apache.reader``, ``caddy.reader``)
 loads it with its includes, picks the route that serves the target by that proxy's own rules and returns
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +44,11 @@ from lokin_doctor.causes.session import HOLD_DROPPED, HOLD_IDLE_TIMEOUT
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, noted, ok, skip, warn
 from lokin_doctor.proxies import base
+from lokin_doctor.proxies.detect import recognise
 
 if TYPE_CHECKING:
     from lokin_doctor.context import Context
+    from lokin_doctor.instruments.sysinfo import ProcInfo
 
 CHECK_ID = "proxy-config"
 
@@ -75,10 +78,27 @@ def reader_for(kind: str) -> base.ProxyReader:
     return importlib.import_module(READERS[kind]).READER  # type: ignore[no-any-return]
 
 
-def recognise(path: str) -> str | None:
-    """Which proxy's configuration ``path`` is (``haproxy``, ``apache``, ``caddy``), or None."""
-    for kind in ("caddy", "apache", "haproxy"):
-        if reader_for(kind).recognise(path):
+def kind_of(info: ProcInfo) -> str | None:
+    """The proxy kind (``nginx``, ``haproxy``, ``apache``, ``caddy``...) this process is, or None."""
+    from lokin_doctor.checks.host.port import proxy_name
+
+    name = proxy_name(info)
+    return base.KINDS.get(name, name) if name else None
+
+
+def serving_proxy(facts: Mapping[str, Any]) -> str | None:
+    """Which proxy serves the target's port, from the ``port`` check's facts (asked once per run).
+
+    ``port_proxy`` when every foreign owner is a proxy; else the first owner that is one; None when no
+    proxy holds the port (or the owners are hidden from this user).
+    """
+    named = facts.get("port_proxy")
+    if named:
+        return base.KINDS.get(str(named), str(named))
+    owners: Mapping[int, ProcInfo] = facts.get("port_owners") or {}
+    for info in owners.values():
+        kind = kind_of(info)
+        if kind is not None:
             return kind
     return None
 
@@ -116,7 +136,7 @@ async def check(ctx: Context) -> CheckResult:
         reader = reader_for(kind)
         path, source = given, "--proxy-config"
     else:
-        kind_found = base.serving_proxy(ctx.facts)
+        kind_found = serving_proxy(ctx.facts)
         if kind_found is None:
             owners = ctx.facts.get("port_owners") or {}
             from lokin_doctor.checks.host.port import describe_owner
@@ -238,7 +258,7 @@ async def _facts(
     matches = await ctx.blocking(
         "processes", lambda: find_processes(ctx.settings.process_patterns, listeners)
     )
-    proxy_pids = {o.pid for o in (ctx.facts.get("port_owners") or {}).values() if base.kind_of(o)}
+    proxy_pids = {o.pid for o in (ctx.facts.get("port_owners") or {}).values() if kind_of(o)}
     ws_ports = frozenset(p for m in matches if m.pid not in proxy_pids for p in m.listening_ports)
     known = {m.pid for m in matches} | proxy_pids
     other = frozenset(li.port for li in listeners if li.pid is not None and li.pid not in known)
