@@ -434,8 +434,8 @@ def select_vhost(
                 break
     if not candidates:
         return None, f"no <VirtualHost> for port {port}: the main server configuration"
-    exact = [v for v, e in candidates if e]
-    group = exact or [v for v, _e in candidates]
+    by_ip = [v for v, e in candidates if e]
+    group = by_ip or [v for v, _e in candidates]
     for v in group:
         for n in names(v):
             if n == host or (any(c in n for c in "*?") and fnmatch.fnmatchcase(host, n)):
