@@ -355,7 +355,11 @@ def probe_wss_command(run: Invocation) -> None:
             _("probe-wss needs the URL to probe (e.g. wss://example.com/ws) or --page-url to derive it")
         )
     settings = _settings(run.url, **run.settings)
-    checks = [*REMOTE_CHECKS, *(["nginx"] if run.settings.get("nginx_config") else [])]
+    checks = [
+        *REMOTE_CHECKS,
+        *(["nginx"] if run.settings.get("nginx_config") else []),
+        *(["proxy-config"] if run.settings.get("proxy_config") else []),
+    ]
     _run(settings, checks, run.out)
 
 

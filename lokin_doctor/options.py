@@ -166,6 +166,15 @@ NginxConfigOpt = Annotated[
         ),
     ),
 ]
+ProxyConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy-config",
+        help=_(
+            "HAProxy, Apache httpd or Caddy configuration file to check (default: the running proxy's, when it holds the port)."
+        ),
+    ),
+]
 
 LingerOpt = Annotated[
     float,
@@ -297,6 +306,7 @@ SETTING_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("client_cert", ClientCertOpt, None, "client_cert"),
     OptionSpec("client_key", ClientKeyOpt, None, "client_key"),
     OptionSpec("nginx_config", NginxConfigOpt, None, "nginx_config"),
+    OptionSpec("proxy_config", ProxyConfigOpt, None, "proxy_config"),
     OptionSpec("browser", BrowserOpt, False, "browser"),
     OptionSpec("browser_path", BrowserPathOpt, None, "browser_path"),
     OptionSpec("browser_arg", BrowserArgOpt, None, "browser_args", many=True),
@@ -343,6 +353,7 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "client_cert",
         "client_key",
         "nginx_config",
+        "proxy_config",
         "browser",
         "browser_path",
         "browser_arg",

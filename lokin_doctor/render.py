@@ -113,7 +113,7 @@ def report_lines(report: Report, verbose: bool = False) -> list[Line]:
     lines: list[Line] = [[(f"lokin-doctor {__version__} — {report.target}", "bold")]]
     for r in _shown(report, verbose):
         mark, style = MARKS[r.status]
-        line: Line = [(f" {mark} ", f"bold {style}"), (f"{r.id:<12}", "bold")]
+        line: Line = [(f" {mark} ", f"bold {style}"), (f"{r.id + ' ':<12}", "bold")]
         line.append((r.summary, "dim" if r.status is Status.SKIP else ""))
         if r.code:
             line.append((f"  [{r.code}]", style))

@@ -123,11 +123,18 @@ CHECKS: tuple[CheckSpec, ...] = (
         after=("port", "process"),
     ),
     CheckSpec(
+        "proxy-config",
+        "the HAProxy, Apache httpd or Caddy in front (running, or --proxy-config): the route serving the URL, file:line",
+        "lokin_doctor.proxies.check:check",
+        requires=("dns",),
+        after=("port", "process"),
+    ),
+    CheckSpec(
         "supervisor",
         "auto-restart: what would restart the server (systemd, pm2, supervisord, nodemon, container, a terminal)",
         "lokin_doctor.checks.host.supervisor:check",
         requires=("dns",),
-        after=("port", "process", "nginx"),
+        after=("port", "process", "nginx", "proxy-config"),
         local_only=True,
     ),
     CheckSpec(
@@ -227,7 +234,8 @@ CHECKS += (
         # Every finding it may quote or defer to (not hold: that one runs past the deadline).
         after=(
             *("dns", "dns-records", "process", "port", "tcp", "tls", "handshake", "session"),
-            *("backends", "proxy", "variants", "page", "origins", "nginx", "supervisor", "firewall"),
+            *("backends", "proxy", "variants", "page", "origins", "nginx", "proxy-config"),
+            *("supervisor", "firewall"),
         ),
         applies=lambda s: None if s.browser else "no --browser given",
     ),
@@ -250,7 +258,7 @@ LOCAL_CHECKS: tuple[str, ...] = (
     "variants",
     "hold",
 )
-LOCAL_CHECKS += ("nginx", "supervisor", "firewall")
+LOCAL_CHECKS += ("nginx", "proxy-config", "supervisor", "firewall")
 REMOTE_CHECKS = (
     "dns",
     "dns-records",
@@ -283,6 +291,7 @@ ROOT_CAUSE_ORDER = (
     "firewall",
     "page",
     "nginx",
+    "proxy-config",
     "proxy",
     # A Socket.IO server recognised explains the handshake's failure (a plain client, a refused CONNECT).
     "socketio",

@@ -73,6 +73,29 @@ def _nginx_config_problem(path: str) -> str | None:
     return None
 
 
+def _proxy_config_problem(path: str) -> str | None:
+    """``--proxy-config`` must exist and read as HAProxy, Apache httpd or Caddy configuration."""
+    if not os.path.isfile(path):
+        return _(
+            "--proxy-config {path!r} does not exist or is not a file; give the proxy's main configuration file, e.g. /etc/haproxy/haproxy.cfg, /etc/apache2/apache2.conf or /etc/caddy/Caddyfile"
+        ).format(path=path)
+    from lokin_doctor.proxies.detect import recognise
+
+    try:
+        kind = recognise(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return _("--proxy-config {path!r} cannot be read ({reason})").format(path=path, reason=exc)
+    if kind is not None:
+        return None
+    if _nginx_config_problem(path) is None:
+        return _(
+            "--proxy-config {path!r} is an nginx configuration; give it with --nginx-config instead"
+        ).format(path=path)
+    return _(
+        "--proxy-config {path!r} reads as no HAProxy, Apache httpd or Caddy configuration (no section, directive or site block of theirs in it)"
+    ).format(path=path)
+
+
 class SettingsError(UsageError, ValueError):
     """A bad option value; the message is one line saying what is wrong and what is valid."""
 
@@ -103,6 +126,8 @@ class Settings:
     explicit_target: bool = field(default=True)
     #: ``--nginx-config FILE``: the nginx configuration to read instead of the running nginx's.
     nginx_config: str | None = None
+    #: ``--proxy-config FILE``: the HAProxy, Apache or Caddy configuration to read instead of the running one's.
+    proxy_config: str | None = None
     #: --browser: load --page-url in Chromium first (docs/browser.md); browser_path is the resolved binary.
     browser: bool = False
     browser_path: str | None = None
@@ -156,6 +181,7 @@ def build_settings(
     client_cert: str | None = None,
     client_key: str | None = None,
     nginx_config: str | None = None,
+    proxy_config: str | None = None,
     browser: bool = False,
     browser_path: str | None = None,
     browser_args: list[str] | tuple[str, ...] = (),
@@ -256,6 +282,10 @@ def build_settings(
         check(problem)
         assert parsed_resolve is not None
         overrides.append(parsed_resolve)
+    if proxy_config is not None:
+        problem = _proxy_config_problem(proxy_config)
+        if problem is not None:
+            raise SettingsError(problem, "--proxy-config")
     browser_exe = _browser_settings(browser, browser_path, tuple(browser_args), page_url, ca_file)
     return Settings(
         target=target,
@@ -278,6 +308,7 @@ def build_settings(
         client_key=client_key,
         explicit_target=bool(url or page_url),
         nginx_config=os.path.abspath(nginx_config) if nginx_config is not None else None,
+        proxy_config=os.path.abspath(proxy_config) if proxy_config is not None else None,
         browser=browser,
         browser_path=browser_exe,
         browser_args=tuple(browser_args),

@@ -144,6 +144,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "client_cert": ("{notpem}", "/nonexistent.pem"),
     "client_key": ("{notpem}",),
     "nginx_config": ("/nonexistent.conf", "{notpem}"),
+    "proxy_config": ("/nonexistent.cfg", "{notpem}", "{dir}"),
     "browser": ("=1",),
     "browser_path": ("/nonexistent/chromium",),
     "browser_arg": ("",),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,61 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     yield start
     for proc in reversed(started):
         proc.stop()
+
+
+# --------------------------------------------------------------------------- HAProxy, Apache, Caddy
+
+
+@pytest.fixture
+def haproxy_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``haproxy_site(body, **placeholders) -> ProxySite``: a real HAProxy on a free loopback port."""
+    from tests.peers.haproxy import start_haproxy
+
+    started: list[Any] = []
+
+    def start(body: str, **more: object) -> Any:
+        binary = require_binary("haproxy", "apt-get install -y haproxy")
+        site = start_haproxy(binary, tmp_path / f"haproxy{len(started)}", body, **more)
+        started.append(site)
+        return site
+
+    yield start
+    for site in reversed(started):
+        site.stop()
+
+
+@pytest.fixture
+def apache_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``apache_site(site, modules=..., main_extra="", **placeholders) -> ProxySite``: a real httpd; the
+    site's text is ``site.texts[site.directory / "sites" / "site.conf"]``."""
+    from tests.peers.apache import start_apache
+
+    started: list[Any] = []
+
+    def start(site: str, **opts: Any) -> Any:
+        binary = require_binary("apache2", "apt-get install -y apache2")
+        proxy = start_apache(binary, tmp_path / f"apache{len(started)}", site, **opts)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()
+
+
+@pytest.fixture
+def caddy_site(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``caddy_site(sites, **placeholders) -> ProxySite``: a real Caddy, admin API on its own port."""
+    from tests.peers.caddy import start_caddy
+
+    started: list[Any] = []
+
+    def start(sites: str, **opts: Any) -> Any:
+        binary = require_binary("caddy", "apt-get install -y caddy")
+        proxy = start_caddy(binary, tmp_path / f"caddy{len(started)}", sites, **opts)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()

@@ -312,13 +312,18 @@ async def _server_pid(ctx: Context) -> int | None:
     patterns = ctx.settings.process_patterns
     matches = await ctx.blocking("processes", lambda: find_processes(patterns, all_listeners))
     port = ctx.target.port
-    # Behind nginx on this machine, the server is the one its proxy_pass names.
+    # Behind a proxy on this machine (nginx, HAProxy, Apache, Caddy), the server is the one its
+    # proxy_pass / server line / ProxyPass / reverse_proxy names; the proxy itself is not the server.
+    from lokin_doctor.checks.host.port import proxy_name
+
     analysis = ctx.facts.get("nginx")
     upstream_ports = {u.port for u in getattr(analysis, "upstreams", ())}
+    state = ctx.facts.get("proxy_config")
+    upstream_ports |= {u.port for u in getattr(getattr(state, "route", None), "upstreams", ())}
     for p in (
         *[m for m in matches if port in m.listening_ports],
         *[m for m in matches if upstream_ports & set(m.listening_ports)],
-        *[o for o in owners.values() if not o.name.startswith("nginx")],
+        *[o for o in owners.values() if not o.name.startswith("nginx") and proxy_name(o) is None],
         *[m for m in matches if m.listening_ports],
     ):
         return p.pid

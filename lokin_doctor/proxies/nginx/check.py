@@ -162,27 +162,9 @@ def _count_certs(config: nc.Config) -> dict[str, int]:
 
 async def _ping_interval(ctx: Context, upstreams: tuple[nc.Upstream, ...]) -> tuple[float | None, str]:
     """The backend's keepalive ping interval from serve's /health (0: pings disabled; None: unknown)."""
-    import json
+    from lokin_doctor.proxies.base import ping_interval
 
-    from lokin_doctor.instruments.httpget import FetchError, get
-
-    for up in upstreams[:1]:
-        host = f"[{up.host}]" if ":" in up.host else up.host
-        url = f"http://{host}:{up.port}/health"
-        try:
-            async with asyncio.timeout(min(1.0, ctx.remaining())):
-                page = await get(url, deadline=ctx.deadline)
-            data = json.loads(page.body.decode("utf-8", "replace"))
-        except (FetchError, OSError, TimeoutError, ValueError):
-            continue
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("limits"), dict)
-            and "ping_interval_s" in data["limits"]
-        ):
-            value = data["limits"]["ping_interval_s"]
-            return (float(value) if value else 0.0), f"from {url}"
-    return None, ""
+    return await ping_interval(ctx, upstreams)
 
 
 async def check(ctx: Context) -> CheckResult:
@@ -385,25 +367,11 @@ def _live_severity(ctx: Context, f: nf.Finding) -> tuple[str, str]:
 
 
 def _timeout_seen(ctx: Context, f: nf.Finding, seconds: float) -> tuple[str, str]:
-    """A proxy timeout weighed against what the session/hold saw the server do: pings more often than
-    the timeout keep the connection busy (nothing to fix); a hold longer than it that survived proves it."""
-    seen = ctx.facts.get("server_ping_interval_s")
-    held = ctx.facts.get("hold_observed") or {}
-    if held.get("survived") and held.get("held_s", 0) > seconds:
-        return "note", _("the idle hold stayed open {held:g} s, longer than {seconds:g} s").format(
-            held=held["held_s"], seconds=seconds
-        )
-    if isinstance(seen, (int, float)) and seen > 0:
-        if seen < seconds:
-            return "note", _(
-                "the server was seen pinging every ~{seen:g} s, which keeps the connection busy"
-            ).format(seen=seen)
-        return "warn", _("the server was seen pinging every ~{seen:g} s, not within {seconds:g} s").format(
-            seen=seen, seconds=seconds
-        )
-    if held and held.get("pings", 0) == 0 and held.get("held_s", 0) > seconds:
-        return "warn", _("no server ping in {held:g} s of idle hold").format(held=held["held_s"])
-    return f.severity, ""
+    """A proxy timeout weighed against what the session/hold saw the server do (the common rule of
+    :func:`lokin_doctor.proxies.base.timeout_seen`)."""
+    from lokin_doctor.proxies.base import timeout_seen
+
+    return timeout_seen(ctx, seconds, f.severity)
 
 
 def verdict(ctx: Context, analysis: nf.Analysis, ev: dict[str, Any]) -> CheckResult:
