@@ -23,24 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lokin_doctor import causes
+from lokin_doctor.causes import Tag
 from lokin_doctor.causes.apache import APACHE_NO_VIRTUALHOST
 from lokin_doctor.causes.caddy import CADDY_NO_SITE
 from lokin_doctor.causes.haproxy import HAPROXY_NO_FRONTEND
 from lokin_doctor.causes.http import (
-    HANDSHAKE_BAD_GATEWAY,
     HANDSHAKE_FORBIDDEN,
-    HANDSHAKE_HTTP10_UPSTREAM,
     HANDSHAKE_UNAVAILABLE,
-    HANDSHAKE_UPGRADE_DROPPED,
 )
 from lokin_doctor.causes.production import (
     ORIGINS_PAGE_ORIGIN_REJECTED,
-    PROXY_BACKEND_DOWN,
-    PROXY_HTTP10_UPSTREAM,
     PROXY_PATH_MISMATCH,
-    PROXY_UPGRADE_NOT_FORWARDED,
 )
-from lokin_doctor.causes.session import HOLD_DROPPED, HOLD_IDLE_TIMEOUT
 from lokin_doctor.i18n import _
 from lokin_doctor.model import CheckResult, Status, fail, noted, ok, skip, warn
 from lokin_doctor.proxies import base
@@ -296,12 +291,7 @@ def _live_severity(ctx: Context, state: State, f: base.Finding) -> tuple[str, st
         title=state.title
     )
     if f.role == base.UPGRADE:
-        live = codes & {
-            PROXY_UPGRADE_NOT_FORWARDED,
-            HANDSHAKE_UPGRADE_DROPPED,
-            PROXY_HTTP10_UPSTREAM,
-            HANDSHAKE_HTTP10_UPSTREAM,
-        }
+        live = causes.observed(codes, Tag.UPGRADE_LOST)
         if live or failed:
             return "fail", _("the live handshake found {live}").format(
                 live=sorted(live)[0] if live else failed
@@ -309,7 +299,8 @@ def _live_severity(ctx: Context, state: State, f: base.Finding) -> tuple[str, st
         if upgraded and f.severity == "fail":
             return "warn", stale
     elif f.role == base.BACKEND:
-        live = codes & {PROXY_BACKEND_DOWN, HANDSHAKE_BAD_GATEWAY, HANDSHAKE_UNAVAILABLE}
+        # a 503 through the proxy is its backend's absence too (no healthy server, or none at all)
+        live = causes.observed(codes, Tag.BACKEND_DOWN) | (codes & {HANDSHAKE_UNAVAILABLE})
         if live:
             return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
         if upgraded:
@@ -329,7 +320,7 @@ def _live_severity(ctx: Context, state: State, f: base.Finding) -> tuple[str, st
         if live:
             return "fail", _("the live handshake found {live}").format(live=sorted(live)[0])
     elif f.role == base.TIMEOUT:
-        held = codes & {HOLD_IDLE_TIMEOUT, HOLD_DROPPED}
+        held = causes.observed(codes, Tag.IDLE_CUT)
         if held:
             return "fail", _("the idle hold found {codes}").format(codes=sorted(held)[0])
         if f.seconds is not None:

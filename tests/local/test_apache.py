@@ -164,7 +164,7 @@ def test_proxypass_to_a_dead_port(apache_site: Any, serve_process: Any) -> None:
     rc = run.report["root_cause"]
     assert rc["code"] == "apache.backend-down", run.stdout
     assert (
-        f"nothing listens on 127.0.0.1:{dead}" in rc["summary"] and "handshake.unavailable" in rc["summary"]
+        f"nothing listens on 127.0.0.1:{dead}" in rc["summary"] and "handshake.bad-gateway" in rc["summary"]
     )
     f = _finding(_pc(run), "apache.backend-down")
     assert f["corrected"] == f"ProxyPass /ws http://127.0.0.1:{backend.port}/ws upgrade=websocket"

@@ -122,7 +122,7 @@ def test_backend_server_where_nothing_listens(haproxy_site: Any, serve_process: 
         site.where("server ws1") + f": server ws1 127.0.0.1:{dead}: nothing listens"
     )
     assert f"the WebSocket server listens on {backend.port}" in rc["summary"]
-    assert "handshake.unavailable" in rc["summary"]  # HAProxy's own 503, seen live
+    assert "handshake.no-backend" in rc["summary"]  # HAProxy's own 503, seen live
     f = _finding(_pc(run), "haproxy.backend-down")
     assert f["corrected"] == f"server ws1 127.0.0.1:{backend.port}"
     fixed = haproxy_site(_site(backend.port, backend=TUNNEL))
@@ -214,7 +214,7 @@ backend be_api
     rc = run.report["root_cause"]
     assert rc["code"] == "haproxy.not-proxied", run.stdout
     assert rc["summary"].startswith(site.where("frontend fe") + ": no use_backend of frontend fe matches /ws")
-    assert "handshake.unavailable" in rc["summary"]
+    assert "handshake.no-backend" in rc["summary"]
     f = _finding(_pc(run), "haproxy.not-proxied")
     assert f["corrected"] == "frontend fe\n    default_backend be_api"
     fixed_body = body.replace("    use_backend be_api", "    default_backend be_api\n    use_backend be_api")
@@ -246,7 +246,7 @@ backend be_dead
     r = _pc(run)
     assert r["code"] == "haproxy.backend-down", r  # the live 503 agrees: the default backend served it
     assert "default_backend be_dead" in " ".join(r["evidence"]["why"])
-    assert run.check("handshake")["code"] == "handshake.unavailable"
+    assert run.check("handshake")["code"] == "handshake.no-backend"
     fixed = haproxy_site(body.replace("hdr(host) -i localhost", "hdr_dom(host) -i localhost"))
     good = run_cli("all", f"ws://localhost:{fixed.port}/ws", "--json", "--no-variants")
     assert good.code == 0, good.stdout
