@@ -47,7 +47,7 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
             ),
             _("check /etc/resolv.conf and that the DNS server is reachable; or give --dns-server"),
         )
-    except socket.gaierror as exc:
+    except OSError as exc:  # gaierror, or EAI_SYSTEM's plain OSError
         code = _GAI_CODES.get(exc.errno or 0, DNS_ERROR)
         if code == DNS_UNKNOWN_HOST:
             summary = _("the system resolver does not know {host} ({strerror})").format(
@@ -62,7 +62,7 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
             )
             hint = _("the DNS server did not answer: check the network and /etc/resolv.conf, then retry")
         else:
-            summary = _("cannot resolve {host}: {strerror}").format(host=host, strerror=exc.strerror)
+            summary = _("cannot resolve {host}: {strerror}").format(host=host, strerror=exc.strerror or exc)
             hint = _("check the host's DNS records (A/AAAA) and /etc/hosts")
         return fail("dns", code, summary, hint, errno=exc.errno)
     addresses: list[str] = []

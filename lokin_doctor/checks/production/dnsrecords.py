@@ -36,7 +36,7 @@ async def _system(host: str, port: int, deadline: float) -> list[str] | str:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError:
         return _("no answer in time")
-    except socket.gaierror as exc:
+    except OSError as exc:  # gaierror, or EAI_SYSTEM's plain OSError
         return exc.strerror or str(exc)
     out: list[str] = []
     for family, *__, sockaddr in infos:

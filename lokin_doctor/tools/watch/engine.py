@@ -149,7 +149,7 @@ class Watcher:
                 f"the system resolver did not answer for {target.host} in time",
                 "check /etc/resolv.conf and that the DNS server is reachable",
             )
-        except socket.gaierror as exc:
+        except OSError as exc:  # gaierror, or EAI_SYSTEM's plain OSError
             code = _GAI.get(exc.errno or 0, DNS_ERROR)
             return Finding(
                 code,
