@@ -198,12 +198,7 @@ def build_settings(
 
     check(validate.number("--timeout", timeout, high=3600))
     check(validate.number("--linger", linger, low_ok=True, high=3600))
-    if url is not None and not url.strip():
-        raise SettingsError(
-            _(
-                "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
-            )
-        )
+    check(validate.url_argument(url))
     for option, value, example in (
         ("--backend", backend, "ws://10.0.0.5:8080/"),
         ("--page-url", page_url, "https://example.com/"),

@@ -54,6 +54,15 @@ FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?|")
 UNITS = (N_("seconds"), N_("milliseconds"), N_("handshakes per second"))
 
 
+def url_argument(url: str | None) -> str | None:
+    """The problem with a URL argument that is given but empty (``""`` or an empty ``LOKIN_URL``)."""
+    if url is not None and not url.strip():
+        return _(
+            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
+        )
+    return None
+
+
 def number(
     option: str,
     value: float,

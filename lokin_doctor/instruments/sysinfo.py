@@ -482,6 +482,22 @@ def _cmdlines() -> list[tuple[int, tuple[str, ...]]]:
     ]
 
 
+def proc_environ(pid: int, limit: int = 1 << 20) -> dict[str, str]:
+    """A process's environment from ``/proc/PID/environ`` (the first ``limit`` bytes); empty when it cannot
+    be read (another user's process without privileges, a process gone)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read(limit)
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.decode("utf-8", "replace").partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
 def proc_cmdline(pid: int) -> tuple[str, ...]:
     """argv of ``pid`` from /proc (Linux), psutil's rules."""
     return _proc_cmdline(pid)

@@ -187,13 +187,11 @@ def _read_int(path: str) -> int | None:
 
 def _pm2_home(god: Ancestor) -> str | None:
     """The God Daemon's PM2_HOME: its environment, else its title (which the kernel may truncate)."""
-    try:
-        with open(f"/proc/{god.pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"PM2_HOME="):
-                    return item[9:].decode(errors="replace")
-    except OSError:
-        pass
+    from lokin_doctor.instruments.sysinfo import proc_environ
+
+    home: str | None = proc_environ(god.pid).get("PM2_HOME")
+    if home:
+        return home
     m = re.search(r"\((/[^)]*)\)", god.command)
     if m:
         return m.group(1)

@@ -15,6 +15,7 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from lokin_doctor.instruments.sysinfo import proc_environ
 from lokin_doctor.proxies import base
 from lokin_doctor.proxies.apache import conf as ac
 from lokin_doctor.proxies.apache import findings as af
@@ -59,20 +60,6 @@ def read_envvars(path: str = ENVVARS) -> dict[str, str]:
     return out
 
 
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read(1 << 20)
-    except OSError:
-        return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        k, sep, v = item.decode("utf-8", "replace").partition("=")
-        if sep:
-            out[k] = v
-    return out
-
-
 def compiled_defaults(exe: str, timeout: float) -> tuple[str | None, str | None]:
     """(HTTPD_ROOT, SERVER_CONFIG_FILE) from ``apache2 -V``."""
     out = base.run_quiet([exe, "-V"], timeout, env={**os.environ, **read_envvars()})
@@ -103,7 +90,7 @@ class ApacheReader:
             return None
         p = procs[0]
         exe = p.argv[0] if os.path.isabs(p.argv[0]) else binary()
-        env = _environ(p.pid)
+        env = proc_environ(p.pid)
         given = base.option_values(p.argv, "-f")
         roots = base.option_values(p.argv, "-d")
         defines = {d: "" for d in base.option_values(p.argv, "-D")}

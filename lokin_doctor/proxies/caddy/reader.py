@@ -17,6 +17,7 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from lokin_doctor.instruments.sysinfo import proc_environ
 from lokin_doctor.proxies import base
 from lokin_doctor.proxies.caddy import conf as cc
 from lokin_doctor.proxies.caddy import findings as cf
@@ -35,20 +36,6 @@ def binary() -> str | None:
     return shutil.which("caddy") or next(
         (p for p in ("/usr/bin/caddy", "/usr/local/bin/caddy") if os.access(p, os.X_OK)), None
     )
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read(1 << 20)
-    except OSError:
-        return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        k, sep, v = item.decode("utf-8", "replace").partition("=")
-        if sep:
-            out[k] = v
-    return out
 
 
 class CaddyReader:
@@ -90,7 +77,7 @@ class CaddyReader:
                 f"caddy pid {p.pid} (" + ("./Caddyfile" if conf == local else "the packaged default") + ")"
             )
         exe = p.argv[0] if os.path.isabs(p.argv[0]) else binary()
-        return base.Running("caddy", p.pid, p.argv, conf, source, p.cwd, exe, {"env": _environ(p.pid)})
+        return base.Running("caddy", p.pid, p.argv, conf, source, p.cwd, exe, {"env": proc_environ(p.pid)})
 
     def load(self, path: str, running: base.Running | None = None) -> cc.Config:
         exe = (running.binary if running else None) or binary()

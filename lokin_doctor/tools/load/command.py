@@ -98,13 +98,11 @@ def load_command(
         bool, typer.Option("--uvloop/--no-uvloop", help=_("Use uvloop when installed."), hidden=True)
     ] = True,
 ) -> None:
-    from lokin_doctor.validate import UsageError
+    from lokin_doctor import validate
 
-    if url is not None and not url.strip():
-        message = _(
-            "empty URL argument (or LOKIN_URL); give a target such as ws://localhost:8080/, or leave it out for the default"
-        )
-        raise UsageError(message)
+    problem = validate.url_argument(url)
+    if problem is not None:
+        raise validate.UsageError(problem)
     from lokin_doctor.tools.load.view import main
 
     code = main(
