@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import run_cli
+from tests.local.findings import finding, proxy_config
 from tests.peers.apache import BASE_MODULES
 
 IN_PROCESS = ("--process", "^lokin-test-in-process-backend$")
@@ -31,27 +32,13 @@ def _where(site: Any, needle: str, nth: int = 1) -> str:
     return site.where(needle, nth, _file(site))  # type: ignore[no-any-return]
 
 
-def _pc(run: Any) -> dict[str, Any]:
-    return run.check("proxy-config")  # type: ignore[no-any-return]
-
-
-def _finding(result: dict[str, Any], code: str) -> dict[str, Any]:
-    found = [f for f in result["evidence"].get("findings", []) if f["code"] == code]
-    assert found, result
-    return found[0]
-
-
-def _codes(result: dict[str, Any]) -> set[str]:
-    return {f["code"] for f in result["evidence"].get("findings", [])}
-
-
 def test_healthy_apache_in_front(apache_site: Any, ws_server: Any) -> None:
     site = apache_site(_site(f"    ProxyPass /ws http://127.0.0.1:{ws_server.port}/ws upgrade=websocket"))
     run = run_cli("all", site.url, "--json", "--no-variants", *IN_PROCESS)
     assert run.code == 0, run.stdout
     assert all(c["status"] in ("ok", "skip") for c in run.report["checks"]), run.stdout
     assert run.check("port")["evidence"]["proxy_in_front"] == "apache2"
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "ok" and not r["evidence"]["findings"], r
     assert r["evidence"]["source"] == f"apache pid {site.pid} (-f)"
     assert str(_file(site)) in r["evidence"]["files"]
@@ -67,7 +54,7 @@ def test_http_proxypass_without_upgrade(apache_site: Any, ws_server: Any) -> Non
     assert rc["check"] == "proxy-config" and rc["code"] == "apache.no-upgrade", run.stdout
     assert rc["summary"].startswith(_where(site, "ProxyPass") + ": ProxyPass /ws http://127.0.0.1:")
     assert "handshake.upgrade-dropped" in rc["summary"] or "proxy.upgrade-not-forwarded" in rc["summary"]
-    f = _finding(_pc(run), "apache.no-upgrade")
+    f = finding(proxy_config(run), "apache.no-upgrade")
     assert f["current"] == line.strip()
     assert f["corrected"] == line.strip() + " upgrade=websocket"
     # mod_proxy_wstunnel loaded does not help an http:// ProxyPass (2.4.47+ defers to mod_proxy_http).
@@ -84,7 +71,7 @@ def test_ws_proxypass_without_a_module_for_it(apache_site: Any, ws_server: Any) 
     run = run_cli("all", site.url, "--json", "--no-variants")
     rc = run.report["root_cause"]
     assert rc["code"] == "apache.no-wstunnel", run.stdout
-    f = _finding(_pc(run), "apache.no-wstunnel")
+    f = finding(proxy_config(run), "apache.no-wstunnel")
     assert f["where"] == site.where("LoadModule proxy_module")  # where the line is added
     assert f["corrected"] == (
         "LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so\n"
@@ -104,9 +91,9 @@ def test_short_timeout_against_serve_pings(apache_site: Any, serve_process: Any)
     line = f"    ProxyPass /ws http://127.0.0.1:{backend.port}/ws upgrade=websocket"
     site = apache_site(_site(line, "    ProxyPreserveHost On\n    Timeout 2\n"))
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "warn" and r["code"] == "apache.proxy-timeout-short", r
-    f = _finding(r, "apache.proxy-timeout-short")
+    f = finding(r, "apache.proxy-timeout-short")
     assert f["where"] == _where(site, "ProxyPass")
     assert f["current"] == line.strip() and f["corrected"] == line.strip() + " timeout=3600"
     assert r["summary"].startswith(
@@ -121,7 +108,7 @@ def test_short_timeout_against_serve_pings(apache_site: Any, serve_process: Any)
     good = run_cli(
         "all", fixed.url, "--json", "--no-variants", "--only", "proxy-config,hold", "--hold", "3.5"
     )
-    assert good.code == 0 and not _pc(good)["evidence"]["findings"], good.stdout
+    assert good.code == 0 and not proxy_config(good)["evidence"]["findings"], good.stdout
 
 
 def test_proxy_timeout_alone_does_not_shorten_the_tunnel(apache_site: Any, serve_process: Any) -> None:
@@ -131,7 +118,7 @@ def test_proxy_timeout_alone_does_not_shorten_the_tunnel(apache_site: Any, serve
     site = apache_site(_site(line, "    ProxyPreserveHost On\n    ProxyTimeout 2\n"))
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config,hold", "--hold", "3.5")
     assert run.check("hold")["status"] == "ok", run.stdout
-    f = _finding(_pc(run), "apache.proxy-timeout-short")  # pings off: 60 s still drops quiet clients
+    f = finding(proxy_config(run), "apache.proxy-timeout-short")  # pings off: 60 s still drops quiet clients
     assert f["severity"] == "warn" and "idle for 60 s" in f["message"], f
 
 
@@ -143,7 +130,7 @@ def test_path_not_proxied(apache_site: Any, ws_server: Any, tmp_path: Path) -> N
     assert rc["summary"].startswith(
         _where(site, "<VirtualHost") + ": no ProxyPass, ProxyPassMatch or RewriteRule [P]"
     )
-    f = _finding(_pc(run), "apache.not-proxied")
+    f = finding(proxy_config(run), "apache.not-proxied")
     assert (
         f["corrected"]
         == f'<VirtualHost 127.0.0.1:{site.port}>\n    ProxyPass "/ws" "http://127.0.0.1:8080/ws" upgrade=websocket'
@@ -166,7 +153,7 @@ def test_proxypass_to_a_dead_port(apache_site: Any, serve_process: Any) -> None:
     assert (
         f"nothing listens on 127.0.0.1:{dead}" in rc["summary"] and "handshake.bad-gateway" in rc["summary"]
     )
-    f = _finding(_pc(run), "apache.backend-down")
+    f = finding(proxy_config(run), "apache.backend-down")
     assert f["corrected"] == f"ProxyPass /ws http://127.0.0.1:{backend.port}/ws upgrade=websocket"
 
 
@@ -177,9 +164,9 @@ def test_request_header_that_changes_origin(apache_site: Any, ws_server: Any) ->
         modules=(*BASE_MODULES, "headers"),
     )
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "warn" and r["code"] == "apache.origin-changed", r
-    assert _finding(r, "apache.origin-changed")["where"] == _where(site, "RequestHeader")
+    assert finding(r, "apache.origin-changed")["where"] == _where(site, "RequestHeader")
     assert f"delete the line at {_where(site, 'RequestHeader')}" in r["hint"]
 
 
@@ -187,7 +174,7 @@ def test_host_not_preserved_is_a_note(apache_site: Any, ws_server: Any) -> None:
     site = apache_site(_site(f"    ProxyPass /ws http://127.0.0.1:{ws_server.port}/ws upgrade=websocket", ""))
     run = run_cli("all", site.url, "--json", "--no-variants", *IN_PROCESS)
     assert run.code == 0, run.stdout
-    f = _finding(_pc(run), "apache.host-not-preserved")
+    f = finding(proxy_config(run), "apache.host-not-preserved")
     assert f["severity"] == "note" and f["corrected"].endswith("\n    ProxyPreserveHost On")
 
 
@@ -206,10 +193,10 @@ def test_rewrite_rule_proxy_and_vhost_by_name(apache_site: Any, ws_server: Any) 
     site = apache_site(site_text, modules=(*BASE_MODULES, "rewrite"))
     url = f"ws://localhost:{site.port}/ws"
     run = run_cli("all", url, "--json", "--no-variants")
-    r = _pc(run)
+    r = proxy_config(run)
     assert "ServerName/ServerAlias localhost" in r["evidence"]["why"][0], r
     assert r["code"] == "apache.no-upgrade", r
-    f = _finding(r, "apache.no-upgrade")
+    f = finding(r, "apache.no-upgrade")
     assert f["where"] == _where(site, "RewriteRule")
     assert f["corrected"] == f"RewriteRule ^/ws(.*)$ ws://127.0.0.1:{ws_server.port}/ws$1 [P,L]"
     fixed = apache_site(
@@ -217,7 +204,7 @@ def test_rewrite_rule_proxy_and_vhost_by_name(apache_site: Any, ws_server: Any) 
     )
     good = run_cli("all", f"ws://localhost:{fixed.port}/ws", "--json", "--no-variants", *IN_PROCESS)
     assert good.code == 0, good.stdout
-    assert _pc(good)["evidence"]["upstreams"] == [f"ws://127.0.0.1:{ws_server.port}"]
+    assert proxy_config(good)["evidence"]["upstreams"] == [f"ws://127.0.0.1:{ws_server.port}"]
 
 
 def test_location_proxypass(apache_site: Any, ws_server: Any) -> None:
@@ -227,6 +214,6 @@ def test_location_proxypass(apache_site: Any, ws_server: Any) -> None:
     site = apache_site(_site(text))
     run = run_cli("all", site.url + "/chat", "--json", "--no-variants", *IN_PROCESS)
     assert run.code == 0, run.stdout
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["evidence"]["sent_path"] == "/ws/chat"
     assert "<Location /ws>" in r["evidence"]["why"][1]

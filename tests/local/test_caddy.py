@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import run_cli
+from tests.local.findings import finding, finding_codes, proxy_config
 
 IN_PROCESS = ("--process", "^lokin-test-in-process-backend$")
 
@@ -16,34 +17,20 @@ def _site(body: str) -> str:
     return "http://127.0.0.1:{port} {\n" + body + "\n}\n"
 
 
-def _pc(run: Any) -> dict[str, Any]:
-    return run.check("proxy-config")  # type: ignore[no-any-return]
-
-
-def _finding(result: dict[str, Any], code: str) -> dict[str, Any]:
-    found = [f for f in result["evidence"].get("findings", []) if f["code"] == code]
-    assert found, result
-    return found[0]
-
-
-def _codes(result: dict[str, Any]) -> set[str]:
-    return {f["code"] for f in result["evidence"].get("findings", [])}
-
-
 def test_healthy_caddy_in_front(caddy_site: Any, ws_server: Any) -> None:
     site = caddy_site(_site(f"\treverse_proxy /ws* 127.0.0.1:{ws_server.port}"))
     run = run_cli("all", site.url, "--json", "--no-variants", *IN_PROCESS)
     assert run.code == 0, run.stdout
     assert all(c["status"] in ("ok", "skip") for c in run.report["checks"]), run.stdout
     assert run.check("port")["evidence"]["proxy_in_front"] == "caddy"
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "ok", r
     assert r["evidence"]["source"] == f"caddy pid {site.pid} (--config)"
     assert r["evidence"]["admin"] == f"http://127.0.0.1:{site.extra['admin']}/config/"
     assert r["evidence"]["upstreams"] == [f"http://127.0.0.1:{ws_server.port}"]
     assert r["evidence"]["where"] == site.where("reverse_proxy")
     # Debian's 2.6: a reload closes every WebSocket and nothing can delay it; said as a note.
-    f = _finding(r, "caddy.reload-cuts")
+    f = finding(r, "caddy.reload-cuts")
     assert f["severity"] == "note" and "has no stream_close_delay (Caddy 2.7 added it)" in f["message"], f
     assert r["evidence"]["version"].startswith("2.")
 
@@ -58,12 +45,12 @@ def test_handle_path_strips_the_prefix_the_backend_needs(caddy_site: Any, ws_ser
     assert rc["summary"].startswith(site.where("handle_path") + ": handle_path /ws* { strips /ws")
     assert "the backend receives /chat instead of /ws/chat" in rc["summary"]
     assert "404" in rc["summary"]
-    f = _finding(_pc(run), "caddy.strip-prefix")
+    f = finding(proxy_config(run), "caddy.strip-prefix")
     assert f["current"] == "handle_path /ws* {" and f["corrected"] == "handle /ws* {"
     fixed = caddy_site(_site(block.replace("handle_path", "handle")))
     good = run_cli("all", f"ws://127.0.0.1:{fixed.port}/ws/chat", "--json", "--no-variants", *IN_PROCESS)
     assert good.code == 0, good.stdout
-    assert _pc(good)["evidence"]["sent_path"] == "/ws/chat"
+    assert proxy_config(good)["evidence"]["sent_path"] == "/ws/chat"
 
 
 def test_reverse_proxy_to_a_dead_port(caddy_site: Any, serve_process: Any) -> None:
@@ -80,13 +67,13 @@ def test_reverse_proxy_to_a_dead_port(caddy_site: Any, serve_process: Any) -> No
         site.where("reverse_proxy") + f": reverse_proxy 127.0.0.1:{dead}: nothing listens"
     )
     assert "handshake.bad-gateway" in rc["summary"]
-    f = _finding(_pc(run), "caddy.upstream-down")
+    f = finding(proxy_config(run), "caddy.upstream-down")
     assert f["corrected"] == f"reverse_proxy 127.0.0.1:{backend.port}"
     fixed = caddy_site(_site("\t" + f["corrected"]))
     good = run_cli(
         "all", fixed.url, "--json", "--no-variants", "--process", process, "--only", "proxy-config,handshake"
     )
-    assert good.code == 0 and "caddy.upstream-down" not in _codes(_pc(good)), good.stdout
+    assert good.code == 0 and "caddy.upstream-down" not in finding_codes(proxy_config(good)), good.stdout
 
 
 def test_path_not_proxied(caddy_site: Any, ws_server: Any) -> None:
@@ -97,7 +84,7 @@ def test_path_not_proxied(caddy_site: Any, ws_server: Any) -> None:
     assert rc["summary"].startswith(
         site.where("http://127.0.0.1") + ": no reverse_proxy serves /ws (the route ends in static_response"
     )
-    f = _finding(_pc(run), "caddy.not-proxied")
+    f = finding(proxy_config(run), "caddy.not-proxied")
     head = f"http://127.0.0.1:{site.port} {{"
     assert f["corrected"] == f"{head}\n\thandle /ws* {{\n\t\treverse_proxy 127.0.0.1:8080\n\t}}"
     body = f'\thandle /ws* {{\n\t\treverse_proxy 127.0.0.1:{ws_server.port}\n\t}}\n\trespond "hello"'
@@ -110,7 +97,7 @@ def test_admin_off_reads_the_caddyfile(caddy_site: Any, ws_server: Any) -> None:
     site = caddy_site(text, with_global=False)
     run = run_cli("all", site.url, "--json", "--no-variants", *IN_PROCESS)
     assert run.code == 0, run.stdout
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["evidence"]["admin"] == "off"
     assert r["evidence"]["route"].startswith(
         f"site http://127.0.0.1:{site.port} ({site.where('http://127.0.0.1')})"

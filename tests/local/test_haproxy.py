@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.helpers import run_cli
+from tests.local.findings import finding, finding_codes, proxy_config
 from tests.peers.haproxy import DEFAULTS
 
 TUNNEL = "    timeout tunnel 1h\n"
@@ -28,20 +29,6 @@ backend be_ws
 """
 
 
-def _pc(run: Any) -> dict[str, Any]:
-    return run.check("proxy-config")  # type: ignore[no-any-return]
-
-
-def _finding(result: dict[str, Any], code: str) -> dict[str, Any]:
-    found = [f for f in result["evidence"].get("findings", []) if f["code"] == code]
-    assert found, result
-    return found[0]
-
-
-def _codes(result: dict[str, Any]) -> set[str]:
-    return {f["code"] for f in result["evidence"].get("findings", [])}
-
-
 def test_healthy_haproxy_in_front(haproxy_site: Any, ws_server: Any) -> None:
     site = haproxy_site(_site(ws_server.port, backend=TUNNEL))
     run = run_cli("all", site.url, "--json", "--no-variants", *IN_PROCESS)
@@ -49,7 +36,7 @@ def test_healthy_haproxy_in_front(haproxy_site: Any, ws_server: Any) -> None:
     assert all(c["status"] in ("ok", "skip") for c in run.report["checks"]), run.stdout
     port = run.check("port")
     assert port["status"] == "ok" and port["evidence"]["proxy_in_front"] == "haproxy", port
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "ok" and not r["evidence"]["findings"], r
     assert r["evidence"]["source"] == f"haproxy pid {site.pid} (-f)"
     assert r["evidence"]["config"] == str(site.main)
@@ -62,11 +49,11 @@ def test_no_timeout_tunnel_against_serve_pings(haproxy_site: Any, serve_process:
     defaults = DEFAULTS.replace("timeout client 30s", "timeout client 2s")
     site = haproxy_site(_site(backend.port, defaults=defaults))
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "warn" and r["code"] == "haproxy.no-timeout-tunnel", r
     assert r["summary"].startswith(site.where("timeout client 2s") + ": no timeout tunnel for backend be_ws")
     assert "ping interval (5 s, from http://127.0.0.1:" in r["summary"]
-    f = _finding(r, "haproxy.no-timeout-tunnel")
+    f = finding(r, "haproxy.no-timeout-tunnel")
     assert f["where"] == site.where("timeout client 2s")
     assert f["current"] == "timeout client 2s"
     assert f["corrected"] == "timeout client 2s\n    timeout tunnel 1h"
@@ -82,16 +69,18 @@ def test_no_timeout_tunnel_against_serve_pings(haproxy_site: Any, serve_process:
         "all", fixed.url, "--json", "--no-variants", "--only", "proxy-config,hold", "--hold", "3.5"
     )
     assert good.code == 0, good.stdout
-    assert _pc(good)["status"] == "ok" and not _pc(good)["evidence"]["findings"], _pc(good)
+    assert proxy_config(good)["status"] == "ok" and not proxy_config(good)["evidence"]["findings"], (
+        proxy_config(good)
+    )
 
 
 def test_timeout_in_the_frontend_is_fixed_in_the_backend(haproxy_site: Any, ws_server: Any) -> None:
     # The shortest timeout is the frontend's timeout client: timeout tunnel is invalid there.
     site = haproxy_site(_site(ws_server.port, frontend="    timeout client 3s\n"))
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config", "--hold", "4")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["code"] == "haproxy.no-timeout-tunnel", r
-    f = _finding(r, "haproxy.no-timeout-tunnel")
+    f = finding(r, "haproxy.no-timeout-tunnel")
     assert f["where"] == site.where("backend be_ws", 2)
     assert f["corrected"] == "backend be_ws\n    timeout tunnel 1h"
     assert "--hold 4 keeps a connection idle longer" in f["message"]
@@ -101,9 +90,9 @@ def test_unknown_pings_is_a_note(haproxy_site: Any, ws_server: Any) -> None:
     site = haproxy_site(_site(ws_server.port))
     run = run_cli("all", site.url, "--json", "--no-variants", "--only", "proxy-config")
     assert run.code == 0, run.stdout
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "ok", r
-    f = _finding(r, "haproxy.no-timeout-tunnel")
+    f = finding(r, "haproxy.no-timeout-tunnel")
     assert f["severity"] == "note" and "--hold 35 would tell" in f["message"], f
     assert "note" in r
 
@@ -123,13 +112,16 @@ def test_backend_server_where_nothing_listens(haproxy_site: Any, serve_process: 
     )
     assert f"the WebSocket server listens on {backend.port}" in rc["summary"]
     assert "handshake.no-backend" in rc["summary"]  # HAProxy's own 503, seen live
-    f = _finding(_pc(run), "haproxy.backend-down")
+    f = finding(proxy_config(run), "haproxy.backend-down")
     assert f["corrected"] == f"server ws1 127.0.0.1:{backend.port}"
     fixed = haproxy_site(_site(backend.port, backend=TUNNEL))
     good = run_cli(
         "all", fixed.url, "--json", "--no-variants", "--process", process, "--only", "proxy-config,handshake"
     )
-    assert "haproxy.backend-down" not in _codes(_pc(good)) and _pc(good)["status"] == "ok", _pc(good)
+    assert (
+        "haproxy.backend-down" not in finding_codes(proxy_config(good))
+        and proxy_config(good)["status"] == "ok"
+    ), proxy_config(good)
 
 
 def test_backend_down_read_from_the_stats_socket(haproxy_site: Any) -> None:
@@ -150,7 +142,7 @@ def test_backend_down_read_from_the_stats_socket(haproxy_site: Any) -> None:
         "every server of backend be_ws is down (ws1 DOWN" in rc["summary"]
         and "from the stats socket" in rc["summary"]
     )
-    assert _pc(run)["evidence"]["stats_socket"] == str(site.directory / "stats.sock")
+    assert proxy_config(run)["evidence"]["stats_socket"] == str(site.directory / "stats.sock")
 
 
 def test_deny_rule_that_matches_the_websocket(haproxy_site: Any, ws_server: Any) -> None:
@@ -163,21 +155,21 @@ def test_deny_rule_that_matches_the_websocket(haproxy_site: Any, ws_server: Any)
         site.where("http-request deny") + ": http-request deny if { path_beg /ws }"
     )
     assert "handshake.forbidden" in rc["summary"]
-    f = _finding(_pc(run), "haproxy.denied")
+    f = finding(proxy_config(run), "haproxy.denied")
     assert f["current"] == "http-request deny if { path_beg /ws }"
     assert f["corrected"] == "http-request deny if { path_beg /ws } !{ req.hdr(upgrade) -i websocket }"
     # The corrected rule, in a real HAProxy, lets the WebSocket through.
     fixed = haproxy_site(_site(ws_server.port, frontend="    " + f["corrected"] + "\n", backend=TUNNEL))
     good = run_cli("all", fixed.url, "--json", "--no-variants")
     assert good.code == 0, good.stdout
-    assert "haproxy.denied" not in _codes(_pc(good))
+    assert "haproxy.denied" not in finding_codes(proxy_config(good))
 
 
 def test_deny_unless_another_path(haproxy_site: Any, ws_server: Any) -> None:
     rule = "    http-request deny unless { path_beg /api }\n"
     site = haproxy_site(_site(ws_server.port, frontend=rule, backend=TUNNEL))
     run = run_cli("all", site.url, "--json", "--no-variants")
-    f = _finding(_pc(run), "haproxy.denied")
+    f = finding(proxy_config(run), "haproxy.denied")
     assert f["corrected"] == "http-request deny unless { path_beg /api } || { path_beg /ws }"
     fixed = haproxy_site(_site(ws_server.port, frontend="    " + f["corrected"] + "\n", backend=TUNNEL))
     assert run_cli("all", fixed.url, "--json", "--no-variants").code == 0
@@ -197,7 +189,9 @@ def test_rule_that_removes_the_upgrade_header(haproxy_site: Any, ws_server: Any)
     ok_rule = "    http-request set-header Connection upgrade if { req.hdr(upgrade) -i websocket }\n"
     fine = haproxy_site(_site(ws_server.port, frontend=ok_rule, backend=TUNNEL))
     good = run_cli("all", fine.url, "--json", "--no-variants")
-    assert good.code == 0 and "haproxy.upgrade-header-removed" not in _codes(_pc(good)), good.stdout
+    assert good.code == 0 and "haproxy.upgrade-header-removed" not in finding_codes(proxy_config(good)), (
+        good.stdout
+    )
 
 
 def test_no_backend_for_the_path(haproxy_site: Any, ws_server: Any) -> None:
@@ -215,7 +209,7 @@ backend be_api
     assert rc["code"] == "haproxy.not-proxied", run.stdout
     assert rc["summary"].startswith(site.where("frontend fe") + ": no use_backend of frontend fe matches /ws")
     assert "handshake.no-backend" in rc["summary"]
-    f = _finding(_pc(run), "haproxy.not-proxied")
+    f = finding(proxy_config(run), "haproxy.not-proxied")
     assert f["corrected"] == "frontend fe\n    default_backend be_api"
     fixed_body = body.replace("    use_backend be_api", "    default_backend be_api\n    use_backend be_api")
     fixed = haproxy_site(fixed_body)
@@ -243,29 +237,29 @@ backend be_dead
     site = haproxy_site(body)
     url = f"ws://localhost:{site.port}/ws"
     run = run_cli("all", url, "--json", "--no-variants")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["code"] == "haproxy.backend-down", r  # the live 503 agrees: the default backend served it
     assert "default_backend be_dead" in " ".join(r["evidence"]["why"])
     assert run.check("handshake")["code"] == "handshake.no-backend"
     fixed = haproxy_site(body.replace("hdr(host) -i localhost", "hdr_dom(host) -i localhost"))
     good = run_cli("all", f"ws://localhost:{fixed.port}/ws", "--json", "--no-variants")
     assert good.code == 0, good.stdout
-    assert "use_backend be_ws if is_local" in " ".join(_pc(good)["evidence"]["why"])
+    assert "use_backend be_ws if is_local" in " ".join(proxy_config(good)["evidence"]["why"])
 
 
 def test_httpclose_is_only_a_note(haproxy_site: Any, ws_server: Any) -> None:
     site = haproxy_site(_site(ws_server.port, frontend="    option httpclose\n", backend=TUNNEL))
     run = run_cli("all", site.url, "--json", "--no-variants")
     assert run.code == 0, run.stdout  # HAProxy 2.6 tunnels after the 101 whatever httpclose says
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "ok"
-    f = _finding(r, "haproxy.httpclose")
+    f = finding(r, "haproxy.httpclose")
     assert f["severity"] == "note" and f["where"] == site.where("option httpclose")
 
 
 def test_without_a_proxy_on_the_port_it_costs_nothing(ws_server: Any) -> None:
     run = run_cli("all", ws_server.url, "--json", "--only", "proxy-config")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "skip" and r["summary"].startswith("not applicable: "), r
     assert "no HAProxy, Apache or Caddy" in r["summary"]
 
@@ -279,7 +273,7 @@ def test_nginx_on_the_port_is_left_to_the_nginx_check(nginx_site: Any, ws_server
 """
     )
     run = run_cli("all", f"ws://127.0.0.1:{site.port}/", "--json", "--only", "proxy-config")
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["status"] == "skip" and "the nginx check reads its configuration" in r["summary"], r
 
 

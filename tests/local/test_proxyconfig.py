@@ -9,11 +9,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import run_cli
+from tests.local.findings import proxy_config
 from tests.peers.haproxy import DEFAULTS
-
-
-def _pc(run: Any) -> dict[str, Any]:
-    return run.check("proxy-config")  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -50,12 +47,12 @@ backend be
 """
     site = haproxy_site(body)
     run = run_cli("all", site.url, "--json", "--no-variants", "--proxy-config", str(site.main))
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["evidence"]["source"] == "--proxy-config" and r["code"] == "haproxy.denied", r
     assert r["summary"].startswith(site.where("http-request deny"))
     # probe-wss adds the check only with the option.
     probe = run_cli("probe-wss", site.url, "--json", "--no-variants", "--proxy-config", str(site.main))
-    assert _pc(probe)["code"] == "haproxy.denied"
+    assert proxy_config(probe)["code"] == "haproxy.denied"
     plain = run_cli("probe-wss", site.url, "--json", "--no-variants")
     assert all(c["id"] != "proxy-config" for c in plain.report["checks"])
 
@@ -77,7 +74,7 @@ def test_given_config_without_the_port(tmp_path: Path, ws_server: Any) -> None:
         path = tmp_path / name
         path.write_text(text)
         run = run_cli("all", ws_server.url, "--json", "--only", "proxy-config", "--proxy-config", str(path))
-        r = _pc(run)
+        r = proxy_config(run)
         assert r["status"] == "warn" and r["code"] == code, r
         assert f"listens on port {ws_server.port}" in r["summary"]
 
@@ -93,7 +90,7 @@ def test_given_caddyfile_is_adapted(tmp_path: Path, ws_server: Any) -> None:
     run = run_cli(
         "all", ws_server.url + "ws/x", "--json", "--only", "proxy-config", "--proxy-config", str(path)
     )
-    r = _pc(run)
+    r = proxy_config(run)
     assert r["evidence"]["source"] == "--proxy-config", r
     f = next(f for f in r["evidence"]["findings"] if f["code"] == "caddy.strip-prefix")
     assert f["where"] == f"{path}:2" and f["corrected"] == "handle /ws* {"
