@@ -303,3 +303,36 @@ def test_a_proxy_address_without_a_route(tmp_path: Path) -> None:
     assert "cannot connect to the proxy 192.0.2.10:3128: Network is unreachable" in forward["summary"]
     assert "the network path to it" in forward["hint"]
     _never_left(run)
+
+
+APACHE_FORWARD = """ProxyRequests On
+ProxyVia On
+<Proxy "*">
+    Require ip 127.0.0.1
+</Proxy>
+"""
+
+
+def test_apache_forward_proxy_without_mod_proxy_connect(ws_server, tmp_path: Path) -> None:
+    # Apache answers CONNECT with 500 ("No protocol handler was valid") when mod_proxy_connect is not
+    # loaded: the server is reachable (the plain proxied request gets its 426), CONNECT is what is missing.
+    from tests.peers._common import require_binary
+    from tests.peers.apache import start_apache
+
+    binary = require_binary("apache2", "apt-get install -y apache2")
+    site = start_apache(
+        binary,
+        tmp_path / "apache",
+        APACHE_FORWARD,
+        modules=("mpm_event", "authz_core", "authz_host", "proxy", "proxy_http"),
+    )
+    try:
+        run = _run(ws_server.url, "--proxy", f"http://127.0.0.1:{site.port}")
+    finally:
+        site.stop()
+    forward = run.check("forward")
+    assert forward["code"] == "forward.upgrade-answered", forward  # not forward.target-unreachable
+    assert forward["evidence"]["connect"]["status_line"] == "HTTP 500 Internal Server Error"
+    assert forward["evidence"]["without_connect"].startswith("HTTP 426 Upgrade Required, Via: 1.1 ")
+    assert "the proxy does not tunnel WebSockets" in forward["summary"]
+    _never_left(run)
