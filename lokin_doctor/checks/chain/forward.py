@@ -13,6 +13,10 @@ or its own "unable to connect"), the port is the rule (tinyproxy ``ConnectPort``
 For ws:// a refused CONNECT is followed by the upgrade sent as a plain proxied request (what a client
 without CONNECT does): what came back is evidence, and a proxy that cannot CONNECT at all but answers
 that upgrade itself is ``forward.upgrade-answered``.
+A program at the proxy's address that answers both requests itself (the same ``Server``, no ``Via``,
+and the same answer for a ``.invalid`` host no proxy could reach) is a web or WebSocket server:
+``forward.not-a-proxy``. A 5xx to CONNECT is ``forward.target-unreachable`` unless that plain request
+reaches the server (Apache without mod_proxy_connect answers CONNECT with 500).
 
 Facts written: ``tunnel`` (the proxy, its CONNECT answer and timings) when the proxy gave one.
 """
