@@ -33,6 +33,26 @@ class Answer:
     server: str = ""
 
 
+#: The system resolver's configuration (glibc, musl, dnspython all read it).
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def configured_nameservers(path: str = RESOLV_CONF) -> list[str]:
+    """The ``nameserver`` addresses of resolv.conf, in order; [] when it names none or cannot be read
+    (glibc then asks 127.0.0.1)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            out.append(fields[1])
+    return out
+
+
 def _rcodes(text: str) -> str:
     found = sorted(set(re.findall(r"\b(REFUSED|SERVFAIL|NOTIMP|FORMERR)\b", text)))
     return "/".join(found) if found else "no usable answer"

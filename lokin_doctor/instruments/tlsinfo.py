@@ -37,6 +37,8 @@ V_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
 V_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
 V_HOSTNAME_MISMATCH = 62
 V_IP_ADDRESS_MISMATCH = 64
+#: EE key too small, CA key too small, CA md too weak: a certificate below the security level.
+V_TOO_WEAK = (66, 67, 68)
 
 #: ``_ssl.ENCODING_DER``, for the private ``Certificate.public_bytes`` of Python < 3.13.
 _ENCODING_DER = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)

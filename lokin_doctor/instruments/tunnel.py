@@ -57,21 +57,16 @@ class Tunnel:
 
 
 async def _connect_proxy(route: Route, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """TCP to the proxy, then TLS with an https:// proxy: two steps, so a proxy that accepts TCP but does
+    not speak TLS (an http:// proxy named https://) is not read as a proxy that is down."""
     from lokin_doctor.instruments import proxyenv
 
     proxy = route.proxy
     assert proxy is not None
     loop = asyncio.get_running_loop()
-    proxy_ssl = proxyenv.proxy_ssl_context() if proxy.scheme == "https" else None
     try:
         async with asyncio.timeout_at(deadline):
-            return await asyncio.open_connection(
-                proxy.host,
-                proxy.port,
-                ssl=proxy_ssl,
-                server_hostname=proxy.host if proxy_ssl else None,
-                ssl_handshake_timeout=max(0.01, deadline - loop.time()) if proxy_ssl else None,
-            )
+            reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     except TimeoutError:
         raise ProxyError(
             "timeout", _("no answer from the proxy {proxy} within the deadline").format(proxy=proxy.display)
@@ -79,13 +74,6 @@ async def _connect_proxy(route: Route, deadline: float) -> tuple[asyncio.StreamR
     except ConnectionRefusedError:
         raise ProxyError(
             "refused", _("the proxy {proxy} refused the connection").format(proxy=proxy.display)
-        ) from None
-    except ssl.SSLError as exc:
-        raise ProxyError(
-            "tls",
-            _("TLS with the proxy {proxy} failed: {error}").format(
-                proxy=proxy.display, error=exc.reason or exc
-            ),
         ) from None
     except OSError as exc:
         if isinstance(exc, socket.gaierror):
@@ -95,9 +83,42 @@ async def _connect_proxy(route: Route, deadline: float) -> tuple[asyncio.StreamR
         raise ProxyError(
             kind,
             _("cannot connect to the proxy {proxy}: {error}").format(
-                proxy=proxy.display, error=exc.strerror or exc
+                proxy=proxy.display, error=exc.strerror or str(exc) or type(exc).__name__
             ),
         ) from None
+    if proxy.scheme != "https":
+        return reader, writer
+    try:
+        async with asyncio.timeout_at(deadline):
+            await writer.start_tls(
+                proxyenv.proxy_ssl_context(),
+                server_hostname=proxy.host,
+                # past the deadline: the deadline's TimeoutError is what says "no TLS answer"
+                ssl_handshake_timeout=max(0.01, deadline - loop.time()) + 1.0,
+            )
+    except ssl.SSLError as exc:
+        writer.close()
+        raise ProxyError(
+            "tls",
+            _("TLS with the proxy {proxy} failed: {error}").format(
+                proxy=proxy.display, error=exc.reason or exc
+            ),
+        ) from None
+    except (TimeoutError, OSError) as exc:
+        writer.close()
+        # asyncio's TLS says nothing more when the peer hangs up on the ClientHello or never answers it.
+        what = (
+            _("it accepted TCP but sent no TLS answer within the deadline")
+            if isinstance(exc, TimeoutError)
+            else _("it closed the connection during the TLS handshake")
+        )
+        raise ProxyError(
+            "tls",
+            _(
+                "TLS with the proxy {proxy} failed: {what}; does it speak TLS? most proxies are http://"
+            ).format(proxy=proxy.display, what=what),
+        ) from None
+    return reader, writer
 
 
 async def _http_connect(

@@ -5,7 +5,8 @@ Fixture ``tinyproxy(connect_ports=(), basic_auth=None, allow="127.0.0.1") -> Pro
 ``connect_ports`` become ``ConnectPort`` lines (none: CONNECT to every port; ``(443,)``: to 443 only, as
 squid's ``SSL_ports`` does by default), ``basic_auth=("user", "secret")`` a ``BasicAuth`` line (then
 CONNECT without credentials gets ``407`` with ``Proxy-Authenticate: Basic realm="Tinyproxy"``, wrong ones
-``401``). ``ProxyPeer.url`` is ``http://127.0.0.1:PORT``; ``.stop()`` stops it early (SIGTERM by PID).
+``401``), ``filter_hosts=("127.0.0.1",)`` a ``Filter`` file of those host names (then tinyproxy answers
+``403 Filtered`` to CONNECT to them, any port). ``ProxyPeer.url`` is ``http://127.0.0.1:PORT``; ``.stop()`` stops it early (SIGTERM by PID).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ class ProxyPeer:
 
 
 def config_text(
-    port: int, connect_ports: Sequence[int], basic_auth: tuple[str, str] | None, allow: str
+    port: int,
+    connect_ports: Sequence[int],
+    basic_auth: tuple[str, str] | None,
+    allow: str,
+    filter_file: str | None = None,
 ) -> str:
     lines = [
         f"Port {port}",
@@ -61,26 +66,34 @@ def config_text(
     ]
     if basic_auth is not None:
         lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    if filter_file is not None:
+        lines += [f'Filter "{filter_file}"', "FilterType fnmatch"]
     return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def tinyproxy(_peer_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ProxyPeer]:
-    """Start tinyproxy: ``tinyproxy(connect_ports=(), basic_auth=None, allow="127.0.0.1") -> ProxyPeer``."""
+    """Start tinyproxy: ``tinyproxy(connect_ports=(), basic_auth=None, allow="127.0.0.1", filter_hosts=())
+    -> ProxyPeer``."""
 
     def start(
         connect_ports: Sequence[int] = (),
         basic_auth: tuple[str, str] | None = None,
         allow: str = LOOPBACK,
+        filter_hosts: Sequence[str] = (),
     ) -> ProxyPeer:
         binary = require_binary("tinyproxy", "apt-get install -y tinyproxy")
         directory = tmp_path_factory.mktemp("tinyproxy")
         proc: ManagedProcess | None = None
         port = 0
         conf = directory / "tinyproxy.conf"
+        filter_file: str | None = None
+        if filter_hosts:
+            (directory / "filter").write_text("".join(f"{h}\n" for h in filter_hosts))
+            filter_file = str(directory / "filter")
         for attempt in range(3):
             port = free_port()
-            conf.write_text(config_text(port, connect_ports, basic_auth, allow))
+            conf.write_text(config_text(port, connect_ports, basic_auth, allow, filter_file))
             proc = ManagedProcess(
                 [binary, "-d", "-c", str(conf)], log=directory / f"tinyproxy-{attempt}.log", name="tinyproxy"
             ).start()

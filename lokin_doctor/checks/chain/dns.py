@@ -14,6 +14,7 @@ from lokin_doctor import causes
 from lokin_doctor.causes.dns import (
     DNS_ERROR,
     DNS_NO_ADDRESS,
+    DNS_NO_CONFIG,
     DNS_TEMPORARY_FAILURE,
     DNS_TIMEOUT,
     DNS_UNKNOWN_HOST,
@@ -49,6 +50,22 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
         )
     except OSError as exc:  # gaierror, or EAI_SYSTEM's plain OSError
         code = _GAI_CODES.get(exc.errno or 0, DNS_ERROR)
+        if code == DNS_TEMPORARY_FAILURE:
+            from lokin_doctor.instruments.dnsquery import RESOLV_CONF, configured_nameservers
+
+            if not await asyncio.to_thread(configured_nameservers):
+                # No name server configured: glibc asks 127.0.0.1, where nothing answers.
+                return fail(
+                    "dns",
+                    DNS_NO_CONFIG,
+                    _(
+                        "cannot resolve {host}: {resolv_conf} names no name server, and none answers on 127.0.0.1 where the resolver then asks ({strerror})"
+                    ).format(host=host, resolv_conf=RESOLV_CONF, strerror=exc.strerror),
+                    _(
+                        "add a nameserver line to {resolv_conf} (the network's DNS server; in a container, its runtime's --dns), or give --dns-server to ask one directly"
+                    ).format(resolv_conf=RESOLV_CONF),
+                    errno=exc.errno,
+                )
         if code == DNS_UNKNOWN_HOST:
             summary = _("the system resolver does not know {host} ({strerror})").format(
                 host=host, strerror=exc.strerror
@@ -61,6 +78,15 @@ async def _system(ctx: Context) -> list[str] | CheckResult:
                 host=host, strerror=exc.strerror
             )
             hint = _("the DNS server did not answer: check the network and /etc/resolv.conf, then retry")
+        elif not isinstance(exc, socket.gaierror):
+            # EAI_SYSTEM: the look-up itself broke (the hosts line of nsswitch.conf, a missing NSS module,
+            # no file descriptor left), whatever the name's records say.
+            summary = _(
+                "the system resolver failed for {host}: {strerror} (getaddrinfo: system error)"
+            ).format(host=host, strerror=exc.strerror or exc)
+            hint = _(
+                "the look-up failed on this machine, not in DNS: check the hosts line of /etc/nsswitch.conf (every module it names installed), /etc/resolv.conf and the process's limits; --dns-server asks a DNS server directly"
+            )
         else:
             summary = _("cannot resolve {host}: {strerror}").format(host=host, strerror=exc.strerror or exc)
             hint = _("check the host's DNS records (A/AAAA) and /etc/hosts")

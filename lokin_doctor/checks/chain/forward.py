@@ -13,6 +13,10 @@ or its own "unable to connect"), the port is the rule (tinyproxy ``ConnectPort``
 For ws:// a refused CONNECT is followed by the upgrade sent as a plain proxied request (what a client
 without CONNECT does): what came back is evidence, and a proxy that cannot CONNECT at all but answers
 that upgrade itself is ``forward.upgrade-answered``.
+A program at the proxy's address that answers both requests itself (the same ``Server``, no ``Via``,
+and the same answer for a ``.invalid`` host no proxy could reach) is a web or WebSocket server:
+``forward.not-a-proxy``. A 5xx to CONNECT is ``forward.target-unreachable`` unless that plain request
+reaches the server (Apache without mod_proxy_connect answers CONNECT with 500).
 
 Facts written: ``tunnel`` (the proxy, its CONNECT answer and timings) when the proxy gave one.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from lokin_doctor.causes.forward import (
     FORWARD_AUTH_REJECTED,
@@ -239,7 +243,7 @@ async def _refusal(
         if other is not None and (other.ok or other.status >= 500):
             without = await _without_connect(ctx, route)
             if without is not None:
-                ev["without_connect"] = without[1]
+                ev["without_connect"] = without.said
             return FORWARD_CONNECT_PORT.fail(
                 CHECK_ID,
                 _(
@@ -255,28 +259,11 @@ async def _refusal(
     if status in (400, 403, 405, 501):
         without = await _without_connect(ctx, route)
         if without is not None:
-            ev["without_connect"] = without[1]
-        relays = without is not None and without[0] != status
-        if status != 403 and relays:
-            # It relays plain requests but cannot CONNECT (nginx used as a forward proxy answers 400).
-            assert without is not None
-            if without[0] == 101:
-                return FORWARD_CONNECT_UNSUPPORTED.fail(
-                    CHECK_ID,
-                    _(
-                        "{way}: {line}{who} to CONNECT {authority}; the upgrade sent as a plain proxied request passes ({without}), so only clients that do not use CONNECT get through (browsers do use it)"
-                    ).format(way=way, line=line, who=who, authority=authority, without=without[1]),
-                    FORWARD_CONNECT_UNSUPPORTED.fix_text(),
-                    **ev,
-                )
-            return FORWARD_UPGRADE_ANSWERED.fail(
-                CHECK_ID,
-                _(
-                    "{way}: {line}{who} to CONNECT, and the upgrade sent as a plain proxied request came back {without}: the proxy does not tunnel WebSockets"
-                ).format(way=way, line=line, who=who, without=without[1]),
-                FORWARD_UPGRADE_ANSWERED.fix_text(),
-                **ev,
-            )
+            ev["without_connect"] = without.said
+        if status != 403 and without is not None and without.status != status:
+            # It answers a plain proxied request otherwise than CONNECT (nginx used as a forward proxy
+            # answers 400): either it relays without tunnelling, or it is a web server answering itself.
+            return await _plain_verdict(ctx, route, authority, answer, without, ev)
         cause = {403: FORWARD_CONNECT_FORBIDDEN, 400: FORWARD_NOT_A_PROXY}.get(
             status, FORWARD_CONNECT_UNSUPPORTED
         )
@@ -289,6 +276,14 @@ async def _refusal(
             **ev,
         )
     if status >= 500:
+        # A 5xx to CONNECT is the proxy failing to reach the server, unless the same server answers the
+        # upgrade sent as a plain proxied request: then CONNECT itself is what the proxy cannot do (Apache
+        # without mod_proxy_connect answers CONNECT with 500 "No protocol handler was valid").
+        without = await _without_connect(ctx, route)
+        if without is not None:
+            ev["without_connect"] = without.said
+        if without is not None and without.status < 500:
+            return await _plain_verdict(ctx, route, authority, answer, without, ev)
         return FORWARD_TARGET_UNREACHABLE.fail(
             CHECK_ID,
             _("{way}: the proxy could not reach {authority}: {line}{who}{words}").format(
@@ -312,6 +307,63 @@ async def _refusal(
     )
 
 
+async def _plain_verdict(
+    ctx: Context,
+    route: proxyenv.Route,
+    authority: str,
+    answer: proxyenv.ProxyAnswer,
+    without: _Plain,
+    ev: dict[str, Any],
+) -> CheckResult:
+    """CONNECT refused, and the upgrade sent as a plain proxied request answered otherwise.
+
+    A web or WebSocket server at the proxy's address answers that request itself, whatever host it
+    names; a proxy relays it. When both answers carry the same ``Server`` and no ``Via`` (nginx rewrites
+    the upstream's ``Server`` too, so that alone proves nothing), the same request for a host that
+    cannot exist (:data:`NOWHERE`, RFC 6761) tells them apart: a proxy cannot reach it, a server answers
+    it as before. Otherwise a proxy that relays the upgrade (101) cannot CONNECT, and one that answers
+    it with anything else does not tunnel WebSockets."""
+    way = route_words(route)
+    line = answer.status_line
+    software = answer.software or answer.header("proxy-agent")
+    who = f" ({software})" if software else ""
+    server = answer.header("server")
+    nowhere = (
+        await _without_connect(ctx, route, NOWHERE)
+        if server and without.via is None and without.server == server
+        else None
+    )
+    if nowhere is not None and nowhere.status == without.status:
+        ev["nowhere"] = _("{line} for http://{host}/ too").format(line=nowhere.said, host=NOWHERE)
+        return FORWARD_NOT_A_PROXY.fail(
+            CHECK_ID,
+            _(
+                "{way}: {line} to CONNECT {authority} and {without} to the upgrade sent as a plain proxied request, from {server} itself (the same answer for the host {nowhere}, which resolves nowhere): a web or WebSocket server, not a forward proxy"
+            ).format(
+                way=way, line=line, authority=authority, without=without.line, server=server, nowhere=NOWHERE
+            ),
+            FORWARD_NOT_A_PROXY.fix_text(),
+            **ev,
+        )
+    if without.status == 101:
+        return FORWARD_CONNECT_UNSUPPORTED.fail(
+            CHECK_ID,
+            _(
+                "{way}: {line}{who} to CONNECT {authority}; the upgrade sent as a plain proxied request passes ({without}), so only clients that do not use CONNECT get through (browsers do use it)"
+            ).format(way=way, line=line, who=who, authority=authority, without=without.said),
+            FORWARD_CONNECT_UNSUPPORTED.fix_text(),
+            **ev,
+        )
+    return FORWARD_UPGRADE_ANSWERED.fail(
+        CHECK_ID,
+        _(
+            "{way}: {line}{who} to CONNECT, and the upgrade sent as a plain proxied request came back {without}: the proxy does not tunnel WebSockets"
+        ).format(way=way, line=line, who=who, without=without.said),
+        FORWARD_UPGRADE_ANSWERED.fix_text(),
+        **ev,
+    )
+
+
 async def _connect_answer(
     ctx: Context, route: proxyenv.Route, host: str, port: int
 ) -> proxyenv.ProxyAnswer | None:
@@ -327,9 +379,26 @@ async def _connect_answer(
     return tunnel.answer
 
 
-async def _without_connect(ctx: Context, route: proxyenv.Route) -> tuple[int, str] | None:
+class _Plain(NamedTuple):
+    """What the proxy answered the upgrade sent as a plain proxied request."""
+
+    status: int
+    #: ``HTTP 404 File not found``
+    line: str
+    #: the line with its ``Via`` (else its ``Server``): how the report shows it
+    said: str
+    server: str | None
+    via: str | None
+
+
+#: A host that resolves nowhere (RFC 6761): what a proxy cannot reach and a web server does not look at.
+NOWHERE = "lokin-doctor.invalid"
+
+
+async def _without_connect(ctx: Context, route: proxyenv.Route, nowhere: str | None = None) -> _Plain | None:
     """For ws://: what the proxy answers the upgrade sent as a plain proxied request (absolute-form GET,
-    as a client without CONNECT sends it): its status and a few words; None for wss:// or when nothing came."""
+    as a client without CONNECT sends it) for the target, or for the host ``nowhere`` (port 80); None
+    for wss:// or when nothing came."""
     from lokin_doctor.instruments.observer import parse_head
 
     target = ctx.target
@@ -338,9 +407,10 @@ async def _without_connect(ctx: Context, route: proxyenv.Route) -> tuple[int, st
         return None
     loop = asyncio.get_running_loop()
     key = base64.b64encode(os.urandom(16)).decode()
+    authority = nowhere or f"{target.host_for_url}:{target.port}"
     lines = [
-        f"GET http://{target.host_for_url}:{target.port}{target.resource} HTTP/1.1",
-        f"Host: {target.host_for_url}:{target.port}",
+        f"GET http://{authority}{target.resource} HTTP/1.1",
+        f"Host: {authority}",
         "Upgrade: websocket",
         "Connection: Upgrade",
         f"Sec-WebSocket-Key: {key}",
@@ -371,9 +441,10 @@ async def _without_connect(ctx: Context, route: proxyenv.Route) -> tuple[int, st
     status, reason, headers, __ = parsed
     via = next((v for k, v in headers if k.lower() == "via"), None)
     server = next((v for k, v in headers if k.lower() == "server"), None)
-    said = f"HTTP {status} {reason}".rstrip()
+    line = f"HTTP {status} {reason}".rstrip()
+    said = line
     if via:
         said += f", Via: {via}"
     elif server:
         said += f", Server: {server}"
-    return status, said
+    return _Plain(status, line, said, server, via)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 
 from lokin_doctor.causes.tcp import (
@@ -173,13 +174,18 @@ async def check(ctx: Context) -> CheckResult:
             ),
             **evidence,
         )
+    link_local = all(":" in a and ipaddress.ip_address(a.split("%")[0]).is_link_local for a in addresses)
     return fail(
         "tcp",
         TCP_ERROR,
         _("cannot connect to {where}: {value}").format(
             where=where, value="; ".join(sorted({o[2] for o in outcomes}))
         ),
-        _("check the address and port in the client URL and the network path"),
+        _(
+            "{where} is an IPv6 link-local address (fe80::/10): it needs its interface (a zone, fe80::1%eth0), which browsers do not accept in a URL; use the server's global address or a host name"
+        ).format(where=where)
+        if link_local
+        else _("check the address and port in the client URL and the network path"),
         **evidence,
     )
 

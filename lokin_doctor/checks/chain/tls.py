@@ -241,13 +241,18 @@ def _verify_failure(
             _("use a certificate from a public CA, or pass the private CA with --ca-file"),
             **ev,
         )
+    weak = code_num in tlsinfo.V_TOO_WEAK
     return fail(
         "tls",
         TLS_HANDSHAKE_FAILED,
         _("the certificate of {where} was rejected: {msg}{value}").format(
             where=where, msg=msg, value=extra("")
         ),
-        _("fix the certificate named in the evidence, or pass --ca-file for a private CA"),
+        _(
+            "issue a new certificate with a key clients accept (RSA 2048 bits or more, or ECDSA P-256) signed with SHA-256: browsers and OpenSSL refuse weaker ones"
+        )
+        if weak
+        else _("fix the certificate named in the evidence, or pass --ca-file for a private CA"),
         **ev,
     )
 
