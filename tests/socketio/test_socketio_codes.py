@@ -127,3 +127,18 @@ def test_engine_io_url_on_a_plain_websocket_server(ws_server) -> None:
     assert "upgraded but sent no Engine.IO open packet" in sio["summary"]
     assert '"type": "welcome"' in sio["summary"]
     assert run.root_code == "socketio.no-open-packet"
+
+
+def test_url_copied_with_a_stale_sid(socketio_server) -> None:
+    # The URL as the browser's developer tools show it, with the sid of a session long gone: engine.io
+    # answers the upgrade 400 'Session ID unknown'; the check's own sessions on the same server live on.
+    peer = socketio_server()
+    run = _run(peer.extra["engine_url"] + "&sid=Xb3tA0YmOeGnVi1lAAAB")
+    hs = run.check("handshake")
+    assert hs["code"] == "socketio.session-unknown"
+    assert "'Session ID unknown' to the URL's sid=Xb3tA0YmOeGnVi1lAAAB" in hs["summary"]
+    assert hs["hint"].startswith("drop sid= from the URL")
+    assert run.root_code == "socketio.session-unknown"
+    sio = run.check("socketio")
+    assert sio["status"] == "ok", sio
+    assert sio["evidence"]["polling_session"]["next_requests"] == ["HTTP 200", "HTTP 200", "HTTP 200"]
