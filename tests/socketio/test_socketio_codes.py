@@ -45,6 +45,24 @@ def test_allow_request_refusing_the_origin(socketio_server) -> None:
     assert good.root_code is None
 
 
+def test_allow_request_refusing_in_its_own_words(socketio_server) -> None:
+    # callback("origin not allowed", false): the upgrade's 400 body is those words alone, which reads as
+    # any server's 400; the polling request's 403 {"code":4,...} says it is engine.io's Forbidden.
+    peer = socketio_server(
+        args=("--allow-origin", "https://chat.example", "--deny-message", "origin not allowed")
+    )
+    run = _run(peer.extra["engine_url"])
+    sio = run.check("socketio")
+    assert sio["code"] == "socketio.forbidden", sio
+    assert (
+        "HTTP 403 'origin not allowed' (engine.io code 4, Forbidden) to the polling request" in sio["summary"]
+    )
+    assert "HTTP/1.1 400 Bad Request to the upgrade" in sio["summary"]
+    assert sio["evidence"]["body"] == "origin not allowed"
+    assert run.root_code == "socketio.forbidden"
+    assert "--origin" in sio["hint"]
+
+
 def test_namespace_middleware_that_never_answers(socketio_server) -> None:
     peer = socketio_server(args=("--hang", "--connect-timeout", "1500"))
     run = _run(peer.extra["engine_url"])

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lokin_doctor.causes.socketio import (
     SOCKETIO_CONNECT_REFUSED,
+    SOCKETIO_FORBIDDEN,
     SOCKETIO_NO_CONNECT_REPLY,
     SOCKETIO_NO_OPEN_PACKET,
     SOCKETIO_PLAIN_CLIENT,
@@ -306,7 +307,8 @@ async def check(ctx: Context) -> CheckResult:
         ev["connect_reply"] = verdict.reply.raw[:200]
     ev["websocket"] = ws_url(target, verdict.resource)
     ctx.facts["socketio"] = {"path": path, "protocol": protocol, **ev}
-    problem = _problem(ctx, verdict, path, protocol, url, ev)
+    refused = next((p for p in polls if p.error is not None and p.error.code == engineio.FORBIDDEN), None)
+    problem = _problem(ctx, verdict, path, protocol, url, ev, refused)
     if not url.is_engineio:
         then = (
             _("; at {url}: {problem}").format(url=ev["websocket"], problem=problem.summary)
@@ -370,8 +372,10 @@ def _problem(
     protocol: int | None,
     url: engineio.EngineUrl,
     ev: dict[str, Any],
+    refused: Poll | None = None,
 ) -> CheckResult | None:
-    """What fails on the Engine.IO WebSocket, as a result (None when it works)."""
+    """What fails on the Engine.IO WebSocket, as a result (None when it works). ``refused``: a polling
+    GET that got engine.io's 403 (code 4): allowRequest said no, whatever words it gave the upgrade's 400."""
     if verdict.kind == "ok":
         return None
     where = ev["websocket"]
@@ -380,6 +384,21 @@ def _problem(
         result = verdict.result
         if result.status is Status.OK:
             return None
+        if refused is not None and refused.error is not None and result.code != SOCKETIO_FORBIDDEN.code:
+            # allowRequest's own words ("origin not allowed") are the upgrade's bare 400 body, which
+            # alone reads as any server's 400: the polling answer's JSON names engine.io's Forbidden.
+            return SOCKETIO_FORBIDDEN.fail(
+                CHECK_ID,
+                _(
+                    "the Engine.IO server at {path} refuses this client: HTTP 403 {message!r} (engine.io code 4, Forbidden) to the polling request, {upgrade} to the upgrade: its allowRequest hook said no"
+                ).format(
+                    path=path,
+                    message=refused.error.message,
+                    upgrade=result.evidence.get("status_line") or result.code,
+                ),
+                SOCKETIO_FORBIDDEN.fix_text(),
+                **{**ev, **result.evidence},
+            )
         return replace(result, evidence={**ev, **result.evidence})
     if verdict.kind == "refused":
         assert verdict.reply is not None

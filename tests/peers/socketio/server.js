@@ -8,6 +8,7 @@
 // --transports LIST  : socket.io's transports option, comma-separated (polling: long-polling only)
 // --allow-origin O   : an allowRequest hook that takes only the handshakes whose Origin is O (the
 //                      canonical callback(null, ok): engine.io answers 403 / 400 "Forbidden" to others)
+// --deny-message M   : with --allow-origin, the hook refuses with its own words: callback(M, false)
 // --hang     : a middleware on the main namespace that never calls next(): the CONNECT gets no answer
 // --connect-timeout MS : socket.io's connectTimeout (the client is closed when no namespace joined in MS)
 // Plain HTTP requests outside the path get a small web page, as an Express app next to Socket.IO would.
@@ -33,7 +34,12 @@ const io = new Server(httpServer, {
   transports: value("--transports", "polling,websocket").split(","),
   connectTimeout: Number(value("--connect-timeout", "45000")),
   ...(opt("--allow-origin")
-    ? { allowRequest: (req, callback) => callback(null, req.headers.origin === value("--allow-origin")) }
+    ? {
+        allowRequest: (req, callback) => {
+          const ok = req.headers.origin === value("--allow-origin");
+          callback(ok ? null : value("--deny-message", null), ok);
+        },
+      }
     : {}),
 });
 if (opt("--refuse")) {
