@@ -76,6 +76,16 @@ def test_namespace_middleware_that_never_answers(socketio_server) -> None:
     assert run.root_code == "socketio.no-connect-reply"
 
 
+def test_namespace_middleware_that_never_answers_within_the_deadline(socketio_server) -> None:
+    # socket.io's default connectTimeout (45 s) is longer than the run: the wait ends with the deadline
+    peer = socketio_server(args=("--hang",))
+    run = run_cli("all", peer.extra["engine_url"], "--json", "--no-variants", "--timeout", "2")
+    sio = run.check("socketio")
+    assert sio["code"] == "socketio.no-connect-reply"
+    assert sio["summary"].endswith("got no answer (nothing more within the deadline)")
+    assert run.seconds < 6
+
+
 def test_nginx_dropping_the_upgrade_before_socketio(socketio_server, nginx_proxy) -> None:
     peer = socketio_server()
     proxy = nginx_proxy("no-upgrade", backend_port=peer.port)
