@@ -65,7 +65,9 @@ def test_every_code_is_named_by_a_test() -> None:
         for code, name in sorted(_declared().items())
         if not code.endswith(".timeout") and f'"{code}"' not in tests and not re.search(rf"\b{name}\b", tests)
     ]
-    assert untested == [], f"{len(untested)} codes no test names (write the test that produces each): {untested}"
+    assert untested == [], (
+        f"{len(untested)} codes no test names (write the test that produces each): {untested}"
+    )
 
 
 def test_the_timeout_family_is_produced_by_a_test() -> None:
@@ -84,7 +86,9 @@ def test_docs_causes_md_is_the_registry_rendered() -> None:
         check=True,
     ).stdout
     committed = (DOCS / "causes.md").read_text(encoding="utf-8")
-    assert committed == rendered, "docs/causes.md is stale: python -m lokin_doctor.causes.doc > docs/causes.md"
+    assert committed == rendered, (
+        "docs/causes.md is stale: python -m lokin_doctor.causes.doc > docs/causes.md"
+    )
 
 
 def test_every_code_has_a_docs_row_and_the_docs_name_no_stale_code() -> None:
@@ -98,7 +102,9 @@ def test_every_code_has_a_docs_row_and_the_docs_name_no_stale_code() -> None:
     stale = sorted(
         code
         for code in named
-        if code.split(".", 1)[0] in prefixes and code not in declared and not code.endswith(".timeout")
+        if code.split(".", 1)[0] in prefixes
+        and code not in declared
+        and not code.endswith(".timeout")
         # file names and modules that look like codes (nginx.conf, proxy.py, dns.py...) are not codes
         and not re.search(r"\.(py|conf|md|json|pem|js|cfg|html|txt|service|yml|yaml|sh|log)$", code)
     )

@@ -84,4 +84,3 @@ def test_the_tools_name_an_end_while_messages_go_back_and_forth(code: int | None
     if code:
         assert "1001" in finding.summary and "(going away)" in finding.summary
     assert finding.hint
-

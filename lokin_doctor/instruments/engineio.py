@@ -279,9 +279,11 @@ def read_url(resource: str) -> EngineUrl:
     """The Engine.IO parts of a request target (``/socket.io/?EIO=4&transport=websocket``)."""
     parts = urlsplit(resource)
     query = parse_qs(parts.query)
-    eio_text = (query.get("EIO") or [None])[0]
+    eio_values = query.get("EIO")
+    eio_text = eio_values[0] if eio_values else None
     eio = int(eio_text) if eio_text is not None and eio_text.isdigit() else None
-    transport = (query.get("transport") or [None])[0]
+    transports = query.get("transport")
+    transport = transports[0] if transports else None
     return EngineUrl(parts.path or "/", eio, transport, query)
 
 

@@ -189,7 +189,7 @@ async def _verify_websocket(ctx: Context, address: str, path: str, eio: int) -> 
                 break
             if frame.opcode is not Opcode.TEXT:
                 continue
-            text = frame.data.decode("utf-8", "replace")
+            text = bytes(frame.data).decode("utf-8", "replace")
             texts.append(text)
             if verdict.first is None:
                 verdict.first = text[:200]

@@ -32,7 +32,8 @@ from lokin_doctor.causes.production import (
     PROXY_PATH_MISMATCH,
     PROXY_UPGRADE_NOT_FORWARDED,
 )
-from lokin_doctor.checks.chain.handshake import NGINX_UPGRADE_LINES, proxy_name
+from lokin_doctor.checks.chain.answer_table import NGINX_UPGRADE_LINES
+from lokin_doctor.checks.chain.handshake import proxy_name
 from lokin_doctor.context import Context
 from lokin_doctor.i18n import _
 from lokin_doctor.instruments.wire import Outcome, open_handshake
