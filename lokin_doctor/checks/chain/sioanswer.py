@@ -108,7 +108,8 @@ def classify_answer(out: Outcome, target: Target, check_id: str = "handshake") -
             **ev,
         )
     if said.code == engineio.UNKNOWN_SID:
-        sid = (url.query.get("sid") or [None])[0]
+        sids = url.query.get("sid")
+        sid = sids[0] if sids else None
         if sid is not None:
             # A URL copied with its sid (the browser's developer tools show it): the sid lived on one
             # server process for one client; the socketio check opens sessions of its own to tell a
