@@ -29,6 +29,19 @@ def _findings(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result["evidence"].get("findings", [])  # type: ignore[no-any-return]
 
 
+def _no_finding(result: dict[str, Any]) -> None:
+    """The correct twin: no finding, but for a note the live 101 already overruled: the backend here runs
+    in the pytest process, so when another program matching a WebSocket server listens on this machine
+    (other test runs share it) proxy_pass can read as 'a port held by another program'."""
+    assert result["status"] == "ok", result
+    left = [
+        f
+        for f in _findings(result)
+        if f["severity"] != "note" or not f.get("live") or f["code"].startswith("nginx.connection")
+    ]
+    assert left == [], result
+
+
 def test_nginx_without_a_connection_header(nginx_site: Any, ws_server: Any) -> None:
     no_connection = GOOD.replace("\n        proxy_set_header Connection $connection_upgrade;", "")
     site: NginxSite = nginx_site(_location(ws_server.port, no_connection))
@@ -52,7 +65,7 @@ def test_nginx_without_a_connection_header(nginx_site: Any, ws_server: Any) -> N
     good: NginxSite = nginx_site(_location(ws_server.port, GOOD))
     fixed = run_cli("all", f"ws://127.0.0.1:{good.port}/ws", "--json", "--no-variants")
     assert fixed.code == 0, fixed.stdout
-    assert fixed.check("nginx")["status"] == "ok" and _findings(fixed.check("nginx")) == []
+    _no_finding(fixed.check("nginx"))
 
 
 def test_nginx_connection_keep_alive_is_no_upgrade(nginx_site: Any, ws_server: Any) -> None:
@@ -104,7 +117,7 @@ def test_nginx_connection_variable_without_its_map(nginx_site: Any, ws_server: A
         site.main.read_text().replace("include conf.d", UPGRADE_MAP + "\n    include conf.d")
     )
     good = run_cli("all", url, "--json", "--no-variants")
-    assert good.check("nginx")["status"] == "ok" and _findings(good.check("nginx")) == [], good.check("nginx")
+    _no_finding(good.check("nginx"))
 
 
 def test_haproxy_timeout_tunnel_shorter_than_the_pings(haproxy_site: Any, serve_process: Any) -> None:
