@@ -359,9 +359,12 @@ async def http_get(
     route: Route | None = None,
     ssl_context: ssl.SSLContext | None = None,
     headers: tuple[tuple[str, str], ...] = (),
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> Answer:
-    """``GET resource`` (``Connection: close``), the body bounded by :data:`MAX_BODY`; OSError /
-    TimeoutError / ssl.SSLError / :class:`ProxyError` when no HTTP answer came."""
+    """``GET resource`` (``Connection: close``; ``method``/``body`` for a POST of a small text body),
+    the answer's body bounded by :data:`MAX_BODY`; OSError / TimeoutError / ssl.SSLError /
+    :class:`ProxyError` when no HTTP answer came."""
     from lokin_doctor.instruments.httpget import _complete, _dechunk
     from lokin_doctor.instruments.observer import parse_head
 
@@ -370,12 +373,19 @@ async def http_get(
     )
     default = 443 if ssl_context else 80
     host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default else f":{port}")
-    lines = [f"GET {resource} HTTP/1.1", f"Host: {host_header}", "User-Agent: lokin-doctor", "Accept: */*"]
+    lines = [
+        f"{method} {resource} HTTP/1.1",
+        f"Host: {host_header}",
+        "User-Agent: lokin-doctor",
+        "Accept: */*",
+    ]
     lines += [f"{k}: {v}" for k, v in headers]
+    if body is not None:
+        lines += ["Content-Type: text/plain;charset=UTF-8", f"Content-Length: {len(body)}"]
     lines += ["Accept-Encoding: identity", "Connection: close", "", ""]
     data = bytearray()
     try:
-        writer.write("\r\n".join(lines).encode("latin-1"))
+        writer.write("\r\n".join(lines).encode("latin-1") + (body or b""))
         async with asyncio.timeout_at(deadline):
             while len(data) < MAX_BODY:
                 chunk = await reader.read(65536)

@@ -3,12 +3,13 @@
 protocol 3), both pinned by their ``package-lock.json``; ``npm ci --prefix tests/peers/socketio`` and
 ``--prefix tests/peers/socketio2`` install them (``scripts/test`` does).
 
-Fixture ``socketio_server(version=4, refuse=False, path=None, eio3=False) -> Peer``: ``node server.js
+Fixture ``socketio_server(version=4, refuse=False, path=None, eio3=False, args=()) -> Peer``: ``node server.js
 PORT`` on 127.0.0.1 (cwd the package directory), ready once the port accepts; ``url`` is the plain
 ``ws://127.0.0.1:PORT/`` a ``new WebSocket(url)`` page would use, ``extra["engine_url"]`` the Engine.IO
 WebSocket URL that works (``/socket.io/?EIO=4&transport=websocket``). Options (version 4 only):
 ``refuse`` a middleware on the main namespace refusing every client (``44{"message":"not authorized"}``),
-``path`` the server's ``path`` option, ``eio3`` ``allowEIO3``. Plain HTTP outside the path gets a small
+``path`` the server's ``path`` option, ``eio3`` ``allowEIO3``, ``args`` more of server.js's flags
+(``--transports polling``, ``--allow-origin ORIGIN``, ``--hang``, ``--connect-timeout MS``). Plain HTTP outside the path gets a small
 page. Stopped by its PID (SIGTERM, SIGKILL after 3 s).
 """
 
@@ -46,22 +47,31 @@ def _directory(version: int) -> Path:
 
 @pytest.fixture
 def socketio_server(_peer_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Peer]:
-    """Start real Socket.IO servers: ``socketio_server(version=4, refuse=False, path=None, eio3=False)``."""
+    """Start real Socket.IO servers: ``socketio_server(version=4, refuse=False, path=None, eio3=False,
+    args=())``."""
 
-    def start(version: int = 4, *, refuse: bool = False, path: str | None = None, eio3: bool = False) -> Peer:
+    def start(
+        version: int = 4,
+        *,
+        refuse: bool = False,
+        path: str | None = None,
+        eio3: bool = False,
+        args: tuple[str, ...] = (),
+    ) -> Peer:
         directory = _directory(version)
         logs = tmp_path_factory.mktemp(f"socketio{version}")
-        args = [
+        flags = [
             *(["--refuse"] if refuse else []),
             *(["--path", path] if path else []),
             *(["--eio3"] if eio3 else []),
+            *args,
         ]
         proc: ManagedProcess | None = None
         port = 0
         for attempt in range(3):
             port = free_port()
             proc = ManagedProcess(
-                ["node", "server.js", str(port), *args],
+                ["node", "server.js", str(port), *flags],
                 log=logs / f"server-{attempt}.log",
                 cwd=directory,
                 name=f"socket.io {version} server.js",

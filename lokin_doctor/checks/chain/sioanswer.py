@@ -108,6 +108,22 @@ def classify_answer(out: Outcome, target: Target, check_id: str = "handshake") -
             **ev,
         )
     if said.code == engineio.UNKNOWN_SID:
+        sids = url.query.get("sid")
+        sid = sids[0] if sids else None
+        if sid is not None:
+            # A URL copied with its sid (the browser's developer tools show it): the sid lived on one
+            # server process for one client; the socketio check opens sessions of its own to tell a
+            # stale sid from a load balancer without sticky sessions.
+            return SOCKETIO_SESSION_UNKNOWN.fail(
+                check_id,
+                _(
+                    "{line} 'Session ID unknown' to the URL's sid={sid}: an Engine.IO session id is valid only on the server process that opened it, while that session lives"
+                ).format(line=line, sid=sid),
+                _(
+                    "drop sid= from the URL (socket.io-client adds it to the requests of its own session); if socket.io-client itself gets this error, its requests reach different server processes: {fix}"
+                ).format(fix=SOCKETIO_SESSION_UNKNOWN.fix_text()),
+                **ev,
+            )
         return SOCKETIO_SESSION_UNKNOWN.fail(
             check_id,
             _("{line} 'Session ID unknown': the Engine.IO server does not know this session").format(

@@ -10,7 +10,10 @@ Then, under the run's deadline:
    the protocol (3: Socket.IO 2, 4: Socket.IO 3/4);
 2. verification for real: a WebSocket to ``<path>?EIO=N&transport=websocket``, its open packet (sid,
    pingInterval, pingTimeout, maxPayload), then a Socket.IO CONNECT (``40``) and its answer
-   (``40{"sid":...}``, ``44{...}`` refused; Socket.IO 2 sends ``40`` on its own).
+   (``40{"sid":...}``, ``44{...}`` refused; Socket.IO 2 sends ``40`` on its own);
+3. the session, as socket.io-client uses it: the next requests on the sid the polling GET opened (POSTs
+   of a noop, then the close packet); ``Session ID unknown`` to one of them means another server
+   process answered it (a load balancer without sticky sessions).
 
 :func:`lokin_doctor.checks.chain.sioanswer.classify_answer` is the handshake's reading of an Engine.IO
 error answer (the handshake check calls it, so its row names the Socket.IO cause too). Facts written: ``socketio`` (path, protocol, open
@@ -25,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from lokin_doctor.causes.socketio import (
     SOCKETIO_CONNECT_REFUSED,
+    SOCKETIO_FORBIDDEN,
     SOCKETIO_NO_CONNECT_REPLY,
     SOCKETIO_NO_OPEN_PACKET,
     SOCKETIO_PLAIN_CLIENT,
+    SOCKETIO_SESSION_UNKNOWN,
     SOCKETIO_VERSION_MISMATCH,
 )
 from lokin_doctor.checks.chain.sioanswer import CHECK_ID, client_hint, engine_path, ws_url
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 
 #: Handshake statuses a Socket.IO server (or the web app around it) gives a plain WebSocket client.
 _MAYBE_STATUSES = (200, 400, 403, 404, 426)
+#: The bound of one request on an open session (a server answers a POST at once).
+_SESSION_STEP_S = 2.0
 
 
 @dataclass
@@ -69,7 +76,17 @@ class Poll:
         return self.problem or "?"
 
 
-async def _poll(ctx: Context, address: str, path: str, eio: int) -> Poll:
+async def _poll(
+    ctx: Context,
+    address: str,
+    path: str,
+    eio: int,
+    *,
+    sid: str | None = None,
+    body: bytes | None = None,
+    deadline: float | None = None,
+) -> Poll:
+    """A polling GET at ``path`` (a POST of ``body`` on session ``sid`` when given)."""
     from lokin_doctor.instruments.tunnel import http_get
 
     target = ctx.target
@@ -81,12 +98,14 @@ async def _poll(ctx: Context, address: str, path: str, eio: int) -> Poll:
         answer = await http_get(
             target.host,
             target.port,
-            engineio.endpoint(path, eio=eio, transport="polling"),
-            deadline=ctx.deadline,
+            engineio.endpoint(path, eio=eio, transport="polling", sid=sid),
+            deadline=deadline if deadline is not None else ctx.deadline,
             address=address,
             route=ctx.settings.route(),
             ssl_context=ctx.ssl_context() if target.secure else None,
             headers=headers,
+            method="GET" if body is None else "POST",
+            body=body,
         )
     except (OSError, TimeoutError) as exc:
         poll.problem = str(exc) or type(exc).__name__
@@ -96,11 +115,29 @@ async def _poll(ctx: Context, address: str, path: str, eio: int) -> Poll:
         return poll
     poll.status = answer.status
     poll.error = engineio.recognise(answer.status, answer.headers, answer.body)
-    if answer.status == 200:
+    if answer.status == 200 and body is None:
         poll.payload = engineio.parse_polling(answer.body)
         if poll.payload is not None and poll.payload.packets:
             poll.open_packet = engineio.parse_open(poll.payload.packets[0])
     return poll
+
+
+async def _same_session(ctx: Context, address: str, first: Poll) -> tuple[Poll | None, list[str]]:
+    """What socket.io-client does next on the session a polling GET opened: requests carrying its sid
+    (here POSTs of a noop, then of the close packet). The first answered 'Session ID unknown' (another
+    server process got it) or None, and what each request got."""
+    assert first.open_packet is not None and first.payload is not None
+    eio, sid = first.payload.protocol, first.open_packet.sid
+    said: list[str] = []
+    loop = asyncio.get_running_loop()
+    for packet in (engineio.NOOP, engineio.NOOP, engineio.CLOSE):
+        body = f"{len(packet)}:{packet}" if eio == 3 else packet
+        step = min(ctx.deadline, loop.time() + _SESSION_STEP_S)
+        poll = await _poll(ctx, address, first.path, eio, sid=sid, body=body.encode(), deadline=step)
+        said.append(poll.said())
+        if poll.error is not None and poll.error.code == engineio.UNKNOWN_SID:
+            return poll, said
+    return None, said
 
 
 @dataclass
@@ -254,6 +291,10 @@ async def check(ctx: Context) -> CheckResult:
                 ),
                 **ev,
             )
+    lost: Poll | None = None
+    if found is not None and found.open_packet is not None and found.payload is not None:
+        lost, session_said = await _same_session(ctx, address, found)
+        ev["polling_session"] = {"sid": found.open_packet.sid, "next_requests": session_said}
     eio = 3 if protocol == 3 else 4
     verdict = await _verify_websocket(ctx, address, path, eio)
     if verdict.open_packet is not None:
@@ -266,7 +307,8 @@ async def check(ctx: Context) -> CheckResult:
         ev["connect_reply"] = verdict.reply.raw[:200]
     ev["websocket"] = ws_url(target, verdict.resource)
     ctx.facts["socketio"] = {"path": path, "protocol": protocol, **ev}
-    problem = _problem(ctx, verdict, path, protocol, url, ev)
+    refused = next((p for p in polls if p.error is not None and p.error.code == engineio.FORBIDDEN), None)
+    problem = _problem(ctx, verdict, path, protocol, url, ev, refused)
     if not url.is_engineio:
         then = (
             _("; at {url}: {problem}").format(url=ev["websocket"], problem=problem.summary)
@@ -298,6 +340,16 @@ async def check(ctx: Context) -> CheckResult:
         )
     if problem is not None:
         return problem
+    if lost is not None:
+        assert found is not None and found.open_packet is not None
+        return SOCKETIO_SESSION_UNKNOWN.fail(
+            CHECK_ID,
+            _(
+                "the Engine.IO session {sid} a polling GET opened at {path} is unknown to the next request of the same client ({said}): its requests reach different server processes"
+            ).format(sid=found.open_packet.sid, path=path, said=lost.said()),
+            SOCKETIO_SESSION_UNKNOWN.fix_text(),
+            **ev,
+        )
     assert verdict.open_packet is not None
     connect = (
         _("CONNECT answered, sid {sid}").format(sid=verdict.reply.sid)
@@ -320,8 +372,10 @@ def _problem(
     protocol: int | None,
     url: engineio.EngineUrl,
     ev: dict[str, Any],
+    refused: Poll | None = None,
 ) -> CheckResult | None:
-    """What fails on the Engine.IO WebSocket, as a result (None when it works)."""
+    """What fails on the Engine.IO WebSocket, as a result (None when it works). ``refused``: a polling
+    GET that got engine.io's 403 (code 4): allowRequest said no, whatever words it gave the upgrade's 400."""
     if verdict.kind == "ok":
         return None
     where = ev["websocket"]
@@ -330,6 +384,21 @@ def _problem(
         result = verdict.result
         if result.status is Status.OK:
             return None
+        if refused is not None and refused.error is not None and result.code != SOCKETIO_FORBIDDEN.code:
+            # allowRequest's own words ("origin not allowed") are the upgrade's bare 400 body, which
+            # alone reads as any server's 400: the polling answer's JSON names engine.io's Forbidden.
+            return SOCKETIO_FORBIDDEN.fail(
+                CHECK_ID,
+                _(
+                    "the Engine.IO server at {path} refuses this client: HTTP 403 {message!r} (engine.io code 4, Forbidden) to the polling request, {upgrade} to the upgrade: its allowRequest hook said no"
+                ).format(
+                    path=path,
+                    message=refused.error.message,
+                    upgrade=result.evidence.get("status_line") or result.code,
+                ),
+                SOCKETIO_FORBIDDEN.fix_text(),
+                **{**ev, **result.evidence},
+            )
         return replace(result, evidence={**ev, **result.evidence})
     if verdict.kind == "refused":
         assert verdict.reply is not None

@@ -1,9 +1,16 @@
 // A real Socket.IO 4 server for the lokin-doctor test-suite, on 127.0.0.1 (loopback only).
-//   node server.js PORT [--path /socket.io] [--refuse] [--eio3]
+//   node server.js PORT [--path /socket.io] [--refuse] [--eio3] [--transports polling]
+//                  [--allow-origin ORIGIN] [--hang] [--connect-timeout MS]
 // --path     : the Engine.IO path (socket.io's `path` option; default /socket.io)
 // --refuse   : a middleware on the main namespace refuses every client: the Socket.IO CONNECT gets
 //              44{"message":"not authorized"} (what an auth middleware does)
 // --eio3     : allowEIO3 (Socket.IO 2 clients accepted too)
+// --transports LIST  : socket.io's transports option, comma-separated (polling: long-polling only)
+// --allow-origin O   : an allowRequest hook that takes only the handshakes whose Origin is O (the
+//                      canonical callback(null, ok): engine.io answers 403 / 400 "Forbidden" to others)
+// --deny-message M   : with --allow-origin, the hook refuses with its own words: callback(M, false)
+// --hang     : a middleware on the main namespace that never calls next(): the CONNECT gets no answer
+// --connect-timeout MS : socket.io's connectTimeout (the client is closed when no namespace joined in MS)
 // Plain HTTP requests outside the path get a small web page, as an Express app next to Socket.IO would.
 "use strict";
 const http = require("http");
@@ -24,9 +31,22 @@ const io = new Server(httpServer, {
   path: value("--path", "/socket.io"),
   allowEIO3: opt("--eio3"),
   cors: { origin: "*" },
+  transports: value("--transports", "polling,websocket").split(","),
+  connectTimeout: Number(value("--connect-timeout", "45000")),
+  ...(opt("--allow-origin")
+    ? {
+        allowRequest: (req, callback) => {
+          const ok = req.headers.origin === value("--allow-origin");
+          callback(ok ? null : value("--deny-message", null), ok);
+        },
+      }
+    : {}),
 });
 if (opt("--refuse")) {
   io.use((socket, next) => next(new Error("not authorized")));
+}
+if (opt("--hang")) {
+  io.use((socket, next) => console.log(`holding ${socket.id}: next() never called`));
 }
 io.on("connection", (socket) => {
   console.log(`connected ${socket.id}`);
