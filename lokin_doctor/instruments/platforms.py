@@ -73,7 +73,7 @@ class Platform:
         return senders.info(self.id).name
 
 
-I = LimitKind.IDLE
+IDLE = LimitKind.IDLE
 CLOUDFLARE_NETWORKS = (
     # https://www.cloudflare.com/ips-v4 and /ips-v6
     *("173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18"),
@@ -90,7 +90,7 @@ PLATFORMS: dict[str, Platform] = {
             "cloudflare",
             Limit(
                 100.0,
-                I,
+                IDLE,
                 N_("Proxy Read Timeout: nothing from the origin for that long"),
                 N_("only on Enterprise plans, through the account team"),
                 N_(
@@ -106,7 +106,7 @@ PLATFORMS: dict[str, Platform] = {
             "cloudfront",
             Limit(
                 600.0,
-                I,
+                IDLE,
                 N_(
                     "WebSocket origin response (idle) timeout: no byte from the origin to the client for that long"
                 ),
@@ -122,7 +122,7 @@ PLATFORMS: dict[str, Platform] = {
             "aws-elb",
             Limit(
                 60.0,
-                I,
+                IDLE,
                 N_(
                     "connection idle timeout, the ALB and Classic LB default: no data sent or received for that long"
                 ),
@@ -151,7 +151,7 @@ PLATFORMS: dict[str, Platform] = {
             "azure-front-door",
             Limit(
                 300.0,
-                I,
+                IDLE,
                 N_(
                     "WebSocket idle timeout: no data from the origin or the client for that long; at most 4 hours open"
                 ),
@@ -167,7 +167,7 @@ PLATFORMS: dict[str, Platform] = {
             "azure-app-gateway",
             Limit(
                 None,
-                I,
+                IDLE,
                 N_("no WebSocket idle timeout documented"),
                 N_("unknown"),
                 N_("hold a connection through it (--hold 300) to measure when it cuts idle WebSockets"),
@@ -178,7 +178,7 @@ PLATFORMS: dict[str, Platform] = {
             "fly",
             Limit(
                 60.0,
-                I,
+                IDLE,
                 N_(
                     "idle connection timeout of the public proxy, as documented: no data for that long; Fly announced in 2023 that it removed it"
                 ),
@@ -193,7 +193,7 @@ PLATFORMS: dict[str, Platform] = {
             "heroku",
             Limit(
                 55.0,
-                I,
+                IDLE,
                 N_("router timeout: no byte either way for that long, after a first byte within 30 s"),
                 N_("no"),
                 N_(
@@ -279,7 +279,7 @@ def recognise(
     if certificate:
         cert_names = [str(n) for n in certificate.get("sans") or () if isinstance(n, str)]
         for name in cert_names[:50]:
-            for pid, suffix in _by_name(name.lstrip("*")):
+            for pid, _suffix in _by_name(name.lstrip("*")):
                 ev = f"certificate name {name}"
                 if ev not in found.get(pid, []):
                     found.setdefault(pid, []).append(ev)

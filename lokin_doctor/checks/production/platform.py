@@ -34,8 +34,9 @@ CHECK_ID = "platform"
 
 
 def tolerance(limit: float) -> float:
-    """How far an observed time may be from a limit and still be it (the hold's rule: 3 s or 8 %)."""
-    return max(3.0, limit * 0.08)
+    """How far an observed time may be from a limit and still be it: the hold's rule (3 s or 8 %) for every
+    real limit (30 s and more), a quarter of the limit below 12 s."""
+    return max(min(3.0, limit * 0.25), limit * 0.08)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def weigh(rec: Recognised, obs: Observed) -> Verdict:
     half = max(1, int(seconds / 2))
     fix = _(limit.fix).format(half=half)
     hold_hint = _("hold an idle connection past it (--hold {hold:g}) to see whether it applies here").format(
-        hold=seconds + max(10.0, tol * 2)
+        hold=seconds + max(10.0, tol)
     )
     if limit.kind is LimitKind.LIFETIME:
         head = _("{name} closes every WebSocket after {limit:g} s, idle or not ({what})").format(
