@@ -55,6 +55,10 @@ class Limit:
     #: The page that documents the figure.
     source: str
     firm: bool = True
+    #: Where the vendor's pages have given a higher figure for the same timeout (Cloudflare: 100 s, then
+    #: 120 s and 125 s): a drop anywhere from ``seconds`` to this is the platform's. Warnings and the
+    #: advice use ``seconds``, the lowest, which is safe under every version.
+    upper: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,15 @@ PLATFORMS: dict[str, Platform] = {
             Limit(
                 100.0,
                 IDLE,
-                N_("Proxy Read Timeout: nothing from the origin for that long"),
+                N_(
+                    "Proxy Read Timeout: nothing from the origin for that long (100 s; 120 s, then 125 s in later versions of the page)"
+                ),
                 N_("only on Enterprise plans, through the account team"),
                 N_(
                     "make the server ping every {half} s or less (any message counts); Cloudflare raises the 100 s only for Enterprise zones"
                 ),
                 "https://developers.cloudflare.com/fundamentals/reference/connection-limits/",
+                upper=125.0,
             ),
             host_suffixes=(".cdn.cloudflare.net",),
             networks=CLOUDFLARE_NETWORKS,
@@ -222,6 +229,7 @@ class Recognised:
             "recognised_by": list(self.evidence),
             "limit_s": limit.seconds,
             "limit_kind": limit.kind.value,
+            **({"limit_upper_s": limit.upper} if limit.upper is not None else {}),
             "source": limit.source,
         }
 

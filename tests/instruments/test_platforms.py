@@ -115,6 +115,18 @@ def test_cloudflare_cut_at_100_s_idle_is_the_cause() -> None:
     assert v.hint is not None and "every 50 s" in v.hint
 
 
+@pytest.mark.parametrize("idle", [120.2, 125.0])
+def test_cloudflares_later_figures_120_and_125_s_are_its_timeout_too(idle: float) -> None:
+    # Versions of the connection-limits page give 100 s, 120 s and 125 s: a drop in that span is Cloudflare's.
+    v = weigh(_rec("cloudflare"), Observed(watched_s=idle, dropped_after_s=idle, idle_before_drop_s=idle))
+    assert v.status is Status.FAIL and v.cause == "platform.idle-timeout", v.summary
+    past = weigh(
+        _rec("cloudflare"), Observed(watched_s=140.0, dropped_after_s=140.0, idle_before_drop_s=140.0)
+    )
+    assert past.status is Status.OK and past.note is not None and "not this timeout" in past.note
+    assert _rec("cloudflare").as_evidence()["limit_upper_s"] == 125
+
+
 def test_a_drop_at_another_time_is_not_the_platforms() -> None:
     v = weigh(_rec("cloudflare"), Observed(watched_s=60.1, dropped_after_s=60.1, idle_before_drop_s=60.1))
     assert v.status is Status.OK and v.note is not None and "not this timeout" in v.note

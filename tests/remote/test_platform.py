@@ -128,17 +128,17 @@ def _handshake(peer: Any) -> dict[str, Any]:
 
 
 CLOUDFLARE_1003 = (
-    '<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<title>Direct IP access not allowed | Cloudflare</title>\n'
-    '<link rel="stylesheet" id="cf_styles-css" href="/cdn-cgi/styles/main.css" />\n</head>\n<body>\n'
-    '<div id="cf-wrapper">\n<div id="cf-error-details" class="cf-error-details-wrapper">\n'
-    '<div class="cf-wrapper cf-header cf-error-overview">\n<h1>\n'
-    '<span class="cf-error-type" data-translate="error">Error</span>\n<span class="cf-error-code">1003</span>\n'
-    '</h1>\n<h2 class="cf-subheadline">Direct IP access not allowed</h2>\n</div>\n'
-    '<div class="cf-section cf-wrapper"><p>You\'ve requested an IP address that is part of the Cloudflare network.'
-    " A valid Host header must be supplied to reach the desired website.</p></div>\n"
-    '<div class="cf-error-footer"><p><span>Cloudflare Ray ID: <strong>8ec2b9d1f8a5e1c4</strong></span></p>'
-    "</div>\n</div>\n</div>\n</body>\n</html>\n"
-).encode()
+    b'<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<title>Direct IP access not allowed | Cloudflare</title>\n'
+    b'<link rel="stylesheet" id="cf_styles-css" href="/cdn-cgi/styles/main.css" />\n</head>\n<body>\n'
+    b'<div id="cf-wrapper">\n<div id="cf-error-details" class="cf-error-details-wrapper">\n'
+    b'<div class="cf-wrapper cf-header cf-error-overview">\n<h1>\n'
+    b'<span class="cf-error-type" data-translate="error">Error</span>\n<span class="cf-error-code">1003</span>\n'
+    b'</h1>\n<h2 class="cf-subheadline">Direct IP access not allowed</h2>\n</div>\n'
+    b'<div class="cf-section cf-wrapper"><p>You\'ve requested an IP address that is part of the Cloudflare network.'
+    b" A valid Host header must be supplied to reach the desired website.</p></div>\n"
+    b'<div class="cf-error-footer"><p><span>Cloudflare Ray ID: <strong>8ec2b9d1f8a5e1c4</strong></span></p>'
+    b"</div>\n</div>\n</div>\n</body>\n</html>\n"
+)
 
 
 def test_cloudflare_1003_direct_ip(bad_server: Any) -> None:

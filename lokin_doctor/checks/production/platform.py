@@ -187,7 +187,7 @@ def weigh(rec: Recognised, obs: Observed) -> Verdict:
     )
     if obs.dropped_after_s is not None:
         idle = obs.idle_before_drop_s if obs.idle_before_drop_s is not None else obs.dropped_after_s
-        if abs(idle - seconds) <= tol:
+        if seconds - tol <= idle <= (limit.upper or seconds) + tol:
             return Verdict(
                 Status.FAIL,
                 _(
