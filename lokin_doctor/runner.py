@@ -224,6 +224,14 @@ CHECKS: tuple[CheckSpec, ...] = (
         applies=_hold_only,
         extra_time=lambda s: s.hold or 0.0,
     ),
+    CheckSpec(
+        "platform",
+        "a CDN or cloud load balancer in front (headers, names, addresses, certificate): its documented "
+        "WebSocket timeout set against the server's pings and the --hold drop",
+        "lokin_doctor.checks.production.platform:check",
+        requires=("handshake",),
+        after=("dns-records", "tls", "socketio", "session", "hold"),
+    ),
 )
 CHECKS += (
     CheckSpec(
@@ -257,6 +265,7 @@ LOCAL_CHECKS: tuple[str, ...] = (
     "proxy",
     "variants",
     "hold",
+    "platform",
 )
 LOCAL_CHECKS += ("nginx", "proxy-config", "supervisor", "firewall")
 REMOTE_CHECKS = (
@@ -274,6 +283,7 @@ REMOTE_CHECKS = (
     "page",
     "origins",
     "hold",
+    "platform",
 )
 
 #: Which failure is the root cause when several fail: the deepest link that explains the others.
@@ -302,6 +312,8 @@ ROOT_CAUSE_ORDER = (
     "origins",
     "session",
     "backends",
+    # A platform's timeout that matches the hold's drop explains it.
+    "platform",
     "hold",
 )
 

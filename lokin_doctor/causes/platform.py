@@ -163,3 +163,40 @@ PLATFORM_NO_WEBSOCKET = cause(
     ),
     tags=(Tag.NOT_A_URL_PROBLEM,),
 )
+
+# -- limits of the platform in front (lokin_doctor/checks/production/platform.py) -------------------------
+PLATFORM_IDLE_TIMEOUT = cause(
+    "platform.idle-timeout",
+    L,
+    N_(
+        "the CDN or load balancer in front cut the idle WebSocket at its documented idle timeout (Cloudflare 100 s, an AWS load balancer 60 s, Heroku 55 s...): the server sent nothing in that time"
+    ),
+    N_(
+        "make the server ping every connection well within the platform's idle timeout (every 25-30 s fits them all), or raise the timeout where the platform allows it"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM, Tag.IDLE_CUT),
+)
+PLATFORM_LIFETIME_CUT = cause(
+    "platform.lifetime-cut",
+    L,
+    N_(
+        "the load balancer in front closed the WebSocket at its maximum connection time, idle or not (Google Cloud's backend service timeout, 30 s by default)"
+    ),
+    N_(
+        "raise the limit above the longest session you need (Google: the backend service timeout); pings do not extend it, so clients must reconnect when it ends"
+    ),
+    tags=(Tag.NOT_A_URL_PROBLEM, Tag.IDLE_CUT),
+)
+PLATFORM_PING_TOO_SLOW = cause(
+    "platform.ping-too-slow",
+    L,
+    N_(
+        "the server's keepalive is slower than the idle timeout of the CDN or load balancer in front: an idle connection is cut before the next ping"
+    ),
+    N_(
+        "make the server ping more often than the platform's idle timeout (ws: setInterval(() => ws.ping(), 25000); websockets: ping_interval=25; Socket.IO: pingInterval 25000)"
+    ),
+    warn=True,
+    fail=False,
+    tags=(Tag.NOT_A_URL_PROBLEM, Tag.IDLE_CUT),
+)

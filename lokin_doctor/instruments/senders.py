@@ -258,6 +258,13 @@ SIGNATURES: tuple[Signature, ...] = (
     S("google-lb", r"\bgoogle\b", header="via", role=P),
     S("google-lb", r"^Google Frontend", header="server", role=P),
     S("heroku", r"\bvegur\b", header="via", role=P),
+    # Heroku's Router 2.0 says "Via: 2.0 heroku-router"; both routers add the heroku-nel reporting group.
+    S("heroku", r"\bheroku-router\b", header="via", role=P),
+    S("heroku", r"\"heroku-nel\"", header="report-to", role=P),
+    # The load balancers' stickiness cookies, on the backend's replies (AWSALB/AWSALBCORS: an ALB's
+    # duration-based stickiness; AWSELB: a Classic LB's; ApplicationGatewayAffinity: Azure's).
+    S("aws-elb", r"^AWS(?:ALB(?:CORS|TG|TGCORS)?|ELB)=", header="set-cookie", role=P),
+    S("azure-app-gateway", r"^ApplicationGatewayAffinity(?:CORS)?=", header="set-cookie", role=P),
     S("fly", r"\bfly\.io\b", header="via", role=P),
     S("fly", r"", header="fly-request-id", role=P),
     S("fly", r"^Fly/", header="server", role=P),
