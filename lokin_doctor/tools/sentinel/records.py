@@ -39,6 +39,10 @@ class Run:
         repeats: how many identical consecutive healthy runs this row stands for (compact storage).
         last_started: when the last of those repeats began (== started when repeats == 1).
         id: the history's row id, None before it is stored.
+        state: the sentinel's confirmed state after this run, ``up`` or ``down`` (``--confirm``: one blip does
+            not make a target down); None when not known (the run's own status then stands for it).
+
+    ``status`` is ``cut`` for a run the sentinel's stop cut before it finished (kept, never a state change).
     """
 
     target: str
@@ -55,10 +59,11 @@ class Run:
     repeats: int = 1
     last_started: float | None = None
     id: int | None = None
+    state: str | None = None
 
     @property
     def healthy(self) -> bool:
-        """A run that would not alert: ok or warn (warnings are not an outage)."""
+        """A run that would not alert: ok or warn (warnings are not an outage; a cut run is no verdict)."""
         return self.status != "fail"
 
 
