@@ -169,6 +169,7 @@ class _RunCollector(Collector):
             expiry,
             cause,
             status,
+            down,
             last,
             incidents,
             counts,

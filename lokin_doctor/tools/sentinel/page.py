@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from lokin_doctor.i18n import N_, _, language
+from lokin_doctor.i18n import N_, _, language, ngettext
 from lokin_doctor.tools.sentinel import charts
 from lokin_doctor.tools.sentinel.history import CUT, is_down
 from lokin_doctor.tools.sentinel.records import PHASES, Incident, Run
@@ -101,6 +101,10 @@ class TargetView:
     began_earlier: bool = False
 
 
+def _note(text: str) -> str:
+    return '<p class="note">' + escape(text) + "</p>"
+
+
 def clock(at: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return time.strftime(fmt, time.gmtime(at)) + " UTC"
 
@@ -123,11 +127,11 @@ def _state_names() -> dict[int, str]:
 
 def _badge(run: Run | None) -> str:
     if run is None:
-        return f'<span class="badge none">{escape(_("no run yet"))}</span>'
+        return '<span class="badge none">' + escape(_("no run yet")) + "</span>"
     if run.status == CUT:
-        return f'<span class="badge none">{escape(_("cut"))}</span>'
+        return '<span class="badge none">' + escape(_("cut")) + "</span>"
     if run.status == "ok" or not run.root_cause:
-        return f'<span class="badge ok">{escape(_("OK"))}</span>'
+        return '<span class="badge ok">' + escape(_("OK")) + "</span>"
     return f'<span class="badge {escape(run.status)}">{escape(run.root_cause)}</span>'
 
 
@@ -143,19 +147,17 @@ def _meaning(code: str | None) -> str | None:
 def _verdict(view: TargetView, now: float) -> str:
     run = view.latest
     if run is None:
-        return f'<div class="verdict"><p class="note">{escape(_("The first run has not finished yet."))}</p></div>'
+        return '<div class="verdict">' + _note(_("The first run has not finished yet.")) + "</div>"
     out = ['<div class="verdict">']
     if run.status == "fail" and not is_down(run):
-        out.append(
-            f'<p class="note">{escape(_("Not confirmed yet: the target is still counted up (--confirm)."))}</p>'
-        )
+        out.append(_note(_("Not confirmed yet: the target is still counted up (--confirm).")))
     if run.summary:
         out.append(f'<p class="summary">{escape(run.summary)}</p>')
     meaning = _meaning(run.root_cause) if run.status != "ok" else None
     if meaning:
-        out.append(f'<p class="meaning">{escape(_("What it means:"))} {escape(meaning)}</p>')
+        out.append('<p class="meaning">' + escape(_("What it means:")) + f" {escape(meaning)}</p>")
     if run.hint and run.status != "ok":
-        out.append(f'<p class="fix"><strong>{escape(_("Fix:"))}</strong> {escape(run.hint)}</p>')
+        out.append('<p class="fix"><strong>' + escape(_("Fix:")) + f"</strong> {escape(run.hint)}</p>")
     ongoing = next((i for i in view.incidents if i.ongoing), None)
     since: str | None = None
     if is_down(run) and ongoing is not None:
@@ -170,7 +172,7 @@ def _verdict(view: TargetView, now: float) -> str:
     if since:
         facts.insert(0, since)
     if run.id is not None:
-        facts.append(f'<a href="/runs/{run.id}">{escape(_("full report"))}</a>')
+        facts.append(f'<a href="/runs/{run.id}">' + escape(_("full report")) + "</a>")
     out.append(
         '<p class="meta">' + " · ".join(f if f.startswith("<a ") else escape(f) for f in facts) + "</p>"
     )
@@ -210,13 +212,13 @@ def _timelines(view: TargetView, now: float, colours: dict[str, str]) -> str:
     day = charts.bands(view.runs, now - DAY, now, DAY_SLOTS)
     week = charts.bands(view.runs, now - WEEK, now, WEEK_SLOTS)
     names = _state_names()
-    out = [f"<h3>{escape(_('Last 24 hours'))}</h3>"]
+    out = ["<h3>" + escape(_("Last 24 hours")) + "</h3>"]
     out.append(
         charts.timeline_svg(
             day, now - DAY, now, colours, _ticks(now - DAY, now, 6 * 3600, "%H:%M"), _("Last 24 hours"), names
         )
     )
-    out.append(f"<h3>{escape(_('Last 7 days'))}</h3>")
+    out.append("<h3>" + escape(_("Last 7 days")) + "</h3>")
     out.append(
         charts.timeline_svg(
             week,
@@ -233,7 +235,11 @@ def _timelines(view: TargetView, now: float, colours: dict[str, str]) -> str:
     if view.truncated and view.runs:
         oldest = min(r.started for r in view.runs)
         out.append(
-            f'<p class="note">{escape(_("Only the most recent runs were read: the charts start at {when}.").format(when=clock(oldest)))}</p>'
+            _note(
+                _("Only the most recent runs were read: the charts start at {when}.").format(
+                    when=clock(oldest)
+                )
+            )
         )
     return "".join(out)
 
@@ -243,7 +249,7 @@ def _latency(view: TargetView, now: float) -> str:
     title = _("Latency per phase, last 24 hours")
     out = [f"<h3>{escape(title)}</h3>"]
     if not series:
-        out.append(f'<p class="note">{escape(_("No phase was timed in the last 24 hours."))}</p>')
+        out.append(_note(_("No phase was timed in the last 24 hours.")))
         return "".join(out)
     out.append(charts.latency_svg(series, now - DAY, now, _ticks(now - DAY, now, 6 * 3600, "%H:%M"), title))
     latest = view.latest.phases if view.latest else {}
@@ -254,16 +260,17 @@ def _latency(view: TargetView, now: float) -> str:
         value = f" {latest[phase] * 1000:.1f} ms" if phase in latest else ""
         items.append(
             f'<li><span class="swatch" style="background:{charts.PHASE_COLOURS[phase]}"></span>'
-            f"{escape(_(PHASE_LABELS[phase]))}{escape(value)}</li>"
+            + escape(_(PHASE_LABELS[phase]) + value)
+            + "</li>"
         )
     out.append('<ul class="legend">' + "".join(items) + "</ul>")
     return "".join(out)
 
 
 def _incidents(view: TargetView, now: float) -> str:
-    out = [f"<h3>{escape(_('Incidents, last 7 days'))}</h3>"]
+    out = ["<h3>" + escape(_("Incidents, last 7 days")) + "</h3>"]
     if not view.incidents:
-        out.append(f'<p class="note">{escape(_("No incident in the last 7 days."))}</p>')
+        out.append(_note(_("No incident in the last 7 days.")))
         return "".join(out)
     head = (_("start"), _("end"), _("length"), _("root cause"), _("report"))
     out.append('<div class="table"><table class="incidents"><thead><tr>')
@@ -289,7 +296,7 @@ def _incidents(view: TargetView, now: float) -> str:
     out.append("</tbody></table></div>")
     if len(view.incidents) > INCIDENTS_SHOWN or view.began_earlier:
         out.append(
-            f'<p class="note">{escape(_("Older incidents: lokin-doctor history --target {target}").format(target=view.target))}</p>'
+            _note(_("Older incidents: lokin-doctor history --target {target}").format(target=view.target))
         )
     return "".join(out)
 
@@ -309,16 +316,18 @@ def status_page(views: Sequence[TargetView], now: float, refresh: int = REFRESH_
     colours = charts.fail_colours(codes)
     failing = sum(1 for v in views if v.latest is not None and is_down(v.latest))
     title = _("lokin-doctor sentinel")
-    summary = (
-        _("{failing} of {total} targets failing").format(failing=failing, total=len(views))
-        if failing
-        else _("all {total} targets healthy").format(total=len(views))
-    )
+    total = len(views)
+    if failing:
+        summary = ngettext(
+            "{failing} of {total} target failing", "{failing} of {total} targets failing", total
+        ).format(failing=failing, total=total)
+    else:
+        summary = ngettext("the target is healthy", "all {total} targets healthy", total).format(total=total)
     body = [
         f"<header><h1>{escape(title)}</h1>",
         f'<p class="meta"><span id="overall">{escape(summary)}</span> · ',
-        f"{escape(_('updated {when}, every {n} s').format(when=clock(now), n=refresh))} · ",
-        f'<a href="/metrics">{escape(_("metrics"))}</a></p></header><main>',
+        escape(_("updated {when}, every {n} s").format(when=clock(now), n=refresh)) + " · ",
+        '<a href="/metrics">' + escape(_("metrics")) + "</a></p></header><main>",
     ]
     for index, view in enumerate(views):
         body.append(
@@ -350,9 +359,11 @@ def run_page(run: Run, text: str | None) -> str:
     assert run.id is not None
     heading = _("Run #{id}").format(id=run.id)
     body = [
-        f'<header><p><a href="/">{escape(_("status page"))}</a></p><h1>{escape(heading)}</h1>',
+        '<header><p><a href="/">' + escape(_("status page")) + f"</a></p><h1>{escape(heading)}</h1>",
         f"<h2>{_badge(run)} {escape(run.target)}</h2>",
-        f'<p class="meta">{escape(clock(run.started))} · {escape(_("{s:.2f} s").format(s=run.duration))}</p>',
+        f'<p class="meta">{escape(clock(run.started))} · '
+        + escape(_("{s:.2f} s").format(s=run.duration))
+        + "</p>",
     ]
     if text is not None:
         links = " ".join(f'<a href="{quote(href)}">{escape(label)}</a>' for label, href in run_links(run.id))

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from lokin_doctor.tools.sentinel import page
-from lokin_doctor.tools.sentinel.history import CUT, incidents_of, is_down
+from lokin_doctor.tools.sentinel.history import CUT, HistoryError, incidents_of, is_down
 from lokin_doctor.tools.sentinel.metrics import SentinelMetrics
 from lokin_doctor.tools.sentinel.records import Run
 
@@ -149,6 +149,11 @@ class StatusServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._clients) >= MAX_CLIENTS:
+            # Read the head briefly first: closing on unread bytes would reset the connection, and the
+            # client would see no answer at all.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(0.5):
+                    await reader.readuntil(b"\r\n\r\n")
             await self._send(writer, "GET", _text(503, "too many clients"))
             return
         self._clients.add(task)
@@ -191,7 +196,7 @@ class StatusServer:
             # In a thread: the history's reads and the page's strings never hold up a probe (History is
             # thread-safe; the metrics too).
             return method, await asyncio.to_thread(self.respond, target, headers)
-        except (sqlite3.Error, OSError) as exc:
+        except (HistoryError, sqlite3.Error, OSError) as exc:
             log.warning("the history could not be read: %s", exc)
             return method, _text(503, f"the history cannot be read: {exc}")
         except Exception:  # a page must never take the sentinel down: say so, log it, serve the next one
