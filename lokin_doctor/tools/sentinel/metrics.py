@@ -190,20 +190,21 @@ class SentinelMetrics:
         self.registry.register(_RunCollector(self))
 
     def observe(self, run: Run) -> None:
-        """Count ``run`` (``repeats`` times for a folded row) and make it its target's current state.
+        """Count ``run`` and make it its target's current state: one call, one run (the row the history
+        stored may be a folded one whose ``repeats`` add up earlier calls: they were counted then).
 
         A run the sentinel's stop cut is counted (``status="cut"``) but changes no gauge: it is no verdict.
         """
         with self._lock:
             key = (run.target, run.status)
-            self._runs[key] = self._runs.get(key, 0) + max(1, run.repeats)
+            self._runs[key] = self._runs.get(key, 0) + 1
             if run.status == CUT:
                 return
             previous = self._targets.get(run.target)
             down = is_down(run)
             begun = down and (previous is None or not previous.down)
             buckets = previous.buckets if previous else [0] * (len(DURATION_BUCKETS) + 1)
-            buckets[bisect.bisect_left(DURATION_BUCKETS, run.duration)] += max(1, run.repeats)
+            buckets[bisect.bisect_left(DURATION_BUCKETS, run.duration)] += 1
             self._targets[run.target] = _TargetState(
                 last=run,
                 down=down,
@@ -213,7 +214,7 @@ class SentinelMetrics:
                 else (previous.cert_not_after if previous else None),
                 incidents=(previous.incidents if previous else 0) + (1 if begun else 0),
                 buckets=buckets,
-                seconds=(previous.seconds if previous else 0.0) + run.duration * max(1, run.repeats),
+                seconds=(previous.seconds if previous else 0.0) + run.duration,
             )
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:

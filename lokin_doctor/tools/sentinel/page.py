@@ -393,27 +393,6 @@ def render_report(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
     from lokin_doctor.formats import render
+    from lokin_doctor.render import report_from_dict
 
     return render(fmt, [report_from_dict(report)], colors=False)
-
-
-def report_from_dict(data: dict[str, Any]) -> Any:
-    """A :class:`lokin_doctor.model.Report` rebuilt from its JSON form (schema 1)."""
-    from lokin_doctor.model import CheckResult, Report, RootCause, Status
-
-    results = tuple(
-        CheckResult(
-            id=str(c["id"]),
-            status=Status(c["status"]),
-            summary=str(c.get("summary") or ""),
-            code=c.get("code"),
-            hint=c.get("hint"),
-            evidence=dict(c.get("evidence") or {}),
-            duration_ms=float(c.get("duration_ms") or 0.0),
-            note=c.get("note"),
-        )
-        for c in data.get("checks", [])
-    )
-    rc = data.get("root_cause")
-    root = RootCause(str(rc["check"]), str(rc["code"]), str(rc["summary"]), str(rc["hint"])) if rc else None
-    return Report(str(data.get("target", "")), results, root, float(data.get("duration_ms") or 0.0))
