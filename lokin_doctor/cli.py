@@ -59,6 +59,7 @@ COMMAND_MODULES = (
     "lokin_doctor.tools.load.command",
     "lokin_doctor.tools.watch.command",
     "lokin_doctor.tools.monitor.command",
+    "lokin_doctor.tools.sentinel.command",
 )
 
 
@@ -181,25 +182,6 @@ def _run(
     raise typer.Exit(max(report.exit_code(out.strict) for report in reports))
 
 
-def _read_targets(path: str) -> list[str]:
-    """One URL a line; blank lines and lines starting with # are ignored."""
-    if not path.strip():
-        usage_error(_("--targets is empty; give a text file with one URL a line"), "--targets")
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        usage_error(
-            _("--targets {path!r} cannot be read ({reason}); give a text file with one URL a line").format(
-                path=path, reason=getattr(exc, "strerror", None) or type(exc).__name__
-            )
-        )
-    urls = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    if not urls:
-        usage_error(_("--targets {path!r} lists no URL; write one URL a line").format(path=path))
-    return urls
-
-
 @dataclass(frozen=True)
 class Invocation:
     """What a check command's body receives: the URL argument, the Settings keywords of its options (built
@@ -220,16 +202,20 @@ def check_command(
 ) -> Callable[[Callable[[Invocation], None]], Callable[[Invocation], None]]:
     """Register a check command whose options come from the table (``options.COMMAND_OPTIONS[name]``): each
     option is declared once, its value validated once (``build_settings``), and passed whole."""
-    import inspect
-
-    from lokin_doctor.options import COMMAND_OPTIONS, OUTPUT_OPTIONS, SETTING_BY_PARAM, settings_keywords
+    from lokin_doctor.options import (
+        COMMAND_OPTIONS,
+        OUTPUT_OPTIONS,
+        SETTING_BY_PARAM,
+        settings_keywords,
+        signature_command,
+    )
 
     setting_specs = [SETTING_BY_PARAM[p] for p in COMMAND_OPTIONS[name]]
     head, tail = setting_specs[:1], setting_specs[1:]  # --timeout first, as every command lists it
     specs = [*head, *OUTPUT_OPTIONS, *own, *tail]
 
     def decorate(body: Callable[[Invocation], None]) -> Callable[[Invocation], None]:
-        def command(**values: Any) -> None:
+        def command(values: dict[str, Any]) -> None:
             out = Output.of(
                 values["json_out"],
                 values["fmt"],
@@ -247,15 +233,7 @@ def check_command(
                 )
             )
 
-        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        params = [inspect.Parameter("url", kind, annotation=url, default=None)]
-        params += [
-            inspect.Parameter(s.param, kind, annotation=s.annotation, default=s.default) for s in specs
-        ]
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        command.__name__ = body.__name__
-        app.command(name, help=help_text)(command)
+        app.command(name, help=help_text)(signature_command(body.__name__, url, specs, command))
         return body
 
     return decorate
@@ -293,6 +271,8 @@ def check_command(
     ),
 )
 def all_command(run: Invocation) -> None:
+    from lokin_doctor.settings import read_targets
+
     if run.own["list_checks"]:
         from lokin_doctor import environment, render
         from lokin_doctor.runner import CHECKS
@@ -301,7 +281,7 @@ def all_command(run: Invocation) -> None:
         env.stdout.write(render.lines_text(render.check_list_lines(CHECKS), colors=env.colors))
         raise typer.Exit()
     targets = run.own["targets"]
-    urls: list[str | None] = [*(run.url or []), *(_read_targets(targets) if targets is not None else [])]
+    urls: list[str | None] = [*(run.url or []), *(read_targets(targets) if targets is not None else [])]
     embedded = run.own["embedded"]
     if embedded and urls:
         usage_error(_("--embedded diagnoses the embedded server; give no URL with it"))

@@ -6,6 +6,7 @@ has chosen the language (``i18n.setup_from_argv``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -372,3 +373,23 @@ def settings_keywords(
         value = values[s.param]
         out[s.setting] = tuple(value or ()) if s.many else value
     return out
+
+
+def signature_command(
+    name: str, url: Any, specs: Sequence[OptionSpec], body: Callable[[dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """A function Typer reads as a command: a ``url`` argument of type ``url``, then one parameter per spec
+    (its Annotated type and default), calling ``body`` with every value by parameter name. The check
+    commands (``cli.check_command``) and the tools that take the same options (``sentinel``) are built so."""
+    import inspect
+
+    def command(**values: Any) -> Any:
+        return body(values)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("url", kind, annotation=url, default=None)]
+    params += [inspect.Parameter(s.param, kind, annotation=s.annotation, default=s.default) for s in specs]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = name
+    return command

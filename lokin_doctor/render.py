@@ -41,6 +41,29 @@ def report_dict(report: Report) -> dict[str, Any]:
     return {"schema": SCHEMA, "tool": "lokin-doctor", "version": __version__, **_target_dict(report)}
 
 
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """The :class:`Report` of a schema-1 JSON report (:func:`report_dict`'s inverse): a stored report rendered
+    again in any format (the sentinel's history)."""
+    from lokin_doctor.model import CheckResult, RootCause
+
+    results = tuple(
+        CheckResult(
+            id=str(c["id"]),
+            status=Status(c["status"]),
+            summary=str(c.get("summary") or ""),
+            code=c.get("code"),
+            hint=c.get("hint"),
+            evidence=dict(c.get("evidence") or {}),
+            duration_ms=float(c.get("duration_ms") or 0.0),
+            note=c.get("note"),
+        )
+        for c in data.get("checks") or []
+    )
+    rc = data.get("root_cause")
+    root = RootCause(str(rc["check"]), str(rc["code"]), str(rc["summary"]), str(rc["hint"])) if rc else None
+    return Report(str(data.get("target", "")), results, root, float(data.get("duration_ms") or 0.0))
+
+
 def reports_dict(reports: Sequence[Report]) -> dict[str, Any]:
     """Schema 2: several targets, one entry each (the entry is a schema-1 report without its header)."""
     worst = max((r.status for r in reports), key=lambda s: s.rank, default=Status.OK)

@@ -511,6 +511,13 @@ async def _run_async(
     )
 
 
+async def diagnose(settings: Settings, only: Iterable[str] | None = None, debug: bool = False) -> Report:
+    """One run of the checklist in the running event loop (the sentinel's), under its own deadline."""
+    if only:
+        select_checks(settings, only)  # unknown ids: UnknownCheckError before any traffic
+    return await _run_async(settings, list(only) if only else None, False, debug)
+
+
 def run_report(
     settings: Settings, only: Iterable[str] | None = None, embedded: bool = False, debug: bool = False
 ) -> Report:

@@ -366,3 +366,25 @@ def _browser_settings(
             )
         )
     return found
+
+
+def read_targets(path: str) -> list[str]:
+    """``--targets FILE``: one URL a line; blank lines and lines starting with # are ignored."""
+    if not path.strip():
+        raise SettingsError(_("--targets is empty; give a text file with one URL a line"), "--targets")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            _("--targets {path!r} cannot be read ({reason}); give a text file with one URL a line").format(
+                path=path, reason=getattr(exc, "strerror", None) or type(exc).__name__
+            ),
+            "--targets",
+        ) from None
+    urls = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not urls:
+        raise SettingsError(
+            _("--targets {path!r} lists no URL; write one URL a line").format(path=path), "--targets"
+        )
+    return urls
