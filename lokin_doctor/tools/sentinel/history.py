@@ -155,7 +155,14 @@ class History:
             )
             self._db = db
             db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._setup(db)
+            for attempt in range(20):  # two sentinels creating one file at once: the loser waits its turn
+                try:
+                    self._setup(db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         except HistoryError:
             self._abandon()
             raise
@@ -180,6 +187,10 @@ class History:
                     "{known}): upgrade, or give another --history"
                 ).format(path=self.path, version=version, known=SCHEMA_VERSION)
             )
+        if version == 0:
+            # Before the first page is written: freed pages then go back to the file system a few at a time
+            # after a prune (incremental_vacuum), never a whole VACUUM. A no-op on a file that has tables.
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":  # e.g. a file system without shared memory: still usable
             db.execute("PRAGMA journal_mode = DELETE")
@@ -198,8 +209,6 @@ class History:
                             "{path} is a SQLite database but not a lokin-doctor history; give another --history"
                         ).format(path=self.path)
                     )
-                # Freed pages go back to the file system a few at a time after a prune (no VACUUM).
-                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -208,8 +217,6 @@ class History:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-            db.execute("VACUUM")  # auto_vacuum takes effect on an empty new file only after one VACUUM
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
