@@ -68,7 +68,9 @@ def test_done_when(
     history_file = tmp_path / "history.sqlite"
     serve = serve_process("--host", "127.0.0.1", "--port", str(port))
     serve.ready_port()
-    command = (url, "--every", "1", "--jitter", "0", "--confirm", "2", "--history", str(history_file))
+    # --process: this serve only, so another server on the machine does not read as "on another port".
+    own = ("--process", rf"serve .*--port {port}\b")
+    command = (url, *own, "--every", "1", "--jitter", "0", "--confirm", "2", "--history", str(history_file))
     sentinel = sentinel_process(*command, "--metrics-port", "0", "--webhook", webhook.url)
     page = sentinel.page_url()
 

@@ -8,11 +8,8 @@ inside the command.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +27,7 @@ from lokin_doctor.options import (
     settings_keywords,
     signature_command,
 )
+from lokin_doctor.tools.sentinel import values as parse
 from lokin_doctor.validate import UsageError
 
 SENTINEL_HELP = N_(
@@ -219,216 +217,22 @@ def register(app: typer.Typer) -> None:
     app.command("history", help=_(HISTORY_HELP))(history_command)
 
 
-# -- parsing and validation (exit 2, before any traffic) ----------------------------------------------------
-
-_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "k": 1024,
-    "m": 1024**2,
-    "g": 1024**3,
-}
-_AMOUNT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
-#: The smallest --keep size: SQLite's few pages plus a handful of reports.
-MIN_KEEP_BYTES = 64 * 1024
-
-
-def duration(text: str) -> float | None:
-    """``90s``, ``15m``/``15min``, ``12h``, ``30d``, ``2w`` (a bare number is seconds); None if not one."""
-    m = _AMOUNT.fullmatch(text)
-    if not m:
-        return None
-    unit = m.group(2).lower() or "s"
-    if unit not in _DURATION_UNITS:
-        return None
-    value = float(m.group(1)) * _DURATION_UNITS[unit]
-    return value if math.isfinite(value) else None
-
-
-def size(text: str) -> int | None:
-    """``500MB``, ``2GB`` (powers of 1000), ``64KiB``, ``1GiB`` (powers of 1024); None if not one."""
-    m = _AMOUNT.fullmatch(text)
-    if not m or not m.group(2) or m.group(2).lower() not in _SIZE_UNITS:
-        return None
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-
-
-def parse_keep(text: str) -> tuple[float | None, int | None]:
-    """``--keep``: an age, a size, both (``30d,500MB``), or ``all``."""
-    example = _("use an age (30d, 12h), a size (500MB, 1GiB), both (30d,500MB) or all")
-    if text.strip().lower() in ("all", "forever"):
-        return None, None
-    age: float | None = None
-    limit: int | None = None
-    parts = [p for p in text.split(",")]
-    if not text.strip() or len(parts) > 2:
-        raise UsageError(
-            _("invalid --keep {value!r}; {example}").format(value=text, example=example), "--keep"
-        )
-    for part in parts:
-        as_size = size(part)
-        as_age = duration(part) if as_size is None else None
-        if as_size is not None and limit is None:
-            if as_size < MIN_KEEP_BYTES:
-                raise UsageError(
-                    _("--keep {value!r}: a size of at least 64KiB, please").format(value=part.strip()),
-                    "--keep",
-                )
-            limit = as_size
-        elif as_age is not None and age is None and part.strip()[-1:].isalpha():
-            if as_age < 60:
-                raise UsageError(
-                    _("--keep {value!r}: an age of at least 1 minute, please").format(value=part.strip()),
-                    "--keep",
-                )
-            age = as_age
-        else:
-            raise UsageError(
-                _("invalid --keep {value!r}; {example}").format(value=text, example=example), "--keep"
-            )
-    return age, limit
-
-
-def parse_jitter(text: str) -> float:
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 <= value <= 0.5):
-        raise UsageError(
-            _("invalid --jitter {value!r}; give a fraction from 0 to 0.5 of --every (0.1 or 10%)").format(
-                value=text
-            ),
-            "--jitter",
-        )
-    return value
-
-
-def parse_time(text: str, option: str, now: float) -> float:
-    """``--since``/``--until``: an ISO time (``2026-12-03``, ``2026-12-03T06:00``, local unless it says its
-    zone) or an age back from now (``2h``, ``7d``, ``30min``)."""
-    import datetime as dt
-
-    age = duration(text)
-    if age is not None and text.strip()[-1:].isalpha():
-        return now - age
-    try:
-        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            _(
-                "invalid {option} {value!r}; give an ISO time (2026-12-03, 2026-12-03T06:00) or an age (2h, 7d)"
-            ).format(option=option, value=text),
-            option,
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time, as the list shows it
-    return when.timestamp()
-
-
-def _webhook(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url.strip())
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        if ok:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        ok = False
-    if not ok or any(c.isspace() for c in url.strip()):
-        raise UsageError(
-            _(
-                "invalid --webhook {value!r}; give an http:// or https:// URL, e.g. https://hooks.slack.com/..."
-            ).format(value=url),
-            "--webhook",
-        )
-    return url.strip()
-
-
-def _on_change(text: str) -> tuple[str, ...]:
-    try:
-        argv = shlex.split(text)
-    except ValueError as exc:
-        raise UsageError(
-            _("invalid --on-change {value!r}: {error}").format(value=text, error=exc), "--on-change"
-        ) from None
-    if not argv:
-        raise UsageError(_("--on-change is empty; give a command to run"), "--on-change")
-    program = argv[0]
-    found = (
-        shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
-    )
-    if found is None or os.path.isdir(found):
-        raise UsageError(
-            _(
-                "--on-change: {program!r} is not an executable program (found neither as a path nor in PATH)"
-            ).format(program=program),
-            "--on-change",
-        )
-    return tuple(argv)
-
-
-def _metrics_host(host: str) -> str:
-    import ipaddress
-
-    value = host.strip().strip("[]")
-    if value == "localhost":
-        return value
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise UsageError(
-            _(
-                "invalid --metrics-host {value!r}; give an IP address to listen on (127.0.0.1, ::1, 0.0.0.0)"
-            ).format(value=host),
-            "--metrics-host",
-        ) from None
-
-
-def _history_path(value: str | None) -> str:
-    from lokin_doctor.tools.sentinel.history import default_path
-
-    if value is None:
-        return str(default_path())
-    if not value.strip():
-        raise UsageError(_("--history is empty; give a file path"), "--history")
-    if os.path.isdir(value):
-        raise UsageError(
-            _("--history {path!r} is a directory; give a file path (e.g. {path}/history.sqlite)").format(
-                path=value
-            ),
-            "--history",
-        )
-    return value
-
-
-def _check(problem: str | None, option: str) -> None:
-    if problem is not None:
-        raise UsageError(problem, option)
-
-
 def sentinel(values: dict[str, Any], keywords: dict[str, Any]) -> int:
     """Validate everything, open the history, run the engine; the exit code."""
     from lokin_doctor import validate
     from lokin_doctor.settings import build_settings, read_targets
 
     every = values["every"]
-    _check(validate.number("--every", every, low=1, low_ok=True, high=validate.MAX_SECONDS), "--every")
-    jitter = parse_jitter(values["jitter"])
+    parse.check_value(
+        validate.number("--every", every, low=1, low_ok=True, high=validate.MAX_SECONDS), "--every"
+    )
+    jitter = parse.parse_jitter(values["jitter"])
     count = values["count"]
     if count is not None:
-        _check(validate.integer("--count", count, low=1, high=10**9), "--count")
-    _check(validate.integer("--confirm", values["confirm"], low=1, high=1000), "--confirm")
-    keep_seconds, keep_bytes = parse_keep(values["keep"])
-    webhook = _webhook(values["webhook"]) if values["webhook"] is not None else None
+        parse.check_value(validate.integer("--count", count, low=1, high=10**9), "--count")
+    parse.check_value(validate.integer("--confirm", values["confirm"], low=1, high=1000), "--confirm")
+    keep_seconds, keep_bytes = parse.parse_keep(values["keep"])
+    webhook = parse.webhook_url(values["webhook"]) if values["webhook"] is not None else None
     fmt = values["webhook_format"]
     if fmt not in ("json", "slack", "mattermost"):
         raise UsageError(
@@ -437,12 +241,12 @@ def sentinel(values: dict[str, Any], keywords: dict[str, Any]) -> int:
             ),
             "--webhook-format",
         )
-    on_change = _on_change(values["on_change"]) if values["on_change"] is not None else None
+    on_change = parse.on_change_argv(values["on_change"]) if values["on_change"] is not None else None
     port = values["metrics_port"]
     if port is not None:
-        _check(validate.integer("--metrics-port", port, low=0, high=65535), "--metrics-port")
-    host = _metrics_host(values["metrics_host"])
-    history = _history_path(values["history"])
+        parse.check_value(validate.integer("--metrics-port", port, low=0, high=65535), "--metrics-port")
+    host = parse.metrics_host(values["metrics_host"])
+    history = parse.history_path(values["history"])
     urls: list[str | None] = [*(values["url"] or [])]
     if values["targets"] is not None:
         urls += read_targets(values["targets"])
@@ -593,14 +397,14 @@ def history_command(
             "--format",
         )
     if run_id is not None:
-        _check(validate.integer("--run", run_id, low=1, high=2**62), "--run")
+        parse.check_value(validate.integer("--run", run_id, low=1, high=2**62), "--run")
         if any(v is not None for v in (target, since, until, code)):
             raise UsageError(
                 _("--run shows one run; give it without --target, --since, --until or --code"), "--run"
             )
-    _check(validate.integer("--limit", limit, low=0, high=10**6), "--limit")
-    start = parse_time(since, "--since", now) if since is not None else None
-    end = parse_time(until, "--until", now) if until is not None else None
+    parse.check_value(validate.integer("--limit", limit, low=0, high=10**6), "--limit")
+    start = parse.parse_time(since, "--since", now) if since is not None else None
+    end = parse.parse_time(until, "--until", now) if until is not None else None
     if start is not None and end is not None and start > end:
         raise UsageError(_("--since is after --until; swap them"), "--since")
     if code is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", code.strip()):
@@ -610,7 +414,7 @@ def history_command(
             ),
             "--code",
         )
-    path = _history_path(history)
+    path = parse.history_path(history)
     from lokin_doctor.tools.sentinel.history import History, HistoryError
 
     if not os.path.exists(path):

@@ -322,7 +322,9 @@ def status_page(views: Sequence[TargetView], now: float, refresh: int = REFRESH_
             "{failing} of {total} target failing", "{failing} of {total} targets failing", total
         ).format(failing=failing, total=total)
     else:
-        summary = ngettext("the target is healthy", "all {total} targets healthy", total).format(total=total)
+        summary = ngettext("{total} target, healthy", "all {total} targets healthy", total).format(
+            total=total
+        )
     body = [
         f"<header><h1>{escape(title)}</h1>",
         f'<p class="meta"><span id="overall">{escape(summary)}</span> · ',
