@@ -120,3 +120,44 @@ def test_each_blip_is_an_incident_closed_by_the_next_run_under_confirm_1(
     assert len(incidents) == RUNS // 3, incidents
     assert all(i["root_cause"] == "handshake.unavailable" for i in incidents), incidents
     assert sum(1 for i in incidents if i["end"] is None) == 1, incidents
+
+
+@pytest.mark.root
+def test_a_full_disk_is_one_line_and_the_probing_goes_on(flapping: OneInThree, tmp_path: Path) -> None:
+    """The history on a 256 KiB tmpfs of a mount namespace of our own, filled after the first run: the
+    sentinel says so in one line on stderr and goes on diagnosing (every run still printed)."""
+    import shlex
+
+    from tests.peers._common import missing, require_binary
+
+    if os.geteuid() != 0:
+        missing("a tmpfs in a mount namespace needs root (unshare -m)")
+    unshare = require_binary("unshare", "apt-get install -y util-linux")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    runs = 5
+    sentinel = [sys.executable, "-m", "lokin_doctor", "sentinel", f"ws://127.0.0.1:{flapping.port}/"]
+    sentinel += ["--only", "tcp", "--every", "1", "--jitter", "0", "--count", str(runs), "--timeout", "2"]
+    sentinel += ["--history", str(disk / "h.sqlite"), "--keep", "all"]
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(disk))} && "
+        f"{{ {shlex.join(sentinel)} & pid=$!; sleep 1.5; "
+        f"head -c 1M /dev/zero > {shlex.quote(str(disk / 'fill'))} 2>/dev/null; wait $pid; }}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    full = [line for line in done.stderr.splitlines() if "disk is full" in line]
+    assert full, done.stderr
+    assert len(full) <= 2, done.stderr  # said once per problem, not once per run
+    assert len([line for line in done.stdout.splitlines() if line.strip()]) >= runs, (
+        done.stdout,
+        done.stderr,
+    )
