@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import run_cli
-from tests.sentinel.conftest import REPO
+from tests.sentinel.conftest import REPO, Receiver
 
 RUNS = 9  # with one handshake a run (--only handshake): ok, ok, fail three times
 
@@ -161,3 +161,27 @@ def test_a_full_disk_is_one_line_and_the_probing_goes_on(flapping: OneInThree, t
         done.stdout,
         done.stderr,
     )
+
+
+def test_a_slow_failing_webhook_never_delays_the_probing(receiver: Receiver, tmp_path: Path) -> None:
+    """The receiver answers its first POST with a 500 after 2 s, and the next ones after 2 s too: the runs
+    stay one second apart, the failure is logged, and the retry delivers the alert."""
+    from tests.peers._common import free_port
+
+    nothing = free_port()  # nothing listens: tcp.refused, down at the first run (--confirm 1)
+    history = tmp_path / "h.sqlite"
+    receiver.delay, receiver.fail_first = 2.0, 1
+    argv = [sys.executable, "-m", "lokin_doctor", "sentinel", f"ws://127.0.0.1:{nothing}/"]
+    argv += ["--only", "tcp", "--every", "1", "--jitter", "0", "--count", "5", "--confirm", "1"]
+    argv += ["--timeout", "2", "--history", str(history), "--webhook", receiver.url, "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr  # the last run failed
+    with sqlite3.connect(history) as db:
+        started = [row[0] for row in db.execute("SELECT started FROM runs ORDER BY id")]
+    assert len(started) == 5, started
+    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    assert all(gap < 1.6 for gap in gaps), gaps  # a 2 s webhook call held no run back
+    assert "Traceback" not in done.stderr and "webhook" in done.stderr.lower(), done.stderr
+    posts = receiver.wait(1, timeout=10)
+    assert posts and posts[0]["state"] == "down" and posts[0]["root_cause"] == "tcp.refused", posts
