@@ -11,16 +11,15 @@ variants weighs.)
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.local.conftest import REPO, serve_argv, write_config
-from tests.peers._common import missing, require_binary, scaled
+from tests.local.conftest import serve_argv, write_config
+from tests.peers._common import missing, require_binary
+from tests.peers.netns import report_in_netns
 
 BACKEND_PORT = 8080  # one of the ports variants tries (CONVENTIONAL), free inside the namespace
 PROXY_PORT = 8000
@@ -70,7 +69,8 @@ def _behind_nginx(tmp_path: Path, name: str, ws: str) -> dict[str, Any]:
     )
     wait = "for i in $(seq 200); do grep -q ':{port:04X} 00000000:0000 0A' /proc/net/tcp && break; sleep 0.05; done"
     report = d / "report.json"
-    script = "\n".join(
+    return report_in_netns(
+        unshare,
         [
             "set -e",
             f"{ip} link set lo up",
@@ -85,16 +85,11 @@ def _behind_nginx(tmp_path: Path, name: str, ws: str) -> dict[str, Any]:
             "rc=$?",
             "kill $SERVE $NGINX; wait $SERVE $NGINX",
             "exit $rc",
-        ]
+        ],
+        report,
+        d / "nginx.log",
+        d / "serve.log",
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    proc = subprocess.run(
-        [unshare, "-n", "bash", "-c", script], env=env, capture_output=True, text=True, timeout=scaled(60)
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    text = report.read_text()
-    assert text, proc.stderr + (d / "nginx.log").read_text() + (d / "serve.log").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def test_backend_answers_directly_where_nginx_has_no_location(tmp_path: Path) -> None:

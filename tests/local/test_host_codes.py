@@ -21,6 +21,7 @@ from typing import Any
 from tests.helpers import run_cli
 from tests.local.conftest import REPO, serve_argv
 from tests.peers._common import ManagedProcess, free_port, missing, port_accepts, require_binary, scaled
+from tests.peers.netns import report_in_netns
 
 #: A second address of the namespace's machine (TEST-NET-2: routed nowhere, only inside the namespace).
 OTHER_ADDRESS = "198.51.100.7"
@@ -46,7 +47,8 @@ def _in_namespace(tmp_path: Path, host: str, url_host: str) -> dict[str, Any]:
         "--host 127.0.0.1", f"--host {host}"
     )
     report = tmp_path / f"report-{host}.json"
-    script = "\n".join(
+    return report_in_netns(
+        unshare,
         [
             "set -e",
             f"{ip} link set lo up",
@@ -59,16 +61,10 @@ def _in_namespace(tmp_path: Path, host: str, url_host: str) -> dict[str, Any]:
             "rc=$?",
             "kill $SERVE; wait $SERVE",
             "exit $rc",
-        ]
+        ],
+        report,
+        tmp_path / "serve.log",
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    proc = subprocess.run(
-        [unshare, "-n", "bash", "-c", script], env=env, capture_output=True, text=True, timeout=scaled(60)
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    text = report.read_text()
-    assert text, proc.stderr + (tmp_path / "serve.log").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def test_server_on_loopback_only_reached_on_another_address(tmp_path: Path) -> None:

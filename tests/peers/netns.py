@@ -163,3 +163,21 @@ def _inside(spec_path: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(_inside(sys.argv[1]))
+
+
+def report_in_netns(unshare: str, lines: list[str], report: Path, *logs: Path) -> dict[str, object]:
+    """Run a bash script (``lines``) in a new network namespace (``unshare -n``: root) whose doctor writes its
+    JSON report to ``report``; that report (no traceback allowed; the logs are shown when it is empty)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [unshare, "-n", "bash", "-c", "\n".join(lines)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    text = report.read_text() if report.exists() else ""
+    assert text, proc.stderr + "".join(p.read_text() for p in logs if p.exists())
+    return json.loads(text)  # type: ignore[no-any-return]
