@@ -9,7 +9,7 @@ locally, a failure when ``CI`` is set.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,34 +25,18 @@ from tests.sentinel.e2ekit import (  # noqa: F401
     webhook_fixture,
 )
 from tests.server.conftest import ServeProcess
-from tests.server.test_page_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _missing
+
+# The same headless Chromium as the test page's tests (skipped locally, a failure under CI when missing).
+from tests.server.test_page_browser import (
+    ARTIFACTS,
+    browser_fixture,  # noqa: F401 - the fixture "browser"
+)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = ARTIFACTS / "sentinel-page.png"
-
-
-@pytest.fixture(name="browser")
-async def browser_fixture() -> AsyncIterator[Browser]:
-    reason = _missing()
-    if reason:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_the_page_shows_the_incident_the_test_caused_on_a_phone(

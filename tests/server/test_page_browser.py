@@ -45,8 +45,8 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest.fixture(name="browser")
+async def browser_fixture() -> AsyncIterator[Browser]:
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
